@@ -1,0 +1,1 @@
+"""Torch-free on-device runtime (onnxruntime + numpy + tokenizers)."""
