@@ -1,0 +1,288 @@
+"""The on-device runtime: load a bundle once, then generate with any of its tasks, per call.
+
+    rt = Runtime.load("bundle/")
+    rt.generate("name[Aromi], food[Chinese]", task="nlg")
+    for piece in rt.stream("hallo welt", task="mt"):
+        print(piece, end="", flush=True)
+
+One ONNX Runtime session holds the frozen backbone; each task's adapter
+file is loaded once as an ``onnxruntime.LoraAdapter`` and selected per call
+with ``RunOptions.add_active_adapter`` (no weights are copied, nothing is
+reloaded when the task changes). Calls share only read-only state, so
+concurrent calls from several threads are safe; each call owns its cache.
+
+Over-long input follows :func:`edgevlm.prompting.truncate_left`: the prompt
+keeps all task tokens and the most recent text, in ``n_positions -
+max_new_tokens`` tokens, and an :class:`InputTruncated` warning says so.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import warnings
+from pathlib import Path
+from types import MappingProxyType
+from typing import Iterator, Mapping
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from ..bundle import ADAPTER_DIR, MANIFEST, confined, load_manifest
+from ..errors import BundleError, ConfigError, TaskError
+from ..prompting import encode_prompt, truncate_left
+from .beam import BeamSearch
+from .decoder import Decoder
+from .generation import GenerationConfig, log_softmax, sample, suppress_eos
+from .session import Graph, Task, check_graph, load_task, open_session
+from .textstream import OutputText, token_bytes
+
+DEFAULT_MAX_NEW_TOKENS = 64  # the plain backbone (task=None) has no task defaults
+EOS_TOKEN = "<|endoftext|>"
+
+
+class InputTruncated(UserWarning):
+    """The input was longer than the context allows and lost its oldest text."""
+
+
+class Runtime:
+    """A loaded bundle. Build it with :meth:`load`; see the module docstring for an example."""
+
+    def __init__(self, root: Path, manifest: dict, session: ort.InferenceSession, graph: Graph,
+                 tokenizer: Tokenizer, tasks: dict[str, Task]):
+        self.root, self.manifest, self.session, self.graph, self.tokenizer = root, manifest, session, graph, tokenizer
+        self._tasks = tasks
+        self._lock = threading.Lock()
+        self._decoder = Decoder(session, graph.n_layer, graph.n_head, graph.head_dim)
+        self._table = token_bytes(tokenizer, graph.vocab_size)
+        eos = manifest["tokenizer"].get("eos_token_id", tokenizer.token_to_id(EOS_TOKEN))
+        self.eos_token_id = eos if isinstance(eos, int) and 0 <= eos < graph.vocab_size else None  # for task=None
+
+    @classmethod
+    def load(cls, bundle: str | Path, threads: int | None = None) -> "Runtime":
+        """Check ``bundle`` (schema, checksums, confined paths, shapes) and load it; ``threads`` = intra-op threads."""
+        root = Path(bundle)
+        m = load_manifest(root)
+        tok_path = confined(root, m["tokenizer"]["file"], "tokenizer.file")
+        try:
+            tokenizer = Tokenizer.from_file(str(tok_path))
+        except Exception as e:  # tokenizers raises a plain Exception for malformed files
+            raise BundleError(f"{tok_path}: cannot read the tokenizer ({e})") from None
+        session = open_session(confined(root, m["backbone"]["file"], "backbone.file"), threads)
+        graph = check_graph(session, m, root / m["backbone"]["file"])
+        tasks = {name: load_task(name, e, confined(root, e["adapter_file"], f"tasks.{name}.adapter_file"), graph, str(root / MANIFEST))
+                 for name, e in m["tasks"].items()}
+        return cls(root, m, session, graph, tokenizer, tasks)
+
+    @property
+    def tasks(self) -> Mapping[str, Task]:
+        """The loaded tasks by name (read-only)."""
+        return MappingProxyType(self._tasks)
+
+    def add_task(self, path: str | Path, entry: dict | None = None) -> Task:
+        """Hot-add a task from an ``.onnx_adapter`` file without reloading the backbone.
+
+        Its description (the manifest's ``tasks.<name>`` fields plus ``name``)
+        comes from ``entry``, else from ``<file>.json`` next to it, else from
+        the manifest of the bundle the file sits in (whose backbone must be
+        this one, by checksum).
+        """
+        path = Path(path)
+        name, entry, source = self._describe(path, entry)
+        task = load_task(name, entry, path, self.graph, source)
+        with self._lock:
+            if name in self._tasks:
+                raise TaskError(f"task {name!r} is already loaded; loaded tasks: {sorted(self._tasks)}")
+            self._tasks = {**self._tasks, name: task}
+        return task
+
+    def _describe(self, path: Path, entry: dict | None) -> tuple[str, dict, str]:
+        """(name, task entry, where it came from) for :meth:`add_task`."""
+        if entry is not None:
+            return entry.get("name", path.name.split(".")[0]), entry, "add_task(entry=...)"
+        sidecar = path.with_suffix(".json")
+        if sidecar.is_file():
+            try:
+                d = json.loads(sidecar.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise BundleError(f"{sidecar}: invalid JSON ({e})") from None
+            if not isinstance(d, dict) or not isinstance(d.get("name"), str):
+                raise BundleError(f"{sidecar}: expected an object with the task's 'name' and manifest fields")
+            return d["name"], d, str(sidecar)
+        root = path.resolve().parent.parent
+        if path.resolve().parent.name == ADAPTER_DIR and (root / MANIFEST).is_file():
+            m = load_manifest(root)
+            mine, theirs = self.manifest["backbone"]["file"], m["backbone"]["file"]
+            if m["files"].get(theirs) != self.manifest["files"][mine]:
+                raise BundleError(f"{root / MANIFEST}: bundle has another backbone than {self.root}; its adapters do not fit")
+            for name, e in m["tasks"].items():
+                if confined(root, e["adapter_file"], "file") == path.resolve():
+                    return name, e, str(root / MANIFEST)
+        raise BundleError(f"{path}: no task description (pass entry=..., or put {sidecar.name} next to it)")
+
+    def task(self, name: str | None) -> Task | None:
+        """The task called ``name`` (``None``: the plain backbone); TaskError lists the loaded ones."""
+        if name is None:
+            return None
+        t = self._tasks.get(name) if isinstance(name, str) else None
+        if t is None:
+            raise TaskError(f"unknown task {name!r}; available tasks: {sorted(self._tasks)} (or task=None for the plain backbone)")
+        return t
+
+    # -- generation -----------------------------------------------------------------------------
+
+    def generate(self, text: str | list[str], task: str | None = None, **options) -> str | list[str]:
+        """Generate a continuation of ``text`` (or of each string of a list, batched) with ``task``.
+
+        Options (all keyword): ``max_new_tokens`` (default: the task's),
+        ``min_new_tokens``, ``do_sample``, ``temperature``, ``top_k``,
+        ``top_p``, ``seed``, ``num_beams``, ``length_penalty``, ``stop``
+        (strings; output ends before the first one). Decoding ends at the
+        task's EOS. ``task=None`` runs the plain backbone.
+        """
+        t = self.task(task)
+        cfg = self._config(t, options)
+        texts = [text] if isinstance(text, str) else list(text) if isinstance(text, (list, tuple)) else None
+        if texts is None:
+            raise ConfigError(f"input must be a string or a list of strings, got {type(text).__name__}")
+        if not texts:
+            return []
+        prompts = [self._encode(s, t, cfg) for s in texts]
+        rows = self._rows(prompts, t, cfg)
+        out = ["".join(r) for r in rows]
+        return out[0] if isinstance(text, str) else out
+
+    def generate_tokens(self, prompt: list[int], task: str | None = None, **options) -> list[int]:
+        """Like :meth:`generate` on already-encoded prompt ids; returns the new token ids (EOS excluded)."""
+        t = self.task(task)
+        cfg = self._config(t, options)
+        if not prompt:
+            raise ConfigError("input is empty: the prompt has no tokens")
+        limit = self.graph.vocab_size + (len(t.special_tokens) if t else 0)
+        bad = [i for i in prompt if not 0 <= int(i) < limit]
+        if bad:
+            raise ConfigError(f"prompt id {bad[0]} is out of range: ids must be in [0, {limit}) for task {task!r}")
+        ids = self._fit([int(i) for i in prompt], t, cfg)
+        if cfg.num_beams > 1:
+            return self._beam(ids, t, cfg)
+        row = OutputText(self._table, cfg.stop)
+        for _ in self._decode([ids], t, cfg, [row]):
+            pass
+        return row.tokens
+
+    def stream(self, text: str, task: str | None = None, **options) -> Iterator[str]:
+        """Yield the output text piece by piece as it decodes (same options as :meth:`generate`, no beams)."""
+        t = self.task(task)
+        cfg = self._config(t, options)
+        if cfg.num_beams > 1:
+            raise ConfigError("stream() decodes one token at a time: beam search (num_beams > 1) needs generate()")
+        if not isinstance(text, str):
+            raise ConfigError(f"stream() takes one input string, got {type(text).__name__}")
+        prompt = self._encode(text, t, cfg)
+        return (p[0] for p in self._decode([prompt], t, cfg, [OutputText(self._table, cfg.stop)]) if p[0])
+
+    def _config(self, task: Task | None, options: dict) -> GenerationConfig:
+        opts = dict(options)
+        if opts.get("max_new_tokens") is None:
+            opts["max_new_tokens"] = task.max_new_tokens if task else DEFAULT_MAX_NEW_TOKENS
+        if opts.get("stop") is None:
+            opts["stop"] = []
+        try:
+            return GenerationConfig(**opts)
+        except TypeError:
+            unknown = sorted(set(opts) - set(GenerationConfig.__dataclass_fields__))
+            raise ConfigError(f"unknown generation option(s) {unknown}; known: {sorted(GenerationConfig.__dataclass_fields__)}") from None
+
+    def _encode(self, text: str, task: Task | None, cfg: GenerationConfig) -> list[int]:
+        """Prompt ids (task tokens as ``vocab_size + k``), cut to fit the context."""
+        if not isinstance(text, str):
+            raise ConfigError(f"input must be a string, got {type(text).__name__}")
+        if not text.strip():
+            raise ConfigError("input is empty")
+        ids = encode_prompt(self.tokenizer, task.template if task else None, text,
+                            task.special_tokens if task else (), self.graph.vocab_size)
+        return self._fit(ids, task, cfg)
+
+    def _fit(self, ids: list[int], task: Task | None, cfg: GenerationConfig) -> list[int]:
+        """Apply the prompt budget (truncate_left policy): ``n_positions - max_new_tokens`` tokens, and at most
+        the task's ``max_source_tokens`` of text (the length it was trained with) plus its task tokens."""
+        n_pos, v = self.graph.n_positions, self.graph.vocab_size
+        n_special = sum(1 for i in ids if i >= v)
+        budget = n_pos - cfg.max_new_tokens
+        if budget < n_special + 1:
+            raise ConfigError(f"max_new_tokens={cfg.max_new_tokens} is beyond the context: the backbone holds "
+                              f"n_positions={n_pos} tokens and this prompt needs at least {n_special + 1}")
+        if task is not None and task.max_source_tokens:
+            budget = min(budget, task.max_source_tokens + len(task.special_tokens))  # as in training
+        if len(ids) > budget:
+            warnings.warn(f"input has {len(ids)} tokens; kept the last {budget} and every task token "
+                          f"(n_positions={n_pos}, max_new_tokens={cfg.max_new_tokens})", InputTruncated, stacklevel=4)
+            ids = truncate_left(ids, budget, v)
+        return ids
+
+    def _run_options(self, task: Task | None) -> ort.RunOptions:
+        ro = ort.RunOptions()
+        if task is not None:
+            ro.add_active_adapter(task.adapter)
+        return ro
+
+    def _eos(self, task: Task | None) -> int | None:
+        return task.eos_token_id if task else self.eos_token_id
+
+    def _rows(self, prompts: list[list[int]], task: Task | None, cfg: GenerationConfig) -> list[list[str]]:
+        """Each prompt's output pieces (greedy/sampling batched; beam search one prompt at a time)."""
+        if cfg.num_beams > 1:
+            return [[self._text(self._beam(p, task, cfg), cfg)] for p in prompts]
+        rows = [OutputText(self._table, cfg.stop) for _ in prompts]
+        pieces: list[list[str]] = [[] for _ in prompts]
+        for step in self._decode(prompts, task, cfg, rows):
+            for acc, p in zip(pieces, step):
+                acc.append(p)
+        return pieces
+
+    def _text(self, tokens: list[int], cfg: GenerationConfig) -> str:
+        row = OutputText(self._table, cfg.stop)
+        parts = [row.push(t) for t in tokens if not row.done]
+        return "".join(parts) + row.finish()
+
+    def _decode(self, prompts: list[list[int]], task: Task | None, cfg: GenerationConfig,
+                rows: list[OutputText]) -> Iterator[list[str]]:
+        """Greedy or sampled decoding of left-padded prompts; yields each step's new text per row."""
+        eos, rng = self._eos(task), np.random.default_rng(cfg.seed)
+        ids, mask = left_pad(prompts, eos or 0)
+        logits, cache = self._decoder.prefill(ids, mask, cfg.max_new_tokens, task and task.name, self._run_options(task))
+        for n in range(cfg.max_new_tokens):
+            nxt = sample(suppress_eos(logits, eos, n, cfg), cfg, rng)  # [b]
+            yield ["" if r.done else r.finish() if t == eos else r.push(int(t)) for r, t in zip(rows, nxt)]
+            done = np.array([r.done for r in rows])
+            if done.all() or n + 1 == cfg.max_new_tokens:
+                break
+            logits = self._decoder.step(cache, np.where(done, eos or 0, nxt))
+        yield [r.finish() for r in rows]
+
+    def _beam(self, prompt: list[int], task: Task | None, cfg: GenerationConfig) -> list[int]:
+        """Beam search for one prompt; returns the best hypothesis' tokens (EOS excluded)."""
+        eos = self._eos(task)
+        ids, mask = left_pad([prompt], eos or 0)
+        logits, cache = self._decoder.prefill(ids, mask, cfg.max_new_tokens, task and task.name, self._run_options(task))
+        cache.reorder(np.zeros(cfg.num_beams, dtype=np.int64))  # every beam starts from the prompt
+        logits = np.repeat(logits, cfg.num_beams, axis=0)
+        beams = BeamSearch(cfg.num_beams, eos, cfg.length_penalty)
+        for n in range(cfg.max_new_tokens):
+            parents, tokens = beams.step(suppress_eos(log_softmax(logits), eos, n, cfg))
+            if beams.done() or n + 1 == cfg.max_new_tokens:
+                break
+            cache.reorder(parents)
+            logits = self._decoder.step(cache, tokens)
+        return beams.best()
+
+
+def left_pad(prompts: list[list[int]], pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """Left-padded ids and attention mask, both [b, longest] int64 (positions follow the mask in the graph)."""
+    width = max(len(p) for p in prompts)
+    ids = np.full((len(prompts), width), pad, dtype=np.int64)
+    mask = np.zeros((len(prompts), width), dtype=np.int64)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):] = p
+        mask[i, width - len(p):] = 1
+    return ids, mask

@@ -1,0 +1,151 @@
+"""Opening a bundle's graph and adapter files with ONNX Runtime, checked against the manifest and each other."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnxruntime as ort
+
+from .. import names
+from ..bundle import TASK_KEYS, _require, check_adapter_against_graph
+from ..errors import BundleError, ConfigError
+from ..prompting import check_template
+
+
+@dataclass(frozen=True)
+class Graph:
+    """What the runtime needs to know about the backbone graph (checked against the manifest)."""
+
+    n_layer: int
+    n_head: int
+    n_embd: int
+    vocab_size: int
+    n_positions: int
+    adapter_inputs: dict[str, list] = field(repr=False)  # adapter input name -> declared (symbolic) shape
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task of a loaded bundle: prompt format, generation defaults and its ORT adapter (loaded once)."""
+
+    name: str
+    bottleneck: int
+    special_tokens: tuple[str, ...]
+    template: str
+    eos_token_id: int
+    max_new_tokens: int
+    max_source_tokens: int | None
+    file: Path
+    adapter: ort.LoraAdapter = field(repr=False, compare=False)
+
+
+def session_options(threads: int | None) -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.inter_op_num_threads = 1
+    if threads is not None:
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads <= 0:
+            raise ConfigError(f"threads must be a positive integer or None (all cores), got {threads!r}")
+        so.intra_op_num_threads = threads
+    so.log_severity_level = 3  # ORT warns once per optional adapter input ("initializer appears in graph inputs")
+    return so
+
+
+def open_session(path: Path, threads: int | None) -> ort.InferenceSession:
+    so = session_options(threads)
+    try:
+        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # ORT raises its own exception types for unreadable graphs
+        raise BundleError(f"{path}: ONNX Runtime cannot load the graph ({str(e).splitlines()[0]})") from None
+
+
+def _check_dims(path: Path, name: str, got: list, want: list) -> None:
+    """``got`` (declared shape) fits ``want`` (ints must match, None = any)."""
+    if len(got) != len(want) or any(isinstance(g, int) and w is not None and g != w for g, w in zip(got, want)):
+        raise BundleError(f"{path}: graph input/output {name} has shape {got}, the manifest implies {want}")
+
+
+def check_graph(session: ort.InferenceSession, manifest: dict, path: Path) -> Graph:
+    """The session's inputs/outputs against the manifest's ``io`` names and backbone sizes."""
+    bb, io = manifest["backbone"], manifest["io"]
+    g = Graph(*(int(bb[k]) for k in ("n_layer", "n_head", "n_embd", "vocab_size", "n_positions")),
+              adapter_inputs={i.name: i.shape for i in session.get_overridable_initializers()
+                              if i.name in io["adapter_inputs"]})
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    if set(inputs) != set(io["inputs"]):
+        raise BundleError(f"{path}: graph inputs {sorted(inputs)[:4]}... do not match the manifest's io.inputs")
+    missing = [n for n in io["adapter_inputs"] if n not in g.adapter_inputs]
+    if missing:
+        raise BundleError(f"{path}: adapter inputs {missing[:3]} are not optional graph inputs (each needs an identity default)")
+    outputs = {o.name: o.shape for o in session.get_outputs()}
+    if list(outputs) != io["outputs"]:
+        raise BundleError(f"{path}: graph outputs {list(outputs)[:3]}... do not match the manifest's io.outputs")
+    for name in names.past_names(g.n_layer):
+        _check_dims(path, name, inputs[name], [None, g.n_head, None, g.head_dim])
+    for name in names.present_names(g.n_layer):
+        _check_dims(path, name, outputs[name], [None, g.n_head, None, g.head_dim])
+    _check_dims(path, names.LOGITS, outputs[names.LOGITS], [None, None, g.vocab_size])
+    return g
+
+
+def load_adapter(path: Path, graph: Graph) -> tuple[ort.LoraAdapter, int, int]:
+    """Check an adapter file's tensors against the graph, then load it once. -> (adapter, bottleneck, task tokens)"""
+    if not path.is_file():
+        raise BundleError(f"{path}: adapter file not found")
+    try:
+        params = ort.AdapterFormat.read_adapter(str(path)).get_parameters()
+    except Exception as e:  # ORT raises RuntimeError/InvalidArgument for unreadable files
+        raise BundleError(f"{path}: not a readable ONNX Runtime adapter file ({str(e).splitlines()[0]})") from None
+    bad = [k for k, v in params.items() if v.data_type() != "tensor(float)"]
+    if bad:
+        raise BundleError(f"{path}: adapter tensors must be float32, {bad[0]} is {params[bad[0]].data_type()}")
+    bottleneck, n_tokens = check_adapter_against_graph({k: v.shape() for k, v in params.items()},
+                                                       graph.adapter_inputs, graph.n_embd, str(path))
+    del params
+    adapter = ort.LoraAdapter()
+    adapter.Load(str(path))
+    return adapter, bottleneck, n_tokens
+
+
+def _positive_int(v, where: str) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+        raise BundleError(f"{where} must be a positive integer, got {v!r}")
+    return v
+
+
+def load_task(name: str, entry: dict, path: Path, graph: Graph, source: str) -> Task:
+    """A task entry (as in the manifest's ``tasks.<name>``, read from ``source``) with its adapter file ``path``.
+
+    Every field is checked against the adapter's tensors and the graph.
+    """
+    where = f"{source}: tasks.{name}"
+    _require(entry, TASK_KEYS, where)
+    adapter, bottleneck, n_tokens = load_adapter(path, graph)
+    specials = entry["special_tokens"]
+    if not isinstance(specials, list) or not all(isinstance(s, str) for s in specials):
+        raise BundleError(f"{where}.special_tokens must be a list of strings")
+    if bottleneck != entry["bottleneck"]:
+        raise BundleError(f"{where}.bottleneck is {entry['bottleneck']!r} but {path.name} has bottleneck {bottleneck}")
+    if n_tokens != len(specials):
+        raise BundleError(f"{where} has {len(specials)} special tokens but {path.name} has {n_tokens} task embeddings")
+    if entry["special_token_ids"] != [graph.vocab_size + k for k in range(len(specials))]:
+        raise BundleError(f"{where}.special_token_ids must be vocab_size + k = {[graph.vocab_size + k for k in range(len(specials))]}")
+    try:
+        check_template(entry["template"], specials)
+    except ConfigError as e:
+        raise BundleError(f"{where}.template: {e}") from None
+    eos = entry["eos_token_id"]
+    if not isinstance(eos, int) or not 0 <= eos < graph.vocab_size:
+        raise BundleError(f"{where}.eos_token_id must be a token id below vocab_size={graph.vocab_size}, got {eos!r}")
+    gen = entry["generation"]
+    if not isinstance(gen, dict):
+        raise BundleError(f"{where}.generation must be an object")
+    max_new = _positive_int(gen.get("max_new_tokens"), f"{where}.generation.max_new_tokens")
+    max_src = gen.get("max_source_tokens")
+    max_src = None if max_src is None else _positive_int(max_src, f"{where}.generation.max_source_tokens")
+    return Task(name, bottleneck, tuple(specials), entry["template"], eos, max_new, max_src, path, adapter)
