@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import TaskConfig
-from .prompting import encode_prompt, truncate_left
 from .tasks import Example
+from .tasks.prompts import build_prompt
 
 IGNORE = -100
 
@@ -24,14 +24,12 @@ def encode_target(tokenizer, text: str, eos: int, max_tokens: int | None) -> lis
 
 
 def encode_example(tokenizer, cfg: TaskConfig, ex: Example, vocab_size: int, eos: int, max_len: int) -> Encoded:
-    """Prompt + target ids. The target is always kept; the prompt loses its oldest text first."""
+    """Prompt + target ids within ``max_len``. The target (at most ``cfg.max_target_tokens``, and half of
+    ``max_len``) is always kept; the prompt follows :mod:`edgevlm.tasks.prompts`: task tokens and the newest
+    turn survive, the context keeps its beginning (``cfg.max_source_tokens``), older turns go first."""
     target = encode_target(tokenizer, ex.target, eos, cfg.max_target_tokens)
     target = target[: max_len // 2] if len(target) > max_len // 2 else target
-    prompt = encode_prompt(tokenizer, cfg.template, ex.source, cfg.special_tokens, vocab_size)
-    budget = max_len - len(target)
-    if cfg.max_source_tokens:
-        budget = min(budget, cfg.max_source_tokens + len(cfg.special_tokens))
-    return Encoded(truncate_left(prompt, budget, vocab_size), target)
+    return Encoded(build_prompt(tokenizer, cfg, ex.source, vocab_size, max_len - len(target)), target)
 
 
 def collate(items: list[Encoded], pad_id: int):

@@ -1,0 +1,103 @@
+"""Segment-aware prompt building with VLM's truncation policy (tokenizers + stdlib only, runtime-safe).
+
+A rendered prompt ``template.replace("{input}", source)`` has three parts:
+
+* the *context*: the template's leading task tokens and the source text before
+  its first task token (the article, MT source, CoQA story, persona, MR);
+* the *turns*: the rest of the source, split at its task tokens and grouped
+  into exchanges that start at the marker of the newest turn
+  (``<question> q <answer> a`` | ``<user> u <system> s``);
+* the *tail*: the template after ``{input}`` (``<answer>``, ``<summary>`` ...).
+
+Within a token budget the tail and every kept turn's markers survive; the
+newest turn is always kept (cut from its left if it alone is too long); the
+context keeps its *beginning*, at most ``cfg.max_source_tokens`` ordinary
+tokens (the paper's article/document 400, MT source 100); older exchanges are
+then added newest first while they fit (the dialogue/QA history window).
+With room to spare the result equals :func:`edgevlm.prompting.encode_prompt`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import TaskConfig
+from ..errors import ConfigError
+from ..prompting import INPUT_FIELD, encode_segments, split_special, truncate_left
+
+
+@dataclass
+class Parts:
+    """A prompt's ids by role: ``context`` + ``turns`` (oldest first) + ``tail``."""
+
+    context: list[int]
+    turns: list[list[int]]
+    tail: list[int]
+
+
+def split_turns(text: str, special_tokens) -> tuple[str, list[str]]:
+    """(context text, exchanges) of a source: exchanges start at the newest turn's marker."""
+    pieces = split_special(text, special_tokens)
+    first = next((i for i, (special, _) in enumerate(pieces) if special), len(pieces))
+    context = "".join(p for _, p in pieces[:first])
+    segs: list[str] = []
+    for special, p in pieces[first:]:
+        if special:
+            segs.append(p)
+        else:
+            segs[-1] += " " + p.strip()
+    if not segs:
+        return context, []
+    opener = segs[-1].split(" ", 1)[0]
+    exchanges: list[str] = []
+    for seg in segs:
+        if not exchanges or seg.split(" ", 1)[0] == opener:
+            exchanges.append(seg)
+        else:
+            exchanges[-1] += " " + seg
+    return context, exchanges
+
+
+def prompt_parts(tokenizer, cfg: TaskConfig, source: str, vocab_size: int) -> Parts:
+    """Encode ``source`` under ``cfg.template`` split into context, exchanges and tail."""
+    prefix, suffix = cfg.template.split(INPUT_FIELD)
+    context, exchanges = split_turns(source, cfg.special_tokens)
+    enc = lambda s: encode_segments(tokenizer, s, cfg.special_tokens, vocab_size)  # noqa: E731
+    return Parts(enc(prefix + context), [enc(x) for x in exchanges], enc(suffix))
+
+
+def keep_head(ids: list[int], n_ordinary: int, vocab_size: int) -> list[int]:
+    """All task tokens of ``ids`` and its first ``n_ordinary`` ordinary tokens."""
+    out, left = [], n_ordinary
+    for t in ids:
+        if t >= vocab_size:
+            out.append(t)
+        elif left > 0:
+            out.append(t)
+            left -= 1
+    return out
+
+
+def fit(parts: Parts, budget: int, vocab_size: int, max_context: int | None) -> list[int]:
+    """Apply the truncation policy (module docstring) to ``parts`` within ``budget`` ids."""
+    n_special = lambda ids: sum(t >= vocab_size for t in ids)  # noqa: E731
+    newest = parts.turns[-1] if parts.turns else []
+    fixed = n_special(parts.context) + len(parts.tail)
+    if fixed + n_special(newest) > budget:
+        raise ConfigError(f"prompt budget of {budget} tokens cannot hold the task tokens of the prompt")
+    newest = truncate_left(newest, budget - fixed, vocab_size)
+    room = budget - fixed - len(newest)
+    ctx_len = len(parts.context) - n_special(parts.context)
+    context = keep_head(parts.context, min(ctx_len, room, max_context if max_context else ctx_len), vocab_size)
+    room -= len(context) - n_special(parts.context)
+    kept: list[list[int]] = []
+    for turn in reversed(parts.turns[:-1]):
+        if len(turn) > room:
+            break
+        kept.insert(0, turn)
+        room -= len(turn)
+    return context + [t for turn in kept for t in turn] + newest + parts.tail
+
+
+def build_prompt(tokenizer, cfg: TaskConfig, source: str, vocab_size: int, budget: int) -> list[int]:
+    """Prompt ids for ``source`` (task tokens as ``vocab_size + k``) in at most ``budget`` ids."""
+    return fit(prompt_parts(tokenizer, cfg, source, vocab_size), budget, vocab_size, cfg.max_source_tokens)
