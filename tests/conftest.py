@@ -27,3 +27,28 @@ def tiny_backbone(tiny_dir):
     from edgevlm.backbone import load_backbone
 
     return load_backbone(tiny_dir)
+
+
+@pytest.fixture(scope="session")
+def trained_adapters(tmp_path_factory, tiny_dir) -> dict:
+    """Briefly trained tiny adapters: {'multi': nlg/ + dialogue/ (multi-task output), 'qa': one adapter dir}."""
+    from export_helpers import train_adapters
+
+    return train_adapters(tmp_path_factory.mktemp("adapters"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, trained_adapters):
+    """Factory: ``tiny_bundle(quant)`` -> a bundle of the tiny backbone with nlg, dialogue and qa (exported once per mode)."""
+    from edgevlm.export import export_bundle
+
+    made: dict = {}
+    root = tmp_path_factory.mktemp("bundles")
+
+    def make(quant: str = "fp32"):
+        if quant not in made:
+            made[quant] = export_bundle("tiny", [trained_adapters["multi"], trained_adapters["qa"]], quant,
+                                        out=root / quant, progress=False)
+        return made[quant]
+
+    return make

@@ -1,0 +1,93 @@
+"""Trained adapter directories in, ONNX Runtime adapter files out.
+
+An ``--adapter DIR`` is either one adapter directory (``adapter.json`` +
+``adapter.safetensors``) or a multi-task training output whose
+subdirectories are adapter directories. Each task becomes
+``adapters/<task>.onnx_adapter`` (``onnxruntime.AdapterFormat``) whose
+parameter names are exactly the graph's adapter inputs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgevlm.adapters import check_backbone, load_adapter
+from edgevlm.config import ADAPTER_JSON, AdapterMeta
+from edgevlm.errors import ConfigError, TaskError
+
+ADAPTER_VERSION = 1
+
+
+@dataclass
+class TaskAdapter:
+    """One task's trained tensors (graph names, graph layout) and metadata."""
+
+    source: Path
+    meta: AdapterMeta
+    tensors: dict[str, np.ndarray]
+
+    @property
+    def name(self) -> str:
+        return self.meta.task.name
+
+    def shapes(self) -> dict[str, list[int]]:
+        return {k: list(v.shape) for k, v in self.tensors.items()}
+
+
+def adapter_dirs(spec: str | Path) -> list[Path]:
+    """``spec`` itself if it is an adapter directory, else its adapter subdirectories (sorted)."""
+    path = Path(spec)
+    if not path.is_dir():
+        raise ConfigError(f"--adapter {path}: directory does not exist")
+    if (path / ADAPTER_JSON).is_file():
+        return [path]
+    subs = sorted(p for p in path.iterdir() if p.is_dir() and (p / ADAPTER_JSON).is_file())
+    if not subs:
+        raise ConfigError(f"--adapter {path}: no {ADAPTER_JSON} in it or in its subdirectories (expected 'edgevlm train' output)")
+    return subs
+
+
+def load_task_adapters(specs: list[str | Path]) -> list[TaskAdapter]:
+    """Every task adapter under ``specs``; refuses two adapters with the same task name."""
+    out: list[TaskAdapter] = []
+    seen: dict[str, Path] = {}
+    for spec in specs:
+        for d in adapter_dirs(spec):
+            meta, tensors = load_adapter(d)
+            if meta.task.name in seen:
+                raise TaskError(f"--adapter {d}: task {meta.task.name!r} is also provided by {seen[meta.task.name]} (task names must be unique)")
+            seen[meta.task.name] = d
+            out.append(TaskAdapter(d, meta, {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}))
+    return out
+
+
+def check_fingerprints(adapters: list[TaskAdapter], fingerprint: str) -> None:
+    for a in adapters:
+        check_backbone(a.meta, fingerprint, a.source / ADAPTER_JSON)
+
+
+def write_ort_adapter(path: str | Path, tensors: dict[str, np.ndarray]) -> None:
+    """Write ``tensors`` as an ONNX Runtime adapter file (parameter name = graph input name)."""
+    import onnxruntime as ort
+
+    arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}  # alive until written
+    fmt = ort.AdapterFormat()
+    fmt.set_adapter_version(ADAPTER_VERSION)
+    fmt.set_model_version(1)
+    fmt.set_parameters({k: ort.OrtValue.ortvalue_from_numpy(v) for k, v in arrays.items()})
+    fmt.export_adapter(str(path))
+    del arrays
+
+
+def read_ort_adapter(path: str | Path) -> dict[str, np.ndarray]:
+    """Parameters of an ONNX Runtime adapter file as numpy arrays (copies)."""
+    import onnxruntime as ort
+
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: adapter file not found")
+    fmt = ort.AdapterFormat.read_adapter(str(path))  # owns the buffers: keep it alive while copying
+    out = {k: np.array(v.numpy(), copy=True) for k, v in fmt.get_parameters().items()}
+    del fmt
+    return out

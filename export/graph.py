@@ -1,0 +1,222 @@
+"""The VLM decoder as one ONNX graph, written op by op from a Hugging Face GPT-2's weights.
+
+One graph serves prefill and decode: ``input_ids`` [batch, sequence],
+``attention_mask`` [batch, total_sequence] and every layer's past key/value
+[batch, n_head, past_sequence, head_dim] (past length 0 on prefill) give
+``logits`` and the present key/values. Every linear layer, the LM head
+included (a pre-transposed [n_embd, vocab] initializer), is a ``MatMul`` with
+an initializer weight, which is what ONNX Runtime's quantizers convert.
+
+Adapter weights and task embeddings are graph *inputs* (names from
+:mod:`edgevlm.names`) with symbolic ``bottleneck`` / ``task_tokens`` dims and
+an identity default initializer each, so they are optional and a graph run
+without them is the plain backbone.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from edgevlm import names
+from edgevlm.errors import BackboneError
+
+OPSET = 17
+FLOAT_MIN = float(np.finfo(np.float32).min)
+TANH_GELU = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
+ACTIVATIONS = TANH_GELU + ("gelu", "relu")
+
+
+def adapter_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes that read an adapter input (kept in float by every quantizer)."""
+    swappable = set(names.adapter_names(_n_layer(model)))
+    return [n.name for n in model.graph.node if swappable & set(n.input)]
+
+
+def _n_layer(model: onnx.ModelProto) -> int:
+    return sum(1 for i in model.graph.input if i.name.startswith("past_key_values.") and i.name.endswith(".key"))
+
+
+def graph_inputs(model: onnx.ModelProto) -> dict[str, list]:
+    """Graph input name -> declared shape (ints for fixed dims, strings for symbolic ones)."""
+    out = {}
+    for i in model.graph.input:
+        dims = i.type.tensor_type.shape.dim
+        out[i.name] = [d.dim_param if d.dim_param else int(d.dim_value) for d in dims]
+    return out
+
+
+def check_config(cfg) -> None:
+    """Refuse GPT-2 variants this graph does not implement (one line naming the field)."""
+    if getattr(cfg, "model_type", None) != "gpt2":
+        raise BackboneError(f"unsupported architecture {getattr(cfg, 'model_type', None)!r}: only GPT-2 can be exported")
+    if cfg.activation_function not in ACTIVATIONS:
+        raise BackboneError(f"config.json: activation_function={cfg.activation_function!r} is not supported (expected one of {ACTIVATIONS})")
+    if getattr(cfg, "add_cross_attention", False):
+        raise BackboneError("config.json: add_cross_attention=true is not supported (decoder-only GPT-2 expected)")
+    if cfg.n_embd % cfg.n_head:
+        raise BackboneError(f"config.json: n_embd={cfg.n_embd} is not divisible by n_head={cfg.n_head}")
+
+
+class _Builder:
+    """Collects nodes and initializers; every value gets a readable unique name."""
+
+    def __init__(self):
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self._count = 0
+
+    def op(self, op_type: str, inputs: list[str], prefix: str, n_out: int = 1, **attrs) -> str | list[str]:
+        self._count += 1
+        name = f"{prefix}/{op_type}_{self._count}"
+        outs = [f"{name}_out{k}" for k in range(n_out)]
+        self.nodes.append(helper.make_node(op_type, inputs, outs, name=name, **attrs))
+        return outs[0] if n_out == 1 else outs
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        self.inits.append(numpy_helper.from_array(np.array(value, order="C"), name))
+        return name
+
+    def weight(self, name: str, tensor) -> str:
+        """An fp32 initializer from a torch tensor."""
+        return self.const(name, tensor.detach().to("cpu").float().numpy())
+
+
+def _scalar(b: _Builder, name: str, value, dtype) -> str:
+    return b.const(name, np.array(value, dtype=dtype))
+
+
+def _embed_and_mask(b: _Builder, tr, vocab: int) -> tuple[str, str]:
+    """Hidden states [b, s, E] (token or task embedding + position) and the attention permission [b, 1, s, T]."""
+    ids, mask = names.INPUT_IDS, names.ATTENTION_MASK
+    v, one, zero = _scalar(b, "const.vocab", vocab, np.int64), _scalar(b, "const.one", 1, np.int64), _scalar(b, "const.zero", 0, np.int64)
+    is_task = b.op("GreaterOrEqual", [ids, v], "embed")  # [b, s]
+    tok = b.op("Gather", [b.weight("transformer.wte.weight", tr.wte.weight), b.op("Min", [ids, _scalar(b, "const.vocab_last", vocab - 1, np.int64)], "embed")], "embed")
+    n_task = b.op("Gather", [b.op("Shape", [names.TASK_EMBEDDINGS], "embed"), zero], "embed", axis=0)  # scalar T
+    tid = b.op("Min", [b.op("Max", [b.op("Sub", [ids, v], "embed"), zero], "embed"), b.op("Sub", [n_task, one], "embed")], "embed")
+    task = b.op("Gather", [names.TASK_EMBEDDINGS, tid], "embed")  # [b, s, E]
+    emb = b.op("Where", [b.op("Unsqueeze", [is_task, b.const("const.axes_last", np.array([-1], np.int64))], "embed"), task, tok], "embed")
+    seq = b.op("Gather", [b.op("Shape", [ids], "pos"), one], "pos", axis=0)  # scalar s
+    total = b.op("Gather", [b.op("Shape", [mask], "pos"), one], "pos", axis=0)  # scalar T
+    pos = b.op("Max", [b.op("Sub", [b.op("CumSum", [mask, one], "pos"), one], "pos"), zero], "pos")  # [b, T]
+    ax0, ax1 = b.const("const.axes0", np.array([0], np.int64)), b.const("const.axes1", np.array([1], np.int64))
+    neg_s = b.op("Unsqueeze", [b.op("Neg", [seq], "pos"), ax0], "pos")
+    pos = b.op("Slice", [pos, neg_s, b.const("const.int64_max", np.array([2**62], np.int64)), ax1], "pos")
+    h = b.op("Add", [emb, b.op("Gather", [b.weight("transformer.wpe.weight", tr.wpe.weight), pos], "pos")], "embed")
+    kpos = b.op("Range", [zero, total, one], "mask")  # [T]
+    qpos = b.op("Range", [b.op("Sub", [total, seq], "mask"), total, one], "mask")  # [s]
+    causal = b.op("LessOrEqual", [b.op("Unsqueeze", [kpos, ax0], "mask"), b.op("Unsqueeze", [qpos, ax1], "mask")], "mask")  # [s, T]
+    keys = b.op("Unsqueeze", [b.op("Cast", [mask], "mask", to=TensorProto.BOOL), b.const("const.axes12", np.array([1, 2], np.int64))], "mask")
+    return h, b.op("And", [causal, keys], "mask")  # [b, 1, s, T]
+
+
+def _linear(b: _Builder, x: str, conv, name: str) -> str:
+    """``x @ W + b`` for an HF Conv1D (weight already [in, out])."""
+    return b.op("Add", [b.op("MatMul", [x, b.weight(f"{name}.weight", conv.weight)], name), b.weight(f"{name}.bias", conv.bias)], name)
+
+
+def _layer_norm(b: _Builder, x: str, ln, name: str, eps: float) -> str:
+    return b.op("LayerNormalization", [x, b.weight(f"{name}.weight", ln.weight), b.weight(f"{name}.bias", ln.bias)], name, axis=-1, epsilon=eps)
+
+
+def _gelu(b: _Builder, x: str, kind: str, p: str) -> str:
+    if kind == "relu":
+        return b.op("Relu", [x], p)
+    if kind == "gelu":  # 0.5 x (1 + erf(x / sqrt 2))
+        erf = b.op("Erf", [b.op("Div", [x, _scalar(b, f"{p}.sqrt2", math.sqrt(2.0), np.float32)], p)], p)
+        return b.op("Mul", [b.op("Mul", [x, _scalar(b, f"{p}.half", 0.5, np.float32)], p), b.op("Add", [erf, _scalar(b, f"{p}.one", 1.0, np.float32)], p)], p)
+    cube = b.op("Pow", [x, _scalar(b, f"{p}.three", 3.0, np.float32)], p)  # 0.5 x (1 + tanh(c (x + 0.044715 x^3)))
+    inner = b.op("Add", [x, b.op("Mul", [cube, _scalar(b, f"{p}.k", 0.044715, np.float32)], p)], p)
+    t = b.op("Tanh", [b.op("Mul", [inner, _scalar(b, f"{p}.c", math.sqrt(2.0 / math.pi), np.float32)], p)], p)
+    return b.op("Mul", [b.op("Mul", [x, _scalar(b, f"{p}.half", 0.5, np.float32)], p), b.op("Add", [t, _scalar(b, f"{p}.one", 1.0, np.float32)], p)], p)
+
+
+def _attention(b: _Builder, x: str, attn, allowed: str, i: int, cfg) -> str:
+    """Causal self-attention with the past concatenated; writes present.{i}.key/value. [b, s, E] -> [b, s, E]"""
+    p, nh, hd = f"h.{i}.attn", cfg.n_head, cfg.n_embd // cfg.n_head
+    qkv = _linear(b, x, attn.c_attn, f"transformer.h.{i}.attn.c_attn")  # [b, s, 3E]
+    split = b.const(f"{p}.split", np.array([cfg.n_embd] * 3, np.int64))
+    heads = b.const(f"{p}.heads_shape", np.array([0, 0, nh, hd], np.int64))
+    q, k, v = (b.op("Transpose", [b.op("Reshape", [t, heads], p)], p, perm=[0, 2, 1, 3])
+               for t in b.op("Split", [qkv, split], p, n_out=3, axis=-1))  # [b, H, s, D]
+    b.nodes.append(helper.make_node("Concat", [names.past_key(i), k], [names.present_key(i)], name=f"{p}/present_key", axis=2))
+    b.nodes.append(helper.make_node("Concat", [names.past_value(i), v], [names.present_value(i)], name=f"{p}/present_value", axis=2))
+    scores = b.op("MatMul", [q, b.op("Transpose", [names.present_key(i)], p, perm=[0, 1, 3, 2])], p)  # [b, H, s, T]
+    scale = (math.sqrt(hd) if cfg.scale_attn_weights else 1.0) * (i + 1 if getattr(cfg, "scale_attn_by_inverse_layer_idx", False) else 1)
+    if scale != 1.0:
+        scores = b.op("Div", [scores, _scalar(b, f"{p}.scale", scale, np.float32)], p)
+    scores = b.op("Where", [allowed, scores, _scalar(b, f"{p}.mask_value", FLOAT_MIN, np.float32)], p)
+    ctx = b.op("MatMul", [b.op("Softmax", [scores], p, axis=-1), names.present_value(i)], p)  # [b, H, s, D]
+    ctx = b.op("Reshape", [b.op("Transpose", [ctx], p, perm=[0, 2, 1, 3]), b.const(f"{p}.merge_shape", np.array([0, 0, cfg.n_embd], np.int64))], p)
+    return _linear(b, ctx, attn.c_proj, f"transformer.h.{i}.attn.c_proj")
+
+
+def _adapter(b: _Builder, h: str, i: int, eps: float) -> str:
+    """``h + up(relu(down(LN(h))))`` with every weight a graph input. [b, s, E] -> [b, s, E]"""
+    a = lambda part: names.adapter_name(i, part)  # noqa: E731
+    p = f"adapter.{i}"
+    z = b.op("LayerNormalization", [h, a("ln.weight"), a("ln.bias")], p, axis=-1, epsilon=eps)
+    z = b.op("Relu", [b.op("Add", [b.op("MatMul", [z, a("down.weight")], p), a("down.bias")], p)], p)  # [b, s, B]
+    return b.op("Add", [h, b.op("Add", [b.op("MatMul", [z, a("up.weight")], p), a("up.bias")], p)], p)
+
+
+def _block(b: _Builder, h: str, blk, allowed: str, i: int, cfg) -> str:
+    eps, p = cfg.layer_norm_epsilon, f"transformer.h.{i}"
+    h = b.op("Add", [h, _attention(b, _layer_norm(b, h, blk.ln_1, f"{p}.ln_1", eps), blk.attn, allowed, i, cfg)], f"h.{i}")
+    f = _linear(b, _layer_norm(b, h, blk.ln_2, f"{p}.ln_2", eps), blk.mlp.c_fc, f"{p}.mlp.c_fc")
+    f = _linear(b, _gelu(b, f, cfg.activation_function, f"h.{i}.mlp.act"), blk.mlp.c_proj, f"{p}.mlp.c_proj")
+    return _adapter(b, b.op("Add", [h, f], f"h.{i}"), i, eps)
+
+
+def _io(cfg) -> tuple[list, list]:
+    """Declared graph inputs (adapter inputs last) and outputs."""
+    f, i64 = TensorProto.FLOAT, TensorProto.INT64
+    kv = [names.BATCH_DIM, cfg.n_head, names.PAST_DIM, cfg.n_embd // cfg.n_head]
+    present = [names.BATCH_DIM, cfg.n_head, names.TOTAL_DIM, cfg.n_embd // cfg.n_head]
+    inputs = [helper.make_tensor_value_info(names.INPUT_IDS, i64, [names.BATCH_DIM, names.SEQ_DIM]),
+              helper.make_tensor_value_info(names.ATTENTION_MASK, i64, [names.BATCH_DIM, names.TOTAL_DIM])]
+    inputs += [helper.make_tensor_value_info(n, f, kv) for n in names.past_names(cfg.n_layer)]
+    inputs += [helper.make_tensor_value_info(n, f, names.symbolic_adapter_shape(n, cfg.n_embd)) for n in names.adapter_names(cfg.n_layer)]
+    outputs = [helper.make_tensor_value_info(names.LOGITS, f, [names.BATCH_DIM, names.SEQ_DIM, cfg.vocab_size])]
+    outputs += [helper.make_tensor_value_info(n, f, present) for n in names.present_names(cfg.n_layer)]
+    return inputs, outputs
+
+
+def identity_defaults(n_layer: int, n_embd: int) -> dict[str, np.ndarray]:
+    """The "no task" value of every adapter input (bottleneck = task tokens = 1)."""
+    return {n: np.full(names.adapter_shape(n, n_embd, 1, 1), names.identity_value(n), np.float32)
+            for n in names.adapter_names(n_layer)}
+
+
+def build_graph(hf_model) -> onnx.ModelProto:
+    """The decoder graph of a (frozen, eval-mode) ``GPT2LMHeadModel``; weights become fp32 initializers."""
+    import torch
+
+    cfg = hf_model.config
+    check_config(cfg)
+    b, tr = _Builder(), hf_model.transformer
+    with torch.no_grad():
+        h, allowed = _embed_and_mask(b, tr, cfg.vocab_size)
+        for i, blk in enumerate(tr.h):
+            h = _block(b, h, blk, allowed, i, cfg)
+        h = _layer_norm(b, h, tr.ln_f, "transformer.ln_f", cfg.layer_norm_epsilon)
+        lm_head = b.const("lm_head.weight_t", hf_model.lm_head.weight.detach().float().numpy().T.copy())  # [E, V]
+    b.nodes.append(helper.make_node("MatMul", [h, lm_head], [names.LOGITS], name="lm_head/MatMul"))
+    for n, v in identity_defaults(cfg.n_layer, cfg.n_embd).items():
+        b.const(n, v)
+    inputs, outputs = _io(cfg)
+    graph = helper.make_graph(b.nodes, "edgevlm_decoder", inputs, outputs, b.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="edgevlm")
+    model.ir_version = 8
+    return model
+
+
+def op_counts(model: onnx.ModelProto) -> dict[str, int]:
+    """Operator type -> node count (domain-qualified for non-standard ops)."""
+    out: dict[str, int] = {}
+    for n in model.graph.node:
+        key = f"{n.domain}.{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type
+        out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items()))
