@@ -9,9 +9,12 @@ def register(sub) -> None:
     p.add_argument("--backbone", default="tiny", help="'tiny' (built locally) or a local Hugging Face GPT-2 directory")
     p.add_argument("--task", action="append", required=True,
                    help="task name; repeat for multi-task training; 'all' = the five built-in tasks")
-    p.add_argument("--data", help="training data file (default: the built-in mini task of that name)")
+    p.add_argument("--data", help="training data (default: the built-in mini task of that name): E2E CSV, PersonaChat "
+                   "JSON (FILE#train for a file of splits), SRC:TGT two line-aligned files or a .tsv, CNN/DM .jsonl or "
+                   ".story file/directory, CoQA JSON, or JSONL with source/target; see --format")
     p.add_argument("--valid-data", help="validation data file (default: 5%% of --data, or the built-in validation split)")
-    p.add_argument("--format", help="data format, overriding inference from task and file")
+    p.add_argument("--format", help="data format, overriding inference from task and file "
+                   "(jsonl, e2e, personachat, parallel, tsv, cnndm, coqa)")
     p.add_argument("--bottleneck", type=int, help="adapter bottleneck size (default: the task's, as in the paper)")
     p.add_argument("--steps", type=int, default=400, help="optimisation steps (default 400)")
     p.add_argument("--batch-size", type=int, default=16)
