@@ -1,0 +1,126 @@
+"""Benchmark inputs built locally: GPT-2 configs with random weights, untrained adapters, a work directory.
+
+No hub: the small (124M) and medium (355M) models are GPT-2 *configurations*
+with random weights, saved with the tiny backbone's locally built tokenizer.
+Their speed and size are those of the real models; their text is noise.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from edgevlm.errors import ConfigError
+
+SIZES = {
+    "tiny": None,  # the built-in default (edgevlm.tiny), real pretrained weights
+    "gpt2-small": dict(n_layer=12, n_head=12, n_embd=768),
+    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024),
+}
+GPT2_VOCAB = 50257
+GPT2_POSITIONS = 1024
+
+
+class Workspace:
+    """A directory of built artifacts, each made once under its key (atomically: temp dir + rename)."""
+
+    def __init__(self, root: str | Path | None = None):
+        self._tmp = None if root else tempfile.TemporaryDirectory(prefix="edgevlm-bench-")
+        self.root = Path(root or self._tmp.name)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def get(self, key: str, build: Callable[[Path], object]) -> Path:
+        """``root/key``, built by ``build(tmp_path)`` when missing. ``build`` must create ``tmp_path``."""
+        final = self.root / key
+        if final.exists():
+            return final
+        tmp = self.root / f".{key}.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            build(tmp)
+            os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return final
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def backbone_dir(ws: Workspace, size: str, seed: int = 0) -> Path:
+    """A local Hugging Face GPT-2 directory for ``size`` (tiny: the built-in one)."""
+    if size not in SIZES:
+        raise ConfigError(f"unknown model size {size!r}; expected one of {list(SIZES)}")
+    if size == "tiny":
+        from edgevlm.tiny import ensure_tiny
+
+        return ensure_tiny()
+    return ws.get(f"{size}-hf", lambda p: save_random_gpt2(p, SIZES[size], seed))
+
+
+def save_random_gpt2(out: Path, dims: dict, seed: int) -> Path:
+    """GPT-2 of the given dims with random weights + the tiny tokenizer (vocab stays 50257)."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from edgevlm.tiny import ensure_tiny
+
+    torch.manual_seed(seed)
+    cfg = GPT2Config(vocab_size=GPT2_VOCAB, n_positions=GPT2_POSITIONS, bos_token_id=0, eos_token_id=0, **dims)
+    model = GPT2LMHeadModel(cfg).eval()
+    out.mkdir(parents=True)
+    model.save_pretrained(out, safe_serialization=True)
+    shutil.copy(ensure_tiny() / "tokenizer.json", out / "tokenizer.json")
+    return out
+
+
+def make_adapters(backbone_path: Path, out: Path, tasks: dict[str, int | None], seed: int = 0,
+                  full: bool = False) -> dict[str, Path]:
+    """Untrained but non-identity adapter directories ``out/<task>`` (random ``up`` weights).
+
+    ``tasks`` maps built-in task names to a bottleneck (None: the task's own).
+    ``full=True`` writes what ``edgevlm train --full`` writes next to its
+    backbone: identity adapters flagged as full fine-tuning.
+    """
+    import torch
+
+    from edgevlm.adapters import save_adapter
+    from edgevlm.backbone import load_backbone
+    from edgevlm.config import AdapterMeta
+    from edgevlm.model import VLM
+    from edgevlm.workflow import task_config
+
+    bb = load_backbone(backbone_path)
+    vlm = VLM(bb.model)
+    g = torch.Generator().manual_seed(seed)
+    dirs = {}
+    for name, bottleneck in tasks.items():
+        cfg = task_config(name, bottleneck)
+        mod = vlm.add_task(cfg)
+        if not full:
+            with torch.no_grad():
+                for a in mod.adapters:
+                    a.up_weight.copy_(torch.randn(a.up_weight.shape, generator=g) * 0.02)
+        n, share = vlm.trainable_share(name)
+        if full:
+            n, share = vlm.backbone_params() + mod.task_embeddings.numel(), 100.0
+        tensors = {k: v.detach().numpy() for k, v in mod.tensors().items()}
+        meta = AdapterMeta(cfg, bb.fingerprint, bb.config_dict, n, share, full, {"benchmark": "random, untrained"})
+        dirs[name] = save_adapter(out / name, tensors, meta)
+    return dirs
+
+
+def export(backbone_path: Path, adapters: list[Path], quant: str, out: Path) -> Path:
+    """An edgevlm bundle via the project's exporter (quietly)."""
+    from edgevlm.export import export_bundle
+
+    return export_bundle(str(backbone_path), [str(a) for a in adapters], quant=quant, out=str(out), force=True,
+                         progress=False)
+
+
+def dir_size(path: Path) -> int:
+    """Bytes of all regular files under ``path``."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())

@@ -1,0 +1,277 @@
+"""Latency suite: cold load, prefill, decode speed, adapter overhead and task switch, against PyTorch and optimum.
+
+For each model size the engines are loaded side by side in one process and
+timed *interleaved* (each repetition runs every engine once, in rotating
+order) so that noise from other work on the machine hits all of them alike;
+figures are medians over repetitions and ratios within one run. Cold load and
+peak RSS come from a fresh process per configuration (:mod:`.probe`).
+
+    python -m edgevlm.benchmarks.latency [--quick] [--sizes tiny,gpt2-small] [--out DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import plots
+from .bandwidth import bound, measure_bandwidth
+from edgevlm.errors import ConfigError
+
+from .common import Report, check_threads, md_table, median, spread, suite_dir
+from .engines import Engine, optimum_export
+from .fixtures import Workspace, backbone_dir, export, make_adapters
+from .probe import run_probe
+
+SUITE = "latency"
+TASK, OTHER_TASK = "summarization", "dialogue"  # both bottleneck 100
+QUANTS = ("fp32", "int8", "int4")
+PAUSE_S = 0.02  # let the previous engine's spinning worker threads go idle
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much to measure per model size."""
+
+    reps: int
+    new_tokens: int
+    switch_pairs: int
+    prompts: tuple[int, int] = (32, 128)
+
+
+PLANS = {"tiny": Plan(7, 64, 40), "gpt2-small": Plan(5, 32, 20), "gpt2-medium": Plan(3, 16, 10)}
+QUICK_PLAN = Plan(2, 8, 5)
+
+
+def build_engines(ws: Workspace, size: str, threads: int, pbar) -> list[Engine]:
+    """Bundles (fp32/int8/int4, two tasks), the optimum exports (fp32/int8) and the HF directory for ``size``."""
+    hf = backbone_dir(ws, size)
+    ad = ws.get(f"{size}-latency-adapters", lambda p: make_adapters(hf, p, {TASK: 100, OTHER_TASK: 100}))
+    engines = []
+    for q in QUANTS:
+        pbar.set_postfix_str(f"{size}: export {q} bundle")
+        bundle = ws.get(f"{size}-latency-bundle-{q}", lambda p: export(hf, [ad / TASK, ad / OTHER_TASK], q, p))
+        engines.append(Engine("edgevlm", q, bundle, threads, TASK))
+    for q in ("fp32", "int8"):
+        pbar.set_postfix_str(f"{size}: optimum export {q}")
+        engines.append(Engine("optimum", q, ws.get(f"{size}-optimum-{q}", lambda p: optimum_export(hf, p, q)), threads))
+    engines.append(Engine("pytorch", "fp32", hf, threads))
+    return engines
+
+
+def cold_start(report: Report, size: str, engines: list[Engine], threads: int) -> dict[str, dict]:
+    """Import + load seconds and peak RSS, each configuration in a fresh process."""
+    out = {}
+    for e in engines:
+        r = run_probe({"engines": [{"kind": e.kind, "fmt": e.fmt, "path": str(e.path), "task": e.task}],
+                       "threads": threads, "gen_tokens": 4})
+        out[e.label] = r
+        report.add(f"[{size}] {e.label}: cold load {r['load_s'][0] * 1e3:.0f} ms (+ imports {r['import_s'] * 1e3:.0f} ms), "
+                   f"peak RSS {r['peak_rss_mb']:.0f} MB", kind="cold_start", size=size, engine=e.label,
+                   load_ms=r["load_s"][0] * 1e3, import_ms=r["import_s"] * 1e3, peak_rss_mb=r["peak_rss_mb"],
+                   rss_after_load_mb=r["rss_after_load_mb"])
+    return out
+
+
+def with_no_task(engines: list[Engine]) -> list[Engine]:
+    """Each loaded edgevlm engine also as ``task=None`` (same runtime object, for the adapter overhead)."""
+    extra = []
+    for e in engines:
+        if e.kind == "edgevlm":
+            twin = Engine("edgevlm", e.fmt, e.path, e.threads, None)
+            twin.model, twin.tokenizer = e.model, e.tokenizer
+            extra.append(twin)
+    return engines + extra
+
+
+def time_engines(engines: list[Engine], plan: Plan, pbar) -> dict[str, dict[str, list[float]]]:
+    """Interleaved repetitions: TTFT at both prompt lengths and an exact-length generation per engine."""
+    p_short, p_long = plan.prompts
+    prompts = {e.label: (e.prompt(p_short), e.prompt(p_long)) for e in engines}
+    for e in engines:  # warm-up: allocations, kernels, caches
+        s, lg = prompts[e.label]
+        e.generate(s, 2)
+        e.generate(lg, 1)
+    t: dict[str, dict[str, list[float]]] = {e.label: {"ttft_short": [], "ttft_long": [], "gen": []} for e in engines}
+    for rep in range(plan.reps):
+        order = engines[rep % len(engines):] + engines[:rep % len(engines)]
+        for e in order:
+            s, lg = prompts[e.label]
+            for key, prompt, n in (("ttft_short", s, 1), ("ttft_long", lg, 1), ("gen", s, plan.new_tokens)):
+                time.sleep(PAUSE_S)
+                t0 = time.perf_counter()
+                got = e.generate(prompt, n)
+                t[e.label][key].append(time.perf_counter() - t0)
+                if got != n:
+                    raise RuntimeError(f"{e.label} decoded {got} tokens instead of exactly {n}")
+            pbar.update(1)
+    return t
+
+
+def decode_stats(t: dict[str, list[float]], n: int) -> dict[str, float]:
+    """Per-repetition decode time per token (generation minus time to first token), then the median."""
+    per_tok = [(g - f) / (n - 1) for g, f in zip(t["gen"], t["ttft_short"])]
+    ms = median(per_tok) * 1e3
+    return {"decode_ms_per_token": ms, "tokens_per_s": 1e3 / ms, "decode_spread_ms": spread([x * 1e3 for x in per_tok]),
+            "prefill_short_ms": median(t["ttft_short"]) * 1e3, "prefill_long_ms": median(t["ttft_long"]) * 1e3}
+
+
+def task_switch(report: Report, size: str, eng: Engine, pairs: int) -> dict:
+    """Time of a 1-token call right after a call with another task vs after one with the same task."""
+    prompts = {task: Engine("edgevlm", eng.fmt, eng.path, eng.threads, task) for task in (TASK, OTHER_TASK)}
+    for task, e in prompts.items():
+        e.model, e.tokenizer = eng.model, eng.tokenizer
+    p = {task: (e, e.prompt(8)) for task, e in prompts.items()}
+    same, switched = [], []
+    for i in range(pairs):
+        a, b = (TASK, OTHER_TASK) if i % 2 == 0 else (OTHER_TASK, TASK)
+        for first, second, into in ((a, a, same), (a, b, switched)):
+            p[first][0].generate(p[first][1], 1)
+            t0 = time.perf_counter()
+            p[second][0].generate(p[second][1], 1)
+            into.append(time.perf_counter() - t0)
+    cost = (median(switched) - median(same)) * 1e3
+    return report.add(f"[{size}] {eng.label}: task switch {cost:+.3f} ms (call after a switch {median(switched) * 1e3:.2f} ms, "
+                      f"same task {median(same) * 1e3:.2f} ms; {pairs} pairs)", kind="task_switch", size=size,
+                      engine=eng.label, switch_ms=cost, after_switch_ms=median(switched) * 1e3,
+                      same_task_ms=median(same) * 1e3, pairs=pairs)
+
+
+def measure_size(report: Report, ws: Workspace, size: str, plan: Plan, threads: int, pbar) -> list[dict]:
+    """Everything for one model size; returns the per-engine rows."""
+    engines = build_engines(ws, size, threads, pbar)
+    pbar.set_postfix_str(f"{size}: cold starts")
+    cold = cold_start(report, size, engines, threads)
+    bw = [measure_bandwidth()["gb_per_s"]]
+    pbar.set_postfix_str(f"{size}: loading")
+    for e in engines:
+        e.load()
+    timed_engines = with_no_task(engines)
+    pbar.set_postfix_str(f"{size}: timing")
+    t = time_engines(timed_engines, plan, pbar)
+    switch = task_switch(report, size, engines[0], plan.switch_pairs)
+    bw.append(measure_bandwidth()["gb_per_s"])
+    gbps = median(bw)
+    report.add(f"[{size}] memory bandwidth {gbps:.2f} GB/s (numpy sum over 512 MB, before/after: "
+               f"{bw[0]:.2f}/{bw[1]:.2f} GB/s)", kind="bandwidth", size=size, gb_per_s=gbps, samples=bw)
+    rows = [engine_row(report, size, e, t[e.label], plan, gbps, cold) for e in timed_engines]
+    ratios(report, size, rows, t, plan)
+    rows.append({"size": size, "engine": "task switch", **{k: switch[k] for k in ("switch_ms",)}})
+    for e in engines:
+        e.model = None
+    return rows
+
+
+def engine_row(report: Report, size: str, e: Engine, t: dict, plan: Plan, gbps: float, cold: dict) -> dict:
+    d = decode_stats(t, plan.new_tokens)
+    wb = e.weight_bytes()["bytes_per_token"]
+    b = bound(gbps, wb)
+    c = cold.get(e.label, {})
+    row = {"size": size, "engine": e.label, "kind_": e.kind, "fmt": e.fmt, "task": e.task, **d,
+           "weight_mb_per_token": wb / 2**20, "bound_tokens_per_s": b, "fraction_of_bound": d["tokens_per_s"] / b,
+           "cold_load_ms": c["load_s"][0] * 1e3 if c else None, "peak_rss_mb": c.get("peak_rss_mb")}
+    report.add(f"[{size}] {e.label}: decode {d['decode_ms_per_token']:.2f} ms/token = {d['tokens_per_s']:.1f} tokens/s "
+               f"({100 * row['fraction_of_bound']:.0f}% of the {b:.1f} tokens/s bandwidth bound, {wb / 2**20:.1f} MB/token); "
+               f"prefill {plan.prompts[0]} tokens {d['prefill_short_ms']:.1f} ms, {plan.prompts[1]} tokens {d['prefill_long_ms']:.1f} ms",
+               kind="engine", **row)
+    return row
+
+
+def ratios(report: Report, size: str, rows: list[dict], t: dict, plan: Plan) -> None:
+    """Speed vs optimum fp32 / PyTorch, and adapter overhead (task vs task=None, paired per repetition)."""
+    by = {r["engine"]: r for r in rows}
+    for r in rows:
+        for ref in ("optimum fp32", "pytorch fp32"):
+            if ref in by:
+                r[f"x_{ref.replace(' ', '_')}"] = r["tokens_per_s"] / by[ref]["tokens_per_s"]
+    for q in QUANTS:
+        with_task, no_task = f"edgevlm {q} task={TASK}", f"edgevlm {q} task=None"
+        if with_task not in t or no_task not in t:
+            continue
+        per = [(a - fa) / (b - fb) - 1 for a, fa, b, fb in zip(t[with_task]["gen"], t[with_task]["ttft_short"],
+                                                                 t[no_task]["gen"], t[no_task]["ttft_short"])]
+        ov = 100 * median(per)
+        by[with_task]["adapter_overhead_pct"] = ov
+        report.add(f"[{size}] edgevlm {q}: adapter overhead (bottleneck 100 vs task=None) {ov:+.1f}% decode time per token",
+                   kind="adapter_overhead", size=size, fmt=q, overhead_pct=ov, per_rep_pct=[100 * x for x in per])
+    best = max((r for r in rows if r.get("kind_") == "edgevlm" and r.get("task")), key=lambda r: r["tokens_per_s"])
+    if "optimum fp32" in by:
+        report.add(f"[{size}] best edgevlm ({best['engine']}) = {best['x_optimum_fp32']:.2f}x optimum fp32, "
+                   f"{best.get('x_pytorch_fp32', float('nan')):.2f}x PyTorch fp32 decode tokens/s", kind="ratio", size=size,
+                   engine=best["engine"], x_optimum_fp32=best["x_optimum_fp32"], x_pytorch_fp32=best.get("x_pytorch_fp32"))
+
+
+COLUMNS = [("engine", "engine"), ("decode_ms_per_token", "decode ms/token"), ("tokens_per_s", "tokens/s"),
+           ("x_optimum_fp32", "x optimum fp32"), ("x_pytorch_fp32", "x PyTorch"), ("bound_tokens_per_s", "bound tokens/s"),
+           ("fraction_of_bound", "fraction of bound"), ("prefill_short_ms", "prefill 32 ms"), ("prefill_long_ms", "prefill 128 ms"),
+           ("adapter_overhead_pct", "adapter overhead %"), ("cold_load_ms", "cold load ms"), ("peak_rss_mb", "peak RSS MB"),
+           ("weight_mb_per_token", "weights MB/token")]
+
+
+def markdown(rows: list[dict], plan_of: dict[str, Plan]) -> str:
+    parts = []
+    for size in dict.fromkeys(r["size"] for r in rows):
+        p = plan_of[size]
+        sub = [r for r in rows if r["size"] == size and "tokens_per_s" in r]
+        sw = next((r for r in rows if r["size"] == size and r["engine"] == "task switch"), {})
+        parts.append(f"## {size}\n\nBatch 1, greedy, exactly {p.new_tokens} new tokens after a {p.prompts[0]}-token prompt; "
+                     f"median of {p.reps} interleaved repetitions. Task switch (edgevlm fp32): {sw.get('switch_ms', float('nan')):+.3f} ms.\n\n"
+                     + md_table(sub, COLUMNS))
+    return "\n".join(parts) + "\n![tokens/s](tokens_per_s.png)\n"
+
+
+def plot(rows: list[dict], out: Path) -> Path:
+    groups = {}
+    for r in rows:
+        if "tokens_per_s" in r:
+            groups.setdefault(r["size"], []).append((r["engine"].replace(f" task={TASK}", ""), r["tokens_per_s"], r["bound_tokens_per_s"]))
+    return plots.bars_with_bounds(out / "tokens_per_s.png", groups, "decode tokens/s (log)", "Decode speed per engine and format")
+
+
+def run(quick: bool = False, out: str | Path | None = None, threads: int | None = None, sizes: list[str] | None = None,
+        work: str | Path | None = None) -> Path:
+    """Run the suite; returns the results directory."""
+    from tqdm.auto import tqdm
+
+    threads = check_threads(threads)
+    sizes = sizes or (["tiny"] if quick else list(PLANS))
+    unknown = [s for s in sizes if s not in PLANS]
+    if unknown:
+        raise ConfigError(f"--sizes: unknown model size(s) {unknown}; expected some of {list(PLANS)}")
+    plan_of = {s: QUICK_PLAN if quick else PLANS[s] for s in sizes}
+    report = Report(SUITE, threads, quick)
+    ws = Workspace(work)
+    rows: list[dict] = []
+    try:
+        with tqdm(total=sum(p.reps * (len(QUANTS) * 2 + 3) for p in plan_of.values()), desc="latency", unit="rep") as pbar:
+            for size in sizes:
+                rows += measure_size(report, ws, size, plan_of[size], threads, pbar)
+    finally:
+        ws.close()
+    dest = suite_dir(out, SUITE)
+    dest.mkdir(parents=True, exist_ok=True)
+    plot(rows, dest)
+    return report.write(dest, markdown(rows, plan_of), {"plans": {s: vars(p) for s, p in plan_of.items()}, "rows": rows})
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sizes", help="comma-separated model sizes (tiny,gpt2-small,gpt2-medium; default all, --quick: tiny)")
+    p.add_argument("--work", help="keep built models/bundles in this directory and reuse them (default: a temp dir)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .common import base_parser
+
+    p = base_parser(SUITE)
+    add_arguments(p)
+    a = p.parse_args(argv)
+    run(a.quick, a.out, a.threads, a.sizes.split(",") if a.sizes else None, a.work)
+    return 0
+
+
+if __name__ == "__main__":
+    from .common import run_main
+
+    sys.exit(run_main(main))

@@ -1,0 +1,94 @@
+"""Cold start and peak memory of engine configurations, each measured in a fresh process.
+
+``python -m edgevlm.benchmarks.probe SPEC_JSON`` imports the engines' libraries,
+loads every engine listed (N of them = N models resident at once), decodes a
+few tokens with each, and prints ``PROBE_JSON {...}``: import and load seconds
+and the process's peak RSS (``VmHWM``, which a fresh ``exec`` resets, unlike
+``ru_maxrss``). :func:`run_probe` is the parent side.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from edgevlm.errors import EdgeVLMError
+
+MARK = "PROBE_JSON "
+
+
+def vm_kb(field: str) -> int:
+    """A ``/proc/self/status`` memory field (VmHWM, VmRSS) in kB; 0 where unavailable."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _import(kinds: set[str]) -> None:
+    import edgevlm.runtime  # noqa: F401  (the bundle engine)
+
+    if "pytorch" in kinds or "optimum" in kinds:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    if "optimum" in kinds:
+        import optimum.onnxruntime  # noqa: F401
+
+
+def probe(spec: dict) -> dict:
+    """Run one spec in this process: {"engines": [{kind, fmt, path, task}], "threads", "gen_tokens", "add_tasks"}."""
+    from .engines import Engine
+
+    t0 = time.perf_counter()
+    _import({e["kind"] for e in spec["engines"]})
+    import_s = time.perf_counter() - t0
+    rss_imported = vm_kb("VmRSS")
+    engines = [Engine(e["kind"], e["fmt"], Path(e["path"]), spec["threads"], e.get("task")) for e in spec["engines"]]
+    loads = []
+    for eng in engines:
+        t = time.perf_counter()
+        eng.load()
+        for adapter in spec.get("add_tasks", []):
+            eng.model.add_task(adapter)
+        loads.append(time.perf_counter() - t)
+    rss_loaded = vm_kb("VmRSS")
+    first = []
+    for eng in engines:
+        prompt = eng.prompt(spec.get("prompt_tokens", 16))
+        t = time.perf_counter()
+        eng.generate(prompt, spec.get("gen_tokens", 4))
+        first.append(time.perf_counter() - t)
+    return {"import_s": import_s, "load_s": loads, "first_generate_s": first,
+            "rss_after_import_mb": rss_imported / 1024, "rss_after_load_mb": rss_loaded / 1024,
+            "peak_rss_mb": vm_kb("VmHWM") / 1024, "torch_imported": "torch" in sys.modules}
+
+
+def run_probe(spec: dict, timeout: float = 900) -> dict:
+    """Run ``spec`` in a fresh Python process and return its measurements."""
+    env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "edgevlm.benchmarks.probe", json.dumps(spec, default=str)],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+    for line in proc.stdout.splitlines():
+        if line.startswith(MARK):
+            return json.loads(line[len(MARK):])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    raise EdgeVLMError(f"memory probe failed (exit {proc.returncode}): {' | '.join(tail)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    argv = sys.argv[1:] if argv is None else argv
+    print(MARK + json.dumps(probe(json.loads(argv[0]))), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
