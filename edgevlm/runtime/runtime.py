@@ -181,6 +181,10 @@ class Runtime:
         prompt = self._encode(text, t, cfg)
         return (p[0] for p in self._decode([prompt], t, cfg, [OutputText(self._table, cfg.stop)]) if p[0])
 
+    def generation_config(self, task: str | None = None, **options) -> GenerationConfig:
+        """The validated settings a call with these options would use (task defaults filled in)."""
+        return self._config(self.task(task), options)
+
     def _config(self, task: Task | None, options: dict) -> GenerationConfig:
         opts = dict(options)
         if opts.get("max_new_tokens") is None:

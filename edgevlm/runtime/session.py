@@ -98,7 +98,8 @@ def load_adapter(path: Path, graph: Graph) -> tuple[ort.LoraAdapter, int, int]:
     if not path.is_file():
         raise BundleError(f"{path}: adapter file not found")
     try:
-        params = ort.AdapterFormat.read_adapter(str(path)).get_parameters()
+        fmt = ort.AdapterFormat.read_adapter(str(path))  # its parameters point into it: keep it alive while reading
+        params = fmt.get_parameters()
     except Exception as e:  # ORT raises RuntimeError/InvalidArgument for unreadable files
         raise BundleError(f"{path}: not a readable ONNX Runtime adapter file ({str(e).splitlines()[0]})") from None
     bad = [k for k, v in params.items() if v.data_type() != "tensor(float)"]
@@ -106,7 +107,7 @@ def load_adapter(path: Path, graph: Graph) -> tuple[ort.LoraAdapter, int, int]:
         raise BundleError(f"{path}: adapter tensors must be float32, {bad[0]} is {params[bad[0]].data_type()}")
     bottleneck, n_tokens = check_adapter_against_graph({k: v.shape() for k, v in params.items()},
                                                        graph.adapter_inputs, graph.n_embd, str(path))
-    del params
+    del params, fmt
     adapter = ort.LoraAdapter()
     adapter.Load(str(path))
     return adapter, bottleneck, n_tokens
