@@ -18,24 +18,41 @@ from pathlib import Path
 TINY_VERSION = "tiny-v1"
 TINY_CONFIG = dict(n_layer=4, n_head=4, n_embd=128, n_positions=512)
 VOCAB_SIZE = 1024
-PRETRAIN_STEPS = 800
-SEQ_LEN = 64
-BATCH = 24
+PRETRAIN_STEPS = 2000
+SEQ_LEN = 192
+BATCH = 8
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("EDGEVLM_CACHE", Path.home() / ".cache" / "edgevlm"))
 
 
+PLAIN_ROLES = {"<question>": "question:", "<answer>": "answer:", "<user>": "you:", "<system>": "me:"}
+
+
+def _plain(text: str) -> str:
+    """A mini-task source with task tokens spelled as ordinary words (no task embeddings in pretraining)."""
+    for tok, word in PLAIN_ROLES.items():
+        text = text.replace(tok, word)
+    return re.sub(r"\s*<[a-z]+>\s*", " ", text).strip()
+
+
 def corpus(seed: int = 0) -> list[str]:
-    """Unpaired documents: every mini-task source and target as its own text, special tokens removed."""
+    """Pretraining documents, the tiny analogue of web text.
+
+    Half are unpaired texts (sources and targets alone); half are pairs in a
+    plain ``source => target`` form with roles spelled as words. The pairs use
+    other seeds than the mini tasks' train/valid/test splits. Task-embedding
+    tokens never appear: adapters must learn to map them onto these abilities.
+    """
     from .tasks.mini import GENERATORS
 
     docs = []
     for gen in GENERATORS.values():
-        for ex in gen(3000, seed):
-            docs.append(re.sub(r"\s*<[a-z]+>\s*", " ", ex.source).strip())
+        for ex in gen(2000, seed + 10):
+            docs.append(_plain(ex.source))
             docs.extend(ex.references())
+        docs.extend(f"{_plain(ex.source)} => {ex.target}" for ex in gen(2000, seed + 20))
     random.Random(seed).shuffle(docs)
     return docs
 
@@ -102,8 +119,13 @@ def build_tiny(out: Path, steps: int = PRETRAIN_STEPS, seed: int = 0) -> Path:
     return out
 
 
+SHIPPED = Path(__file__).resolve().parent / "assets" / TINY_VERSION
+
+
 def ensure_tiny(root: Path | None = None) -> Path:
-    """Path of the cached tiny backbone, building it (atomically) on first use."""
+    """Path of the tiny backbone: the checkpoint shipped in the package, else built (atomically) and cached."""
+    if root is None and (SHIPPED / "model.safetensors").is_file():
+        return SHIPPED
     root = root or cache_dir()
     final = root / TINY_VERSION
     if (final / "config.json").is_file():
@@ -118,3 +140,19 @@ def ensure_tiny(root: Path | None = None) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m edgevlm.tiny --out DIR``: rebuild the shipped tiny checkpoint from scratch."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--out", type=Path, default=SHIPPED)
+    p.add_argument("--steps", type=int, default=PRETRAIN_STEPS)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    print(f"built {build_tiny(a.out, a.steps, a.seed)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -135,6 +135,8 @@ def load_checkpoint(out: Path, params, opt, sched, gen: torch.Generator) -> tupl
                 st["step"] = st["step"].reshape(())
                 opt.state[p] = st
     sched.load_state_dict(meta["sched"])
+    for group, lr in zip(opt.param_groups, sched.get_last_lr()):
+        group["lr"] = lr
     gen.set_state(tensors["rng.data"])
     torch.set_rng_state(tensors["rng.torch"])
     return int(meta["step"]), meta["history"]

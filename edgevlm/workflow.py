@@ -59,6 +59,9 @@ def build_training(args):
 
         examples = {n: (distill_targets(args.distill_from, backbone, cfgs[n], tr, Path(args.out)), va)
                     for n, (tr, va) in examples.items()}
+    import torch
+
+    torch.manual_seed(tc.seed)  # adapter initialisation is part of the seeded run
     vlm = VLM(backbone.model)
     v, eos = backbone.model.config.vocab_size, backbone.eos_token_id
     datas = {}

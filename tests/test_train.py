@@ -1,0 +1,137 @@
+"""Training: frozen backbone, held-out loss drops, resume after interruption, multi-task, --full, CLI errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from argparse import Namespace
+
+import numpy as np
+import pytest
+import torch
+
+from edgevlm import train as train_mod
+from edgevlm.adapters import load_adapter
+from edgevlm.workflow import build_training
+
+
+def args(out, task=("nlg",), steps=60, **kw) -> Namespace:
+    base = dict(backbone="tiny", task=list(task), data=None, valid_data=None, format=None, bottleneck=None,
+                steps=steps, batch_size=8, lr=None, max_len=192, eval_every=steps, save_every=1000, seed=0,
+                full=False, resume=False, distill_from=None, out=str(out))
+    base.update(kw)
+    return Namespace(**base)
+
+
+def snapshot(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_adapter_training_freezes_backbone_and_lowers_loss(tmp_path, tiny_dir):
+    vlm, bb, datas, tc = build_training(args(tmp_path / "nlg", steps=120))
+    before = snapshot(bb.model)
+    summary = train_mod.train(vlm, bb, datas, tc, tmp_path / "nlg", progress=False)
+    after = bb.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "a backbone weight changed"
+    losses = summary["nlg"]["valid_loss"]
+    assert losses[-1] < 0.8 * losses[0], f"held-out loss did not drop clearly: {losses}"
+    meta, tensors = load_adapter(tmp_path / "nlg")
+    assert meta.backbone_fingerprint == bb.fingerprint and meta.task.name == "nlg"
+    assert 0 < meta.trainable_share < 5
+    assert np.abs(tensors["adapter.0.up.weight"]).max() > 0, "up projection never trained"
+
+
+def test_resume_after_interruption_reproduces_uninterrupted_run(tmp_path, monkeypatch, tiny_dir):
+    ref_vlm, bb, datas, tc = build_training(args(tmp_path / "ref", steps=20))
+    train_mod.train(ref_vlm, bb, datas, tc, tmp_path / "ref", progress=False)
+    ref = load_adapter(tmp_path / "ref")[1]
+
+    calls = {"n": 0}
+    real = train_mod.lm_loss
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 16:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    vlm, bb, datas, tc = build_training(args(tmp_path / "run", steps=20, save_every=10))
+    monkeypatch.setattr(train_mod, "lm_loss", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.train(vlm, bb, datas, tc, tmp_path / "run", progress=False)
+    monkeypatch.setattr(train_mod, "lm_loss", real)
+    assert (tmp_path / "run" / "checkpoint" / "state.json").is_file()
+    vlm, bb, datas, tc = build_training(args(tmp_path / "run", steps=20, save_every=10, resume=True))
+    train_mod.train(vlm, bb, datas, tc, tmp_path / "run", resume=True, progress=False)
+    got = load_adapter(tmp_path / "run")[1]
+    for k in ref:
+        np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    assert not (tmp_path / "run" / "checkpoint").exists()
+
+
+def test_multitask_writes_one_adapter_per_task(tmp_path, tiny_dir):
+    vlm, bb, datas, tc = build_training(args(tmp_path, task=("nlg", "mt"), steps=4))
+    train_mod.train(vlm, bb, datas, tc, tmp_path, progress=False)
+    for name, bottleneck in (("nlg", 10), ("mt", 300)):
+        meta, tensors = load_adapter(tmp_path / name)
+        assert meta.task.bottleneck == bottleneck
+        assert tensors["adapter.0.down.weight"].shape == (128, bottleneck)
+
+
+def test_full_finetune_changes_backbone_and_saves_it(tmp_path, tiny_dir):
+    vlm, bb, datas, tc = build_training(args(tmp_path, steps=3, full=True))
+    before = snapshot(bb.model)
+    train_mod.train(vlm, bb, datas, tc, tmp_path, progress=False)
+    assert any(not torch.equal(before[k], v) for k, v in bb.model.state_dict().items())
+    meta, tensors = load_adapter(tmp_path)
+    assert meta.full_finetune and meta.trainable_share == 100.0
+    assert (tmp_path / "backbone" / "model.safetensors").is_file()
+    from edgevlm.backbone import load_backbone
+
+    assert load_backbone(tmp_path / "backbone").fingerprint == meta.backbone_fingerprint
+    assert np.all(tensors["adapter.0.up.weight"] == 0), "--full must leave the adapter at identity"
+
+
+def cli(*argv: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgevlm.cli", *argv], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_cli_train_prints_share(tmp_path, tiny_dir):
+    r = cli("train", "--backbone", "tiny", "--task", "mt", "--steps", "3", "--eval-every", "3", "--out", str(tmp_path / "mt"))
+    assert r.returncode == 0, r.stderr
+    assert "% of the backbone" in r.stdout
+    assert json.loads((tmp_path / "mt" / "train_summary.json").read_text())["mt"]["trainable_share"] > 0
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--backbone", "/nonexistent/gpt2"], "/nonexistent/gpt2"),
+    (["--bottleneck", "0"], "--bottleneck"),
+    (["--task", "poetry"], "poetry"),
+])
+def test_cli_bad_input_is_one_line(tmp_path, extra, needle, tiny_dir):
+    argv = ["train", "--task", "nlg", "--steps", "1", "--out", str(tmp_path / "o")]
+    if extra[0] == "--task":
+        argv = ["train", *extra, "--steps", "1", "--out", str(tmp_path / "o")]
+    else:
+        argv += extra
+    r = cli(*argv)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr, r.stderr
+
+
+def test_cli_data_row_without_target_names_file_and_line(tmp_path, tiny_dir):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"source": "a", "target": "b"}\n{"source": "c"}\n')
+    r = cli("train", "--task", "mytask", "--data", str(data), "--steps", "1", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2
+    assert f"{data}:2" in r.stderr and "target" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_build_tiny_runs_offline(tmp_path):
+    from edgevlm.backbone import load_backbone
+    from edgevlm.tiny import build_tiny
+
+    out = build_tiny(tmp_path / "tiny", steps=2)
+    bb = load_backbone(out)
+    assert bb.model.config.n_layer == 4 and bb.tokenizer.token_to_id("<|endoftext|>") == bb.eos_token_id
