@@ -95,6 +95,11 @@ def test_file_to_train_to_eval(tmp_path, tiny_dir, task, capsys):
     assert len(recs) == 3 and all(r["references"] and isinstance(r["prediction"], str) for r in recs)
     m = json.loads((out / "predictions.metrics.json").read_text())
     assert m["n"] == 3 and m["task"] == task and m["perplexity"] > 1.0
+    if task == "mt":  # beam search through the CLI, predictions to a chosen file
+        assert cli.main(["eval", "--adapter", str(out), "--data", data, "--limit", "2", "--num-beams", "2",
+                         "--max-new-tokens", "6", "--out", str(tmp_path / "beam.jsonl")]) == 0
+        assert "mt: 2 inputs, beam2 decoding" in capsys.readouterr().out
+        assert len((tmp_path / "beam.jsonl").read_text().splitlines()) == 2
 
 
 def test_eval_reports_bad_data_in_one_line(tmp_path, capsys):
