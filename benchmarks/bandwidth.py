@@ -3,8 +3,8 @@
 Decoding one token at batch 1 reads every weight matrix once, so
 ``tokens/s <= bandwidth / bytes_of_weights_read_per_token``. The bytes are
 counted from the actual graph (or PyTorch module): every initializer a
-MatMul/Gemm/quantized-MatMul reads in full; an embedding table read only
-through Gather contributes one row (negligible). KV-cache reads are left out
+MatMul/Gemm/quantized-MatMul reads in full; an embedding table (and its
+scales) read only through a Gather contributes one row (negligible). KV-cache reads are left out
 (small at these context lengths), so the bound is slightly optimistic.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 ARRAY_MB = 512
+GATHERS = {"Gather", "GatherBlockQuantized"}  # embedding lookups: read one row per token
 
 
 def measure_bandwidth(mb: int = ARRAY_MB, repeats: int = 7) -> dict[str, float]:
@@ -53,7 +54,7 @@ def onnx_weight_bytes(paths: list[Path] | Path) -> dict[str, int]:
                 continue
             nbytes = _initializer_bytes(init)
             n_init += 1
-            if users.get(init.name, set()) == {"Gather"} and len(init.dims) == 2:
+            if users.get(init.name) and users[init.name] <= GATHERS:
                 gathered += nbytes
                 continue
             total += nbytes

@@ -59,10 +59,14 @@ def machine_info(threads: int) -> dict[str, Any]:
         "physical_cores": psutil.cpu_count(logical=False),
         "threads_used": threads,
         "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
         "os": platform.platform(),
         "python": platform.python_version(),
     }
+
+
+def load_average() -> list[float]:
+    """1/5/15-minute load averages: how busy the (shared) machine was."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def versions() -> dict[str, str]:
@@ -142,6 +146,7 @@ class Report:
     records: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
+    load_at_start: list[float] = field(default_factory=lambda: load_average())
 
     def add(self, line: str | None = None, **record: Any) -> dict[str, Any]:
         """Keep a record; print one human line (with units) for it."""
@@ -159,7 +164,8 @@ class Report:
             "suite": self.suite,
             "quick": self.quick,
             "command": command_line(),
-            "machine": machine_info(self.threads),
+            "machine": {**machine_info(self.threads), "load_avg_at_start": self.load_at_start,
+                        "load_avg_at_end": load_average()},
             "versions": versions(),
             "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
             "duration_s": round(time.time() - self.started, 1),
@@ -190,7 +196,9 @@ def header_md(meta: dict[str, Any], notes: list[str]) -> str:
         "",
         f"- command: `{meta['command']}`",
         f"- machine: {m['cpu_model']}, {m['logical_cores']} logical cores, {m['threads_used']} threads used, "
-        f"{m['ram_gb']} GB RAM, SIMD {'/'.join(m['cpu_flags']) or 'n/a'}; load average at start {m['load_avg_at_start']}",
+        f"{m['ram_gb']} GB RAM, SIMD {'/'.join(m['cpu_flags']) or 'n/a'}",
+        f"- machine load (1/5/15-min load average; {m['logical_cores']} cores): {m['load_avg_at_start']} at start, "
+        f"{m['load_avg_at_end']} at end",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v != "not installed"),
         f"- started {meta['started_utc']}, took {meta['duration_s']} s",
     ]

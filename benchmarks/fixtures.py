@@ -77,13 +77,10 @@ def save_random_gpt2(out: Path, dims: dict, seed: int) -> Path:
     return out
 
 
-def make_adapters(backbone_path: Path, out: Path, tasks: dict[str, int | None], seed: int = 0,
-                  full: bool = False) -> dict[str, Path]:
+def make_adapters(backbone_path: Path, out: Path, tasks: dict[str, int | None], seed: int = 0) -> dict[str, Path]:
     """Untrained but non-identity adapter directories ``out/<task>`` (random ``up`` weights).
 
     ``tasks`` maps built-in task names to a bottleneck (None: the task's own).
-    ``full=True`` writes what ``edgevlm train --full`` writes next to its
-    backbone: identity adapters flagged as full fine-tuning.
     """
     import torch
 
@@ -100,15 +97,12 @@ def make_adapters(backbone_path: Path, out: Path, tasks: dict[str, int | None], 
     for name, bottleneck in tasks.items():
         cfg = task_config(name, bottleneck)
         mod = vlm.add_task(cfg)
-        if not full:
-            with torch.no_grad():
-                for a in mod.adapters:
-                    a.up_weight.copy_(torch.randn(a.up_weight.shape, generator=g) * 0.02)
+        with torch.no_grad():
+            for a in mod.adapters:
+                a.up_weight.copy_(torch.randn(a.up_weight.shape, generator=g) * 0.02)
         n, share = vlm.trainable_share(name)
-        if full:
-            n, share = vlm.backbone_params() + mod.task_embeddings.numel(), 100.0
         tensors = {k: v.detach().numpy() for k, v in mod.tensors().items()}
-        meta = AdapterMeta(cfg, bb.fingerprint, bb.config_dict, n, share, full, {"benchmark": "random, untrained"})
+        meta = AdapterMeta(cfg, bb.fingerprint, bb.config_dict, n, share, False, {"benchmark": "random, untrained"})
         dirs[name] = save_adapter(out / name, tensors, meta)
     return dirs
 

@@ -16,10 +16,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import plots
-from .bandwidth import bound, measure_bandwidth
 from edgevlm.errors import ConfigError
 
+from . import plots
+from .bandwidth import bound, measure_bandwidth
 from .common import Report, check_threads, md_table, median, spread, suite_dir
 from .engines import Engine, optimum_export
 from .fixtures import Workspace, backbone_dir, export, make_adapters
@@ -139,11 +139,11 @@ def task_switch(report: Report, size: str, eng: Engine, pairs: int) -> dict:
                       same_task_ms=median(same) * 1e3, pairs=pairs)
 
 
-def measure_size(report: Report, ws: Workspace, size: str, plan: Plan, threads: int, pbar) -> list[dict]:
-    """Everything for one model size; returns the per-engine rows."""
+def measure_size(report: Report, ws: Workspace, size: str, plan: Plan, threads: int, pbar, quick: bool) -> list[dict]:
+    """Everything for one model size; returns the per-engine rows. ``quick`` probes cold starts of edgevlm only."""
     engines = build_engines(ws, size, threads, pbar)
     pbar.set_postfix_str(f"{size}: cold starts")
-    cold = cold_start(report, size, engines, threads)
+    cold = cold_start(report, size, [e for e in engines if e.kind == "edgevlm" or not quick], threads)
     bw = [measure_bandwidth()["gb_per_s"]]
     pbar.set_postfix_str(f"{size}: loading")
     for e in engines:
@@ -242,12 +242,14 @@ def run(quick: bool = False, out: str | Path | None = None, threads: int | None 
         raise ConfigError(f"--sizes: unknown model size(s) {unknown}; expected some of {list(PLANS)}")
     plan_of = {s: QUICK_PLAN if quick else PLANS[s] for s in sizes}
     report = Report(SUITE, threads, quick)
+    if quick:
+        report.note("quick: PyTorch and optimum cold starts (seconds of torch imports) are not probed")
     ws = Workspace(work)
     rows: list[dict] = []
     try:
         with tqdm(total=sum(p.reps * (len(QUANTS) * 2 + 3) for p in plan_of.values()), desc="latency", unit="rep") as pbar:
             for size in sizes:
-                rows += measure_size(report, ws, size, plan_of[size], threads, pbar)
+                rows += measure_size(report, ws, size, plan_of[size], threads, pbar, quick)
     finally:
         ws.close()
     dest = suite_dir(out, SUITE)

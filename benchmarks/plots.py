@@ -5,6 +5,8 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+QUANT_COLORS = {"fp32": "tab:blue", "int8": "tab:cyan", "int4": "tab:green"}
+
 
 def _plt():
     import matplotlib
@@ -32,7 +34,8 @@ def lines(path: Path, series: dict[str, tuple[Sequence[float], Sequence[float]]]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
     for ax, (label, ser) in zip(axes[0], panels.items()):
         for name, (x, y) in ser.items():
-            ax.plot(x, y, marker="o", label=name, linestyle="--" if "full" in name else "-")
+            ax.plot(x, y, marker="o", label=name, linestyle="--" if "full" in name else "-", color=_quant_color(name))
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
@@ -78,7 +81,11 @@ def grouped_bars(path: Path, categories: list[str], series: dict[str, list[float
     return save(fig, path)
 
 
+def _quant_color(label: str) -> str | None:
+    return next((c for q, c in QUANT_COLORS.items() if q in label), None)
+
+
 def _color(label: str) -> str:
     if label.startswith("edgevlm"):
-        return {"fp32": "tab:blue", "int8": "tab:cyan", "int4": "tab:green"}.get(label.split()[1] if " " in label else "", "tab:blue")
+        return _quant_color(label) or "tab:blue"
     return "tab:orange" if label.startswith("optimum") else "tab:red"

@@ -34,11 +34,12 @@ class Plan:
     e2e_eval: int  # of which decoded
     mini_steps: int  # per task, multi-task run (round robin)
     mini_eval: int
+    valid: int  # validation examples per task (loss only)
     batch_size: int = 16
 
 
-PLAN = Plan(e2e_steps=500, e2e_heldout=120, e2e_eval=100, mini_steps=200, mini_eval=50)
-QUICK = Plan(e2e_steps=10, e2e_heldout=16, e2e_eval=6, mini_steps=4, mini_eval=4, batch_size=8)
+PLAN = Plan(e2e_steps=500, e2e_heldout=120, e2e_eval=100, mini_steps=200, mini_eval=50, valid=64)
+QUICK = Plan(e2e_steps=4, e2e_heldout=12, e2e_eval=6, mini_steps=1, mini_eval=4, valid=4, batch_size=8)
 
 
 class RuntimeGenerator:
@@ -105,7 +106,7 @@ def e2e(report: Report, ws: Workspace, plan: Plan, threads: int, path: Path, bar
     train_rows, held = split_by_source(load_e2e(path), plan.e2e_heldout, seed=0)
     decoded = {g.source for g in group_by_source(held)[:plan.e2e_eval]}
     test = [e for e in held if e.source in decoded]
-    valid = [e for e in held if e.source not in decoded]  # validation loss only; never decoded
+    valid = [e for e in held if e.source not in decoded][:plan.valid]  # validation loss only; never decoded
     report.note(f"E2E: {len({e.source for e in train_rows})} training MRs ({len(train_rows)} rows), "
                 f"{plan.e2e_eval} held-out MRs decoded (multi-reference), split by MR with seed 0")
     data = {"nlg": (train_rows, valid)}
@@ -155,7 +156,7 @@ def _row(report: Report, dataset: str, system: str, s: dict, task: str = "nlg") 
 def mini(report: Report, ws: Workspace, plan: Plan, threads: int, bar) -> list[dict]:
     from edgevlm.tasks.mini import mini_task
 
-    data = {t: (mini_task(t, "train"), mini_task(t, "valid", 32)) for t in MINI_TASKS}
+    data = {t: (mini_task(t, "train"), mini_task(t, "valid", plan.valid)) for t in MINI_TASKS}
     test = {t: mini_task(t, "test", plan.mini_eval) for t in MINI_TASKS}
     bar.set_postfix_str("mini tasks: train 5 adapters")
     ad = ws.get("mini-adapters", lambda p: train_adapters("tiny", data, plan.mini_steps * len(MINI_TASKS), p, False,
@@ -210,11 +211,18 @@ def plot(rows: list[dict], out: Path) -> None:
 
 def run(quick: bool = False, out: str | Path | None = None, threads: int | None = None,
         work: str | Path | None = None, e2e_path: str | Path | None = None) -> Path:
-    """Run the suite; returns the results directory."""
+    """Run the suite; returns the results directory.
+
+    Nothing here is timed, so ``threads`` defaults to 1 (training and
+    decoding): on a shared 2-core machine two spinning threads per process
+    run several times slower than one.
+    """
+    import torch
     from tqdm.auto import tqdm
 
     e2e_path = Path(e2e_path) if e2e_path else E2E_DEV
-    threads = check_threads(threads)
+    threads = check_threads(threads or 1)
+    torch.set_num_threads(threads)
     plan = QUICK if quick else PLAN
     report = Report(SUITE, threads, quick)
     ws = Workspace(work)
