@@ -61,8 +61,15 @@ def prompt_parts(tokenizer, cfg: TaskConfig, source: str, vocab_size: int) -> Pa
     """Encode ``source`` under ``cfg.template`` split into context, exchanges and tail."""
     prefix, suffix = cfg.template.split(INPUT_FIELD)
     context, exchanges = split_turns(source, cfg.special_tokens)
-    enc = lambda s: encode_segments(tokenizer, s, cfg.special_tokens, vocab_size)  # noqa: E731
+
+    def enc(text: str) -> list[int]:
+        return encode_segments(tokenizer, text, cfg.special_tokens, vocab_size)
+
     return Parts(enc(prefix + context), [enc(x) for x in exchanges], enc(suffix))
+
+
+def n_special(ids: list[int], vocab_size: int) -> int:
+    return sum(t >= vocab_size for t in ids)
 
 
 def keep_head(ids: list[int], n_ordinary: int, vocab_size: int) -> list[int]:
@@ -79,16 +86,16 @@ def keep_head(ids: list[int], n_ordinary: int, vocab_size: int) -> list[int]:
 
 def fit(parts: Parts, budget: int, vocab_size: int, max_context: int | None) -> list[int]:
     """Apply the truncation policy (module docstring) to ``parts`` within ``budget`` ids."""
-    n_special = lambda ids: sum(t >= vocab_size for t in ids)  # noqa: E731
     newest = parts.turns[-1] if parts.turns else []
-    fixed = n_special(parts.context) + len(parts.tail)
-    if fixed + n_special(newest) > budget:
+    ctx_special = n_special(parts.context, vocab_size)
+    fixed = ctx_special + len(parts.tail)
+    if fixed + n_special(newest, vocab_size) > budget:
         raise ConfigError(f"prompt budget of {budget} tokens cannot hold the task tokens of the prompt")
     newest = truncate_left(newest, budget - fixed, vocab_size)
     room = budget - fixed - len(newest)
-    ctx_len = len(parts.context) - n_special(parts.context)
-    context = keep_head(parts.context, min(ctx_len, room, max_context if max_context else ctx_len), vocab_size)
-    room -= len(context) - n_special(parts.context)
+    ctx_len = len(parts.context) - ctx_special
+    context = keep_head(parts.context, min(ctx_len, room, max_context or ctx_len), vocab_size)
+    room -= len(context) - ctx_special
     kept: list[list[int]] = []
     for turn in reversed(parts.turns[:-1]):
         if len(turn) > room:
@@ -99,5 +106,9 @@ def fit(parts: Parts, budget: int, vocab_size: int, max_context: int | None) -> 
 
 
 def build_prompt(tokenizer, cfg: TaskConfig, source: str, vocab_size: int, budget: int) -> list[int]:
-    """Prompt ids for ``source`` (task tokens as ``vocab_size + k``) in at most ``budget`` ids."""
+    """Prompt ids for ``source`` (task tokens as ``vocab_size + k``) in at most ``budget`` ids.
+
+    ``cfg`` is any object with ``template``, ``special_tokens`` and ``max_source_tokens``
+    (a :class:`TaskConfig`, or the runtime's task record).
+    """
     return fit(prompt_parts(tokenizer, cfg, source, vocab_size), budget, vocab_size, cfg.max_source_tokens)
