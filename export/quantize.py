@@ -1,8 +1,17 @@
-"""Quantize the backbone only: ``int8`` (dynamic, per-channel MatMul weights) and ``int4`` (block-wise MatMulNBits).
+"""Quantize the backbone only, block-wise with ONNX Runtime's ``MatMulNBits``.
 
-Every node that reads an adapter input is excluded, so adapter inputs and
-their identity default initializers stay float32 graph inputs (ONNX Runtime's
-quantizers otherwise quantize those initializers and the inputs vanish).
+``int8``: 8-bit weights in blocks of 32 along the input dim (finer than per-channel), activations quantized
+dynamically *per token* at run time (``accuracy_level=4``, int8 kernels). ``int4``: 4-bit weights in blocks of
+32 with float compute, the token-embedding table as ``GatherBlockQuantized``, the LM head at 8 bits (it is
+the most sensitive layer; see :data:`INT4_LM_HEAD_BITS`).
+
+Why not ``quantize_dynamic``: its ``DynamicQuantizeLinear`` computes one activation scale over the whole
+input, so a token's logits depend on the other tokens in the call and decoding with the KV cache no longer
+matches re-running the prefix (measured on the tiny bundle; kept as :func:`int8_dynamic` for comparison).
+
+Every node that reads an adapter input is excluded, so adapter inputs and their identity default
+initializers stay float32 graph inputs (the quantizers otherwise quantize those initializers and the inputs
+vanish); :func:`check_adapter_inputs` verifies it.
 """
 from __future__ import annotations
 
@@ -17,49 +26,72 @@ from edgevlm.errors import ExportError
 
 from .graph import adapter_nodes
 
-INT4_BLOCK = 32
+BLOCK = 32
+POSITION_TABLE = "transformer.wpe.weight"  # small and shared by every token: kept float
+LM_HEAD_NODE = "lm_head/MatMul"
+INT4_LM_HEAD_BITS = 8
+INT8_ACCURACY_LEVEL = 4  # int8 activations (per token, per block) in the int8 kernels
+INT4_ACCURACY_LEVEL = 0  # float compute with 4-bit weights
 
 
-def quantize(model: onnx.ModelProto, mode: str, per_channel: bool = True, large: bool = False) -> onnx.ModelProto:
+def quantize(model: onnx.ModelProto, mode: str) -> onnx.ModelProto:
     """``model`` with its backbone weights quantized (``mode`` int8 or int4); fp32 returns it unchanged."""
     if mode == "fp32":
         return model
-    logging.getLogger("onnxruntime").setLevel(logging.ERROR)
-    q = _int8(model, per_channel, large) if mode == "int8" else _int4(model)
-    check_adapter_inputs(q, model, mode)
+    _quiet()
+    if mode == "int8":
+        q = nbits(model, 8, INT8_ACCURACY_LEVEL, skip=_float_nodes(model))
+    else:
+        q = nbits(model, 4, INT4_ACCURACY_LEVEL, skip=_float_nodes(model) + [LM_HEAD_NODE], gather=True)
+        q = nbits(q, INT4_LM_HEAD_BITS, INT8_ACCURACY_LEVEL, skip=[n.name for n in q.graph.node if n.name != LM_HEAD_NODE])
+    check_adapter_inputs(q, mode)
     return q
 
 
-def _int8(model: onnx.ModelProto, per_channel: bool, large: bool) -> onnx.ModelProto:
-    """Dynamic int8: MatMul weights -> MatMulInteger (activations quantized per run); embeddings stay float."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with tempfile.TemporaryDirectory(prefix="edgevlm-int8-") as tmp:
-        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        onnx.save_model(model, src, save_as_external_data=large, location="fp32.onnx.data")
-        quantize_dynamic(src, dst, op_types_to_quantize=["MatMul"], per_channel=per_channel, weight_type=QuantType.QInt8,
-                         nodes_to_exclude=adapter_nodes(model), use_external_data_format=large,
-                         extra_options={"MatMulConstBOnly": True})
-        return onnx.load_model(dst)
+def _quiet() -> None:
+    for name in ("onnxruntime.quantization", "onnxruntime.quantization.matmul_nbits_quantizer", "root"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _int4(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Weight-only int4: MatMul weights (LM head included) -> MatMulNBits, token embedding -> GatherBlockQuantized."""
+def _float_nodes(model: onnx.ModelProto) -> list[str]:
+    """Nodes kept in float: everything reading an adapter input, and the position-embedding lookup."""
+    pos = [n.name for n in model.graph.node if n.op_type == "Gather" and n.input[0] == POSITION_TABLE]
+    return adapter_nodes(model) + pos
+
+
+def nbits(model: onnx.ModelProto, bits: int, accuracy_level: int, skip: list[str], gather: bool = False) -> onnx.ModelProto:
+    """MatMul weights (and with ``gather`` the token embedding) -> ``bits``-bit blocks, except nodes in ``skip``."""
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
-    cfg = DefaultWeightOnlyQuantConfig(block_size=INT4_BLOCK, is_symmetric=True, op_types_to_quantize=("MatMul", "Gather"),
-                                       quant_axes=(("MatMul", 0), ("Gather", 1)))
-    q = MatMulNBitsQuantizer(model, nodes_to_exclude=adapter_nodes(model), algo_config=cfg)
+    ops = ("MatMul", "Gather") if gather else ("MatMul",)
+    cfg = DefaultWeightOnlyQuantConfig(block_size=BLOCK, is_symmetric=True, accuracy_level=accuracy_level, bits=bits,
+                                       op_types_to_quantize=ops, quant_axes=(("MatMul", 0), ("Gather", 1)))
+    q = MatMulNBitsQuantizer(model, nodes_to_exclude=skip, algo_config=cfg)
     q.process()
     return q.model.model
 
 
-def check_adapter_inputs(q: onnx.ModelProto, ref: onnx.ModelProto, mode: str) -> None:
+def int8_dynamic(model: onnx.ModelProto, per_channel: bool = True) -> onnx.ModelProto:
+    """ORT's ``quantize_dynamic`` (MatMulInteger, per-tensor activation scale); for comparison only, see module doc."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    _quiet()
+    with tempfile.TemporaryDirectory(prefix="edgevlm-int8-") as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save_model(model, src, save_as_external_data=True, location="fp32.onnx.data")
+        quantize_dynamic(src, dst, op_types_to_quantize=["MatMul"], per_channel=per_channel, weight_type=QuantType.QInt8,
+                         nodes_to_exclude=adapter_nodes(model), use_external_data_format=True,
+                         extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT})
+        q = onnx.load_model(dst)
+    check_adapter_inputs(q, "int8-dynamic")
+    return q
+
+
+def check_adapter_inputs(q: onnx.ModelProto, mode: str) -> None:
     """Every adapter input survives as a float32 graph input with its float32 identity default."""
-    n_layer = sum(1 for i in ref.graph.input if i.name.startswith("past_key_values.") and i.name.endswith(".key"))
-    want = names.adapter_names(n_layer)
+    n_layer = sum(1 for i in q.graph.input if i.name.startswith("past_key_values.") and i.name.endswith(".key"))
     inputs = {i.name: i.type.tensor_type.elem_type for i in q.graph.input}
     inits = {t.name: t.data_type for t in q.graph.initializer}
-    for n in want:
+    for n in names.adapter_names(n_layer):
         if inputs.get(n) != onnx.TensorProto.FLOAT or inits.get(n) != onnx.TensorProto.FLOAT:
             raise ExportError(f"{mode} quantization removed or changed adapter input {n!r} (adapter switching would break)")

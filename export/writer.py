@@ -40,10 +40,24 @@ def export_bundle(backbone, adapters, quant: str = "fp32", out=None, force: bool
     tasks = load_task_adapters(list(adapters))
     log: dict = {"edgevlm_version": __version__, "quantization": quant, "timings_s": {}}
     bar = tqdm(total=6, desc=f"export {quant}", unit="stage", disable=not progress)
-    with _stage(log, "load", bar):
-        bb = load_backbone(backbone)
-        check_config(bb.model.config)
-        check_fingerprints(tasks, bb.fingerprint)
+    try:
+        with _stage(log, "load", bar):
+            bb = load_backbone(backbone)
+            check_config(bb.model.config)
+            check_fingerprints(tasks, bb.fingerprint)
+        model = _graph(bb, tasks, quant, fuse, check, log, bar)
+        with _stage(log, "write", bar):
+            write_bundle(out, model, bb, tasks, quant, log, force, large=_weight_bytes(model) > EXTERNAL_DATA_BYTES)
+    except BaseException:
+        bar.leave = False  # the error line stays alone on the terminal
+        raise
+    finally:
+        bar.close()
+    return out
+
+
+def _graph(bb, tasks: list[TaskAdapter], quant: str, fuse: bool, check: bool, log: dict, bar) -> onnx.ModelProto:
+    """Build, validate, self-check, fuse and quantize the decoder graph (op counts after each step go to ``log``)."""
     with _stage(log, "graph", bar):
         model = build_graph(bb.model)
         validate_graph(model)
@@ -58,14 +72,10 @@ def export_bundle(backbone, adapters, quant: str = "fp32", out=None, force: bool
 
             model = fuse_graph(model, bb.model.config)
         log["op_counts"]["fused"] = op_counts(model)
-    large = _weight_bytes(model) > EXTERNAL_DATA_BYTES
     with _stage(log, "quantize", bar):
-        model = quantize(model, quant, large=large)
+        model = quantize(model, quant)
         log["op_counts"]["final"] = op_counts(model)
-    with _stage(log, "write", bar):
-        write_bundle(out, model, bb, tasks, quant, log, force, large=_weight_bytes(model) > EXTERNAL_DATA_BYTES)
-    bar.close()
-    return out
+    return model
 
 
 def _check_args(quant: str, out, force: bool) -> Path:

@@ -1,0 +1,156 @@
+"""Real-scale export check: GPT-2 small (124M) / medium (355M) configurations with random weights.
+
+No hub is reachable, so each backbone is built from its configuration with random weights and saved with a
+locally trained byte-level tokenizer in a temporary directory, next to two adapters (nlg, B=10; mt, B=300)
+"trained" on it (random perturbation of the identity, with the right fingerprint). Each export runs in its own
+process so its wall time and peak RSS are its own; then decode speed is timed per bundle. Writes JSON::
+
+    python -m edgevlm.export.scale_check --sizes small medium --json export_scale.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+CONFIGS = {"small": dict(n_layer=12, n_head=12, n_embd=768), "medium": dict(n_layer=24, n_head=16, n_embd=1024)}
+VOCAB, N_POSITIONS = 50257, 1024
+QUANTS = ("fp32", "int8", "int4")
+
+
+def make_backbone(size: str, root: Path) -> Path:
+    """A random-weight GPT-2 ``size`` directory (safetensors + config + tokenizer.json)."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from edgevlm.tiny import corpus, train_tokenizer
+
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=VOCAB, n_positions=N_POSITIONS, bos_token_id=0, eos_token_id=0, **CONFIGS[size])
+    path = root / f"gpt2-{size}"
+    GPT2LMHeadModel(cfg).eval().save_pretrained(path, safe_serialization=True)
+    train_tokenizer(corpus()[:3000]).save(str(path / "tokenizer.json"))
+    return path
+
+
+def make_adapters(backbone: Path, root: Path) -> list[Path]:
+    """nlg and mt adapters for ``backbone``: identity plus small random weights, saved like ``edgevlm train`` does."""
+    import torch
+
+    from edgevlm.adapters import save_adapter
+    from edgevlm.backbone import load_backbone
+    from edgevlm.config import AdapterMeta
+    from edgevlm.model import VLM
+    from edgevlm.tasks import builtin_task
+
+    bb = load_backbone(backbone)
+    vlm, out = VLM(bb.model), []
+    for name in ("nlg", "mt"):
+        mod = vlm.add_task(builtin_task(name))
+        with torch.no_grad():
+            for p in mod.parameters():
+                p.add_(0.02 * torch.randn_like(p))
+        tensors = {k: v.detach().numpy() for k, v in mod.tensors().items()}
+        n, share = vlm.trainable_share(name)
+        out.append(save_adapter(root / name, tensors, AdapterMeta(mod.cfg, bb.fingerprint, bb.config_dict, n, share)))
+    return out
+
+
+def child(args) -> None:
+    """Run one export in this process and print its wall time and peak RSS as JSON."""
+    import resource
+
+    from edgevlm.export import export_bundle
+
+    t0 = time.perf_counter()
+    export_bundle(args.backbone, args.adapter, args.quant, out=args.out, progress=False)
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
+    print(json.dumps({"wall_s": round(wall, 1), "peak_rss_mib": round(peak)}))
+
+
+def export_one(backbone: Path, adapters: list[Path], quant: str, out: Path) -> dict:
+    cmd = [sys.executable, "-m", "edgevlm.export.scale_check", "--child", "--backbone", str(backbone), "--quant", quant,
+           "--out", str(out)] + [a for p in adapters for a in ("--adapter", str(p))]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"export {quant} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res["files_mb"] = {p.relative_to(out).as_posix(): round(p.stat().st_size / 1e6, 2) for p in sorted(out.rglob("*")) if p.is_file()}
+    res["bundle_mb"] = round(sum(res["files_mb"].values()), 1)
+    return res
+
+
+def decode_speed(bundle: Path, prompt_len: int = 32, n_new: int = 32, threads: int = 2) -> dict:
+    """Prefill ms and mean cached decode ms/token with the nlg adapter selected through RunOptions."""
+    import onnxruntime as ort
+
+    from edgevlm import bundle as bfmt
+
+    from .verify import empty_past, session, step
+
+    m = bfmt.load_manifest(bundle, verify=False)
+    sess = session(str(bundle / bfmt.BACKBONE_FILE), threads=threads)
+    adapter = ort.LoraAdapter()
+    adapter.Load(str(bundle / m["tasks"]["nlg"]["adapter_file"]))
+    ro = ort.RunOptions()
+    ro.add_active_adapter(adapter)
+    ids = np.random.default_rng(0).integers(0, 1000, (1, prompt_len))
+    step(sess, ids, np.ones(ids.shape), empty_past(m["backbone"]), run_options=ro)  # warm-up
+    t0 = time.perf_counter()
+    logits, past = step(sess, ids, np.ones(ids.shape), empty_past(m["backbone"]), run_options=ro)
+    prefill = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for k in range(n_new):
+        nxt = np.array([[int(logits[0, -1].argmax())]])
+        logits, past = step(sess, nxt, np.ones((1, prompt_len + k + 1)), past, run_options=ro)
+    return {"prefill_ms": round(prefill * 1e3, 1), "decode_ms_per_token": round((time.perf_counter() - t0) * 1e3 / n_new, 2),
+            "prompt_len": prompt_len, "threads": threads}
+
+
+def run(sizes: list[str], quants: list[str], work: Path) -> dict:
+    from tqdm.auto import tqdm
+
+    results = {"machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()}, "sizes": {}}
+    for size in sizes:
+        backbone = make_backbone(size, work)
+        adapters = make_adapters(backbone, work / f"adapters-{size}")
+        rows = {}
+        for quant in tqdm(quants, desc=f"export gpt2-{size}", unit="bundle"):
+            out = work / f"bundle-{size}-{quant}"
+            rows[quant] = export_one(backbone, adapters, quant, out)
+            rows[quant].update(decode_speed(out))
+        results["sizes"][size] = {"config": CONFIGS[size], "exports": rows}
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", nargs="+", default=["small", "medium"], choices=sorted(CONFIGS))
+    p.add_argument("--quant", nargs="+", default=list(QUANTS), choices=QUANTS)
+    p.add_argument("--json", default="export_scale.json", help="where to write the results")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--backbone", help=argparse.SUPPRESS)
+    p.add_argument("--adapter", action="append", help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        args.quant = args.quant[0]
+        child(args)
+        return 0
+    with tempfile.TemporaryDirectory(prefix="edgevlm-scale-") as tmp:
+        results = run(args.sizes, args.quant, Path(tmp))
+    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Exporter, int8/int4: adapter inputs survive, op counts, greedy agreement with fp32, KV cache == full re-run."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from edgevlm import bundle, names
+from edgevlm.errors import ExportError
+from edgevlm.export import verify
+from edgevlm.export.adapters import read_ort_adapter
+from edgevlm.export.graph import build_graph
+from edgevlm.export.quantize import check_adapter_inputs, nbits
+
+from export_helpers import TASKS, lora, task_prompts
+
+N_NEW = 16
+
+
+@pytest.fixture(scope="module")
+def prompts(tiny_backbone):
+    return task_prompts(tiny_backbone.tokenizer, tiny_backbone.model.config.vocab_size, n=4)
+
+
+@pytest.fixture(scope="module")
+def sessions(tiny_bundle):
+    return {q: verify.session(str(tiny_bundle(q) / bundle.BACKBONE_FILE)) for q in bundle.QUANT_MODES}
+
+
+def _selector(root, task):
+    m = bundle.load_manifest(root, verify=False)
+    return lora(root / m["tasks"][task]["adapter_file"]) if task else None
+
+
+@pytest.mark.parametrize("quant", ["int8", "int4"])
+def test_adapter_inputs_survive_quantization(tiny_bundle, quant):
+    root = tiny_bundle(quant)
+    m = bundle.load_manifest(root, verify=True)
+    assert m["backbone"]["quantization"] == quant
+    model = onnx.load(root / bundle.BACKBONE_FILE)
+    inputs = {i.name: i for i in model.graph.input}
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    n_layer, n_embd = m["backbone"]["n_layer"], m["backbone"]["n_embd"]
+    for n in names.adapter_names(n_layer):
+        assert inputs[n].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+        declared = [d.dim_param or d.dim_value for d in inputs[n].type.tensor_type.shape.dim]
+        assert declared == names.symbolic_adapter_shape(n, n_embd)
+        assert inits[n].dtype == np.float32 and np.all(inits[n] == names.identity_value(n))
+    ops = m["export_log"]["op_counts"]["final"]
+    assert ops["com.microsoft.MatMulNBits"] == 4 * n_layer + 1  # every backbone linear + LM head
+    assert ops.get("com.microsoft.GatherBlockQuantized", 0) == (1 if quant == "int4" else 0)
+    weights = set(inits) - set(names.adapter_names(n_layer))
+    assert not [n for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+
+
+def test_quantizer_without_exclusions_loses_adapter_inputs(tiny_backbone):
+    model = build_graph(tiny_backbone.model)
+    with pytest.raises(ExportError, match="adapter input"):
+        check_adapter_inputs(nbits(model, 4, 0, skip=[]), "int4")
+
+
+def test_quantized_bundles_are_smaller(tiny_bundle):
+    sizes = {q: (tiny_bundle(q) / bundle.BACKBONE_FILE).stat().st_size for q in bundle.QUANT_MODES}
+    assert sizes["int4"] < sizes["int8"] < 0.5 * sizes["fp32"], sizes
+
+
+@pytest.mark.parametrize("quant", ["int8", "int4"])
+def test_run_options_selection_equals_explicit_feeds_quantized(tiny_bundle, sessions, prompts, quant):
+    root = tiny_bundle(quant)
+    m = bundle.load_manifest(root, verify=False)
+    for task, t in m["tasks"].items():
+        ids = np.array([prompts[task][0]])
+        args = (ids, np.ones(ids.shape), verify.empty_past(m["backbone"]))
+        via_ro, _ = verify.step(sessions[quant], *args, run_options=_selector(root, task))
+        explicit, _ = verify.step(sessions[quant], *args, read_ort_adapter(root / t["adapter_file"]))
+        np.testing.assert_array_equal(via_ro, explicit)
+
+
+def agreement(sessions, root_fp32, root_q, quant, prompts) -> tuple[float, float]:
+    """(teacher-forced top-1 agreement, free-running position agreement) of ``quant`` with fp32 greedy, all tasks."""
+    cfg = bundle.load_manifest(root_fp32, verify=False)["backbone"]
+    tf = free = total = 0
+    for task in [None, *TASKS]:
+        for p in prompts[task]:
+            ref = verify.greedy(sessions["fp32"], cfg, p, N_NEW, run_options=_selector(root_fp32, task))
+            full = np.array([p + ref])
+            logits, _ = verify.step(sessions[quant], full, np.ones(full.shape), verify.empty_past(cfg),
+                                    run_options=_selector(root_q, task))
+            tf += int((logits[0, len(p) - 1:-1].argmax(-1) == np.array(ref)).sum())
+            got = verify.greedy(sessions[quant], cfg, p, N_NEW, run_options=_selector(root_q, task))
+            free += sum(a == b for a, b in zip(got, ref))
+            total += len(ref)
+    return tf / total, free / total
+
+
+@pytest.mark.parametrize("quant", ["int8", "int4"])
+def test_quantized_greedy_agreement_with_fp32(tiny_bundle, sessions, prompts, quant, record_property):
+    teacher_forced, free_running = agreement(sessions, tiny_bundle("fp32"), tiny_bundle(quant), quant, prompts)
+    record_property(f"{quant}_agreement", {"teacher_forced": teacher_forced, "free_running": free_running})
+    print(f"{quant}: teacher-forced top-1 agreement {teacher_forced:.3f}, free-running {free_running:.3f}")
+    assert teacher_forced >= 0.9
+    if quant == "int8":
+        assert free_running >= 0.9
+
+
+@pytest.mark.parametrize("quant", bundle.QUANT_MODES)
+def test_cached_decoding_equals_full_rerun(tiny_bundle, sessions, prompts, quant):
+    root = tiny_bundle(quant)
+    cfg = bundle.load_manifest(root, verify=False)["backbone"]
+    for task in [None, *TASKS]:
+        for p in prompts[task][:2]:
+            ro = _selector(root, task)
+            cached = verify.greedy(sessions[quant], cfg, p, N_NEW, run_options=ro)
+            assert cached == verify.greedy(sessions[quant], cfg, p, N_NEW, run_options=ro, cache=False), (quant, task)
