@@ -24,11 +24,16 @@ GPT2_POSITIONS = 1024
 
 
 class Workspace:
-    """A directory of built artifacts, each made once under its key (atomically: temp dir + rename)."""
+    """A directory of built artifacts, each made once under its key (atomically: temp dir + rename).
+
+    A kept (``root`` given) workspace files everything under a stamp of the
+    code and the tiny backbone, so a changed exporter or a rebuilt tiny
+    backbone never reuses stale bundles.
+    """
 
     def __init__(self, root: str | Path | None = None):
         self._tmp = None if root else tempfile.TemporaryDirectory(prefix="edgevlm-bench-")
-        self.root = Path(root or self._tmp.name)
+        self.root = Path(root) / code_stamp() if root else Path(self._tmp.name)
         self.root.mkdir(parents=True, exist_ok=True)
 
     def get(self, key: str, build: Callable[[Path], object]) -> Path:
@@ -48,6 +53,22 @@ class Workspace:
     def close(self) -> None:
         if self._tmp is not None:
             self._tmp.cleanup()
+
+
+def code_stamp() -> str:
+    """Short hash of the edgevlm + exporter sources and the tiny backbone's weights."""
+    import hashlib
+    from importlib.util import find_spec
+
+    from edgevlm.tiny import ensure_tiny
+
+    dirs = [Path(d) for pkg in ("edgevlm", "edgevlm.export") for d in find_spec(pkg).submodule_search_locations]
+    h = hashlib.sha256()
+    for f in sorted({*(f for d in dirs for f in d.rglob("*.py") if "benchmarks" not in f.parts),
+                     *ensure_tiny().glob("*.safetensors")}):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def backbone_dir(ws: Workspace, size: str, seed: int = 0) -> Path:

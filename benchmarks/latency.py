@@ -24,6 +24,7 @@ from .common import Report, check_threads, md_table, median, spread, suite_dir
 from .engines import Engine, optimum_export
 from .fixtures import Workspace, backbone_dir, export, make_adapters
 from .probe import run_probe
+from .profile import profile
 
 SUITE = "latency"
 TASK, OTHER_TASK = "summarization", "dialogue"  # both bottleneck 100
@@ -158,10 +159,24 @@ def measure_size(report: Report, ws: Workspace, size: str, plan: Plan, threads: 
                f"{bw[0]:.2f}/{bw[1]:.2f} GB/s)", kind="bandwidth", size=size, gb_per_s=gbps, samples=bw)
     rows = [engine_row(report, size, e, t[e.label], plan, gbps, cold) for e in timed_engines]
     ratios(report, size, rows, t, plan)
+    pbar.set_postfix_str(f"{size}: profiles")
+    for e in engines:
+        if e.kind == "edgevlm":
+            where_time_goes(report, size, e, plan, threads)
     rows.append({"size": size, "engine": "task switch", **{k: switch[k] for k in ("switch_ms",)}})
     for e in engines:
         e.model = None
     return rows
+
+
+def where_time_goes(report: Report, size: str, e: Engine, plan: Plan, threads: int) -> dict:
+    """The runtime's decode step split into Python / ORT overhead / kernels by op type (:mod:`.profile`)."""
+    p = profile(e.path, e.task, plan.new_tokens, plan.prompts[0], threads)
+    top = ", ".join(f"{op} {ms:.2f}" for op, ms in list(p["ops_ms_per_token"].items())[:4])
+    return report.add(f"[{size}] profile {e.label}: {p['decode_ms_per_token']:.2f} ms/token = Python {p['python_ms_per_token']:.2f} "
+                      f"+ ORT call {p['ort_call_overhead_ms_per_token']:.2f} + ORT framework {p['ort_framework_ms_per_token']:.2f} "
+                      f"+ kernels {p['kernels_ms_per_token']:.2f} ms (top kernels, ms: {top}; ORT profiler on)",
+                      kind="profile", size=size, engine=e.label, **p)
 
 
 def engine_row(report: Report, size: str, e: Engine, t: dict, plan: Plan, gbps: float, cold: dict) -> dict:
@@ -210,7 +225,21 @@ COLUMNS = [("engine", "engine"), ("decode_ms_per_token", "decode ms/token"), ("t
            ("weight_mb_per_token", "weights MB/token")]
 
 
-def markdown(rows: list[dict], plan_of: dict[str, Plan]) -> str:
+PROFILE_COLUMNS = [("engine", "engine"), ("decode_ms_per_token", "ms/token (profiled)"), ("python_ms_per_token", "Python ms"),
+                   ("ort_call_overhead_ms_per_token", "ORT call ms"), ("ort_framework_ms_per_token", "ORT framework ms"),
+                   ("kernels_ms_per_token", "kernels ms"), ("top_ops", "top kernels (ms/token)")]
+
+
+def profile_table(records: list[dict], size: str) -> str:
+    prof = [{**r, "top_ops": ", ".join(f"{op} {ms:.2f}" for op, ms in list(r["ops_ms_per_token"].items())[:4])}
+            for r in records if r.get("kind") == "profile" and r["size"] == size]
+    if not prof:
+        return ""
+    return ("\nWhere a decoded token's time goes in the runtime (ORT profiler on, which adds some overhead; "
+            "`python -m edgevlm.benchmarks.profile BUNDLE`):\n\n" + md_table(prof, PROFILE_COLUMNS))
+
+
+def markdown(rows: list[dict], plan_of: dict[str, Plan], records: list[dict]) -> str:
     parts = []
     for size in dict.fromkeys(r["size"] for r in rows):
         p = plan_of[size]
@@ -218,7 +247,7 @@ def markdown(rows: list[dict], plan_of: dict[str, Plan]) -> str:
         sw = next((r for r in rows if r["size"] == size and r["engine"] == "task switch"), {})
         parts.append(f"## {size}\n\nBatch 1, greedy, exactly {p.new_tokens} new tokens after a {p.prompts[0]}-token prompt; "
                      f"median of {p.reps} interleaved repetitions. Task switch (edgevlm fp32): {sw.get('switch_ms', float('nan')):+.3f} ms.\n\n"
-                     + md_table(sub, COLUMNS))
+                     + md_table(sub, COLUMNS) + profile_table(records, size))
     return "\n".join(parts) + "\n![tokens/s](tokens_per_s.png)\n"
 
 
@@ -255,7 +284,7 @@ def run(quick: bool = False, out: str | Path | None = None, threads: int | None 
     dest = suite_dir(out, SUITE)
     dest.mkdir(parents=True, exist_ok=True)
     plot(rows, dest)
-    return report.write(dest, markdown(rows, plan_of), {"plans": {s: vars(p) for s, p in plan_of.items()}, "rows": rows})
+    return report.write(dest, markdown(rows, plan_of, report.records), {"plans": {s: vars(p) for s, p in plan_of.items()}, "rows": rows})
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -106,6 +106,17 @@ def test_engines_decode_exact_token_counts(bench_bundle, tiny_dir):
     assert prompts["edgevlm fp32 task=None"] == prompts["pytorch fp32"]  # same tokenizer, same text
 
 
+def test_profile_splits_decode_time(bench_bundle):
+    from edgevlm.benchmarks.profile import profile, render
+
+    p = profile(bench_bundle, "dialogue", tokens=6, prompt_tokens=10, threads=1)
+    assert p["decode_steps"] == 5 and p["task"] == "dialogue" and p["quantization"] == "fp32"
+    assert 0 < p["kernels_ms_per_token"] < p["decode_ms_per_token"]
+    assert any("MatMul" in op for op in p["ops_ms_per_token"])
+    assert sum(p["ops_ms_per_token"].values()) == pytest.approx(p["kernels_ms_per_token"], rel=1e-6)
+    assert "kernels" in render(p) and profile(bench_bundle, None, tokens=3, threads=1)["task"] is None
+
+
 def test_probe_runtime_is_torch_free_and_reports_memory(bench_bundle):
     from edgevlm.benchmarks.probe import run_probe
 
