@@ -1,13 +1,31 @@
 """``edgevlm run``: load a bundle with the torch-free runtime and stream a task's output to stdout."""
 from __future__ import annotations
 
+import argparse
 import sys
 
 from ..errors import ConfigError
 
 
+class IntermixedParser(argparse.ArgumentParser):
+    """Accepts the input text after options (``run BUNDLE --task NAME "input"``), which plain argparse
+    refuses for an optional positional on Python < 3.12."""
+
+    _inner = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._inner:
+            return super().parse_known_args(args, namespace)
+        self._inner = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inner = False
+
+
 def register(sub) -> None:
     p = sub.add_parser("run", help="run a bundle on-device: stream a task's output (torch-free runtime)")
+    p.__class__ = IntermixedParser
     p.add_argument("bundle", help="bundle directory made by 'edgevlm export'")
     p.add_argument("input", nargs="?", help="input text (default: read lines from stdin, one output per line)")
     p.add_argument("--task", help="task to run (see --list)")
@@ -23,6 +41,7 @@ def register(sub) -> None:
     p.add_argument("--beams", type=int, default=1, help="beam search width (output is printed when complete)")
     p.add_argument("--stop", action="append", default=[], help="stop before this string (repeatable)")
     p.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    p.add_argument("--spin", action="store_true", help="let idle worker threads spin (lower latency on an otherwise idle device)")
     p.set_defaults(func=run)
 
 
@@ -36,12 +55,13 @@ def list_tasks(rt) -> None:
         print(f"{name}\tbottleneck={t.bottleneck}\ttokens={' '.join(t.special_tokens)}\ttemplate={t.template!r}")
 
 
-def answer(rt, text: str, task: str | None, options: dict, out=sys.stdout) -> None:
+def answer(rt, text: str, task: str | None, options: dict, out=None) -> None:
     """Stream one output line (beam search prints when done); a truncated input is reported on stderr."""
     import warnings
 
     from ..runtime import InputTruncated
 
+    out = out or sys.stdout
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InputTruncated)
         if options.get("num_beams", 1) > 1:
@@ -62,7 +82,7 @@ def run(args) -> int:
 
     if args.task and args.plain:
         raise ConfigError("--task and --plain exclude each other")
-    rt = Runtime.load(args.bundle, threads=args.threads)
+    rt = Runtime.load(args.bundle, threads=args.threads, spin=args.spin)
     if args.list:
         list_tasks(rt)
         return 0

@@ -8,7 +8,8 @@ class BeamSearch:
     """``num_beams`` running beams; a hypothesis scores ``sum(log p) / length ** length_penalty``.
 
     Tokens are kept as back-pointers (one parent and one token per beam per
-    step), so a step costs O(beams) and not O(beams x length).
+    step), and a finished hypothesis as (step, beam), so a step costs
+    O(beams) and not O(beams x length); tokens are read back once, at the end.
     """
 
     def __init__(self, num_beams: int, eos: int | None, length_penalty: float = 1.0):
@@ -17,7 +18,7 @@ class BeamSearch:
         self.scores[0] = 0.0  # every beam starts from the same prompt: only one of them is live
         self.parents: list[np.ndarray] = []  # per step [n]: which beam each beam came from
         self.tokens: list[np.ndarray] = []  # per step [n]: the token each beam appended
-        self.finished: list[tuple[float, list[int]]] = []  # (normalised score, tokens), best first
+        self.finished: list[tuple[float, int, int]] = []  # (normalised score, step, beam), best first
 
     def _history(self, beam: int, upto: int) -> list[int]:
         out = []
@@ -26,16 +27,18 @@ class BeamSearch:
             beam = int(self.parents[t][beam])
         return out[::-1]
 
-    def _finish(self, tokens: list[int], score: float, length: int) -> None:
-        self.finished.append((score / max(length, 1) ** self.lp, tokens))
-        self.finished.sort(key=lambda h: -h[0])
+    def _finish(self, step: int, beam: int, score: float, length: int) -> None:
+        """Keep the hypothesis ending with ``beam`` after ``step`` tokens, if it is among the n best."""
+        self.finished.append((score / max(length, 1) ** self.lp, step, beam))
+        self.finished.sort(key=lambda h: -h[0])  # stable: an earlier hypothesis wins a tie
         del self.finished[self.n:]
 
     def step(self, logprobs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Advance every beam by one token. logprobs [n, V] -> (parent beam [n], next token [n])"""
         v = logprobs.shape[1]
         flat = (self.scores[:, None] + logprobs).ravel()  # [n * V]
-        top = np.argpartition(-flat, 2 * self.n)[: 2 * self.n]
+        k = min(2 * self.n, flat.size)
+        top = np.argpartition(-flat, k - 1)[:k]
         top = top[np.argsort(-flat[top], kind="stable")]
         parents, toks, scores = [], [], []
         for rank, j in enumerate(top):
@@ -44,8 +47,7 @@ class BeamSearch:
                 break
             if t == self.eos:
                 if rank < self.n:  # EOS counts only among the n best candidates
-                    hist = self._history(b, len(self.tokens))
-                    self._finish(hist, s, len(hist) + 1)  # EOS counts towards the length
+                    self._finish(len(self.tokens), b, s, len(self.tokens) + 1)  # EOS counts towards the length
                 continue
             parents.append(b)
             toks.append(t)
@@ -71,5 +73,5 @@ class BeamSearch:
         """Tokens of the best hypothesis (running beams count as finished at the length limit); EOS excluded."""
         for b in range(self.n):
             if np.isfinite(self.scores[b]):
-                self._finish(self._history(b, len(self.tokens)), float(self.scores[b]), len(self.tokens))
-        return self.finished[0][1] if self.finished else []
+                self._finish(len(self.tokens), b, float(self.scores[b]), len(self.tokens))
+        return self._history(self.finished[0][2], self.finished[0][1]) if self.finished else []

@@ -2,9 +2,14 @@
 
 The bundle's single graph serves both: on prefill the past inputs have
 length 0; afterwards each run's ``present.*`` outputs are fed back as the
-next run's ``past_key_values.*`` inputs *as ORT values*, never converted to
-numpy. The attention mask lives in one buffer allocated at prefill, so a
-step does O(1) Python work besides the run itself.
+next run's ``past_key_values.*`` inputs. On the CPU, ONNX Runtime's
+``run`` hands outputs back as numpy arrays that *share* its buffers and
+takes numpy inputs in place, so the cache is never copied in Python.
+Measured against ``run_with_ort_values`` and IOBinding (with ORT-allocated
+or preallocated ping-pong present buffers), this plain path was as fast on
+GPT-2 small and the fastest on the tiny model, where per-run overhead
+dominates. The attention mask lives in one buffer allocated at prefill, so
+a step does O(1) Python work besides the run itself.
 
 A :class:`Cache` belongs to one call and one task: it holds that task's
 ``RunOptions`` (which select the task's adapter), and :meth:`Decoder.step`
@@ -18,8 +23,6 @@ import onnxruntime as ort
 
 from .. import names
 
-OrtValue = ort.OrtValue
-
 
 class Cache:
     """One call's decoding state: presents of the last run, the mask buffer, the task it belongs to."""
@@ -29,7 +32,7 @@ class Cache:
         self.run_options = run_options
         self.mask = mask  # [b, prompt + max_new] int64: left padding zeros, then ones
         self.length = length  # tokens seen so far (columns of mask in use)
-        self.presents = presents  # OrtValues [b, n_head, length, head_dim], graph order
+        self.presents = presents  # [b, n_head, length, head_dim] float32 each, graph order (ORT's own buffers)
 
     def mask_now(self) -> np.ndarray:
         """The attention mask of the tokens seen so far [b, length] (a view when batch is 1)."""
@@ -37,9 +40,9 @@ class Cache:
         return view if view.flags.c_contiguous else np.ascontiguousarray(view)
 
     def reorder(self, rows: np.ndarray) -> None:
-        """Beam search: row i continues from row ``rows[i]`` (one copy of the cache through numpy)."""
+        """Beam search: row i continues from row ``rows[i]`` (one gather of the cache)."""
         self.mask = self.mask[rows]
-        self.presents = [OrtValue.ortvalue_from_numpy(np.ascontiguousarray(p.numpy()[rows])) for p in self.presents]
+        self.presents = [p[rows] for p in self.presents]
 
 
 class Decoder:
@@ -53,17 +56,15 @@ class Decoder:
 
     def _run(self, ids: np.ndarray, mask: np.ndarray, past: list, ro: ort.RunOptions) -> tuple[np.ndarray, list]:
         """One graph run. ids [b, s], mask [b, past + s] -> (last-position logits [b, V], presents)"""
-        feeds = {names.INPUT_IDS: OrtValue.ortvalue_from_numpy(ids), names.ATTENTION_MASK: OrtValue.ortvalue_from_numpy(mask)}
-        feeds.update(zip(self.past, past))
-        out = self.session.run_with_ort_values(self.outputs, feeds, ro)
-        logits = out[0].numpy()  # [b, s, V]
-        return np.array(logits[:, -1], dtype=np.float32), out[1:]
+        feeds = {names.INPUT_IDS: ids, names.ATTENTION_MASK: mask, **dict(zip(self.past, past))}
+        out = self.session.run(self.outputs, feeds, ro)
+        return np.array(out[0][:, -1], dtype=np.float32), out[1:]  # copy: the [b, s, V] prefill logits can go
 
     def prefill(self, ids: np.ndarray, mask: np.ndarray, max_new: int, task: str | None,
                 run_options: ort.RunOptions) -> tuple[np.ndarray, Cache]:
         """Run the whole prompt (left-padded) once. ids, mask [b, s] int64 -> (logits [b, V], cache)"""
         b, s = ids.shape
-        empty = OrtValue.ortvalue_from_numpy(np.zeros((b, self.n_head, 0, self.head_dim), np.float32))
+        empty = np.zeros((b, self.n_head, 0, self.head_dim), np.float32)
         logits, presents = self._run(ids, mask, [empty] * len(self.past), run_options)
         buf = np.ones((b, s + max_new), np.int64)
         buf[:, :s] = mask

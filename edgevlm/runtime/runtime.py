@@ -59,8 +59,12 @@ class Runtime:
         self.eos_token_id = eos if isinstance(eos, int) and 0 <= eos < graph.vocab_size else None  # for task=None
 
     @classmethod
-    def load(cls, bundle: str | Path, threads: int | None = None) -> "Runtime":
-        """Check ``bundle`` (schema, checksums, confined paths, shapes) and load it; ``threads`` = intra-op threads."""
+    def load(cls, bundle: str | Path, threads: int | None = None, spin: bool = False) -> "Runtime":
+        """Check ``bundle`` (schema, checksums, confined paths, shapes) and load it.
+
+        ``threads``: intra-op threads (default: all cores); ``spin``: let idle
+        worker threads spin (see :func:`edgevlm.runtime.session.session_options`).
+        """
         root = Path(bundle)
         m = load_manifest(root)
         tok_path = confined(root, m["tokenizer"]["file"], "tokenizer.file")
@@ -68,7 +72,7 @@ class Runtime:
             tokenizer = Tokenizer.from_file(str(tok_path))
         except Exception as e:  # tokenizers raises a plain Exception for malformed files
             raise BundleError(f"{tok_path}: cannot read the tokenizer ({e})") from None
-        session = open_session(confined(root, m["backbone"]["file"], "backbone.file"), threads)
+        session = open_session(confined(root, m["backbone"]["file"], "backbone.file"), threads, spin)
         graph = check_graph(session, m, root / m["backbone"]["file"])
         tasks = {name: load_task(name, e, confined(root, e["adapter_file"], f"tasks.{name}.adapter_file"), graph, str(root / MANIFEST))
                  for name, e in m["tasks"].items()}
