@@ -88,8 +88,9 @@ def _scalar(b: _Builder, name: str, value, dtype) -> str:
     return b.const(name, np.array(value, dtype=dtype))
 
 
-def _embed_and_mask(b: _Builder, tr, vocab: int) -> tuple[str, str]:
-    """Hidden states [b, s, E] (token or task embedding + position) and the attention permission [b, 1, s, T]."""
+def _embed_and_mask(b: _Builder, tr, vocab: int, fused: bool) -> tuple[str, tuple[str, str]]:
+    """Hidden states [b, s, E] (token or task embedding + position) and the attention mask [b, 1, s, T] as
+    (boolean permission, additive bias 0 / float32 min for the fused kernel, else "")."""
     ids, mask = names.INPUT_IDS, names.ATTENTION_MASK
     v, one, zero = _scalar(b, "const.vocab", vocab, np.int64), _scalar(b, "const.one", 1, np.int64), _scalar(b, "const.zero", 0, np.int64)
     is_task = b.op("GreaterOrEqual", [ids, v], "embed")  # [b, s]
@@ -109,7 +110,11 @@ def _embed_and_mask(b: _Builder, tr, vocab: int) -> tuple[str, str]:
     qpos = b.op("Range", [b.op("Sub", [total, seq], "mask"), total, one], "mask")  # [s]
     causal = b.op("LessOrEqual", [b.op("Unsqueeze", [kpos, ax0], "mask"), b.op("Unsqueeze", [qpos, ax1], "mask")], "mask")  # [s, T]
     keys = b.op("Unsqueeze", [b.op("Cast", [mask], "mask", to=TensorProto.BOOL), b.const("const.axes12", np.array([1, 2], np.int64))], "mask")
-    return h, b.op("And", [causal, keys], "mask")  # [b, 1, s, T]
+    allowed = b.op("And", [causal, keys], "mask")  # [b, 1, s, T]
+    if not fused:
+        return h, (allowed, "")
+    bias = b.op("Where", [allowed, _scalar(b, "const.fzero", 0.0, np.float32), _scalar(b, "const.fmin", FLOAT_MIN, np.float32)], "mask")
+    return h, (allowed, bias)
 
 
 def _linear(b: _Builder, x: str, conv, name: str) -> str:
@@ -133,24 +138,40 @@ def _gelu(b: _Builder, x: str, kind: str, p: str) -> str:
     return b.op("Mul", [b.op("Mul", [x, _scalar(b, f"{p}.half", 0.5, np.float32)], p), b.op("Add", [t, _scalar(b, f"{p}.one", 1.0, np.float32)], p)], p)
 
 
-def _attention(b: _Builder, x: str, attn, allowed: str, i: int, cfg) -> str:
+def _attention(b: _Builder, x: str, attn, mask: tuple[str, str], i: int, cfg, fused: bool) -> str:
     """Causal self-attention with the past concatenated; writes present.{i}.key/value. [b, s, E] -> [b, s, E]"""
     p, nh, hd = f"h.{i}.attn", cfg.n_head, cfg.n_embd // cfg.n_head
     qkv = _linear(b, x, attn.c_attn, f"transformer.h.{i}.attn.c_attn")  # [b, s, 3E]
-    split = b.const(f"{p}.split", np.array([cfg.n_embd] * 3, np.int64))
+    q, k, v = b.op("Split", [qkv, b.const(f"{p}.split", np.array([cfg.n_embd] * 3, np.int64))], p, n_out=3, axis=-1)  # [b, s, E]
+    scale = (math.sqrt(hd) if cfg.scale_attn_weights else 1.0) * (i + 1 if getattr(cfg, "scale_attn_by_inverse_layer_idx", False) else 1)
+    if fused:
+        ctx = _fused_attention(b, q, k, v, mask[1], i, nh, scale)
+    else:
+        ctx = _plain_attention(b, q, k, v, mask[0], i, nh, hd, scale)
+    return _linear(b, ctx, attn.c_proj, f"transformer.h.{i}.attn.c_proj")
+
+
+def _plain_attention(b: _Builder, q: str, k: str, v: str, allowed: str, i: int, nh: int, hd: int, scale: float) -> str:
+    """Standard ONNX ops: split heads, concat the past, masked softmax(q k^T / scale) v, merge heads."""
+    p = f"h.{i}.attn"
     heads = b.const(f"{p}.heads_shape", np.array([0, 0, nh, hd], np.int64))
-    q, k, v = (b.op("Transpose", [b.op("Reshape", [t, heads], p)], p, perm=[0, 2, 1, 3])
-               for t in b.op("Split", [qkv, split], p, n_out=3, axis=-1))  # [b, H, s, D]
+    q, k, v = (b.op("Transpose", [b.op("Reshape", [t, heads], p)], p, perm=[0, 2, 1, 3]) for t in (q, k, v))  # [b, H, s, D]
     b.nodes.append(helper.make_node("Concat", [names.past_key(i), k], [names.present_key(i)], name=f"{p}/present_key", axis=2))
     b.nodes.append(helper.make_node("Concat", [names.past_value(i), v], [names.present_value(i)], name=f"{p}/present_value", axis=2))
     scores = b.op("MatMul", [q, b.op("Transpose", [names.present_key(i)], p, perm=[0, 1, 3, 2])], p)  # [b, H, s, T]
-    scale = (math.sqrt(hd) if cfg.scale_attn_weights else 1.0) * (i + 1 if getattr(cfg, "scale_attn_by_inverse_layer_idx", False) else 1)
     if scale != 1.0:
         scores = b.op("Div", [scores, _scalar(b, f"{p}.scale", scale, np.float32)], p)
     scores = b.op("Where", [allowed, scores, _scalar(b, f"{p}.mask_value", FLOAT_MIN, np.float32)], p)
     ctx = b.op("MatMul", [b.op("Softmax", [scores], p, axis=-1), names.present_value(i)], p)  # [b, H, s, D]
-    ctx = b.op("Reshape", [b.op("Transpose", [ctx], p, perm=[0, 2, 1, 3]), b.const(f"{p}.merge_shape", np.array([0, 0, cfg.n_embd], np.int64))], p)
-    return _linear(b, ctx, attn.c_proj, f"transformer.h.{i}.attn.c_proj")
+    return b.op("Reshape", [b.op("Transpose", [ctx], p, perm=[0, 2, 1, 3]), b.const(f"{p}.merge_shape", np.array([0, 0, nh * hd], np.int64))], p)
+
+
+def _fused_attention(b: _Builder, q: str, k: str, v: str, bias: str, i: int, nh: int, scale: float) -> str:
+    """ONNX Runtime's fused ``MultiHeadAttention`` kernel with the additive mask bias and the past. -> [b, s, E]"""
+    outs = [f"h.{i}.attn/MultiHeadAttention_out", names.present_key(i), names.present_value(i)]
+    b.nodes.append(helper.make_node("MultiHeadAttention", [q, k, v, "", "", bias, names.past_key(i), names.past_value(i)], outs,
+                                    name=f"h.{i}.attn/MultiHeadAttention", domain="com.microsoft", num_heads=nh, scale=1.0 / scale))
+    return outs[0]
 
 
 def _adapter(b: _Builder, h: str, i: int, eps: float) -> str:
@@ -162,9 +183,9 @@ def _adapter(b: _Builder, h: str, i: int, eps: float) -> str:
     return b.op("Add", [h, b.op("Add", [b.op("MatMul", [z, a("up.weight")], p), a("up.bias")], p)], p)
 
 
-def _block(b: _Builder, h: str, blk, allowed: str, i: int, cfg) -> str:
+def _block(b: _Builder, h: str, blk, mask: tuple[str, str], i: int, cfg, fused: bool) -> str:
     eps, p = cfg.layer_norm_epsilon, f"transformer.h.{i}"
-    h = b.op("Add", [h, _attention(b, _layer_norm(b, h, blk.ln_1, f"{p}.ln_1", eps), blk.attn, allowed, i, cfg)], f"h.{i}")
+    h = b.op("Add", [h, _attention(b, _layer_norm(b, h, blk.ln_1, f"{p}.ln_1", eps), blk.attn, mask, i, cfg, fused)], f"h.{i}")
     f = _linear(b, _layer_norm(b, h, blk.ln_2, f"{p}.ln_2", eps), blk.mlp.c_fc, f"{p}.mlp.c_fc")
     f = _linear(b, _gelu(b, f, cfg.activation_function, f"h.{i}.mlp.act"), blk.mlp.c_proj, f"{p}.mlp.c_proj")
     return _adapter(b, b.op("Add", [h, f], f"h.{i}"), i, eps)
@@ -190,17 +211,21 @@ def identity_defaults(n_layer: int, n_embd: int) -> dict[str, np.ndarray]:
             for n in names.adapter_names(n_layer)}
 
 
-def build_graph(hf_model) -> onnx.ModelProto:
-    """The decoder graph of a (frozen, eval-mode) ``GPT2LMHeadModel``; weights become fp32 initializers."""
+def build_graph(hf_model, fused_attention: bool = False) -> onnx.ModelProto:
+    """The decoder graph of a (frozen, eval-mode) ``GPT2LMHeadModel``; weights become fp32 initializers.
+
+    With ``fused_attention`` each layer's attention is ONNX Runtime's ``com.microsoft.MultiHeadAttention``
+    (same inputs/outputs; the graph then needs ONNX Runtime), otherwise standard ONNX ops only.
+    """
     import torch
 
     cfg = hf_model.config
     check_config(cfg)
     b, tr = _Builder(), hf_model.transformer
     with torch.no_grad():
-        h, allowed = _embed_and_mask(b, tr, cfg.vocab_size)
+        h, mask = _embed_and_mask(b, tr, cfg.vocab_size, fused_attention)
         for i, blk in enumerate(tr.h):
-            h = _block(b, h, blk, allowed, i, cfg)
+            h = _block(b, h, blk, mask, i, cfg, fused_attention)
         h = _layer_norm(b, h, tr.ln_f, "transformer.ln_f", cfg.layer_norm_epsilon)
         lm_head = b.const("lm_head.weight_t", hf_model.lm_head.weight.detach().float().numpy().T.copy())  # [E, V]
     b.nodes.append(helper.make_node("MatMul", [h, lm_head], [names.LOGITS], name="lm_head/MatMul"))
@@ -208,7 +233,8 @@ def build_graph(hf_model) -> onnx.ModelProto:
         b.const(n, v)
     inputs, outputs = _io(cfg)
     graph = helper.make_graph(b.nodes, "edgevlm_decoder", inputs, outputs, b.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="edgevlm")
+    opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid("com.microsoft", 1)] if fused_attention else [])
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="edgevlm")
     model.ir_version = 8
     return model
 

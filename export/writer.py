@@ -29,8 +29,9 @@ def export_bundle(backbone, adapters, quant: str = "fp32", out=None, force: bool
 
     ``quant`` is fp32, int8 or int4 (backbone only; adapters stay float). Bad
     input fails before any work; the bundle appears atomically (temp dir +
-    rename) and replaces an existing ``out`` only with ``force``. ``check``
-    compares the fp32 graph with PyTorch before writing. Returns ``out``.
+    rename) and replaces an existing ``out`` only with ``force``. ``fuse``
+    uses ONNX Runtime's fused kernels (attention, LayerNorm, GELU); ``check``
+    compares the fp32 graph with PyTorch before quantizing. Returns ``out``.
     """
     from tqdm.auto import tqdm
 
@@ -57,21 +58,22 @@ def export_bundle(backbone, adapters, quant: str = "fp32", out=None, force: bool
 
 
 def _graph(bb, tasks: list[TaskAdapter], quant: str, fuse: bool, check: bool, log: dict, bar) -> onnx.ModelProto:
-    """Build, validate, self-check, fuse and quantize the decoder graph (op counts after each step go to ``log``)."""
+    """Build and validate the decoder graph, fuse, self-check and quantize it (op counts of each step go to ``log``)."""
     with _stage(log, "graph", bar):
         model = build_graph(bb.model)
         validate_graph(model)
         _check_adapters(tasks, model, bb.model.config.n_embd)
         log["op_counts"] = {"graph": op_counts(model)}
-    with _stage(log, "check", bar):
-        if check:
-            log["fp32_max_abs_logit_diff"] = self_check(model, bb, tasks)
     with _stage(log, "fuse", bar):
         if fuse:
             from .fuse import fuse_graph
 
-            model = fuse_graph(model, bb.model.config)
+            del model
+            model = fuse_graph(build_graph(bb.model, fused_attention=True), bb.model.config)
         log["op_counts"]["fused"] = op_counts(model)
+    with _stage(log, "check", bar):
+        if check:
+            log["fp32_max_abs_logit_diff"] = self_check(model, bb, tasks)
     with _stage(log, "quantize", bar):
         model = quantize(model, quant)
         log["op_counts"]["final"] = op_counts(model)
@@ -128,7 +130,7 @@ def _weight_bytes(model: onnx.ModelProto) -> int:
 
 
 def self_check(model: onnx.ModelProto, bb, tasks: list[TaskAdapter]) -> dict[str, float]:
-    """fp32 graph vs PyTorch VLM on a short prompt (prefill + 3 cached steps), no task and every task."""
+    """fp32 graph vs PyTorch VLM on a short prompt (prefill + 3 cached steps), no task and every task; ExportError if off."""
     import torch
 
     from edgevlm.model import VLM

@@ -41,10 +41,12 @@ def _cfg(m: dict) -> dict:
     return m["backbone"]
 
 
-def test_graph_contract(tiny_backbone):
-    model = build_graph(tiny_backbone.model)
-    onnx.checker.check_model(model, full_check=True)
-    onnx.shape_inference.infer_shapes(model, strict_mode=True)
+@pytest.mark.parametrize("fused", [False, True])
+def test_graph_contract(tiny_backbone, fused):
+    model = build_graph(tiny_backbone.model, fused_attention=fused)
+    onnx.checker.check_model(model, full_check=not fused)  # strict shape inference knows no com.microsoft ops
+    if not fused:
+        onnx.shape_inference.infer_shapes(model, strict_mode=True)
     c = tiny_backbone.model.config
     spec = bundle.io_spec(c.n_layer)
     assert [i.name for i in model.graph.input] == spec["inputs"] + spec["adapter_inputs"]
@@ -77,8 +79,13 @@ def test_manifest_and_files(fp32, trained_adapters):
         assert t["special_token_ids"] == [v + k for k in range(len(t["special_tokens"]))]
         assert t["generation"]["max_new_tokens"] > 0 and t["eos_token_id"] == m["tokenizer"]["eos_token_id"]
     assert set(m["files"]) == {p.relative_to(fp32).as_posix() for p in fp32.rglob("*") if p.is_file()} - {bundle.MANIFEST}
-    counts = m["export_log"]["op_counts"]
-    assert counts["fused"].get("com.microsoft.SkipLayerNormalization", 0) > 0 and "LayerNormalization" in counts["graph"]
+    counts, n_layer = m["export_log"]["op_counts"], m["backbone"]["n_layer"]
+    assert counts["graph"]["LayerNormalization"] == 3 * n_layer + 1 and "Softmax" in counts["graph"]
+    fused = counts["fused"]
+    assert fused["com.microsoft.MultiHeadAttention"] == n_layer and "Softmax" not in fused
+    assert fused["com.microsoft.FastGelu"] == n_layer and "Tanh" not in fused
+    assert fused["com.microsoft.SkipLayerNormalization"] + fused.get("LayerNormalization", 0) == 3 * n_layer + 1
+    assert fused["com.microsoft.SkipLayerNormalization"] >= 2 * n_layer  # incl. every adapter LayerNorm
     assert max(m["export_log"]["fp32_max_abs_logit_diff"].values()) <= 1e-4
 
 
