@@ -71,8 +71,3 @@ def build_training(args):
         datas[n] = TaskData(cfgs[n], enc[0], enc[1])
     return vlm, backbone, datas, tc
 
-
-def run_training(vlm, backbone, datas, tc, out, resume: bool) -> dict:
-    from .train import train
-
-    return train(vlm, backbone, datas, tc, out, resume=resume)

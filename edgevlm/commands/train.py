@@ -31,12 +31,13 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..workflow import build_training, run_training
+    from ..train import train
+    from ..workflow import build_training
 
     if args.data and len(args.task) > 1:
         raise ConfigError("--data takes one --task; multi-task training uses the built-in tasks")
     vlm, backbone, datas, tc = build_training(args)
-    summary = run_training(vlm, backbone, datas, tc, args.out, args.resume)
+    summary = train(vlm, backbone, datas, tc, args.out, resume=args.resume)
     for name, s in summary.items():
         print(f"{name}: {s['trainable_params']:,} trainable parameters = {s['trainable_share']:.2f}% of the backbone"
               + (f"; validation loss {s['valid_loss'][0]:.3f} -> {s['valid_loss'][-1]:.3f}" if s["valid_loss"] else ""))
