@@ -56,7 +56,7 @@ class Workspace:
 
 
 def code_stamp() -> str:
-    """Short hash of the edgevlm + exporter sources and the tiny backbone's weights."""
+    """Short hash of the sources that shape built artifacts (exporter, model, training, tasks) and the tiny weights."""
     import hashlib
     from importlib.util import find_spec
 
@@ -64,7 +64,8 @@ def code_stamp() -> str:
 
     dirs = [Path(d) for pkg in ("edgevlm", "edgevlm.export") for d in find_spec(pkg).submodule_search_locations]
     h = hashlib.sha256()
-    for f in sorted({*(f for d in dirs for f in d.rglob("*.py") if "benchmarks" not in f.parts),
+    skip = {"benchmarks", "runtime", "commands"}  # nothing built here depends on them
+    for f in sorted({*(f for d in dirs for f in d.rglob("*.py") if not skip & set(f.parts)),
                      *ensure_tiny().glob("*.safetensors")}):
         h.update(f.name.encode())
         h.update(f.read_bytes())
@@ -130,10 +131,16 @@ def make_adapters(backbone_path: Path, out: Path, tasks: dict[str, int | None], 
 
 def export(backbone_path: Path, adapters: list[Path], quant: str, out: Path) -> Path:
     """An edgevlm bundle via the project's exporter (quietly)."""
+    import logging
+
     from edgevlm.export import export_bundle
 
-    return export_bundle(str(backbone_path), [str(a) for a in adapters], quant=quant, out=str(out), force=True,
-                         progress=False)
+    logging.disable(logging.INFO)  # ORT's transformer optimizer logs every fusion at INFO
+    try:
+        return export_bundle(str(backbone_path), [str(a) for a in adapters], quant=quant, out=str(out), force=True,
+                             progress=False)
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def dir_size(path: Path) -> int:

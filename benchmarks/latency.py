@@ -3,8 +3,15 @@
 For each model size the engines are loaded side by side in one process and
 timed *interleaved* (each repetition runs every engine once, in rotating
 order) so that noise from other work on the machine hits all of them alike;
-figures are medians over repetitions and ratios within one run. Cold load and
-peak RSS come from a fresh process per configuration (:mod:`.probe`).
+figures are medians over repetitions and ratios within one run. Decode speed
+is (time for N tokens - time for 1 token) / (N - 1), prefill the time to the
+first token. Adapter overhead is a separate A/B on one runtime (the task's
+bottleneck-100 adapter vs ``task=None``, alternating order); task switch
+compares a call right after another task's call with one after the same
+task's. Memory bandwidth (numpy sum over 512 MB) is measured before and
+after, and each engine's bytes of weights read per token give its bound.
+Cold load and peak RSS come from a fresh process per configuration
+(:mod:`.probe`); the runtime's decode step is profiled (:mod:`.profile`).
 
     python -m edgevlm.benchmarks.latency [--quick] [--sizes tiny,gpt2-small] [--out DIR]
 """
@@ -20,7 +27,7 @@ from edgevlm.errors import ConfigError
 
 from . import plots
 from .bandwidth import bound, measure_bandwidth
-from .common import Report, check_threads, md_table, median, spread, suite_dir
+from .common import Report, check_threads, md_table, median, spread, suite_dir, timed
 from .engines import Engine, optimum_export
 from .fixtures import Workspace, backbone_dir, export, make_adapters
 from .probe import run_probe
@@ -39,11 +46,12 @@ class Plan:
     reps: int
     new_tokens: int
     switch_pairs: int
+    overhead_pairs: int  # task vs task=None A/B pairs per format (0: skip)
     prompts: tuple[int, int] = (32, 128)
 
 
-PLANS = {"tiny": Plan(7, 64, 40), "gpt2-small": Plan(5, 32, 20), "gpt2-medium": Plan(3, 16, 10)}
-QUICK_PLAN = Plan(2, 8, 5)
+PLANS = {"tiny": Plan(7, 64, 40, 15), "gpt2-small": Plan(5, 32, 20, 8), "gpt2-medium": Plan(3, 16, 10, 0)}
+QUICK_PLAN = Plan(2, 8, 5, 2)
 
 
 def build_engines(ws: Workspace, size: str, threads: int, pbar) -> list[Engine]:
@@ -76,15 +84,23 @@ def cold_start(report: Report, size: str, engines: list[Engine], threads: int) -
     return out
 
 
-def with_no_task(engines: list[Engine]) -> list[Engine]:
-    """Each loaded edgevlm engine also as ``task=None`` (same runtime object, for the adapter overhead)."""
-    extra = []
-    for e in engines:
-        if e.kind == "edgevlm":
-            twin = Engine("edgevlm", e.fmt, e.path, e.threads, None)
-            twin.model, twin.tokenizer = e.model, e.tokenizer
-            extra.append(twin)
-    return engines + extra
+def adapter_overhead(report: Report, size: str, e: Engine, plan: Plan) -> dict:
+    """Whole-call time with the task's adapter vs ``task=None`` on the same runtime, A/B pairs in alternating order."""
+    plain = Engine("edgevlm", e.fmt, e.path, e.threads, None)
+    plain.model, plain.tokenizer = e.model, e.tokenizer
+    calls = [(e, e.prompt(plan.prompts[0])), (plain, plain.prompt(plan.prompts[0]))]
+    times: dict[str, list[float]] = {e.label: [], plain.label: []}
+    for i in range(plan.overhead_pairs):
+        for eng, prompt in (calls if i % 2 == 0 else calls[::-1]):
+            time.sleep(PAUSE_S)
+            times[eng.label].append(timed(lambda: eng.generate(prompt, plan.new_tokens)))
+    ratio = [a / b - 1 for a, b in zip(times[e.label], times[plain.label])]
+    ov = 100 * median(ratio)
+    return report.add(f"[{size}] edgevlm {e.fmt}: adapter overhead (bottleneck 100 vs task=None) {ov:+.1f}% per "
+                      f"{plan.new_tokens}-token call (median of {plan.overhead_pairs} A/B pairs; "
+                      f"{median(times[e.label]) * 1e3:.1f} vs {median(times[plain.label]) * 1e3:.1f} ms)",
+                      kind="adapter_overhead", size=size, fmt=e.fmt, overhead_pct=ov, per_pair_pct=[100 * x for x in ratio],
+                      with_task_ms=median(times[e.label]) * 1e3, no_task_ms=median(times[plain.label]) * 1e3)
 
 
 def time_engines(engines: list[Engine], plan: Plan, pbar) -> dict[str, dict[str, list[float]]]:
@@ -149,16 +165,20 @@ def measure_size(report: Report, ws: Workspace, size: str, plan: Plan, threads: 
     pbar.set_postfix_str(f"{size}: loading")
     for e in engines:
         e.load()
-    timed_engines = with_no_task(engines)
     pbar.set_postfix_str(f"{size}: timing")
-    t = time_engines(timed_engines, plan, pbar)
+    t = time_engines(engines, plan, pbar)
     switch = task_switch(report, size, engines[0], plan.switch_pairs)
+    pbar.set_postfix_str(f"{size}: adapter overhead")
+    overhead = {e.fmt: adapter_overhead(report, size, e, plan) for e in engines if e.kind == "edgevlm" and plan.overhead_pairs}
     bw.append(measure_bandwidth()["gb_per_s"])
     gbps = median(bw)
     report.add(f"[{size}] memory bandwidth {gbps:.2f} GB/s (numpy sum over 512 MB, before/after: "
                f"{bw[0]:.2f}/{bw[1]:.2f} GB/s)", kind="bandwidth", size=size, gb_per_s=gbps, samples=bw)
-    rows = [engine_row(report, size, e, t[e.label], plan, gbps, cold) for e in timed_engines]
-    ratios(report, size, rows, t, plan)
+    rows = [engine_row(report, size, e, t[e.label], plan, gbps, cold) for e in engines]
+    ratios(report, size, rows)
+    for r in rows:
+        if r["kind_"] == "edgevlm" and r["fmt"] in overhead:
+            r["adapter_overhead_pct"] = overhead[r["fmt"]]["overhead_pct"]
     pbar.set_postfix_str(f"{size}: profiles")
     for e in engines:
         if e.kind == "edgevlm":
@@ -194,28 +214,18 @@ def engine_row(report: Report, size: str, e: Engine, t: dict, plan: Plan, gbps: 
     return row
 
 
-def ratios(report: Report, size: str, rows: list[dict], t: dict, plan: Plan) -> None:
-    """Speed vs optimum fp32 / PyTorch, and adapter overhead (task vs task=None, paired per repetition)."""
+def ratios(report: Report, size: str, rows: list[dict]) -> None:
+    """Decode speed of every engine relative to optimum fp32 and PyTorch fp32 (same run)."""
     by = {r["engine"]: r for r in rows}
     for r in rows:
         for ref in ("optimum fp32", "pytorch fp32"):
             if ref in by:
                 r[f"x_{ref.replace(' ', '_')}"] = r["tokens_per_s"] / by[ref]["tokens_per_s"]
-    for q in QUANTS:
-        with_task, no_task = f"edgevlm {q} task={TASK}", f"edgevlm {q} task=None"
-        if with_task not in t or no_task not in t:
-            continue
-        per = [(a - fa) / (b - fb) - 1 for a, fa, b, fb in zip(t[with_task]["gen"], t[with_task]["ttft_short"],
-                                                                 t[no_task]["gen"], t[no_task]["ttft_short"])]
-        ov = 100 * median(per)
-        by[with_task]["adapter_overhead_pct"] = ov
-        report.add(f"[{size}] edgevlm {q}: adapter overhead (bottleneck 100 vs task=None) {ov:+.1f}% decode time per token",
-                   kind="adapter_overhead", size=size, fmt=q, overhead_pct=ov, per_rep_pct=[100 * x for x in per])
-    best = max((r for r in rows if r.get("kind_") == "edgevlm" and r.get("task")), key=lambda r: r["tokens_per_s"])
-    if "optimum fp32" in by:
+    best = max((r for r in rows if r["kind_"] == "edgevlm"), key=lambda r: r["tokens_per_s"])
+    if "optimum fp32" in by and "pytorch fp32" in by:
         report.add(f"[{size}] best edgevlm ({best['engine']}) = {best['x_optimum_fp32']:.2f}x optimum fp32, "
-                   f"{best.get('x_pytorch_fp32', float('nan')):.2f}x PyTorch fp32 decode tokens/s", kind="ratio", size=size,
-                   engine=best["engine"], x_optimum_fp32=best["x_optimum_fp32"], x_pytorch_fp32=best.get("x_pytorch_fp32"))
+                   f"{best['x_pytorch_fp32']:.2f}x PyTorch fp32 decode tokens/s", kind="ratio", size=size,
+                   engine=best["engine"], x_optimum_fp32=best["x_optimum_fp32"], x_pytorch_fp32=best["x_pytorch_fp32"])
 
 
 COLUMNS = [("engine", "engine"), ("decode_ms_per_token", "decode ms/token"), ("tokens_per_s", "tokens/s"),
@@ -276,7 +286,7 @@ def run(quick: bool = False, out: str | Path | None = None, threads: int | None 
     ws = Workspace(work)
     rows: list[dict] = []
     try:
-        with tqdm(total=sum(p.reps * (len(QUANTS) * 2 + 3) for p in plan_of.values()), desc="latency", unit="rep") as pbar:
+        with tqdm(total=sum(p.reps * (len(QUANTS) + 3) for p in plan_of.values()), desc="latency", unit="rep") as pbar:
             for size in sizes:
                 rows += measure_size(report, ws, size, plan_of[size], threads, pbar, quick)
     finally:

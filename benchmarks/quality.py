@@ -38,10 +38,11 @@ class Plan:
     mini_eval: int
     valid: int  # validation examples per task (loss only)
     batch_size: int = 16
+    train_rows: int | None = None  # cap on training examples per task (None: all)
 
 
 PLAN = Plan(e2e_steps=300, e2e_heldout=120, e2e_eval=100, mini_steps=80, mini_eval=50, valid=64)
-QUICK = Plan(e2e_steps=4, e2e_heldout=12, e2e_eval=6, mini_steps=1, mini_eval=4, valid=4, batch_size=8)
+QUICK = Plan(e2e_steps=4, e2e_heldout=12, e2e_eval=6, mini_steps=1, mini_eval=4, valid=4, batch_size=8, train_rows=128)
 
 
 class RuntimeGenerator:
@@ -107,6 +108,7 @@ def e2e(report: Report, ws: Workspace, plan: Plan, threads: int, path: Path, bar
     from edgevlm.tasks.loaders import group_by_source, split_by_source
 
     train_rows, held = split_by_source(load_e2e(path), plan.e2e_heldout, seed=0)
+    train_rows = train_rows[:plan.train_rows]
     decoded = {g.source for g in group_by_source(held)[:plan.e2e_eval]}
     test = [e for e in held if e.source in decoded]
     valid = [e for e in held if e.source not in decoded][:plan.valid]  # validation loss only; never decoded
@@ -162,7 +164,7 @@ def _row(report: Report, dataset: str, system: str, s: dict, task: str = "nlg") 
 def mini(report: Report, ws: Workspace, plan: Plan, threads: int, bar) -> list[dict]:
     from edgevlm.tasks.mini import mini_task
 
-    data = {t: (mini_task(t, "train"), mini_task(t, "valid", plan.valid)) for t in MINI_TASKS}
+    data = {t: (mini_task(t, "train", plan.train_rows), mini_task(t, "valid", plan.valid)) for t in MINI_TASKS}
     test = {t: mini_task(t, "test", plan.mini_eval) for t in MINI_TASKS}
     bar.set_postfix_str("mini tasks: train 5 adapters")
     ad = ws.get("mini-adapters", lambda p: train_adapters("tiny", data, plan.mini_steps * len(MINI_TASKS), p, False,
@@ -231,7 +233,7 @@ def run(quick: bool = False, out: str | Path | None = None, threads: int | None 
     torch.set_num_threads(threads)
     plan = QUICK if quick else PLAN
     report = Report(SUITE, threads, quick)
-    ws = Workspace(work)
+    ws = Workspace(Path(work) / ("quick" if quick else "full") if work else None)  # trained models depend on the plan
     rows: list[dict] = []
     has_e2e = e2e_path.is_file()
     try:
