@@ -25,6 +25,7 @@ from .probe import run_probe
 SUITE = "footprint"
 TASKS = ("nlg", "mt", "qa", "summarization", "dialogue")  # the paper's bottlenecks: 10, 300, 300, 100, 100
 QUANTS = ("fp32", "int8")
+PROBE_REPEATS = 3  # peak RSS of one configuration varies by 10-20% between processes
 
 
 def task_shares(adapter_root: Path) -> list[dict]:
@@ -39,7 +40,8 @@ def task_shares(adapter_root: Path) -> list[dict]:
     return out
 
 
-def bundle_side(report: Report, ws: Workspace, hf: Path, ad: Path, size: str, q: str, threads: int, bar) -> list[dict]:
+def bundle_side(report: Report, ws: Workspace, hf: Path, ad: Path, size: str, q: str, threads: int, repeats: int,
+                bar) -> list[dict]:
     """One bundle serving k tasks, k = 1..5: disk and peak RSS.
 
     k = 1 and k = 5 are exported bundles; k = 2..4 load the 1-task bundle and
@@ -57,7 +59,7 @@ def bundle_side(report: Report, ws: Workspace, hf: Path, ad: Path, size: str, q:
         real = k in (1, len(TASKS))
         path, added = (one if k == 1 else five, []) if real else (one, files[1:k])
         r = run_probe({"engines": [{"kind": "edgevlm", "fmt": q, "path": str(path), "task": TASKS[0]}],
-                       "add_tasks": [str(f) for f in added], "threads": threads})
+                       "add_tasks": [str(f) for f in added], "threads": threads}, repeats)
         disk = (dir_size(path) + sum(f.stat().st_size for f in added)) / 2**20
         how = "exported bundle" if real else f"1-task bundle + add_task x{k - 1}"
         rows.append(report.add(
@@ -68,7 +70,7 @@ def bundle_side(report: Report, ws: Workspace, hf: Path, ad: Path, size: str, q:
     return rows
 
 
-def full_side(report: Report, ws: Workspace, size: str, q: str, threads: int, bar) -> list[dict]:
+def full_side(report: Report, ws: Workspace, size: str, q: str, threads: int, repeats: int, bar) -> list[dict]:
     """N fully fine-tuned models, N = 1..5, all loaded at once in one process.
 
     A fully fine-tuned model is a whole backbone per task, the same size as
@@ -81,7 +83,7 @@ def full_side(report: Report, ws: Workspace, size: str, q: str, threads: int, ba
     for n in range(1, len(TASKS) + 1):
         bar.set_postfix_str(f"{size} {q}: {n} full model(s)")
         r = run_probe({"engines": [{"kind": "edgevlm", "fmt": q, "path": str(c), "task": TASKS[0]} for c in copies[:n]],
-                       "threads": threads})
+                       "threads": threads}, repeats)
         disk = sum(dir_size(c) for c in copies[:n]) / 2**20
         rows.append(report.add(
             f"[{size}] {n} full fine-tuned {q} model(s): disk {disk:.1f} MB, peak RSS {r['peak_rss_mb']:.0f} MB",
@@ -102,24 +104,30 @@ def summary(report: Report, rows: list[dict], size: str) -> None:
                    disk_ratio=f["disk_mb"] / b["disk_mb"], rss_ratio=f["peak_rss_mb"] / b["peak_rss_mb"])
 
 
+MEASURES = (("disk_mb", "disk MB"), ("peak_rss_mb", "peak RSS MB"), ("rss_after_load_mb", "RSS after load MB"))
+
+
 def markdown(size: str, shares: list[dict], rows: list[dict]) -> str:
     total = sum(s["extra_pct_of_backbone"] for s in shares)
-    table = []
-    for k in range(1, len(TASKS) + 1):
-        row = {"n": k}
-        for r in rows:
-            if r["n_tasks"] == k:
-                row[f"{r['kind']}_{r['quant']}_disk"] = r["disk_mb"]
-                row[f"{r['kind']}_{r['quant']}_rss"] = r["peak_rss_mb"]
-        table.append(row)
-    cols = [("n", "tasks")] + [(f"{kind}_{q}_{m}", f"{'bundle' if kind == 'bundle' else 'N full'} {q} {m} MB")
-                               for q in QUANTS for kind in ("bundle", "full") for m in ("disk", "rss")]
-    return (f"## {size}: extra parameters per task\n\n" + md_table(shares, [
+    parts = [f"## {size}: extra parameters per task\n\n" + md_table(shares, [
         ("task", "task"), ("bottleneck", "bottleneck"), ("extra_params", "extra params"),
-        ("extra_pct_of_backbone", "% of backbone")]) + f"\nAll five tasks together: {total:.2f}% of the backbone.\n\n"
-            f"## {size}: one bundle with N tasks vs N fully fine-tuned models\n\nDisk = files on disk; RSS = peak "
-            "resident memory of a fresh process that loads the model(s) and decodes a few tokens.\n\n"
-            + md_table(table, cols) + "\n![memory vs tasks](memory_vs_tasks.png)\n")
+        ("extra_pct_of_backbone", "% of backbone")]) + f"\nAll five tasks together: {total:.2f}% of the backbone.\n",
+        f"## {size}: one bundle with N tasks vs N fully fine-tuned models\n\nDisk = files on disk. Peak RSS = "
+        "the highest resident memory of a fresh process that loads the model(s) and decodes a few tokens (loading "
+        "has transient copies); RSS after load = what stays resident. The bundle rows for 2-4 tasks load the "
+        "1-task bundle and hot-add the other adapter files.\n"]
+    for q in QUANTS:
+        table = []
+        for k in range(1, len(TASKS) + 1):
+            row = {"n": k}
+            for r in rows:
+                if r["n_tasks"] == k and r["quant"] == q:
+                    row.update({f"{r['kind']}_{m}": r[m] for m, _ in MEASURES})
+            table.append(row)
+        cols = [("n", "tasks")] + [(f"{kind}_{m}", f"{label} {h}") for kind, label in (("bundle", "bundle"), ("full", "N full"))
+                                   for m, h in MEASURES]
+        parts.append(f"### {q}\n\n" + md_table(table, cols))
+    return "\n".join(parts) + "\n![memory vs tasks](memory_vs_tasks.png)\n"
 
 
 def plot(rows: list[dict], out: Path, size: str) -> Path:
@@ -143,6 +151,8 @@ def run(quick: bool = False, out: str | Path | None = None, threads: int | None 
     if size not in SIZES:
         raise ConfigError(f"--size: unknown model size {size!r}; expected one of {list(SIZES)}")
     report = Report(SUITE, threads, quick)
+    repeats = 1 if quick else PROBE_REPEATS
+    report.note(f"memory: median of {repeats} fresh processes per configuration")
     ws = Workspace(work)
     try:
         hf = backbone_dir(ws, size)
@@ -154,8 +164,8 @@ def run(quick: bool = False, out: str | Path | None = None, threads: int | None 
         rows: list[dict] = []
         with tqdm(total=2 * len(QUANTS) * len(TASKS), desc="footprint", unit="config") as bar:
             for q in QUANTS:
-                rows += bundle_side(report, ws, hf, ad, size, q, threads, bar)
-                rows += full_side(report, ws, size, q, threads, bar)
+                rows += bundle_side(report, ws, hf, ad, size, q, threads, repeats, bar)
+                rows += full_side(report, ws, size, q, threads, repeats, bar)
     finally:
         ws.close()
     summary(report, rows, size)

@@ -70,12 +70,12 @@ def build_engines(ws: Workspace, size: str, threads: int, pbar) -> list[Engine]:
     return engines
 
 
-def cold_start(report: Report, size: str, engines: list[Engine], threads: int) -> dict[str, dict]:
-    """Import + load seconds and peak RSS, each configuration in a fresh process."""
+def cold_start(report: Report, size: str, engines: list[Engine], threads: int, repeats: int) -> dict[str, dict]:
+    """Import + load seconds and peak RSS, each configuration in fresh processes (median of ``repeats``)."""
     out = {}
     for e in engines:
         r = run_probe({"engines": [{"kind": e.kind, "fmt": e.fmt, "path": str(e.path), "task": e.task}],
-                       "threads": threads, "gen_tokens": 4})
+                       "threads": threads, "gen_tokens": 4}, repeats)
         out[e.label] = r
         report.add(f"[{size}] {e.label}: cold load {r['load_s'][0] * 1e3:.0f} ms (+ imports {r['import_s'] * 1e3:.0f} ms), "
                    f"peak RSS {r['peak_rss_mb']:.0f} MB", kind="cold_start", size=size, engine=e.label,
@@ -160,7 +160,7 @@ def measure_size(report: Report, ws: Workspace, size: str, plan: Plan, threads: 
     """Everything for one model size; returns the per-engine rows. ``quick`` probes cold starts of edgevlm only."""
     engines = build_engines(ws, size, threads, pbar)
     pbar.set_postfix_str(f"{size}: cold starts")
-    cold = cold_start(report, size, [e for e in engines if e.kind == "edgevlm" or not quick], threads)
+    cold = cold_start(report, size, [e for e in engines if e.kind == "edgevlm" or not quick], threads, 1 if quick else 3)
     bw = [measure_bandwidth()["gb_per_s"]]
     pbar.set_postfix_str(f"{size}: loading")
     for e in engines:

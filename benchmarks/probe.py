@@ -69,8 +69,26 @@ def probe(spec: dict) -> dict:
             "peak_rss_mb": vm_kb("VmHWM") / 1024, "torch_imported": "torch" in sys.modules}
 
 
-def run_probe(spec: dict, timeout: float = 900) -> dict:
-    """Run ``spec`` in a fresh Python process and return its measurements."""
+def run_probe(spec: dict, repeats: int = 1, timeout: float = 900) -> dict:
+    """Run ``spec`` in ``repeats`` fresh Python processes; medians of the measurements (all runs under ``samples``).
+
+    Peak RSS of one configuration varies by 10-20% between processes (ORT's
+    load-time allocations), hence repeats.
+    """
+    runs = [_run_once(spec, timeout) for _ in range(repeats)]
+    out = {k: _median([r[k] for r in runs]) for k in runs[0] if k != "torch_imported"}
+    return {**out, "torch_imported": any(r["torch_imported"] for r in runs), "samples": runs}
+
+
+def _median(values: list):
+    from statistics import median
+
+    if isinstance(values[0], list):
+        return [median(col) for col in zip(*values)]
+    return median(values)
+
+
+def _run_once(spec: dict, timeout: float) -> dict:
     env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-m", "edgevlm.benchmarks.probe", json.dumps(spec, default=str)],
                           capture_output=True, text=True, timeout=timeout, env=env)

@@ -121,8 +121,9 @@ def test_probe_runtime_is_torch_free_and_reports_memory(bench_bundle):
     from edgevlm.benchmarks.probe import run_probe
 
     r = run_probe({"engines": [{"kind": "edgevlm", "fmt": "fp32", "path": str(bench_bundle), "task": "dialogue"}],
-                   "threads": 1, "gen_tokens": 3})
-    assert r["torch_imported"] is False
+                   "threads": 1, "gen_tokens": 3}, repeats=2)
+    assert r["torch_imported"] is False and len(r["samples"]) == 2
+    assert r["peak_rss_mb"] == pytest.approx(sum(x["peak_rss_mb"] for x in r["samples"]) / 2)  # median of two
     assert 10 < r["rss_after_import_mb"] <= r["rss_after_load_mb"] <= r["peak_rss_mb"] < 4000
     assert r["load_s"][0] > 0 and len(r["first_generate_s"]) == 1
 
