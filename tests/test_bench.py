@@ -169,3 +169,9 @@ def test_bench_quick_smoke(tmp_path):
         assert (d / "results.md").read_text().startswith(f"# {suite} benchmark")
         assert (d / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "tokens/s" in p.stdout and "peak RSS" in p.stdout and "BLEU" in p.stdout
+    from edgevlm.benchmarks.summary import write
+
+    text = write(tmp_path).read_text()  # the README section, built from those results
+    for needle in ("### Footprint", "### Latency", "### Quality", "x optimum fp32", "fraction of bound",
+                   "benchmarks/results/latency/tokens_per_s.png", "edgevlm bench --quick"):
+        assert needle in text
