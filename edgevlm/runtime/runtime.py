@@ -142,7 +142,8 @@ class Runtime:
         ``min_new_tokens``, ``do_sample``, ``temperature``, ``top_k``,
         ``top_p``, ``seed``, ``num_beams``, ``length_penalty``, ``stop``
         (strings; output ends before the first one). Decoding ends at the
-        task's EOS. ``task=None`` runs the plain backbone.
+        task's EOS. ``task=None`` runs the plain backbone. A list is decoded
+        as one left-padded batch (beam search: one input after the other).
         """
         t = self.task(task)
         cfg = self._config(t, options)
@@ -157,7 +158,10 @@ class Runtime:
         return out[0] if isinstance(text, str) else out
 
     def generate_tokens(self, prompt: list[int], task: str | None = None, **options) -> list[int]:
-        """Like :meth:`generate` on already-encoded prompt ids; returns the new token ids (EOS excluded)."""
+        """Like :meth:`generate` on already-encoded prompt ids; returns the new token ids (EOS excluded).
+
+        With ``stop`` strings, decoding ends at the token that completes one (that token included).
+        """
         t = self.task(task)
         cfg = self._config(t, options)
         if not prompt:
