@@ -65,7 +65,7 @@ class _Builder:
 
     def __init__(self):
         self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
+        self.inits: dict[str, np.ndarray] = {}  # arrays may share memory with the torch weights
         self._count = 0
 
     def op(self, op_type: str, inputs: list[str], prefix: str, n_out: int = 1, **attrs) -> str | list[str]:
@@ -76,45 +76,56 @@ class _Builder:
         return outs[0] if n_out == 1 else outs
 
     def const(self, name: str, value: np.ndarray) -> str:
-        self.inits.append(numpy_helper.from_array(np.array(value, order="C"), name))
+        """An initializer (added once per name: shared constants are reused)."""
+        self.inits.setdefault(name, np.asarray(value))
         return name
+
+    def scalar(self, name: str, value, dtype) -> str:
+        return self.const(name, np.array(value, dtype=dtype))
 
     def weight(self, name: str, tensor) -> str:
         """An fp32 initializer from a torch tensor."""
         return self.const(name, tensor.detach().to("cpu").float().numpy())
 
 
-def _scalar(b: _Builder, name: str, value, dtype) -> str:
-    return b.const(name, np.array(value, dtype=dtype))
+def _embed(b: _Builder, tr, vocab: int) -> str:
+    """Token embeddings; ids >= vocab read the ``task_embeddings`` input (row id - vocab). [b, s] -> [b, s, E]"""
+    ids, p = names.INPUT_IDS, "embed"
+    v, one, zero = b.scalar("const.vocab", vocab, np.int64), b.scalar("const.one", 1, np.int64), b.scalar("const.zero", 0, np.int64)
+    tok = b.op("Gather", [b.weight("transformer.wte.weight", tr.wte.weight), b.op("Min", [ids, b.scalar("const.vocab_last", vocab - 1, np.int64)], p)], p)
+    n_task = b.op("Gather", [b.op("Shape", [names.TASK_EMBEDDINGS], p), zero], p, axis=0)  # scalar T
+    tid = b.op("Min", [b.op("Max", [b.op("Sub", [ids, v], p), zero], p), b.op("Sub", [n_task, one], p)], p)  # [b, s] in [0, T)
+    task = b.op("Gather", [names.TASK_EMBEDDINGS, tid], p)  # [b, s, E]
+    is_task = b.op("Unsqueeze", [b.op("GreaterOrEqual", [ids, v], p), b.const("const.axes_last", np.array([-1], np.int64))], p)
+    return b.op("Where", [is_task, task, tok], p)
 
 
-def _embed_and_mask(b: _Builder, tr, vocab: int, fused: bool) -> tuple[str, tuple[str, str]]:
-    """Hidden states [b, s, E] (token or task embedding + position) and the attention mask [b, 1, s, T] as
-    (boolean permission, additive bias 0 / float32 min for the fused kernel, else "")."""
-    ids, mask = names.INPUT_IDS, names.ATTENTION_MASK
-    v, one, zero = _scalar(b, "const.vocab", vocab, np.int64), _scalar(b, "const.one", 1, np.int64), _scalar(b, "const.zero", 0, np.int64)
-    is_task = b.op("GreaterOrEqual", [ids, v], "embed")  # [b, s]
-    tok = b.op("Gather", [b.weight("transformer.wte.weight", tr.wte.weight), b.op("Min", [ids, _scalar(b, "const.vocab_last", vocab - 1, np.int64)], "embed")], "embed")
-    n_task = b.op("Gather", [b.op("Shape", [names.TASK_EMBEDDINGS], "embed"), zero], "embed", axis=0)  # scalar T
-    tid = b.op("Min", [b.op("Max", [b.op("Sub", [ids, v], "embed"), zero], "embed"), b.op("Sub", [n_task, one], "embed")], "embed")
-    task = b.op("Gather", [names.TASK_EMBEDDINGS, tid], "embed")  # [b, s, E]
-    emb = b.op("Where", [b.op("Unsqueeze", [is_task, b.const("const.axes_last", np.array([-1], np.int64))], "embed"), task, tok], "embed")
-    seq = b.op("Gather", [b.op("Shape", [ids], "pos"), one], "pos", axis=0)  # scalar s
-    total = b.op("Gather", [b.op("Shape", [mask], "pos"), one], "pos", axis=0)  # scalar T
-    pos = b.op("Max", [b.op("Sub", [b.op("CumSum", [mask, one], "pos"), one], "pos"), zero], "pos")  # [b, T]
+def _lengths(b: _Builder) -> tuple[str, str]:
+    """Scalars (sequence, total_sequence) from the shapes of input_ids and attention_mask."""
+    one = b.scalar("const.one", 1, np.int64)
+    return tuple(b.op("Gather", [b.op("Shape", [x], "len"), one], "len", axis=0) for x in (names.INPUT_IDS, names.ATTENTION_MASK))
+
+
+def _positions(b: _Builder, tr, seq: str) -> str:
+    """Position embeddings at cumsum(attention_mask) - 1 (clamped at 0), last ``sequence`` columns: left padding safe. -> [b, s, E]"""
+    one, zero, p = b.scalar("const.one", 1, np.int64), b.scalar("const.zero", 0, np.int64), "pos"
+    pos = b.op("Max", [b.op("Sub", [b.op("CumSum", [names.ATTENTION_MASK, one], p), one], p), zero], p)  # [b, T]
+    start = b.op("Unsqueeze", [b.op("Neg", [seq], p), b.const("const.axes0", np.array([0], np.int64))], p)
+    pos = b.op("Slice", [pos, start, b.const("const.int64_max", np.array([2**62], np.int64)), b.const("const.axes1", np.array([1], np.int64))], p)
+    return b.op("Gather", [b.weight("transformer.wpe.weight", tr.wpe.weight), pos], p)
+
+
+def _mask(b: _Builder, seq: str, total: str, fused: bool) -> tuple[str, str]:
+    """Causal + padding mask [b, 1, s, T] as (boolean permission, additive bias 0 / float32 min for the fused kernel, else "")."""
+    one, zero, p = b.scalar("const.one", 1, np.int64), b.scalar("const.zero", 0, np.int64), "mask"
     ax0, ax1 = b.const("const.axes0", np.array([0], np.int64)), b.const("const.axes1", np.array([1], np.int64))
-    neg_s = b.op("Unsqueeze", [b.op("Neg", [seq], "pos"), ax0], "pos")
-    pos = b.op("Slice", [pos, neg_s, b.const("const.int64_max", np.array([2**62], np.int64)), ax1], "pos")
-    h = b.op("Add", [emb, b.op("Gather", [b.weight("transformer.wpe.weight", tr.wpe.weight), pos], "pos")], "embed")
-    kpos = b.op("Range", [zero, total, one], "mask")  # [T]
-    qpos = b.op("Range", [b.op("Sub", [total, seq], "mask"), total, one], "mask")  # [s]
-    causal = b.op("LessOrEqual", [b.op("Unsqueeze", [kpos, ax0], "mask"), b.op("Unsqueeze", [qpos, ax1], "mask")], "mask")  # [s, T]
-    keys = b.op("Unsqueeze", [b.op("Cast", [mask], "mask", to=TensorProto.BOOL), b.const("const.axes12", np.array([1, 2], np.int64))], "mask")
-    allowed = b.op("And", [causal, keys], "mask")  # [b, 1, s, T]
+    kpos = b.op("Unsqueeze", [b.op("Range", [zero, total, one], p), ax0], p)  # [1, T]
+    qpos = b.op("Unsqueeze", [b.op("Range", [b.op("Sub", [total, seq], p), total, one], p), ax1], p)  # [s, 1]: past + i
+    keys = b.op("Unsqueeze", [b.op("Cast", [names.ATTENTION_MASK], p, to=TensorProto.BOOL), b.const("const.axes12", np.array([1, 2], np.int64))], p)
+    allowed = b.op("And", [b.op("LessOrEqual", [kpos, qpos], p), keys], p)  # [b, 1, s, T]
     if not fused:
-        return h, (allowed, "")
-    bias = b.op("Where", [allowed, _scalar(b, "const.fzero", 0.0, np.float32), _scalar(b, "const.fmin", FLOAT_MIN, np.float32)], "mask")
-    return h, (allowed, bias)
+        return allowed, ""
+    return allowed, b.op("Where", [allowed, b.scalar("const.fzero", 0.0, np.float32), b.scalar("const.fmin", FLOAT_MIN, np.float32)], p)
 
 
 def _linear(b: _Builder, x: str, conv, name: str) -> str:
@@ -130,12 +141,12 @@ def _gelu(b: _Builder, x: str, kind: str, p: str) -> str:
     if kind == "relu":
         return b.op("Relu", [x], p)
     if kind == "gelu":  # 0.5 x (1 + erf(x / sqrt 2))
-        erf = b.op("Erf", [b.op("Div", [x, _scalar(b, f"{p}.sqrt2", math.sqrt(2.0), np.float32)], p)], p)
-        return b.op("Mul", [b.op("Mul", [x, _scalar(b, f"{p}.half", 0.5, np.float32)], p), b.op("Add", [erf, _scalar(b, f"{p}.one", 1.0, np.float32)], p)], p)
-    cube = b.op("Pow", [x, _scalar(b, f"{p}.three", 3.0, np.float32)], p)  # 0.5 x (1 + tanh(c (x + 0.044715 x^3)))
-    inner = b.op("Add", [x, b.op("Mul", [cube, _scalar(b, f"{p}.k", 0.044715, np.float32)], p)], p)
-    t = b.op("Tanh", [b.op("Mul", [inner, _scalar(b, f"{p}.c", math.sqrt(2.0 / math.pi), np.float32)], p)], p)
-    return b.op("Mul", [b.op("Mul", [x, _scalar(b, f"{p}.half", 0.5, np.float32)], p), b.op("Add", [t, _scalar(b, f"{p}.one", 1.0, np.float32)], p)], p)
+        erf = b.op("Erf", [b.op("Div", [x, b.scalar(f"{p}.sqrt2", math.sqrt(2.0), np.float32)], p)], p)
+        return b.op("Mul", [b.op("Mul", [x, b.scalar(f"{p}.half", 0.5, np.float32)], p), b.op("Add", [erf, b.scalar(f"{p}.one", 1.0, np.float32)], p)], p)
+    cube = b.op("Pow", [x, b.scalar(f"{p}.three", 3.0, np.float32)], p)  # 0.5 x (1 + tanh(c (x + 0.044715 x^3)))
+    inner = b.op("Add", [x, b.op("Mul", [cube, b.scalar(f"{p}.k", 0.044715, np.float32)], p)], p)
+    t = b.op("Tanh", [b.op("Mul", [inner, b.scalar(f"{p}.c", math.sqrt(2.0 / math.pi), np.float32)], p)], p)
+    return b.op("Mul", [b.op("Mul", [x, b.scalar(f"{p}.half", 0.5, np.float32)], p), b.op("Add", [t, b.scalar(f"{p}.one", 1.0, np.float32)], p)], p)
 
 
 def _attention(b: _Builder, x: str, attn, mask: tuple[str, str], i: int, cfg, fused: bool) -> str:
@@ -160,8 +171,8 @@ def _plain_attention(b: _Builder, q: str, k: str, v: str, allowed: str, i: int, 
     b.nodes.append(helper.make_node("Concat", [names.past_value(i), v], [names.present_value(i)], name=f"{p}/present_value", axis=2))
     scores = b.op("MatMul", [q, b.op("Transpose", [names.present_key(i)], p, perm=[0, 1, 3, 2])], p)  # [b, H, s, T]
     if scale != 1.0:
-        scores = b.op("Div", [scores, _scalar(b, f"{p}.scale", scale, np.float32)], p)
-    scores = b.op("Where", [allowed, scores, _scalar(b, f"{p}.mask_value", FLOAT_MIN, np.float32)], p)
+        scores = b.op("Div", [scores, b.scalar(f"{p}.scale", scale, np.float32)], p)
+    scores = b.op("Where", [allowed, scores, b.scalar(f"{p}.mask_value", FLOAT_MIN, np.float32)], p)
     ctx = b.op("MatMul", [b.op("Softmax", [scores], p, axis=-1), names.present_value(i)], p)  # [b, H, s, D]
     return b.op("Reshape", [b.op("Transpose", [ctx], p, perm=[0, 2, 1, 3]), b.const(f"{p}.merge_shape", np.array([0, 0, nh * hd], np.int64))], p)
 
@@ -223,7 +234,9 @@ def build_graph(hf_model, fused_attention: bool = False) -> onnx.ModelProto:
     check_config(cfg)
     b, tr = _Builder(), hf_model.transformer
     with torch.no_grad():
-        h, mask = _embed_and_mask(b, tr, cfg.vocab_size, fused_attention)
+        seq, total = _lengths(b)
+        h = b.op("Add", [_embed(b, tr, cfg.vocab_size), _positions(b, tr, seq)], "embed")  # [b, s, E]
+        mask = _mask(b, seq, total, fused_attention)
         for i, blk in enumerate(tr.h):
             h = _block(b, h, blk, mask, i, cfg, fused_attention)
         h = _layer_norm(b, h, tr.ln_f, "transformer.ln_f", cfg.layer_norm_epsilon)
@@ -232,10 +245,13 @@ def build_graph(hf_model, fused_attention: bool = False) -> onnx.ModelProto:
     for n, v in identity_defaults(cfg.n_layer, cfg.n_embd).items():
         b.const(n, v)
     inputs, outputs = _io(cfg)
-    graph = helper.make_graph(b.nodes, "edgevlm_decoder", inputs, outputs, b.inits)
     opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid("com.microsoft", 1)] if fused_attention else [])
-    model = helper.make_model(graph, opset_imports=opsets, producer_name="edgevlm")
+    model = helper.make_model(helper.make_graph(b.nodes, "edgevlm_decoder", inputs, outputs), opset_imports=opsets,
+                              producer_name="edgevlm")
     model.ir_version = 8
+    for name, value in b.inits.items():  # one tensor at a time: the weights are copied once, not per proto wrapper
+        value = value if value.flags.c_contiguous else value.copy(order="C")
+        model.graph.initializer.add().CopyFrom(numpy_helper.from_array(value, name))
     return model
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -81,7 +82,8 @@ def export_one(backbone: Path, adapters: list[Path], quant: str, out: Path) -> d
            "--out", str(out)] + [a for p in adapters for a in ("--adapter", str(p))]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
-        raise RuntimeError(f"export {quant} failed: {proc.stderr.strip().splitlines()[-1:]}")
+        why = "killed (out of memory?)" if proc.returncode < 0 else (proc.stderr.strip().splitlines() or ["?"])[-1]
+        return {"error": f"exit {proc.returncode}: {why}"}
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     res["files_mb"] = {p.relative_to(out).as_posix(): round(p.stat().st_size / 1e6, 2) for p in sorted(out.rglob("*")) if p.is_file()}
     res["bundle_mb"] = round(sum(res["files_mb"].values()), 1)
@@ -115,10 +117,17 @@ def decode_speed(bundle: Path, prompt_len: int = 32, n_new: int = 32, threads: i
             "prompt_len": prompt_len, "threads": threads}
 
 
-def run(sizes: list[str], quants: list[str], work: Path) -> dict:
+def run(sizes: list[str], quants: list[str], work: Path, json_out: Path | None = None) -> dict:
+    """Export every size x quant (results also written to ``json_out`` after each bundle)."""
     from tqdm.auto import tqdm
 
-    results = {"machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()}, "sizes": {}}
+    import onnxruntime
+    import psutil
+
+    machine = {"cpu": platform.processor() or platform.machine(), "cores": psutil.cpu_count(),
+               "ram_gb": round(psutil.virtual_memory().total / 2**30, 1), "onnxruntime": onnxruntime.__version__,
+               "load_average_at_start": [round(x, 2) for x in psutil.getloadavg()]}
+    results = {"machine": machine, "sizes": {}}
     for size in sizes:
         backbone = make_backbone(size, work)
         adapters = make_adapters(backbone, work / f"adapters-{size}")
@@ -126,8 +135,13 @@ def run(sizes: list[str], quants: list[str], work: Path) -> dict:
         for quant in tqdm(quants, desc=f"export gpt2-{size}", unit="bundle"):
             out = work / f"bundle-{size}-{quant}"
             rows[quant] = export_one(backbone, adapters, quant, out)
-            rows[quant].update(decode_speed(out))
-        results["sizes"][size] = {"config": CONFIGS[size], "exports": rows}
+            if "error" not in rows[quant]:
+                rows[quant].update(decode_speed(out))
+            results["sizes"][size] = {"config": CONFIGS[size], "exports": rows}
+            if json_out:
+                json_out.write_text(json.dumps(results, indent=2) + "\n")
+            shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(backbone, ignore_errors=True)
     return results
 
 
@@ -146,8 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         child(args)
         return 0
     with tempfile.TemporaryDirectory(prefix="edgevlm-scale-") as tmp:
-        results = run(args.sizes, args.quant, Path(tmp))
-    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        results = run(args.sizes, args.quant, Path(tmp), Path(args.json))
     print(json.dumps(results, indent=2))
     return 0
 

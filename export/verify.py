@@ -8,12 +8,17 @@ import numpy as np
 from edgevlm import names
 
 
-def session(model, threads: int | None = None):
-    """A CPU InferenceSession from a path or ModelProto (ORT's initializer-as-input warnings silenced)."""
+def session(model, threads: int | None = None, low_memory: bool = False):
+    """A CPU InferenceSession from a path or ModelProto (ORT's initializer-as-input warnings silenced).
+
+    ``low_memory`` skips weight pre-packing (no second copy of the weights; slower matmuls).
+    """
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    if low_memory:
+        so.add_session_config_entry("session.disable_prepacking", "1")
     if threads:
         so.intra_op_num_threads = threads
     src = model if isinstance(model, str) else (str(model) if hasattr(model, "is_file") else model.SerializeToString())

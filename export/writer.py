@@ -8,7 +8,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import onnx
 
 from edgevlm import __version__, bundle
@@ -20,6 +19,8 @@ from .graph import OPSET, build_graph, check_config, graph_inputs, op_counts
 from .quantize import quantize
 
 EXTERNAL_DATA_BYTES = 1 << 30  # graphs with more weight bytes keep them in backbone.onnx.data
+WORK_DIR = ".work"  # intermediate graphs, inside the temporary bundle directory
+MATRIX_BYTES = 1 << 20  # fusion runs with tensors over this size (weight matrices, embeddings) left on disk
 CHECK_TOL = 1e-3  # export-time fp32 self-check (tests hold the graph to 1e-4)
 
 
@@ -41,43 +42,77 @@ def export_bundle(backbone, adapters, quant: str = "fp32", out=None, force: bool
     tasks = load_task_adapters(list(adapters))
     log: dict = {"edgevlm_version": __version__, "quantization": quant, "timings_s": {}}
     bar = tqdm(total=6, desc=f"export {quant}", unit="stage", disable=not progress)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
         with _stage(log, "load", bar):
             bb = load_backbone(backbone)
             check_config(bb.model.config)
             check_fingerprints(tasks, bb.fingerprint)
-        model = _graph(bb, tasks, quant, fuse, check, log, bar)
+        path = _graph(bb, tasks, quant, fuse, check, log, bar, tmp / WORK_DIR)
         with _stage(log, "write", bar):
-            write_bundle(out, model, bb, tasks, quant, log, force, large=_weight_bytes(model) > EXTERNAL_DATA_BYTES)
+            write_bundle(tmp, path, bb, tasks, quant, log)
+            _replace_dir(tmp, out, force)
     except BaseException:
         bar.leave = False  # the error line stays alone on the terminal
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
         bar.close()
     return out
 
 
-def _graph(bb, tasks: list[TaskAdapter], quant: str, fuse: bool, check: bool, log: dict, bar) -> onnx.ModelProto:
-    """Build and validate the decoder graph, fuse, self-check and quantize it (op counts of each step go to ``log``)."""
+def _graph(bb, tasks: list[TaskAdapter], quant: str, fuse: bool, check: bool, log: dict, bar, work: Path) -> Path:
+    """Build, validate, fuse, self-check and quantize the decoder graph; returns the final graph's file.
+
+    Each stage's graph is spilled to ``work`` (weights to external data), so only one copy of the weights is
+    in memory at a time; op counts after each stage go to ``log``.
+    """
+    cfg = bb.model.config
     with _stage(log, "graph", bar):
         model = build_graph(bb.model)
-        validate_graph(model)
-        _check_adapters(tasks, model, bb.model.config.n_embd)
+        _check_adapters(tasks, model, cfg.n_embd)
+        path = validate_graph(spill(model, work / "graph" / bundle.BACKBONE_FILE))
         log["op_counts"] = {"graph": op_counts(model)}
     with _stage(log, "fuse", bar):
         if fuse:
             from .fuse import fuse_graph
 
-            del model
-            model = fuse_graph(build_graph(bb.model, fused_attention=True), bb.model.config)
+            path = spill(build_graph(bb.model, fused_attention=True), work / "fused" / bundle.BACKBONE_FILE, MATRIX_BYTES)
+            model = fuse_graph(onnx.load(path, load_external_data=False), cfg)  # fusion reads structure, biases, scalars
+            onnx.save_model(model, path)  # structure next to the unchanged weight file
         log["op_counts"]["fused"] = op_counts(model)
     with _stage(log, "check", bar):
         if check:
-            log["fp32_max_abs_logit_diff"] = self_check(model, bb, tasks)
+            log["fp32_max_abs_logit_diff"] = self_check(path, bb, tasks)
     with _stage(log, "quantize", bar):
-        model = quantize(model, quant)
+        if quant != "fp32":
+            model = quantize(onnx.load(path), quant)
+            path = spill(model, work / quant / bundle.BACKBONE_FILE)
         log["op_counts"]["final"] = op_counts(model)
-    return model
+    return path
+
+
+def spill(model: onnx.ModelProto, path: Path, threshold: int = 1024) -> Path:
+    """Save ``model`` with every tensor over ``threshold`` bytes in ``<path>.data``; frees the in-memory copy's weights."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=path.name + ".data", size_threshold=threshold)
+    del model
+    _release(None)
+    return path
+
+
+def _release(x):
+    """Hand freed heap memory back to the OS (large protobuf buffers otherwise stay in RSS); returns ``x``."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    return x
 
 
 def _check_args(quant: str, out, force: bool) -> Path:
@@ -110,13 +145,13 @@ class _stage:
         self.bar.update(1)
 
 
-def validate_graph(model: onnx.ModelProto) -> None:
-    """onnx.checker plus strict shape inference (an in-memory check for graphs under 2 GB)."""
+def validate_graph(path: Path) -> Path:
+    """onnx.checker with strict shape inference, on the file (weights stay on disk); returns ``path``."""
     try:
-        if model.ByteSize() < (2 << 30) - (1 << 20):
-            onnx.checker.check_model(model, full_check=True)
+        onnx.checker.check_model(str(path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         raise ExportError(f"exported graph failed ONNX validation: {str(e).splitlines()[0]}") from None
+    return path
 
 
 def _check_adapters(tasks: list[TaskAdapter], model: onnx.ModelProto, n_embd: int) -> dict[str, tuple[int, int]]:
@@ -125,11 +160,7 @@ def _check_adapters(tasks: list[TaskAdapter], model: onnx.ModelProto, n_embd: in
     return {t.name: bundle.check_adapter_against_graph(t.shapes(), gi, n_embd, str(t.source)) for t in tasks}
 
 
-def _weight_bytes(model: onnx.ModelProto) -> int:
-    return sum(len(t.raw_data) or 4 * int(np.prod(t.dims)) for t in model.graph.initializer)
-
-
-def self_check(model: onnx.ModelProto, bb, tasks: list[TaskAdapter]) -> dict[str, float]:
+def self_check(path: Path, bb, tasks: list[TaskAdapter]) -> dict[str, float]:
     """fp32 graph vs PyTorch VLM on a short prompt (prefill + 3 cached steps), no task and every task; ExportError if off."""
     import torch
 
@@ -140,7 +171,7 @@ def self_check(model: onnx.ModelProto, bb, tasks: list[TaskAdapter]) -> dict[str
 
     vlm = VLM(bb.model).eval()
     cfg = bb.config_dict
-    sess = session(model)
+    sess = session(str(path), low_memory=True)
     text = "the quick brown fox"
     diffs = {"<none>": torch_vs_graph(sess, vlm, cfg, encode_prompt(bb.tokenizer, "", text, [], cfg["vocab_size"]), None)}
     for t in tasks:
@@ -153,33 +184,32 @@ def self_check(model: onnx.ModelProto, bb, tasks: list[TaskAdapter]) -> dict[str
     return {k: float(f"{v:.3e}") for k, v in diffs.items()}
 
 
-def write_bundle(out: Path, model: onnx.ModelProto, bb, tasks: list[TaskAdapter], quant: str, log: dict,
-                 force: bool, large: bool) -> None:
-    """Write every file into a temp dir next to ``out``, check it, then rename it into place."""
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    try:
-        data = bundle.BACKBONE_FILE + ".data" if large else None
-        onnx.save_model(model, tmp / bundle.BACKBONE_FILE, save_as_external_data=large, all_tensors_to_one_file=True,
-                        location=data, size_threshold=1024)
-        onnx.checker.check_model(str(tmp / bundle.BACKBONE_FILE))
-        bb.tokenizer.save(str(tmp / bundle.TOKENIZER_FILE))
-        (tmp / bundle.ADAPTER_DIR).mkdir()
-        gi = graph_inputs(model)
-        sizes = {}
-        for t in tasks:
-            path = tmp / bundle.ADAPTER_DIR / f"{t.name}{bundle.ADAPTER_SUFFIX}"
-            write_ort_adapter(path, t.tensors)
-            back = {k: list(v.shape) for k, v in read_ort_adapter(path).items()}
-            sizes[t.name] = bundle.check_adapter_against_graph(back, gi, bb.model.config.n_embd, str(path))
-        m = manifest(bb, tasks, sizes, quant, data, log)
-        m["files"] = {p.relative_to(tmp).as_posix(): bundle.sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-        bundle.validate_manifest(m, tmp)
-        atomic_write_text(tmp / bundle.MANIFEST, json.dumps(m, indent=2) + "\n")
-        _publishable(tmp)
-        _replace_dir(tmp, out, force)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def write_bundle(tmp: Path, path: Path, bb, tasks: list[TaskAdapter], quant: str, log: dict) -> None:
+    """Fill the bundle directory ``tmp``: the graph ``path`` (one file, or + external data when large), the
+    tokenizer, one ORT adapter file per task (each checked against the graph's inputs) and the manifest."""
+    data = path.with_name(path.name + ".data")
+    large = data.is_file() and data.stat().st_size > EXTERNAL_DATA_BYTES
+    if large:
+        os.replace(path, tmp / bundle.BACKBONE_FILE)
+        os.replace(data, tmp / data.name)
+    else:
+        onnx.save_model(onnx.load(path), tmp / bundle.BACKBONE_FILE)
+    shutil.rmtree(tmp / WORK_DIR)
+    onnx.checker.check_model(str(tmp / bundle.BACKBONE_FILE))
+    bb.tokenizer.save(str(tmp / bundle.TOKENIZER_FILE))
+    (tmp / bundle.ADAPTER_DIR).mkdir()
+    gi = graph_inputs(onnx.load(tmp / bundle.BACKBONE_FILE, load_external_data=False))
+    sizes = {}
+    for t in tasks:
+        file = tmp / bundle.ADAPTER_DIR / f"{t.name}{bundle.ADAPTER_SUFFIX}"
+        write_ort_adapter(file, t.tensors)
+        back = {k: list(v.shape) for k, v in read_ort_adapter(file).items()}
+        sizes[t.name] = bundle.check_adapter_against_graph(back, gi, bb.model.config.n_embd, str(file))
+    m = manifest(bb, tasks, sizes, quant, data.name if large else None, log)
+    m["files"] = {p.relative_to(tmp).as_posix(): bundle.sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+    bundle.validate_manifest(m, tmp)
+    atomic_write_text(tmp / bundle.MANIFEST, json.dumps(m, indent=2) + "\n")
+    _publishable(tmp)
 
 
 def manifest(bb, tasks: list[TaskAdapter], sizes: dict, quant: str, data_file: str | None, log: dict) -> dict:
