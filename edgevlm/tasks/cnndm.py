@@ -1,11 +1,11 @@
 """CNN/DailyMail summarization: JSONL (``article``, ``highlights``) or ``.story`` files (``@highlight`` markers)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import DataError
 from . import Example
+from .jsonl import records
 
 HIGHLIGHT = "@highlight"
 
@@ -45,22 +45,8 @@ def load_stories(path: str | Path) -> list[Example]:
 
 def load_cnndm_jsonl(path: str | Path) -> list[Example]:
     """JSONL records with ``article`` and ``highlights`` (newline-separated sentences, as the HF release)."""
-    path = Path(path)
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{line_no}: invalid JSON ({e.msg})") from None
-            if not isinstance(rec, dict):
-                raise DataError(f"{path}:{line_no}: expected a JSON object with 'article' and 'highlights'")
-            for key in ("article", "highlights"):
-                if not isinstance(rec.get(key), str) or not rec[key].strip():
-                    raise DataError(f"{path}:{line_no}: missing or empty '{key}'")
-            out.append(Example(_join(rec["article"].splitlines()), _join(rec["highlights"].splitlines())))
+    out = [Example(_join(rec["article"].splitlines()), _join(rec["highlights"].splitlines()))
+           for _, rec in records(path, ("article", "highlights"))]
     if not out:
         raise DataError(f"{path}: no records")
     return out

@@ -18,6 +18,7 @@ from . import Example
 from .cnndm import load_cnndm_jsonl, load_stories
 from .coqa import load_coqa
 from .e2e import load_e2e
+from .jsonl import records
 from .parallel import PAIR_SEP, load_parallel, load_tsv, parse_pair
 from .personachat import load_personachat
 
@@ -28,27 +29,12 @@ TASK_FORMATS = {"nlg": "e2e", "mt": "parallel", "qa": "coqa", "summarization": "
 
 def load_jsonl(path: str | Path) -> list[Example]:
     """JSONL with ``source`` and ``target`` (optionally ``refs``, a list of strings) per line."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file {path} does not exist")
     out = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{line_no}: invalid JSON ({e.msg})") from None
-            if not isinstance(rec, dict):
-                raise DataError(f"{path}:{line_no}: expected a JSON object with 'source' and 'target'")
-            for key in ("source", "target"):
-                if not isinstance(rec.get(key), str) or not rec[key].strip():
-                    raise DataError(f"{path}:{line_no}: missing or empty '{key}'")
-            refs = rec.get("refs") or []
-            if not isinstance(refs, list) or not all(isinstance(r, str) and r.strip() for r in refs):
-                raise DataError(f"{path}:{line_no}: 'refs' must be a list of non-empty strings")
-            out.append(Example(rec["source"], rec["target"], list(refs)))
+    for line_no, rec in records(path, ("source", "target")):
+        refs = rec.get("refs") or []
+        if not isinstance(refs, list) or not all(isinstance(r, str) and r.strip() for r in refs):
+            raise DataError(f"{path}:{line_no}: 'refs' must be a list of non-empty strings")
+        out.append(Example(rec["source"], rec["target"], list(refs)))
     if not out:
         raise DataError(f"{path}: no records")
     return out
