@@ -1,8 +1,10 @@
 """Latency suite: cold load, prefill, decode speed, adapter overhead and task switch, against PyTorch and optimum.
 
-For each model size the engines are loaded side by side in one process and
-timed *interleaved* (each repetition runs every engine once, in rotating
-order) so that noise from other work on the machine hits all of them alike;
+For each model size every engine runs in its own worker process
+(:mod:`.worker`; in one shared process they slow each other down) and they
+are timed *interleaved* (each repetition runs every engine once, in rotating
+order, one at a time) so that noise from other work on the machine hits all
+of them alike;
 figures are medians over repetitions and ratios within one run. Decode speed
 is (time for N tokens - time for 1 token) / (N - 1), prefill the time to the
 first token. Adapter overhead is a separate A/B on one runtime (the task's
@@ -27,11 +29,12 @@ from edgevlm.errors import ConfigError
 
 from . import plots
 from .bandwidth import bound, measure_bandwidth
-from .common import Report, check_threads, md_table, median, spread, suite_dir, timed
+from .common import Report, check_threads, md_table, median, spread, suite_dir
 from .engines import Engine, optimum_export
 from .fixtures import Workspace, backbone_dir, export, make_adapters
 from .probe import run_probe
 from .profile import profile
+from .worker import Worker
 
 SUITE = "latency"
 TASK, OTHER_TASK = "summarization", "dialogue"  # both bottleneck 100
@@ -84,45 +87,35 @@ def cold_start(report: Report, size: str, engines: list[Engine], threads: int, r
     return out
 
 
-def adapter_overhead(report: Report, size: str, e: Engine, plan: Plan) -> dict:
+def adapter_overhead(report: Report, size: str, w: Worker, plan: Plan) -> dict:
     """Whole-call time with the task's adapter vs ``task=None`` on the same runtime, A/B pairs in alternating order."""
-    plain = Engine("edgevlm", e.fmt, e.path, e.threads, None)
-    plain.model, plain.tokenizer = e.model, e.tokenizer
-    calls = [(e, e.prompt(plan.prompts[0])), (plain, plain.prompt(plan.prompts[0]))]
-    times: dict[str, list[float]] = {e.label: [], plain.label: []}
+    n, p = plan.new_tokens, plan.prompts[0]
+    times: dict[str | None, list[float]] = {TASK: [], None: []}
     for i in range(plan.overhead_pairs):
-        for eng, prompt in (calls if i % 2 == 0 else calls[::-1]):
+        for task in ((TASK, None) if i % 2 == 0 else (None, TASK)):
             time.sleep(PAUSE_S)
-            times[eng.label].append(timed(lambda: eng.generate(prompt, plan.new_tokens)))
-    ratio = [a / b - 1 for a, b in zip(times[e.label], times[plain.label])]
+            times[task].append(w.generate(p, n, task))
+    ratio = [a / b - 1 for a, b in zip(times[TASK], times[None])]
     ov = 100 * median(ratio)
-    return report.add(f"[{size}] edgevlm {e.fmt}: adapter overhead (bottleneck 100 vs task=None) {ov:+.1f}% per "
-                      f"{plan.new_tokens}-token call (median of {plan.overhead_pairs} A/B pairs; "
-                      f"{median(times[e.label]) * 1e3:.1f} vs {median(times[plain.label]) * 1e3:.1f} ms)",
-                      kind="adapter_overhead", size=size, fmt=e.fmt, overhead_pct=ov, per_pair_pct=[100 * x for x in ratio],
-                      with_task_ms=median(times[e.label]) * 1e3, no_task_ms=median(times[plain.label]) * 1e3)
+    return report.add(f"[{size}] edgevlm {w.fmt}: adapter overhead (bottleneck 100 vs task=None) {ov:+.1f}% per "
+                      f"{n}-token call (median of {plan.overhead_pairs} A/B pairs; "
+                      f"{median(times[TASK]) * 1e3:.1f} vs {median(times[None]) * 1e3:.1f} ms)",
+                      kind="adapter_overhead", size=size, fmt=w.fmt, overhead_pct=ov, per_pair_pct=[100 * x for x in ratio],
+                      with_task_ms=median(times[TASK]) * 1e3, no_task_ms=median(times[None]) * 1e3)
 
 
-def time_engines(engines: list[Engine], plan: Plan, pbar) -> dict[str, dict[str, list[float]]]:
+def time_engines(workers: list[Worker], plan: Plan, pbar) -> dict[str, dict[str, list[float]]]:
     """Interleaved repetitions: TTFT at both prompt lengths and an exact-length generation per engine."""
-    p_short, p_long = plan.prompts
-    prompts = {e.label: (e.prompt(p_short), e.prompt(p_long)) for e in engines}
-    for e in engines:  # warm-up: allocations, kernels, caches
-        s, lg = prompts[e.label]
-        e.generate(s, 2)
-        e.generate(lg, 1)
-    t: dict[str, dict[str, list[float]]] = {e.label: {"ttft_short": [], "ttft_long": [], "gen": []} for e in engines}
+    short, long_ = plan.prompts
+    for w in workers:  # warm-up: allocations, kernels, caches
+        w.generate(short, 2)
+        w.generate(long_, 1)
+    t: dict[str, dict[str, list[float]]] = {w.label: {"ttft_short": [], "ttft_long": [], "gen": []} for w in workers}
     for rep in range(plan.reps):
-        order = engines[rep % len(engines):] + engines[:rep % len(engines)]
-        for e in order:
-            s, lg = prompts[e.label]
-            for key, prompt, n in (("ttft_short", s, 1), ("ttft_long", lg, 1), ("gen", s, plan.new_tokens)):
+        for w in workers[rep % len(workers):] + workers[:rep % len(workers)]:
+            for key, prompt, n in (("ttft_short", short, 1), ("ttft_long", long_, 1), ("gen", short, plan.new_tokens)):
                 time.sleep(PAUSE_S)
-                t0 = time.perf_counter()
-                got = e.generate(prompt, n)
-                t[e.label][key].append(time.perf_counter() - t0)
-                if got != n:
-                    raise RuntimeError(f"{e.label} decoded {got} tokens instead of exactly {n}")
+                t[w.label][key].append(w.generate(prompt, n))
             pbar.update(1)
     return t
 
@@ -135,24 +128,18 @@ def decode_stats(t: dict[str, list[float]], n: int) -> dict[str, float]:
             "prefill_short_ms": median(t["ttft_short"]) * 1e3, "prefill_long_ms": median(t["ttft_long"]) * 1e3}
 
 
-def task_switch(report: Report, size: str, eng: Engine, pairs: int) -> dict:
+def task_switch(report: Report, size: str, w: Worker, pairs: int) -> dict:
     """Time of a 1-token call right after a call with another task vs after one with the same task."""
-    prompts = {task: Engine("edgevlm", eng.fmt, eng.path, eng.threads, task) for task in (TASK, OTHER_TASK)}
-    for task, e in prompts.items():
-        e.model, e.tokenizer = eng.model, eng.tokenizer
-    p = {task: (e, e.prompt(8)) for task, e in prompts.items()}
     same, switched = [], []
     for i in range(pairs):
         a, b = (TASK, OTHER_TASK) if i % 2 == 0 else (OTHER_TASK, TASK)
-        for first, second, into in ((a, a, same), (a, b, switched)):
-            p[first][0].generate(p[first][1], 1)
-            t0 = time.perf_counter()
-            p[second][0].generate(p[second][1], 1)
-            into.append(time.perf_counter() - t0)
+        for second, into in ((a, same), (b, switched)):
+            w.generate(8, 1, a)
+            into.append(w.generate(8, 1, second))
     cost = (median(switched) - median(same)) * 1e3
-    return report.add(f"[{size}] {eng.label}: task switch {cost:+.3f} ms (call after a switch {median(switched) * 1e3:.2f} ms, "
+    return report.add(f"[{size}] {w.label}: task switch {cost:+.3f} ms (call after a switch {median(switched) * 1e3:.2f} ms, "
                       f"same task {median(same) * 1e3:.2f} ms; {pairs} pairs)", kind="task_switch", size=size,
-                      engine=eng.label, switch_ms=cost, after_switch_ms=median(switched) * 1e3,
+                      engine=w.label, switch_ms=cost, after_switch_ms=median(switched) * 1e3,
                       same_task_ms=median(same) * 1e3, pairs=pairs)
 
 
@@ -163,18 +150,22 @@ def measure_size(report: Report, ws: Workspace, size: str, plan: Plan, threads: 
     cold = cold_start(report, size, [e for e in engines if e.kind == "edgevlm" or not quick], threads, 1 if quick else 3)
     bw = [measure_bandwidth()["gb_per_s"]]
     pbar.set_postfix_str(f"{size}: loading")
-    for e in engines:
-        e.load()
-    pbar.set_postfix_str(f"{size}: timing")
-    t = time_engines(engines, plan, pbar)
-    switch = task_switch(report, size, engines[0], plan.switch_pairs)
-    pbar.set_postfix_str(f"{size}: adapter overhead")
-    overhead = {e.fmt: adapter_overhead(report, size, e, plan) for e in engines if e.kind == "edgevlm" and plan.overhead_pairs}
+    workers = [Worker(e.kind, e.fmt, e.path, threads, e.task) for e in engines]
+    try:
+        pbar.set_postfix_str(f"{size}: timing")
+        t = time_engines(workers, plan, pbar)
+        switch = task_switch(report, size, workers[0], plan.switch_pairs)
+        pbar.set_postfix_str(f"{size}: adapter overhead")
+        overhead = {w.fmt: adapter_overhead(report, size, w, plan) for w in workers if w.kind == "edgevlm" and plan.overhead_pairs}
+        weights = {w.label: w.call(op="weight_bytes")["bytes_per_token"] for w in workers}
+    finally:
+        for w in workers:
+            w.close()
     bw.append(measure_bandwidth()["gb_per_s"])
     gbps = median(bw)
     report.add(f"[{size}] memory bandwidth {gbps:.2f} GB/s (numpy sum over 512 MB, before/after: "
                f"{bw[0]:.2f}/{bw[1]:.2f} GB/s)", kind="bandwidth", size=size, gb_per_s=gbps, samples=bw)
-    rows = [engine_row(report, size, e, t[e.label], plan, gbps, cold) for e in engines]
+    rows = [engine_row(report, size, e, t[e.label], plan, gbps, weights[e.label], cold) for e in engines]
     ratios(report, size, rows)
     for r in rows:
         if r["kind_"] == "edgevlm" and r["fmt"] in overhead:
@@ -183,9 +174,7 @@ def measure_size(report: Report, ws: Workspace, size: str, plan: Plan, threads: 
     for e in engines:
         if e.kind == "edgevlm":
             where_time_goes(report, size, e, plan, threads)
-    rows.append({"size": size, "engine": "task switch", **{k: switch[k] for k in ("switch_ms",)}})
-    for e in engines:
-        e.model = None
+    rows.append({"size": size, "engine": "task switch", "switch_ms": switch["switch_ms"]})
     return rows
 
 
@@ -199,9 +188,8 @@ def where_time_goes(report: Report, size: str, e: Engine, plan: Plan, threads: i
                       kind="profile", size=size, engine=e.label, **p)
 
 
-def engine_row(report: Report, size: str, e: Engine, t: dict, plan: Plan, gbps: float, cold: dict) -> dict:
+def engine_row(report: Report, size: str, e: Engine, t: dict, plan: Plan, gbps: float, wb: int, cold: dict) -> dict:
     d = decode_stats(t, plan.new_tokens)
-    wb = e.weight_bytes()["bytes_per_token"]
     b = bound(gbps, wb)
     c = cold.get(e.label, {})
     row = {"size": size, "engine": e.label, "kind_": e.kind, "fmt": e.fmt, "task": e.task, **d,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -104,6 +105,23 @@ def test_engines_decode_exact_token_counts(bench_bundle, tiny_dir):
     with_task = prompts["edgevlm fp32 task=summarization"]
     assert sum(i >= 1024 for i in with_task) == 2  # <article> ... <summary>: the task tokens count
     assert prompts["edgevlm fp32 task=None"] == prompts["pytorch fp32"]  # same tokenizer, same text
+
+
+def test_worker_times_exact_generations_in_its_own_process(bench_bundle, tmp_path):
+    from edgevlm.benchmarks.worker import Worker
+    from edgevlm.errors import EdgeVLMError
+
+    w = Worker("edgevlm", "fp32", bench_bundle, 1, "summarization")
+    try:
+        assert w.ready["load_s"] > 0 and w.proc.pid != os.getpid()
+        for task in ("default", "dialogue", None):  # the same runtime under another task, and the plain backbone
+            assert 0 < w.generate(12, 5, task) < 60
+        assert w.call(op="weight_bytes")["bytes_per_token"] > 3_000_000
+    finally:
+        w.close()
+    assert w.proc.returncode == 0
+    with pytest.raises(EdgeVLMError, match="worker"):
+        Worker("edgevlm", "fp32", tmp_path / "missing", 1, "summarization")
 
 
 def test_profile_splits_decode_time(bench_bundle):
