@@ -64,6 +64,22 @@ def machine_info(threads: int) -> dict[str, Any]:
     }
 
 
+def git_state() -> dict[str, Any]:
+    """The commit the code came from and whether the working tree had local changes (shared checkout)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+                               text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    if head.returncode != 0:
+        return {}
+    return {"commit": head.stdout.strip(), "modified_files": [ln[3:] for ln in dirty.stdout.splitlines()]}
+
+
 def load_average() -> list[float]:
     """1/5/15-minute load averages: how busy the (shared) machine was."""
     return [round(x, 2) for x in os.getloadavg()]
@@ -167,6 +183,7 @@ class Report:
             "machine": {**machine_info(self.threads), "load_avg_at_start": self.load_at_start,
                         "load_avg_at_end": load_average()},
             "versions": versions(),
+            "git": git_state(),
             "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
             "duration_s": round(time.time() - self.started, 1),
         }
@@ -200,6 +217,8 @@ def header_md(meta: dict[str, Any], notes: list[str]) -> str:
         f"- machine load (1/5/15-min load average; {m['logical_cores']} cores): {m['load_avg_at_start']} at start, "
         f"{m['load_avg_at_end']} at end",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v != "not installed"),
+        f"- code: commit {meta['git'].get('commit', '?')}" + (f" with local changes in {', '.join(meta['git']['modified_files'])}"
+                                                             if meta["git"].get("modified_files") else ""),
         f"- started {meta['started_utc']}, took {meta['duration_s']} s",
     ]
     lines += [f"- note: {n}" for n in notes]
