@@ -110,12 +110,14 @@ def time_engines(workers: list[Worker], plan: Plan, pbar) -> dict[str, dict[str,
     for w in workers:  # warm-up: allocations, kernels, caches
         w.generate(short, 2)
         w.generate(long_, 1)
-    t: dict[str, dict[str, list[float]]] = {w.label: {"ttft_short": [], "ttft_long": [], "gen": []} for w in workers}
+    keys = ("ttft_short", "ttft_long", "gen")
+    t: dict[str, dict[str, list[float]]] = {w.label: {k: [] for k in keys + tuple(f"{k}_cpu" for k in keys)} for w in workers}
     for rep in range(plan.reps):
         for w in workers[rep % len(workers):] + workers[:rep % len(workers)]:
-            for key, prompt, n in (("ttft_short", short, 1), ("ttft_long", long_, 1), ("gen", short, plan.new_tokens)):
+            for key, prompt, n in zip(keys, (short, long_, short), (1, 1, plan.new_tokens)):
                 time.sleep(PAUSE_S)
                 t[w.label][key].append(w.generate(prompt, n))
+                t[w.label][f"{key}_cpu"].append(w.last_cpu_s)
             pbar.update(1)
     return t
 
@@ -123,8 +125,10 @@ def time_engines(workers: list[Worker], plan: Plan, pbar) -> dict[str, dict[str,
 def decode_stats(t: dict[str, list[float]], n: int) -> dict[str, float]:
     """Per-repetition decode time per token (generation minus time to first token), then the median."""
     per_tok = [(g - f) / (n - 1) for g, f in zip(t["gen"], t["ttft_short"])]
+    cpu_tok = [(g - f) / (n - 1) for g, f in zip(t["gen_cpu"], t["ttft_short_cpu"])]
     ms = median(per_tok) * 1e3
     return {"decode_ms_per_token": ms, "tokens_per_s": 1e3 / ms, "decode_spread_ms": spread([x * 1e3 for x in per_tok]),
+            "decode_cpu_ms_per_token": median(cpu_tok) * 1e3,
             "prefill_short_ms": median(t["ttft_short"]) * 1e3, "prefill_long_ms": median(t["ttft_long"]) * 1e3}
 
 
@@ -219,7 +223,8 @@ def ratios(report: Report, size: str, rows: list[dict]) -> None:
 COLUMNS = [("engine", "engine"), ("decode_ms_per_token", "decode ms/token"), ("tokens_per_s", "tokens/s"),
            ("x_optimum_fp32", "x optimum fp32"), ("x_pytorch_fp32", "x PyTorch"), ("bound_tokens_per_s", "bound tokens/s"),
            ("fraction_of_bound", "fraction of bound"), ("prefill_short_ms", "prefill 32 ms"), ("prefill_long_ms", "prefill 128 ms"),
-           ("adapter_overhead_pct", "adapter overhead %"), ("cold_load_ms", "cold load ms"), ("peak_rss_mb", "peak RSS MB"),
+           ("adapter_overhead_pct", "adapter overhead %"), ("decode_cpu_ms_per_token", "CPU ms/token"),
+           ("cold_load_ms", "cold load ms"), ("peak_rss_mb", "peak RSS MB"),
            ("weight_mb_per_token", "weights MB/token")]
 
 

@@ -10,8 +10,8 @@ time, and idle workers block on their pipe.
     python -m edgevlm.benchmarks.worker SPEC_JSON   # reads JSON commands on stdin
 
 Commands (one JSON object per line; the answer is one ``WORKER_JSON`` line):
-``{"op": "gen", "prompt": 32, "new": 16, "task": ...}`` -> ``{"s": seconds, "got": n}``
-(time measured inside the worker around ``generate`` only),
+``{"op": "gen", "prompt": 32, "new": 16, "task": ...}`` -> ``{"s": wall seconds, "cpu_s": process CPU
+seconds, "got": n}`` (measured inside the worker around ``generate`` only),
 ``{"op": "weight_bytes"}``, ``{"op": "quit"}``.
 """
 from __future__ import annotations
@@ -56,10 +56,11 @@ class Worker:
         return self._read()
 
     def generate(self, prompt_tokens: int, new_tokens: int, task: str | None = DEFAULT) -> float:
-        """Seconds for one exact-length generation (measured in the worker)."""
+        """Wall seconds for one exact-length generation (measured in the worker; CPU seconds in ``last_cpu_s``)."""
         r = self.call(op="gen", prompt=prompt_tokens, new=new_tokens, task=task)
         if r["got"] != new_tokens:
             raise EdgeVLMError(f"{self.label} decoded {r['got']} tokens instead of exactly {new_tokens}")
+        self.last_cpu_s = r["cpu_s"]
         return r["s"]
 
     def close(self) -> None:
@@ -95,9 +96,9 @@ def serve(spec: dict) -> None:
             engines[key].model, engines[key].tokenizer = base.model, base.tokenizer
         eng = engines[key]
         p = prompts.setdefault((key, cmd["prompt"]), eng.prompt(cmd["prompt"]))
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         got = eng.generate(p, cmd["new"])
-        _answer({"s": time.perf_counter() - t, "got": got})
+        _answer({"s": time.perf_counter() - t, "cpu_s": time.process_time() - c, "got": got})
 
 
 def _answer(obj: dict) -> None:
