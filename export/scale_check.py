@@ -24,6 +24,7 @@ import numpy as np
 CONFIGS = {"small": dict(n_layer=12, n_head=12, n_embd=768), "medium": dict(n_layer=24, n_head=16, n_embd=1024)}
 VOCAB, N_POSITIONS = 50257, 1024
 QUANTS = ("fp32", "int8", "int4")
+SPEED_ROUNDS = 3
 
 
 def make_backbone(size: str, root: Path) -> Path:
@@ -64,23 +65,43 @@ def make_adapters(backbone: Path, root: Path) -> list[Path]:
     return out
 
 
-def child(args) -> None:
-    """Run one export in this process and print its wall time and peak RSS as JSON."""
-    import resource
+def peak_rss_mib() -> int:
+    """This process's peak RSS (VmHWM: unlike ru_maxrss it is not inherited from the parent across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024)
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
+
+def child(args) -> None:
+    """In a fresh process: build the backbone + adapters (``--make``) or run one export; print JSON."""
+    if args.make:
+        backbone = make_backbone(args.make, Path(args.out))
+        print(json.dumps({"backbone": str(backbone), "adapters": [str(a) for a in make_adapters(backbone, Path(args.out) / "adapters")]}))
+        return
     from edgevlm.export import export_bundle
 
     t0 = time.perf_counter()
     export_bundle(args.backbone, args.adapter, args.quant, out=args.out, progress=False)
-    wall = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
-    print(json.dumps({"wall_s": round(wall, 1), "peak_rss_mib": round(peak)}))
+    print(json.dumps({"wall_s": round(time.perf_counter() - t0, 1), "peak_rss_mib": peak_rss_mib()}))
+
+
+def _in_child(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgevlm.export.scale_check", "--child", *args], capture_output=True, text=True)
+
+
+def make_in_child(size: str, work: Path) -> tuple[Path, list[Path]]:
+    """Backbone + adapters built in a separate process (its memory is not held while exports run)."""
+    proc = _in_child("--make", size, "--out", str(work))
+    if proc.returncode:
+        raise RuntimeError(f"building gpt2-{size} failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    made = json.loads(proc.stdout.strip().splitlines()[-1])
+    return Path(made["backbone"]), [Path(a) for a in made["adapters"]]
 
 
 def export_one(backbone: Path, adapters: list[Path], quant: str, out: Path) -> dict:
-    cmd = [sys.executable, "-m", "edgevlm.export.scale_check", "--child", "--backbone", str(backbone), "--quant", quant,
-           "--out", str(out)] + [a for p in adapters for a in ("--adapter", str(p))]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = _in_child("--backbone", str(backbone), "--quant", quant, "--out", str(out),
+                     *[a for p in adapters for a in ("--adapter", str(p))])
     if proc.returncode:
         why = "killed (out of memory?)" if proc.returncode < 0 else (proc.stderr.strip().splitlines() or ["?"])[-1]
         return {"error": f"exit {proc.returncode}: {why}"}
@@ -129,20 +150,37 @@ def run(sizes: list[str], quants: list[str], work: Path, json_out: Path | None =
                "load_average_at_start": [round(x, 2) for x in psutil.getloadavg()]}
     results = {"machine": machine, "sizes": {}}
     for size in sizes:
-        backbone = make_backbone(size, work)
-        adapters = make_adapters(backbone, work / f"adapters-{size}")
+        backbone, adapters = make_in_child(size, work / size)
         rows = {}
         for quant in tqdm(quants, desc=f"export gpt2-{size}", unit="bundle"):
-            out = work / f"bundle-{size}-{quant}"
-            rows[quant] = export_one(backbone, adapters, quant, out)
-            if "error" not in rows[quant]:
-                rows[quant].update(decode_speed(out))
+            rows[quant] = export_one(backbone, adapters, quant, work / size / f"bundle-{quant}")
             results["sizes"][size] = {"config": CONFIGS[size], "exports": rows}
-            if json_out:
-                json_out.write_text(json.dumps(results, indent=2) + "\n")
-            shutil.rmtree(out, ignore_errors=True)
-        shutil.rmtree(backbone, ignore_errors=True)
+            _save(results, json_out)
+        ok = [q for q in quants if "error" not in rows[q]]
+        speeds: dict[str, list] = {}
+        for _ in range(SPEED_ROUNDS):  # interleaved rounds: load from other processes hits every mode alike
+            for q in ok:
+                speeds.setdefault(q, []).append(decode_speed(work / size / f"bundle-{q}"))
+        for q in ok:
+            rows[q]["speed"] = _summary(speeds[q])
+        _save(results, json_out)
+        shutil.rmtree(work / size, ignore_errors=True)
     return results
+
+
+def _summary(runs: list[dict]) -> dict:
+    import psutil
+
+    dec = sorted(r["decode_ms_per_token"] for r in runs)
+    pre = sorted(r["prefill_ms"] for r in runs)
+    return {"decode_ms_per_token_median": dec[len(dec) // 2], "decode_ms_per_token_min": dec[0],
+            "prefill_ms_median": pre[len(pre) // 2], "prompt_len": runs[0]["prompt_len"], "threads": runs[0]["threads"],
+            "rounds": len(runs), "load_average": [round(x, 2) for x in psutil.getloadavg()]}
+
+
+def _save(results: dict, path: Path | None) -> None:
+    if path:
+        path.write_text(json.dumps(results, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backbone", help=argparse.SUPPRESS)
     p.add_argument("--adapter", action="append", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
+    p.add_argument("--make", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         args.quant = args.quant[0]

@@ -97,22 +97,20 @@ def spill(model: onnx.ModelProto, path: Path, threshold: int = 1024) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
                     location=path.name + ".data", size_threshold=threshold)
-    del model
-    _release(None)
+    _release_memory()
     return path
 
 
-def _release(x):
-    """Hand freed heap memory back to the OS (large protobuf buffers otherwise stay in RSS); returns ``x``."""
+def _release_memory() -> None:
+    """Hand freed heap memory back to the OS (large protobuf buffers otherwise stay in RSS)."""
     import ctypes
     import gc
 
     gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
+    except (OSError, AttributeError):  # not glibc
         pass
-    return x
 
 
 def _check_args(quant: str, out, force: bool) -> Path:

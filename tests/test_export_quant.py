@@ -47,10 +47,12 @@ def test_adapter_inputs_survive_quantization(tiny_bundle, quant):
         assert declared == names.symbolic_adapter_shape(n, n_embd)
         assert inits[n].dtype == np.float32 and np.all(inits[n] == names.identity_value(n))
     ops = m["export_log"]["op_counts"]["final"]
-    assert ops["com.microsoft.MatMulNBits"] == 4 * n_layer + 1  # every backbone linear + LM head
+    lm_head_quantized = quant == "int8"  # int4 keeps the LM head fp32 (see edgevlm.export.quantize)
+    assert ops["com.microsoft.MatMulNBits"] == 4 * n_layer + lm_head_quantized  # every backbone linear (+ LM head)
     assert ops.get("com.microsoft.GatherBlockQuantized", 0) == (1 if quant == "int4" else 0)
     weights = set(inits) - set(names.adapter_names(n_layer))
-    assert not [n for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+    float_matmuls = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+    assert float_matmuls == ([] if lm_head_quantized else ["lm_head/MatMul"])
 
 
 def test_quantizer_without_exclusions_loses_adapter_inputs(tiny_backbone):
@@ -103,6 +105,12 @@ def test_quantized_greedy_agreement_with_fp32(tiny_bundle, sessions, prompts, qu
         assert free_running >= 0.9
 
 
+# Largest |cached - re-run| logit difference allowed per mode: fp32 and int4 (float compute) are exact up to
+# float rounding; int8's per-token activation quantization jitters (measured <= 0.035 on the tiny bundle;
+# ORT's quantize_dynamic reached 0.9). Tokens must match wherever the top-2 gap exceeds twice the bound.
+CACHE_TOL = {"fp32": 1e-4, "int8": 0.1, "int4": 1e-4}
+
+
 @pytest.mark.parametrize("quant", bundle.QUANT_MODES)
 def test_cached_decoding_equals_full_rerun(tiny_bundle, sessions, prompts, quant):
     root = tiny_bundle(quant)
@@ -111,4 +119,14 @@ def test_cached_decoding_equals_full_rerun(tiny_bundle, sessions, prompts, quant
         for p in prompts[task][:2]:
             ro = _selector(root, task)
             cached = verify.greedy(sessions[quant], cfg, p, N_NEW, run_options=ro)
-            assert cached == verify.greedy(sessions[quant], cfg, p, N_NEW, run_options=ro, cache=False), (quant, task)
+            if CACHE_TOL[quant] <= 1e-4:
+                assert cached == verify.greedy(sessions[quant], cfg, p, N_NEW, run_options=ro, cache=False), (quant, task)
+            ids = np.array([p + cached])
+            rerun, _ = verify.step(sessions[quant], ids, np.ones(ids.shape), verify.empty_past(cfg), run_options=ro)
+            logits, past = verify.step(sessions[quant], ids[:, :len(p)], np.ones((1, len(p))), verify.empty_past(cfg), run_options=ro)
+            for k, tok in enumerate(cached):
+                ref = rerun[0, len(p) - 1 + k]
+                assert np.abs(logits[0, -1] - ref).max() <= CACHE_TOL[quant], (quant, task, k)
+                top2 = np.sort(ref)[-2:]
+                assert int(logits[0, -1].argmax()) == tok and (tok == int(ref.argmax()) or top2[1] - top2[0] <= 2 * CACHE_TOL[quant])
+                logits, past = verify.step(sessions[quant], [[tok]], np.ones((1, len(p) + k + 1)), past, run_options=ro)
