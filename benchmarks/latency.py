@@ -48,12 +48,12 @@ class Plan:
 
     reps: int
     new_tokens: int
-    switch_pairs: int
+    switch_pairs: int  # 0: skip (a 1-token call of a big model is too slow to resolve a sub-millisecond switch)
     overhead_pairs: int  # task vs task=None A/B pairs per format (0: skip)
     prompts: tuple[int, int] = (32, 128)
 
 
-PLANS = {"tiny": Plan(7, 64, 40, 15), "gpt2-small": Plan(5, 32, 20, 8), "gpt2-medium": Plan(3, 16, 10, 0)}
+PLANS = {"tiny": Plan(7, 64, 40, 15), "gpt2-small": Plan(5, 32, 40, 8), "gpt2-medium": Plan(3, 16, 0, 0)}
 QUICK_PLAN = Plan(2, 8, 5, 2)
 
 
@@ -152,23 +152,24 @@ def measure_size(report: Report, ws: Workspace, size: str, plan: Plan, threads: 
     engines = build_engines(ws, size, threads, pbar)
     pbar.set_postfix_str(f"{size}: cold starts")
     cold = cold_start(report, size, [e for e in engines if e.kind == "edgevlm" or not quick], threads, 1 if quick else 3)
-    bw = [measure_bandwidth()["gb_per_s"]]
+    bw = bandwidths(threads)
     pbar.set_postfix_str(f"{size}: loading")
     workers = [Worker(e.kind, e.fmt, e.path, threads, e.task) for e in engines]
     try:
         pbar.set_postfix_str(f"{size}: timing")
         t = time_engines(workers, plan, pbar)
-        switch = task_switch(report, size, workers[0], plan.switch_pairs)
+        switch = task_switch(report, size, workers[0], plan.switch_pairs) if plan.switch_pairs else None
         pbar.set_postfix_str(f"{size}: adapter overhead")
         overhead = {w.fmt: adapter_overhead(report, size, w, plan) for w in workers if w.kind == "edgevlm" and plan.overhead_pairs}
         weights = {w.label: w.call(op="weight_bytes")["bytes_per_token"] for w in workers}
     finally:
         for w in workers:
             w.close()
-    bw.append(measure_bandwidth()["gb_per_s"])
-    gbps = median(bw)
-    report.add(f"[{size}] memory bandwidth {gbps:.2f} GB/s (numpy sum over 512 MB, before/after: "
-               f"{bw[0]:.2f}/{bw[1]:.2f} GB/s)", kind="bandwidth", size=size, gb_per_s=gbps, samples=bw)
+    after = bandwidths(threads)
+    gbps = {k: median([bw[k], after[k]]) for k in bw}
+    report.add(f"[{size}] memory bandwidth {gbps[1]:.2f} GB/s (numpy sum over 512 MB; before/after {bw[1]:.2f}/{after[1]:.2f}); "
+               f"{threads} threads summing at once: {gbps[threads]:.2f} GB/s", kind="bandwidth", size=size,
+               gb_per_s=gbps[1], gb_per_s_threads=gbps[threads], threads=threads, before=bw, after=after)
     rows = [engine_row(report, size, e, t[e.label], plan, gbps, weights[e.label], cold) for e in engines]
     ratios(report, size, rows)
     for r in rows:
@@ -178,7 +179,8 @@ def measure_size(report: Report, ws: Workspace, size: str, plan: Plan, threads: 
     for e in engines:
         if e.kind == "edgevlm":
             where_time_goes(report, size, e, plan, threads)
-    rows.append({"size": size, "engine": "task switch", "switch_ms": switch["switch_ms"]})
+    if switch:
+        rows.append({"size": size, "engine": "task switch", "switch_ms": switch["switch_ms"]})
     return rows
 
 
@@ -192,15 +194,23 @@ def where_time_goes(report: Report, size: str, e: Engine, plan: Plan, threads: i
                       kind="profile", size=size, engine=e.label, **p)
 
 
-def engine_row(report: Report, size: str, e: Engine, t: dict, plan: Plan, gbps: float, wb: int, cold: dict) -> dict:
+def bandwidths(threads: int) -> dict[int, float]:
+    """GB/s of one numpy sum (the specified measure) and of ``threads`` sums at once."""
+    return {n: measure_bandwidth(threads=n)["gb_per_s"] for n in sorted({1, threads})}
+
+
+def engine_row(report: Report, size: str, e: Engine, t: dict, plan: Plan, gbps: dict[int, float], wb: int,
+               cold: dict) -> dict:
     d = decode_stats(t, plan.new_tokens)
-    b = bound(gbps, wb)
+    b, bt = bound(gbps[1], wb), bound(gbps[e.threads], wb)
     c = cold.get(e.label, {})
     row = {"size": size, "engine": e.label, "kind_": e.kind, "fmt": e.fmt, "task": e.task, **d,
            "weight_mb_per_token": wb / 2**20, "bound_tokens_per_s": b, "fraction_of_bound": d["tokens_per_s"] / b,
+           "bound_threads_tokens_per_s": bt, "fraction_of_threads_bound": d["tokens_per_s"] / bt,
            "cold_load_ms": c["load_s"][0] * 1e3 if c else None, "peak_rss_mb": c.get("peak_rss_mb")}
     report.add(f"[{size}] {e.label}: decode {d['decode_ms_per_token']:.2f} ms/token = {d['tokens_per_s']:.1f} tokens/s "
-               f"({100 * row['fraction_of_bound']:.0f}% of the {b:.1f} tokens/s bandwidth bound, {wb / 2**20:.1f} MB/token); "
+               f"({100 * row['fraction_of_bound']:.0f}% of the {b:.1f} tokens/s bandwidth bound, "
+               f"{100 * row['fraction_of_threads_bound']:.0f}% of the {e.threads}-thread one; {wb / 2**20:.1f} MB/token); "
                f"prefill {plan.prompts[0]} tokens {d['prefill_short_ms']:.1f} ms, {plan.prompts[1]} tokens {d['prefill_long_ms']:.1f} ms",
                kind="engine", **row)
     return row
@@ -222,7 +232,7 @@ def ratios(report: Report, size: str, rows: list[dict]) -> None:
 
 COLUMNS = [("engine", "engine"), ("decode_ms_per_token", "decode ms/token"), ("tokens_per_s", "tokens/s"),
            ("x_optimum_fp32", "x optimum fp32"), ("x_pytorch_fp32", "x PyTorch"), ("bound_tokens_per_s", "bound tokens/s"),
-           ("fraction_of_bound", "fraction of bound"), ("prefill_short_ms", "prefill 32 ms"), ("prefill_long_ms", "prefill 128 ms"),
+           ("fraction_of_bound", "fraction of bound"), ("fraction_of_threads_bound", "fraction of n-thread bound"), ("prefill_short_ms", "prefill 32 ms"), ("prefill_long_ms", "prefill 128 ms"),
            ("adapter_overhead_pct", "adapter overhead %"), ("decode_cpu_ms_per_token", "CPU ms/token"),
            ("cold_load_ms", "cold load ms"), ("peak_rss_mb", "peak RSS MB"),
            ("weight_mb_per_token", "weights MB/token")]
@@ -247,9 +257,11 @@ def markdown(rows: list[dict], plan_of: dict[str, Plan], records: list[dict]) ->
     for size in dict.fromkeys(r["size"] for r in rows):
         p = plan_of[size]
         sub = [r for r in rows if r["size"] == size and "tokens_per_s" in r]
-        sw = next((r for r in rows if r["size"] == size and r["engine"] == "task switch"), {})
+        sw = next((r for r in rows if r["size"] == size and r["engine"] == "task switch"), None)
+        switch = f"Task switch (edgevlm fp32): {sw['switch_ms']:+.3f} ms." if sw else "Task switch: measured on the smaller sizes."
         parts.append(f"## {size}\n\nBatch 1, greedy, exactly {p.new_tokens} new tokens after a {p.prompts[0]}-token prompt; "
-                     f"median of {p.reps} interleaved repetitions. Task switch (edgevlm fp32): {sw.get('switch_ms', float('nan')):+.3f} ms.\n\n"
+                     f"median of {p.reps} interleaved repetitions, each engine in its own process. {switch} Bound = bytes "
+                     "of weights read per token / bandwidth of one numpy sum (the n-thread bound: n sums at once).\n\n"
                      + md_table(sub, COLUMNS) + profile_table(records, size))
     return "\n".join(parts) + "\n![tokens/s](tokens_per_s.png)\n"
 

@@ -61,12 +61,15 @@ def latency(doc: dict) -> str:
     parts = ["### Latency: decode speed against PyTorch and optimum, same run\n\n" + provenance(doc, "latency")]
     for size in dict.fromkeys(r["size"] for r in rows):
         sub = [r for r in rows if r["size"] == size]
-        bw = next(r["gb_per_s"] for r in recs if r.get("kind") == "bandwidth" and r["size"] == size)
+        bw = next(r for r in recs if r.get("kind") == "bandwidth" and r["size"] == size)
         plan = doc["plans"][size]
         parts.append(f"\n**{size}** (batch 1, greedy, {plan['new_tokens']} new tokens after a {plan['prompts'][0]}-token "
-                     f"prompt, median of {plan['reps']} interleaved repetitions; memory bandwidth {bw:.1f} GB/s):\n\n" +
+                     f"prompt, median of {plan['reps']} interleaved repetitions; memory bandwidth {bw['gb_per_s']:.1f} GB/s "
+                     f"for one numpy sum, {bw.get('gb_per_s_threads', bw['gb_per_s']):.1f} GB/s for "
+                     f"{bw.get('threads', 1)} at once):\n\n" +
                      md_table(sub, [("engine", "engine"), ("tokens_per_s", "tokens/s"), ("x_optimum_fp32", "x optimum fp32"),
                                     ("x_pytorch_fp32", "x PyTorch"), ("fraction_of_bound", "fraction of bound"),
+                                    ("fraction_of_threads_bound", "fraction of n-thread bound"),
                                     ("prefill_short_ms", "prefill 32 ms"), ("prefill_long_ms", "prefill 128 ms"),
                                     ("cold_load_ms", "cold load ms"), ("peak_rss_mb", "peak RSS MB"),
                                     ("adapter_overhead_pct", "adapter overhead %")]))

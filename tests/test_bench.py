@@ -77,8 +77,9 @@ def test_bundle_reads_the_same_weights_as_pytorch(bench_bundle, tiny_backbone):
 def test_bandwidth_is_measured():
     from edgevlm.benchmarks.bandwidth import measure_bandwidth
 
-    bw = measure_bandwidth(mb=16, repeats=3)
-    assert 0.1 < bw["gb_per_s"] < 1000 and bw["best_gb_per_s"] >= bw["gb_per_s"]
+    for threads in (1, 2):
+        bw = measure_bandwidth(mb=16, repeats=3, threads=threads)
+        assert 0.1 < bw["gb_per_s"] < 1000 and bw["best_gb_per_s"] >= bw["gb_per_s"] and bw["threads"] == threads
 
 
 @pytest.mark.parametrize("n", [1, 7, 32, 128])
