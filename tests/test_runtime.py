@@ -175,18 +175,37 @@ def test_empty_input(rt, text):
         rt.stream(text, "nlg")
 
 
-def test_too_long_input_keeps_task_tokens_and_latest_text(rt):
-    from edgevlm.prompting import truncate_left
+def test_too_long_input_is_cut_as_in_training(rt):
+    """The runtime cuts text with the trainer's build_prompt (the context keeps its start), not truncate_left."""
     from edgevlm.runtime import InputTruncated
+    from edgevlm.tasks.prompts import build_prompt
 
-    text = " ".join(f"word{i}" for i in range(400)) + " name[Aromi], food[Chinese]"
+    text = "name[Aromi], food[Chinese] " + " ".join(f"word{i}" for i in range(400))
     ids = encode(rt, text, "nlg")
     assert len(ids) > 512
-    with pytest.warns(InputTruncated, match="kept the last 496"):
+    with pytest.warns(InputTruncated, match=f"input has {len(ids)} tokens; kept 496"):
         out = rt.generate(text, "nlg", max_new_tokens=16)
-    kept = truncate_left(ids, 512 - 16, rt.graph.vocab_size)
-    assert kept[0] == rt.graph.vocab_size and kept[-1] == rt.graph.vocab_size + 1  # <mr> ... <response> survive
+    kept = build_prompt(rt.tokenizer, rt.task("nlg"), text, rt.graph.vocab_size, 512 - 16)
+    v = rt.graph.vocab_size
+    assert len(kept) == 496 and kept[0] == v and kept[-1] == v + 1  # <mr> ... <response> survive
+    assert rt.tokenizer.decode(kept[1:8]).strip().startswith("name[Aromi]")  # the MR at the start is kept
     assert out == rt.tokenizer.decode(rt.generate_tokens(kept, "nlg", max_new_tokens=16)).lstrip()
+
+
+def test_too_long_dialogue_keeps_persona_start_and_newest_turn(rt):
+    from edgevlm.runtime import InputTruncated
+    from edgevlm.tasks.prompts import build_prompt
+
+    persona = "i like cats . i live in rome . " * 8
+    history = " ".join(f"<user> question {i} ? <system> answer {i} ." for i in range(60))
+    text = f"{persona}{history} <user> do you have pets ?"
+    with pytest.warns(InputTruncated):
+        out = rt.generate(text, "dialogue", max_new_tokens=12)
+    kept = build_prompt(rt.tokenizer, rt.task("dialogue"), text, rt.graph.vocab_size, 512 - 12)
+    words = rt.tokenizer.decode([i for i in kept if i < rt.graph.vocab_size])
+    assert words.strip().startswith("i like cats") and words.rstrip().endswith("do you have pets ?")
+    assert "question 59" in words and "question 0 " not in words  # newest history kept, oldest dropped
+    assert out == rt.tokenizer.decode(rt.generate_tokens(kept, "dialogue", max_new_tokens=12)).lstrip()
 
 
 def test_max_new_tokens_beyond_context(rt):

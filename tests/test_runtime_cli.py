@@ -55,7 +55,7 @@ def test_bad_line_reports_and_goes_on(bundle, rt, capsys, monkeypatch):
         want = [rt.generate(t, "dialogue", max_new_tokens=508) for t in ("i like cats", "hi")]
     assert captured.out.splitlines() == want
     err = captured.err.splitlines()
-    assert len(err) == 2 and "note: input has" in err[0] and "kept the last 4" in err[0] and "beyond the context" in err[1]
+    assert len(err) == 2 and "note: input has" in err[0] and "kept 4" in err[0] and "beyond the context" in err[1]
 
 
 @pytest.mark.parametrize("argv,msg", [

@@ -11,9 +11,14 @@ with ``RunOptions.add_active_adapter`` (no weights are copied, nothing is
 reloaded when the task changes). Calls share only read-only state, so
 concurrent calls from several threads are safe; each call owns its cache.
 
-Over-long input follows :func:`edgevlm.prompting.truncate_left`: the prompt
-keeps all task tokens and the most recent text, in ``n_positions -
-max_new_tokens`` tokens, and an :class:`InputTruncated` warning says so.
+Over-long text input is cut exactly as in training and evaluation, by
+:func:`edgevlm.tasks.prompts.build_prompt` within ``n_positions -
+max_new_tokens`` tokens: every task token and the newest turn survive, the
+context (article, story, persona, MR) keeps its beginning up to the task's
+``max_source_tokens``, older turns are dropped first; an
+:class:`InputTruncated` warning says so. Already-encoded prompts
+(:meth:`Runtime.generate_tokens`) and the plain backbone keep their task
+tokens and most recent ids (:func:`edgevlm.prompting.truncate_left`).
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from tokenizers import Tokenizer
 from ..bundle import ADAPTER_DIR, MANIFEST, confined, load_manifest
 from ..errors import BundleError, ConfigError, TaskError
 from ..prompting import encode_prompt, truncate_left
+from ..tasks.prompts import build_prompt
 from .beam import BeamSearch
 from .decoder import Decoder
 from .generation import GenerationConfig, log_softmax, sample, suppress_eos
@@ -211,19 +217,33 @@ class Runtime:
             raise ConfigError(f"input must be a string, got {type(text).__name__}")
         if not text.strip():
             raise ConfigError("input is empty")
+        v = self.graph.vocab_size
         ids = encode_prompt(self.tokenizer, task.template if task else None, text,
-                            task.special_tokens if task else (), self.graph.vocab_size)
-        return self._fit(ids, task, cfg)
+                            task.special_tokens if task else (), v)
+        if task is None:
+            return self._fit(ids, None, cfg)
+        kept = build_prompt(self.tokenizer, task, text, v, self._budget(ids, cfg))
+        if len(kept) < len(ids):
+            warnings.warn(f"input has {len(ids)} tokens; kept {len(kept)}: every task token, the newest turn and the "
+                          f"start of the context, as in training (n_positions={self.graph.n_positions}, "
+                          f"max_new_tokens={cfg.max_new_tokens})", InputTruncated, stacklevel=3)
+        return kept
 
-    def _fit(self, ids: list[int], task: Task | None, cfg: GenerationConfig) -> list[int]:
-        """Apply the prompt budget (truncate_left policy): ``n_positions - max_new_tokens`` tokens, and at most
-        the task's ``max_source_tokens`` of text (the length it was trained with) plus its task tokens."""
+    def _budget(self, ids: list[int], cfg: GenerationConfig) -> int:
+        """Prompt tokens that fit beside ``max_new_tokens``; ConfigError when not even the task tokens fit."""
         n_pos, v = self.graph.n_positions, self.graph.vocab_size
         n_special = sum(1 for i in ids if i >= v)
         budget = n_pos - cfg.max_new_tokens
         if budget < n_special + 1:
             raise ConfigError(f"max_new_tokens={cfg.max_new_tokens} is beyond the context: the backbone holds "
                               f"n_positions={n_pos} tokens and this prompt needs at least {n_special + 1}")
+        return budget
+
+    def _fit(self, ids: list[int], task: Task | None, cfg: GenerationConfig) -> list[int]:
+        """Cut already-encoded ids (truncate_left policy) to ``n_positions - max_new_tokens`` tokens, and at
+        most the task's ``max_source_tokens`` of text plus its task tokens."""
+        n_pos, v = self.graph.n_positions, self.graph.vocab_size
+        budget = self._budget(ids, cfg)
         if task is not None and task.max_source_tokens:
             budget = min(budget, task.max_source_tokens + len(task.special_tokens))  # as in training
         if len(ids) > budget:
