@@ -18,8 +18,12 @@ def task_config(name: str, bottleneck: int | None) -> TaskConfig:
 
 
 def task_examples(name: str, data: str | None, valid: str | None, fmt: str | None) -> tuple[list[Example], list[Example]]:
-    """(train, valid) examples: from files, or the built-in mini task of that name."""
-    from .tasks.loaders import load_examples
+    """(train, valid) examples: from files, or the built-in mini task of that name.
+
+    Without a validation file, 5 % of the distinct sources are held out with all their rows
+    (E2E has several references per MR: a row split would leak them into training).
+    """
+    from .tasks.loaders import load_examples, split_by_source
     from .tasks.mini import mini_task
 
     if data is None:
@@ -29,8 +33,10 @@ def task_examples(name: str, data: str | None, valid: str | None, fmt: str | Non
     train = load_examples(data, name, fmt)
     if valid:
         return train, load_examples(valid, name, fmt)
-    n_valid = max(1, len(train) // 20) if len(train) > 1 else 0
-    return train[n_valid:], train[:n_valid]
+    n_sources = len({ex.source for ex in train})
+    if n_sources < 2:
+        return train, []
+    return split_by_source(train, max(1, n_sources // 20))  # 5 % of the sources; no source on both sides
 
 
 def resolve_tasks(names: list[str]) -> list[str]:

@@ -215,3 +215,14 @@ def test_jsonl_errors(tmp_path, text, msg):
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match=r"data file .*nope\.csv does not exist"):
         load_examples(tmp_path / "nope.csv", "nlg")
+
+
+def test_training_holdout_keeps_each_source_on_one_side(tmp_path):
+    """Without --valid-data, `edgevlm train` holds out 5 % of the sources with all their references."""
+    from edgevlm.workflow import task_examples
+
+    rows = [json.dumps({"source": f"name[N{i}]", "target": f"ref {j} of N{i}"}) for i in range(60) for j in range(3)]
+    train, valid = task_examples("nlg", str(write(tmp_path / "d.jsonl", "\n".join(rows) + "\n")), None, None)
+    held = {e.source for e in valid}
+    assert len(held) == 3 and len(valid) == 9 and len(train) == 171
+    assert not held & {e.source for e in train}
