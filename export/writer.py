@@ -215,7 +215,7 @@ def manifest(bb, tasks: list[TaskAdapter], sizes: dict, quant: str, data_file: s
     c = bb.model.config
     backbone = {"file": bundle.BACKBONE_FILE, "external_data": data_file, **bb.config_dict, "quantization": quant,
                 "layer_norm_epsilon": c.layer_norm_epsilon, "activation_function": c.activation_function,
-                "fingerprint": bb.fingerprint, "opset": OPSET, "source": str(bb.path)}
+                "fingerprint": bb.fingerprint, "opset": OPSET, "source": bb.path.name}  # the checkpoint's name, not a local path
     return {"schema_version": bundle.SCHEMA_VERSION, "backbone": backbone,
             "tokenizer": {"file": bundle.TOKENIZER_FILE, "eos_token_id": bb.eos_token_id},
             "io": bundle.io_spec(c.n_layer),

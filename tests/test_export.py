@@ -72,6 +72,7 @@ def test_graph_contract(tiny_backbone, fused):
 def test_manifest_and_files(fp32, trained_adapters):
     m = bundle.load_manifest(fp32, verify=True)
     assert m["backbone"]["quantization"] == "fp32" and m["tokenizer"]["file"] == bundle.TOKENIZER_FILE
+    assert "/" not in json.dumps(m["backbone"])  # the checkpoint by name, no local path
     assert set(m["tasks"]) == set(TASKS)
     v = m["backbone"]["vocab_size"]
     for name, t in m["tasks"].items():
