@@ -47,12 +47,16 @@ def test_adapter_inputs_survive_quantization(tiny_bundle, quant):
         assert declared == names.symbolic_adapter_shape(n, n_embd)
         assert inits[n].dtype == np.float32 and np.all(inits[n] == names.identity_value(n))
     ops = m["export_log"]["op_counts"]["final"]
-    lm_head_quantized = quant == "int8"  # int4 keeps the LM head fp32 (see edgevlm.export.quantize)
-    assert ops["com.microsoft.MatMulNBits"] == 4 * n_layer + lm_head_quantized  # every backbone linear (+ LM head)
+    assert ops["com.microsoft.MatMulNBits"] == 4 * n_layer + 1  # every backbone linear + the LM head
     assert ops.get("com.microsoft.GatherBlockQuantized", 0) == (1 if quant == "int4" else 0)
     weights = set(inits) - set(names.adapter_names(n_layer))
-    float_matmuls = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
-    assert float_matmuls == ([] if lm_head_quantized else ["lm_head/MatMul"])
+    assert not [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+    bits = {}  # (bits, accuracy_level) -> count; int4 keeps an 8-bit LM head with the int8 kernels
+    for n in model.graph.node:
+        if n.op_type == "MatMulNBits":
+            a = {x.name: onnx.helper.get_attribute_value(x) for x in n.attribute}
+            bits[a["bits"], a.get("accuracy_level", 0)] = bits.get((a["bits"], a.get("accuracy_level", 0)), 0) + 1
+    assert bits == ({(8, 4): 4 * n_layer + 1} if quant == "int8" else {(4, 0): 4 * n_layer, (8, 4): 1}), bits
 
 
 def test_quantizer_without_exclusions_loses_adapter_inputs(tiny_backbone):
@@ -100,15 +104,14 @@ def test_quantized_greedy_agreement_with_fp32(tiny_bundle, sessions, prompts, qu
     teacher_forced, free_running = agreement(sessions, tiny_bundle("fp32"), tiny_bundle(quant), quant, prompts)
     record_property(f"{quant}_agreement", {"teacher_forced": teacher_forced, "free_running": free_running})
     print(f"{quant}: teacher-forced top-1 agreement {teacher_forced:.3f}, free-running {free_running:.3f}")
-    assert teacher_forced >= 0.9
-    if quant == "int8":
-        assert free_running >= 0.9
+    assert teacher_forced >= 0.9 and free_running >= 0.9
 
 
-# Largest |cached - re-run| logit difference allowed per mode: fp32 and int4 (float compute) are exact up to
-# float rounding; int8's per-token activation quantization jitters (measured <= 0.035 on the tiny bundle;
-# ORT's quantize_dynamic reached 0.9). Tokens must match wherever the top-2 gap exceeds twice the bound.
-CACHE_TOL = {"fp32": 1e-4, "int8": 0.1, "int4": 1e-4}
+# Largest |cached - re-run| logit difference allowed per mode: fp32 is exact up to float rounding; the
+# per-token activation quantization of int8 (every layer) and int4 (its 8-bit LM head) jitters (int8 measured
+# <= 0.035 on the tiny bundle; ORT's quantize_dynamic reached 0.9). Tokens must match wherever the top-2 gap
+# exceeds twice the bound.
+CACHE_TOL = {"fp32": 1e-4, "int8": 0.1, "int4": 0.1}
 
 
 @pytest.mark.parametrize("quant", bundle.QUANT_MODES)
