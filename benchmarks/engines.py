@@ -61,13 +61,16 @@ class Engine:
 
     def _load_optimum(self) -> None:
         import onnxruntime as ort
+        import torch
         from optimum.onnxruntime import ORTModelForCausalLM
 
         from edgevlm.backbone import load_tokenizer
 
+        torch.set_num_threads(self.threads)  # optimum's generate loop runs in torch
         so = ort.SessionOptions()
         so.intra_op_num_threads = self.threads
         so.inter_op_num_threads = 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the edgevlm runtime's default
         name = next(p.name for p in sorted(Path(self.path).glob("*.onnx")))
         self.model = ORTModelForCausalLM.from_pretrained(str(self.path), file_name=name, session_options=so,
                                                          local_files_only=True)
