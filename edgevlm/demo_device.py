@@ -41,14 +41,15 @@ def show_task(rt, name: str, n_show: int, n_eval: int) -> dict:
     examples = mini_task(name, "test", n_eval)
     preds = [rt.generate(e.source, task=name) for e in examples]
     metric = rt.manifest["tasks"][name].get("metric") or "bleu"
-    value = score(preds, [e.references() for e in examples])[metric]
+    scores = score(preds, [e.references() for e in examples])
+    value = scores[metric]
     print(f"\n[{name}]  bottleneck {rt.tasks[name].bottleneck}")
     for e, p in list(zip(examples, preds))[:n_show]:
         print(f"  input : {clip(e.source, 110)}")
         print(f"  output: {clip(p, 110)}")
         print(f"  gold  : {clip(e.target, 110)}")
-    print(f"  {metric} on {len(examples)} held-out examples: {value:.1f}")
-    return {"metric": metric, "value": value, "n": len(examples)}
+    print(f"  {metric} on {len(examples)} held-out examples: {value:.1f}; exactly right: {scores['em']:.0f}%")
+    return {"metric": metric, "value": value, "exact": scores["em"], "n": len(examples)}
 
 
 def encode(rt, text: str, task: str) -> list[int]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 # Tasks trained for the export tests: different bottlenecks (10, 300, 100) and task-token counts (2, 3, 3).
 TASKS = {"nlg": {"bottleneck": 10}, "qa": {"bottleneck": 300}, "dialogue": {"bottleneck": 100}}
-STEPS = 30
+STEPS = 120
 _ALIVE: list = []  # LoraAdapters must outlive the RunOptions that reference them
 
 
@@ -50,7 +50,7 @@ def task_prompts(tokenizer, vocab_size: int, n: int = 3) -> dict:
     out = {None: [tokenizer.encode(" " + e.target).ids[:12] for e in mini_task("nlg", "valid", n)]}
     for name in TASKS:
         cfg = BUILTIN_TASKS[name]
-        out[name] = [encode_prompt(tokenizer, cfg.template, e.source, cfg.special_tokens, vocab_size)[-40:]
+        out[name] = [encode_prompt(tokenizer, cfg.template, e.source, cfg.special_tokens, vocab_size)
                      for e in mini_task(name, "valid", n)]
     return out
 

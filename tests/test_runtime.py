@@ -88,9 +88,14 @@ def test_same_text_under_two_tasks_interleaved(rt, vlm, sources):
 
 def test_cache_belongs_to_one_task(rt, vlm):
     """Identical prompt ids under two tasks, alternating calls: each matches its own PyTorch output."""
-    ids = [rt.graph.vocab_size] + rt.tokenizer.encode(" the eagle serves french food").ids + [rt.graph.vocab_size + 1]
-    want = {t: vlm.generate(ids, t, 16, 0) for t in ("nlg", "dialogue")}
-    assert want["nlg"] != want["dialogue"]
+    v = rt.graph.vocab_size
+    for text in (" the eagle serves french food", " i like cats . do you have pets ?", " hi , how are you ?"):
+        ids = [v] + rt.tokenizer.encode(text).ids + [v + 1]
+        want = {t: vlm.generate(ids, t, 16, 0) for t in ("nlg", "dialogue")}
+        if want["nlg"] != want["dialogue"]:
+            break
+    else:
+        pytest.fail("nlg and dialogue agree on every candidate prompt: the test cannot tell their caches apart")
     for _ in range(2):
         for t in ("nlg", "dialogue", "nlg"):
             assert rt.generate_tokens(ids, t, max_new_tokens=16) == want[t]

@@ -132,6 +132,19 @@ def test_build_tiny_runs_offline(tmp_path):
     from edgevlm.backbone import load_backbone
     from edgevlm.tiny import build_tiny
 
-    out = build_tiny(tmp_path / "tiny", steps=2)
+    out = build_tiny(tmp_path / "tiny", steps=2, phase2_steps=2, probe_n=0)
     bb = load_backbone(out)
     assert bb.model.config.n_layer == 4 and bb.tokenizer.token_to_id("<|endoftext|>") == bb.eos_token_id
+
+
+def test_tiny_corpus_never_holds_a_heldout_source():
+    """The backbone's pretraining pairs exclude every validation/test source of the mini tasks."""
+    from edgevlm.tasks.mini import mini_task
+    from edgevlm.tiny import _plain, corpus, phase2_corpus
+
+    docs = corpus() + phase2_corpus()
+    assert all(d.count(" => ") == 1 and "<" not in d for d in docs)  # plain pairs, no task tokens
+    sources = {d.split(" => ")[0] for d in docs}
+    for name in ("nlg", "mt", "qa", "summarization", "dialogue"):
+        held = {_plain(ex.source) for split in ("valid", "test") for ex in mini_task(name, split, 100)}
+        assert len(held) >= 190 and not held & sources, name  # valid and test may share a source
