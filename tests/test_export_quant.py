@@ -56,7 +56,7 @@ def test_adapter_inputs_survive_quantization(tiny_bundle, quant):
         if n.op_type == "MatMulNBits":
             a = {x.name: onnx.helper.get_attribute_value(x) for x in n.attribute}
             bits[a["bits"], a.get("accuracy_level", 0)] = bits.get((a["bits"], a.get("accuracy_level", 0)), 0) + 1
-    assert bits == ({(8, 4): 4 * n_layer + 1} if quant == "int8" else {(4, 0): 4 * n_layer, (8, 4): 1}), bits
+    assert bits == ({(8, 4): 4 * n_layer + 1} if quant == "int8" else {(4, 4): 4 * n_layer, (8, 4): 1}), bits
 
 
 def test_quantizer_without_exclusions_loses_adapter_inputs(tiny_backbone):
