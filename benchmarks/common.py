@@ -5,6 +5,7 @@ measurement, each a dict with a ``unit``) plus the run's metadata, written as
 ``<out>/<suite>/results.json`` and ``results.md`` (plots are added by the
 suite through :mod:`edgevlm.benchmarks.plots`).
 """
+
 from __future__ import annotations
 
 import json
@@ -14,16 +15,30 @@ import shlex
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from edgevlm.config import atomic_write_text
+from edgevlm.core.config import atomic_write_text
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-LIBRARIES = ("edgevlm", "onnxruntime", "onnx", "numpy", "tokenizers", "torch", "transformers", "optimum",
-             "optimum-onnx", "sacrebleu", "rouge-score", "matplotlib", "psutil")
+LIBRARIES = (
+    "edgevlm",
+    "onnxruntime",
+    "onnx",
+    "numpy",
+    "tokenizers",
+    "torch",
+    "transformers",
+    "optimum",
+    "optimum-onnx",
+    "sacrebleu",
+    "rouge-score",
+    "matplotlib",
+    "psutil",
+)
 
 
 def cpu_model() -> str:
@@ -70,9 +85,16 @@ def git_state() -> dict[str, Any]:
 
     root = Path(__file__).resolve().parent.parent
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
-                               text=True, timeout=10)
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return {}
     if head.returncode != 0:
@@ -121,7 +143,7 @@ def default_threads() -> int:
 
 def check_threads(threads: int | None) -> int:
     """``threads`` validated (None: all cores)."""
-    from edgevlm.errors import ConfigError
+    from edgevlm.core.errors import ConfigError
 
     if threads is None:
         return default_threads()
@@ -131,6 +153,7 @@ def check_threads(threads: int | None) -> int:
 
 
 # ---------------------------------------------------------------- statistics
+
 
 def median(xs: Sequence[float]) -> float:
     return float(statistics.median(xs)) if xs else float("nan")
@@ -151,6 +174,7 @@ def timed(fn: Callable[[], Any]) -> float:
 
 
 # ---------------------------------------------------------------- reports
+
 
 @dataclass
 class Report:
@@ -180,8 +204,11 @@ class Report:
             "suite": self.suite,
             "quick": self.quick,
             "command": command_line(),
-            "machine": {**machine_info(self.threads), "load_avg_at_start": self.load_at_start,
-                        "load_avg_at_end": load_average()},
+            "machine": {
+                **machine_info(self.threads),
+                "load_avg_at_start": self.load_at_start,
+                "load_avg_at_end": load_average(),
+            },
             "versions": versions(),
             "git": git_state(),
             "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
@@ -217,8 +244,12 @@ def header_md(meta: dict[str, Any], notes: list[str]) -> str:
         f"- machine load (1/5/15-min load average; {m['logical_cores']} cores): {m['load_avg_at_start']} at start, "
         f"{m['load_avg_at_end']} at end",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v != "not installed"),
-        f"- code: commit {meta['git'].get('commit', '?')}" + (f" with local changes in {', '.join(meta['git']['modified_files'])}"
-                                                             if meta["git"].get("modified_files") else ""),
+        f"- code: commit {meta['git'].get('commit', '?')}"
+        + (
+            f" with local changes in {', '.join(meta['git']['modified_files'])}"
+            if meta["git"].get("modified_files")
+            else ""
+        ),
         f"- started {meta['started_utc']}, took {meta['duration_s']} s",
     ]
     lines += [f"- note: {n}" for n in notes]
@@ -262,8 +293,8 @@ def base_parser(suite: str):
 
 def run_main(main, argv=None) -> int:
     """Run a suite's ``main`` the way the CLI does: quiet libraries, one-line errors."""
-    from edgevlm.cli import quiet_libraries
-    from edgevlm.errors import EdgeVLMError
+    from edgevlm.core.env import quiet_libraries
+    from edgevlm.core.errors import EdgeVLMError
 
     quiet_libraries()
     try:

@@ -8,17 +8,20 @@ Every engine decodes greedily an exact number of new tokens
 (``min_new_tokens == max_new_tokens``) from a prompt of an exact length, so a
 timing difference is the engine's, not the amount of work.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgevlm.errors import ConfigError
+from edgevlm.core.errors import ConfigError
 
 FILLER = ("the", "a", "is", "in", "of", "and", "to", "it")
-WORDS = ("the restaurant near the river serves cheap food and the coffee shop in the city centre has a high "
-         "customer rating while the pub is family friendly and the old man sees the big dog today").split()
+WORDS = (
+    "the restaurant near the river serves cheap food and the coffee shop in the city centre has a high "
+    "customer rating while the pub is family friendly and the old man sees the big dog today"
+).split()
 
 
 @dataclass
@@ -53,7 +56,7 @@ class Engine:
         import torch
         from transformers import GPT2LMHeadModel
 
-        from edgevlm.backbone import load_tokenizer
+        from edgevlm.train.backbone import load_tokenizer
 
         torch.set_num_threads(self.threads)
         self.model = GPT2LMHeadModel.from_pretrained(str(self.path)).eval()
@@ -64,7 +67,7 @@ class Engine:
         import torch
         from optimum.onnxruntime import ORTModelForCausalLM
 
-        from edgevlm.backbone import load_tokenizer
+        from edgevlm.train.backbone import load_tokenizer
 
         torch.set_num_threads(self.threads)  # optimum's generate loop runs in torch
         so = ort.SessionOptions()
@@ -72,8 +75,9 @@ class Engine:
         so.inter_op_num_threads = 1
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the edgevlm runtime's default
         name = next(p.name for p in sorted(Path(self.path).glob("*.onnx")))
-        self.model = ORTModelForCausalLM.from_pretrained(str(self.path), file_name=name, session_options=so,
-                                                         local_files_only=True)
+        self.model = ORTModelForCausalLM.from_pretrained(
+            str(self.path), file_name=name, session_options=so, local_files_only=True
+        )
         self.tokenizer = load_tokenizer(self.path)
 
     # ------------------------------------------------------------ prompts
@@ -101,11 +105,12 @@ class Engine:
 
     def _edgevlm_ids(self, text: str) -> list[int]:
         """The runtime's prompt encoding (template + task tokens), done outside the timed region."""
-        from edgevlm.prompting import encode_prompt
+        from edgevlm.core.prompts import encode_prompt
 
         t = self.model.task(self.task)
-        return encode_prompt(self.tokenizer, t.template if t else None, text, t.special_tokens if t else (),
-                             self.model.graph.vocab_size)
+        return encode_prompt(
+            self.tokenizer, t.template if t else None, text, t.special_tokens if t else (), self.model.graph.vocab_size
+        )
 
     # ------------------------------------------------------------ generation
 
@@ -116,8 +121,15 @@ class Engine:
         import torch
 
         with torch.inference_mode():
-            out = self.model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n_new,
-                                      min_new_tokens=n_new, do_sample=False, num_beams=1, pad_token_id=0)
+            out = self.model.generate(
+                prompt,
+                attention_mask=torch.ones_like(prompt),
+                max_new_tokens=n_new,
+                min_new_tokens=n_new,
+                do_sample=False,
+                num_beams=1,
+                pad_token_id=0,
+            )
         return int(out.shape[1] - prompt.shape[1])
 
     def weight_bytes(self) -> dict[str, int]:
@@ -128,7 +140,7 @@ class Engine:
             return torch_weight_bytes(self.model)
         if self.kind == "optimum":
             return onnx_weight_bytes(sorted(Path(self.path).glob("*.onnx")))
-        from edgevlm.bundle import BACKBONE_FILE
+        from edgevlm.core.bundle import BACKBONE_FILE
 
         return onnx_weight_bytes(Path(self.path) / BACKBONE_FILE)
 

@@ -4,18 +4,19 @@ No hub: the small (124M) and medium (355M) models are GPT-2 *configurations*
 with random weights, saved with the tiny backbone's locally built tokenizer.
 Their speed and size are those of the real models; their text is noise.
 """
+
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from edgevlm.errors import ConfigError
+from edgevlm.core.errors import ConfigError
 
 SIZES = {
-    "tiny": None,  # the built-in default (edgevlm.tiny), real pretrained weights
+    "tiny": None,  # the built-in default (edgevlm.train.tiny), real pretrained weights
     "gpt2-small": dict(n_layer=12, n_head=12, n_embd=768),
     "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024),
 }
@@ -60,13 +61,14 @@ def code_stamp() -> str:
     import hashlib
     from importlib.util import find_spec
 
-    from edgevlm.tiny import ensure_tiny
+    from edgevlm.train.tiny import ensure_tiny
 
     dirs = [Path(d) for pkg in ("edgevlm", "edgevlm.export") for d in find_spec(pkg).submodule_search_locations]
     h = hashlib.sha256()
     skip = {"benchmarks", "runtime", "commands"}  # nothing built here depends on them
-    for f in sorted({*(f for d in dirs for f in d.rglob("*.py") if not skip & set(f.parts)),
-                     *ensure_tiny().glob("*.safetensors")}):
+    for f in sorted(
+        {*(f for d in dirs for f in d.rglob("*.py") if not skip & set(f.parts)), *ensure_tiny().glob("*.safetensors")}
+    ):
         h.update(f.name.encode())
         h.update(f.read_bytes())
     return h.hexdigest()[:12]
@@ -77,7 +79,7 @@ def backbone_dir(ws: Workspace, size: str, seed: int = 0) -> Path:
     if size not in SIZES:
         raise ConfigError(f"unknown model size {size!r}; expected one of {list(SIZES)}")
     if size == "tiny":
-        from edgevlm.tiny import ensure_tiny
+        from edgevlm.train.tiny import ensure_tiny
 
         return ensure_tiny()
     return ws.get(f"{size}-hf", lambda p: save_random_gpt2(p, SIZES[size], seed))
@@ -88,7 +90,7 @@ def save_random_gpt2(out: Path, dims: dict, seed: int) -> Path:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from edgevlm.tiny import ensure_tiny
+    from edgevlm.train.tiny import ensure_tiny
 
     torch.manual_seed(seed)
     cfg = GPT2Config(vocab_size=GPT2_VOCAB, n_positions=GPT2_POSITIONS, bos_token_id=0, eos_token_id=0, **dims)
@@ -106,11 +108,11 @@ def make_adapters(backbone_path: Path, out: Path, tasks: dict[str, int | None], 
     """
     import torch
 
-    from edgevlm.adapters import save_adapter
-    from edgevlm.backbone import load_backbone
-    from edgevlm.config import AdapterMeta
-    from edgevlm.model import VLM
-    from edgevlm.workflow import task_config
+    from edgevlm.core.config import AdapterMeta
+    from edgevlm.train.adapters import save_adapter
+    from edgevlm.train.api import task_config
+    from edgevlm.train.backbone import load_backbone
+    from edgevlm.train.model import VLM
 
     bb = load_backbone(backbone_path)
     vlm = VLM(bb.model)
@@ -137,8 +139,9 @@ def export(backbone_path: Path, adapters: list[Path], quant: str, out: Path) -> 
 
     logging.disable(logging.INFO)  # ORT's transformer optimizer logs every fusion at INFO
     try:
-        return export_bundle(str(backbone_path), [str(a) for a in adapters], quant=quant, out=str(out), force=True,
-                             progress=False)
+        return export_bundle(
+            str(backbone_path), [str(a) for a in adapters], quant=quant, out=str(out), force=True, progress=False
+        )
     finally:
         logging.disable(logging.NOTSET)
 

@@ -17,6 +17,7 @@ Cold load and peak RSS come from a fresh process per configuration
 
     python -m edgevlm.benchmarks.latency [--quick] [--sizes tiny,gpt2-small] [--out DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgevlm.errors import ConfigError
+from edgevlm.core.errors import ConfigError
 
 from . import plots
 from .bandwidth import bound, measure_bandwidth
@@ -77,13 +78,26 @@ def cold_start(report: Report, size: str, engines: list[Engine], threads: int, r
     """Import + load seconds and peak RSS, each configuration in fresh processes (median of ``repeats``)."""
     out = {}
     for e in engines:
-        r = run_probe({"engines": [{"kind": e.kind, "fmt": e.fmt, "path": str(e.path), "task": e.task}],
-                       "threads": threads, "gen_tokens": 4}, repeats)
+        r = run_probe(
+            {
+                "engines": [{"kind": e.kind, "fmt": e.fmt, "path": str(e.path), "task": e.task}],
+                "threads": threads,
+                "gen_tokens": 4,
+            },
+            repeats,
+        )
         out[e.label] = r
-        report.add(f"[{size}] {e.label}: cold load {r['load_s'][0] * 1e3:.0f} ms (+ imports {r['import_s'] * 1e3:.0f} ms), "
-                   f"peak RSS {r['peak_rss_mb']:.0f} MB", kind="cold_start", size=size, engine=e.label,
-                   load_ms=r["load_s"][0] * 1e3, import_ms=r["import_s"] * 1e3, peak_rss_mb=r["peak_rss_mb"],
-                   rss_after_load_mb=r["rss_after_load_mb"])
+        report.add(
+            f"[{size}] {e.label}: cold load {r['load_s'][0] * 1e3:.0f} ms (+ imports {r['import_s'] * 1e3:.0f} ms), "
+            f"peak RSS {r['peak_rss_mb']:.0f} MB",
+            kind="cold_start",
+            size=size,
+            engine=e.label,
+            load_ms=r["load_s"][0] * 1e3,
+            import_ms=r["import_s"] * 1e3,
+            peak_rss_mb=r["peak_rss_mb"],
+            rss_after_load_mb=r["rss_after_load_mb"],
+        )
     return out
 
 
@@ -92,16 +106,23 @@ def adapter_overhead(report: Report, size: str, w: Worker, plan: Plan) -> dict:
     n, p = plan.new_tokens, plan.prompts[0]
     times: dict[str | None, list[float]] = {TASK: [], None: []}
     for i in range(plan.overhead_pairs):
-        for task in ((TASK, None) if i % 2 == 0 else (None, TASK)):
+        for task in (TASK, None) if i % 2 == 0 else (None, TASK):
             time.sleep(PAUSE_S)
             times[task].append(w.generate(p, n, task))
     ratio = [a / b - 1 for a, b in zip(times[TASK], times[None])]
     ov = 100 * median(ratio)
-    return report.add(f"[{size}] edgevlm {w.fmt}: adapter overhead (bottleneck 100 vs task=None) {ov:+.1f}% per "
-                      f"{n}-token call (median of {plan.overhead_pairs} A/B pairs; "
-                      f"{median(times[TASK]) * 1e3:.1f} vs {median(times[None]) * 1e3:.1f} ms)",
-                      kind="adapter_overhead", size=size, fmt=w.fmt, overhead_pct=ov, per_pair_pct=[100 * x for x in ratio],
-                      with_task_ms=median(times[TASK]) * 1e3, no_task_ms=median(times[None]) * 1e3)
+    return report.add(
+        f"[{size}] edgevlm {w.fmt}: adapter overhead (bottleneck 100 vs task=None) {ov:+.1f}% per "
+        f"{n}-token call (median of {plan.overhead_pairs} A/B pairs; "
+        f"{median(times[TASK]) * 1e3:.1f} vs {median(times[None]) * 1e3:.1f} ms)",
+        kind="adapter_overhead",
+        size=size,
+        fmt=w.fmt,
+        overhead_pct=ov,
+        per_pair_pct=[100 * x for x in ratio],
+        with_task_ms=median(times[TASK]) * 1e3,
+        no_task_ms=median(times[None]) * 1e3,
+    )
 
 
 def time_engines(workers: list[Worker], plan: Plan, pbar) -> dict[str, dict[str, list[float]]]:
@@ -111,9 +132,11 @@ def time_engines(workers: list[Worker], plan: Plan, pbar) -> dict[str, dict[str,
         w.generate(short, 2)
         w.generate(long_, 1)
     keys = ("ttft_short", "ttft_long", "gen")
-    t: dict[str, dict[str, list[float]]] = {w.label: {k: [] for k in keys + tuple(f"{k}_cpu" for k in keys)} for w in workers}
+    t: dict[str, dict[str, list[float]]] = {
+        w.label: {k: [] for k in keys + tuple(f"{k}_cpu" for k in keys)} for w in workers
+    }
     for rep in range(plan.reps):
-        for w in workers[rep % len(workers):] + workers[:rep % len(workers)]:
+        for w in workers[rep % len(workers) :] + workers[: rep % len(workers)]:
             for key, prompt, n in zip(keys, (short, long_, short), (1, 1, plan.new_tokens)):
                 time.sleep(PAUSE_S)
                 t[w.label][key].append(w.generate(prompt, n))
@@ -127,9 +150,14 @@ def decode_stats(t: dict[str, list[float]], n: int) -> dict[str, float]:
     per_tok = [(g - f) / (n - 1) for g, f in zip(t["gen"], t["ttft_short"])]
     cpu_tok = [(g - f) / (n - 1) for g, f in zip(t["gen_cpu"], t["ttft_short_cpu"])]
     ms = median(per_tok) * 1e3
-    return {"decode_ms_per_token": ms, "tokens_per_s": 1e3 / ms, "decode_spread_ms": spread([x * 1e3 for x in per_tok]),
-            "decode_cpu_ms_per_token": median(cpu_tok) * 1e3,
-            "prefill_short_ms": median(t["ttft_short"]) * 1e3, "prefill_long_ms": median(t["ttft_long"]) * 1e3}
+    return {
+        "decode_ms_per_token": ms,
+        "tokens_per_s": 1e3 / ms,
+        "decode_spread_ms": spread([x * 1e3 for x in per_tok]),
+        "decode_cpu_ms_per_token": median(cpu_tok) * 1e3,
+        "prefill_short_ms": median(t["ttft_short"]) * 1e3,
+        "prefill_long_ms": median(t["ttft_long"]) * 1e3,
+    }
 
 
 def task_switch(report: Report, size: str, w: Worker, pairs: int) -> dict:
@@ -141,17 +169,26 @@ def task_switch(report: Report, size: str, w: Worker, pairs: int) -> dict:
             w.generate(8, 1, a)
             into.append(w.generate(8, 1, second))
     cost = (median(switched) - median(same)) * 1e3
-    return report.add(f"[{size}] {w.label}: task switch {cost:+.3f} ms (call after a switch {median(switched) * 1e3:.2f} ms, "
-                      f"same task {median(same) * 1e3:.2f} ms; {pairs} pairs)", kind="task_switch", size=size,
-                      engine=w.label, switch_ms=cost, after_switch_ms=median(switched) * 1e3,
-                      same_task_ms=median(same) * 1e3, pairs=pairs)
+    return report.add(
+        f"[{size}] {w.label}: task switch {cost:+.3f} ms (call after a switch {median(switched) * 1e3:.2f} ms, "
+        f"same task {median(same) * 1e3:.2f} ms; {pairs} pairs)",
+        kind="task_switch",
+        size=size,
+        engine=w.label,
+        switch_ms=cost,
+        after_switch_ms=median(switched) * 1e3,
+        same_task_ms=median(same) * 1e3,
+        pairs=pairs,
+    )
 
 
 def measure_size(report: Report, ws: Workspace, size: str, plan: Plan, threads: int, pbar, quick: bool) -> list[dict]:
     """Everything for one model size; returns the per-engine rows. ``quick`` probes cold starts of edgevlm only."""
     engines = build_engines(ws, size, threads, pbar)
     pbar.set_postfix_str(f"{size}: cold starts")
-    cold = cold_start(report, size, [e for e in engines if e.kind == "edgevlm" or not quick], threads, 1 if quick else 3)
+    cold = cold_start(
+        report, size, [e for e in engines if e.kind == "edgevlm" or not quick], threads, 1 if quick else 3
+    )
     bw = bandwidths(threads)
     pbar.set_postfix_str(f"{size}: loading")
     workers = [Worker(e.kind, e.fmt, e.path, threads, e.task) for e in engines]
@@ -160,16 +197,28 @@ def measure_size(report: Report, ws: Workspace, size: str, plan: Plan, threads: 
         t = time_engines(workers, plan, pbar)
         switch = task_switch(report, size, workers[0], plan.switch_pairs) if plan.switch_pairs else None
         pbar.set_postfix_str(f"{size}: adapter overhead")
-        overhead = {w.fmt: adapter_overhead(report, size, w, plan) for w in workers if w.kind == "edgevlm" and plan.overhead_pairs}
+        overhead = {
+            w.fmt: adapter_overhead(report, size, w, plan)
+            for w in workers
+            if w.kind == "edgevlm" and plan.overhead_pairs
+        }
         weights = {w.label: w.call(op="weight_bytes")["bytes_per_token"] for w in workers}
     finally:
         for w in workers:
             w.close()
     after = bandwidths(threads)
     gbps = {k: median([bw[k], after[k]]) for k in bw}
-    report.add(f"[{size}] memory bandwidth {gbps[1]:.2f} GB/s (numpy sum over 512 MB; before/after {bw[1]:.2f}/{after[1]:.2f}); "
-               f"{threads} threads summing at once: {gbps[threads]:.2f} GB/s", kind="bandwidth", size=size,
-               gb_per_s=gbps[1], gb_per_s_threads=gbps[threads], threads=threads, before=bw, after=after)
+    report.add(
+        f"[{size}] memory bandwidth {gbps[1]:.2f} GB/s (numpy sum over 512 MB; before/after {bw[1]:.2f}/{after[1]:.2f}); "
+        f"{threads} threads summing at once: {gbps[threads]:.2f} GB/s",
+        kind="bandwidth",
+        size=size,
+        gb_per_s=gbps[1],
+        gb_per_s_threads=gbps[threads],
+        threads=threads,
+        before=bw,
+        after=after,
+    )
     rows = [engine_row(report, size, e, t[e.label], plan, gbps, weights[e.label], cold) for e in engines]
     ratios(report, size, rows)
     for r in rows:
@@ -188,10 +237,15 @@ def where_time_goes(report: Report, size: str, e: Engine, plan: Plan, threads: i
     """The runtime's decode step split into Python / ORT overhead / kernels by op type (:mod:`.profile`)."""
     p = profile(e.path, e.task, plan.new_tokens, plan.prompts[0], threads)
     top = ", ".join(f"{op} {ms:.2f}" for op, ms in list(p["ops_ms_per_token"].items())[:4])
-    return report.add(f"[{size}] profile {e.label}: {p['decode_ms_per_token']:.2f} ms/token = Python {p['python_ms_per_token']:.2f} "
-                      f"+ ORT call {p['ort_call_overhead_ms_per_token']:.2f} + ORT framework {p['ort_framework_ms_per_token']:.2f} "
-                      f"+ kernels {p['kernels_ms_per_token']:.2f} ms (top kernels, ms: {top}; ORT profiler on)",
-                      kind="profile", size=size, engine=e.label, **p)
+    return report.add(
+        f"[{size}] profile {e.label}: {p['decode_ms_per_token']:.2f} ms/token = Python {p['python_ms_per_token']:.2f} "
+        f"+ ORT call {p['ort_call_overhead_ms_per_token']:.2f} + ORT framework {p['ort_framework_ms_per_token']:.2f} "
+        f"+ kernels {p['kernels_ms_per_token']:.2f} ms (top kernels, ms: {top}; ORT profiler on)",
+        kind="profile",
+        size=size,
+        engine=e.label,
+        **p,
+    )
 
 
 def bandwidths(threads: int) -> dict[int, float]:
@@ -199,20 +253,35 @@ def bandwidths(threads: int) -> dict[int, float]:
     return {n: measure_bandwidth(threads=n)["gb_per_s"] for n in sorted({1, threads})}
 
 
-def engine_row(report: Report, size: str, e: Engine, t: dict, plan: Plan, gbps: dict[int, float], wb: int,
-               cold: dict) -> dict:
+def engine_row(
+    report: Report, size: str, e: Engine, t: dict, plan: Plan, gbps: dict[int, float], wb: int, cold: dict
+) -> dict:
     d = decode_stats(t, plan.new_tokens)
     b, bt = bound(gbps[1], wb), bound(gbps[e.threads], wb)
     c = cold.get(e.label, {})
-    row = {"size": size, "engine": e.label, "kind_": e.kind, "fmt": e.fmt, "task": e.task, **d,
-           "weight_mb_per_token": wb / 2**20, "bound_tokens_per_s": b, "fraction_of_bound": d["tokens_per_s"] / b,
-           "bound_threads_tokens_per_s": bt, "fraction_of_threads_bound": d["tokens_per_s"] / bt,
-           "cold_load_ms": c["load_s"][0] * 1e3 if c else None, "peak_rss_mb": c.get("peak_rss_mb")}
-    report.add(f"[{size}] {e.label}: decode {d['decode_ms_per_token']:.2f} ms/token = {d['tokens_per_s']:.1f} tokens/s "
-               f"({100 * row['fraction_of_bound']:.0f}% of the {b:.1f} tokens/s bandwidth bound, "
-               f"{100 * row['fraction_of_threads_bound']:.0f}% of the {e.threads}-thread one; {wb / 2**20:.1f} MB/token); "
-               f"prefill {plan.prompts[0]} tokens {d['prefill_short_ms']:.1f} ms, {plan.prompts[1]} tokens {d['prefill_long_ms']:.1f} ms",
-               kind="engine", **row)
+    row = {
+        "size": size,
+        "engine": e.label,
+        "kind_": e.kind,
+        "fmt": e.fmt,
+        "task": e.task,
+        **d,
+        "weight_mb_per_token": wb / 2**20,
+        "bound_tokens_per_s": b,
+        "fraction_of_bound": d["tokens_per_s"] / b,
+        "bound_threads_tokens_per_s": bt,
+        "fraction_of_threads_bound": d["tokens_per_s"] / bt,
+        "cold_load_ms": c["load_s"][0] * 1e3 if c else None,
+        "peak_rss_mb": c.get("peak_rss_mb"),
+    }
+    report.add(
+        f"[{size}] {e.label}: decode {d['decode_ms_per_token']:.2f} ms/token = {d['tokens_per_s']:.1f} tokens/s "
+        f"({100 * row['fraction_of_bound']:.0f}% of the {b:.1f} tokens/s bandwidth bound, "
+        f"{100 * row['fraction_of_threads_bound']:.0f}% of the {e.threads}-thread one; {wb / 2**20:.1f} MB/token); "
+        f"prefill {plan.prompts[0]} tokens {d['prefill_short_ms']:.1f} ms, {plan.prompts[1]} tokens {d['prefill_long_ms']:.1f} ms",
+        kind="engine",
+        **row,
+    )
     return row
 
 
@@ -225,31 +294,59 @@ def ratios(report: Report, size: str, rows: list[dict]) -> None:
                 r[f"x_{ref.replace(' ', '_')}"] = r["tokens_per_s"] / by[ref]["tokens_per_s"]
     best = max((r for r in rows if r["kind_"] == "edgevlm"), key=lambda r: r["tokens_per_s"])
     if "optimum fp32" in by and "pytorch fp32" in by:
-        report.add(f"[{size}] best edgevlm ({best['engine']}) = {best['x_optimum_fp32']:.2f}x optimum fp32, "
-                   f"{best['x_pytorch_fp32']:.2f}x PyTorch fp32 decode tokens/s", kind="ratio", size=size,
-                   engine=best["engine"], x_optimum_fp32=best["x_optimum_fp32"], x_pytorch_fp32=best["x_pytorch_fp32"])
+        report.add(
+            f"[{size}] best edgevlm ({best['engine']}) = {best['x_optimum_fp32']:.2f}x optimum fp32, "
+            f"{best['x_pytorch_fp32']:.2f}x PyTorch fp32 decode tokens/s",
+            kind="ratio",
+            size=size,
+            engine=best["engine"],
+            x_optimum_fp32=best["x_optimum_fp32"],
+            x_pytorch_fp32=best["x_pytorch_fp32"],
+        )
 
 
-COLUMNS = [("engine", "engine"), ("decode_ms_per_token", "decode ms/token"), ("tokens_per_s", "tokens/s"),
-           ("x_optimum_fp32", "x optimum fp32"), ("x_pytorch_fp32", "x PyTorch"), ("bound_tokens_per_s", "bound tokens/s"),
-           ("fraction_of_bound", "fraction of bound"), ("fraction_of_threads_bound", "fraction of n-thread bound"), ("prefill_short_ms", "prefill 32 ms"), ("prefill_long_ms", "prefill 128 ms"),
-           ("adapter_overhead_pct", "adapter overhead %"), ("decode_cpu_ms_per_token", "CPU ms/token"),
-           ("cold_load_ms", "cold load ms"), ("peak_rss_mb", "peak RSS MB"),
-           ("weight_mb_per_token", "weights MB/token")]
+COLUMNS = [
+    ("engine", "engine"),
+    ("decode_ms_per_token", "decode ms/token"),
+    ("tokens_per_s", "tokens/s"),
+    ("x_optimum_fp32", "x optimum fp32"),
+    ("x_pytorch_fp32", "x PyTorch"),
+    ("bound_tokens_per_s", "bound tokens/s"),
+    ("fraction_of_bound", "fraction of bound"),
+    ("fraction_of_threads_bound", "fraction of n-thread bound"),
+    ("prefill_short_ms", "prefill 32 ms"),
+    ("prefill_long_ms", "prefill 128 ms"),
+    ("adapter_overhead_pct", "adapter overhead %"),
+    ("decode_cpu_ms_per_token", "CPU ms/token"),
+    ("cold_load_ms", "cold load ms"),
+    ("peak_rss_mb", "peak RSS MB"),
+    ("weight_mb_per_token", "weights MB/token"),
+]
 
 
-PROFILE_COLUMNS = [("engine", "engine"), ("decode_ms_per_token", "ms/token (profiled)"), ("python_ms_per_token", "Python ms"),
-                   ("ort_call_overhead_ms_per_token", "ORT call ms"), ("ort_framework_ms_per_token", "ORT framework ms"),
-                   ("kernels_ms_per_token", "kernels ms"), ("top_ops", "top kernels (ms/token)")]
+PROFILE_COLUMNS = [
+    ("engine", "engine"),
+    ("decode_ms_per_token", "ms/token (profiled)"),
+    ("python_ms_per_token", "Python ms"),
+    ("ort_call_overhead_ms_per_token", "ORT call ms"),
+    ("ort_framework_ms_per_token", "ORT framework ms"),
+    ("kernels_ms_per_token", "kernels ms"),
+    ("top_ops", "top kernels (ms/token)"),
+]
 
 
 def profile_table(records: list[dict], size: str) -> str:
-    prof = [{**r, "top_ops": ", ".join(f"{op} {ms:.2f}" for op, ms in list(r["ops_ms_per_token"].items())[:4])}
-            for r in records if r.get("kind") == "profile" and r["size"] == size]
+    prof = [
+        {**r, "top_ops": ", ".join(f"{op} {ms:.2f}" for op, ms in list(r["ops_ms_per_token"].items())[:4])}
+        for r in records
+        if r.get("kind") == "profile" and r["size"] == size
+    ]
     if not prof:
         return ""
-    return ("\nWhere a decoded token's time goes in the runtime (ORT profiler on, which adds some overhead; "
-            "`python -m edgevlm.benchmarks.profile BUNDLE`):\n\n" + md_table(prof, PROFILE_COLUMNS))
+    return (
+        "\nWhere a decoded token's time goes in the runtime (ORT profiler on, which adds some overhead; "
+        "`python -m edgevlm.benchmarks.profile BUNDLE`):\n\n" + md_table(prof, PROFILE_COLUMNS)
+    )
 
 
 def markdown(rows: list[dict], plan_of: dict[str, Plan], records: list[dict]) -> str:
@@ -258,11 +355,18 @@ def markdown(rows: list[dict], plan_of: dict[str, Plan], records: list[dict]) ->
         p = plan_of[size]
         sub = [r for r in rows if r["size"] == size and "tokens_per_s" in r]
         sw = next((r for r in rows if r["size"] == size and r["engine"] == "task switch"), None)
-        switch = f"Task switch (edgevlm fp32): {sw['switch_ms']:+.3f} ms." if sw else "Task switch: measured on the smaller sizes."
-        parts.append(f"## {size}\n\nBatch 1, greedy, exactly {p.new_tokens} new tokens after a {p.prompts[0]}-token prompt; "
-                     f"median of {p.reps} interleaved repetitions, each engine in its own process. {switch} Bound = bytes "
-                     "of weights read per token / bandwidth of one numpy sum (the n-thread bound: n sums at once).\n\n"
-                     + md_table(sub, COLUMNS) + profile_table(records, size))
+        switch = (
+            f"Task switch (edgevlm fp32): {sw['switch_ms']:+.3f} ms."
+            if sw
+            else "Task switch: measured on the smaller sizes."
+        )
+        parts.append(
+            f"## {size}\n\nBatch 1, greedy, exactly {p.new_tokens} new tokens after a {p.prompts[0]}-token prompt; "
+            f"median of {p.reps} interleaved repetitions, each engine in its own process. {switch} Bound = bytes "
+            "of weights read per token / bandwidth of one numpy sum (the n-thread bound: n sums at once).\n\n"
+            + md_table(sub, COLUMNS)
+            + profile_table(records, size)
+        )
     return "\n".join(parts) + "\n![tokens/s](tokens_per_s.png)\n"
 
 
@@ -270,12 +374,21 @@ def plot(rows: list[dict], out: Path) -> Path:
     groups = {}
     for r in rows:
         if "tokens_per_s" in r:
-            groups.setdefault(r["size"], []).append((r["engine"].replace(f" task={TASK}", ""), r["tokens_per_s"], r["bound_tokens_per_s"]))
-    return plots.bars_with_bounds(out / "tokens_per_s.png", groups, "decode tokens/s (log)", "Decode speed per engine and format")
+            groups.setdefault(r["size"], []).append(
+                (r["engine"].replace(f" task={TASK}", ""), r["tokens_per_s"], r["bound_tokens_per_s"])
+            )
+    return plots.bars_with_bounds(
+        out / "tokens_per_s.png", groups, "decode tokens/s (log)", "Decode speed per engine and format"
+    )
 
 
-def run(quick: bool = False, out: str | Path | None = None, threads: int | None = None, sizes: list[str] | None = None,
-        work: str | Path | None = None) -> Path:
+def run(
+    quick: bool = False,
+    out: str | Path | None = None,
+    threads: int | None = None,
+    sizes: list[str] | None = None,
+    work: str | Path | None = None,
+) -> Path:
     """Run the suite; returns the results directory."""
     from tqdm.auto import tqdm
 
@@ -299,11 +412,15 @@ def run(quick: bool = False, out: str | Path | None = None, threads: int | None 
     dest = suite_dir(out, SUITE)
     dest.mkdir(parents=True, exist_ok=True)
     plot(rows, dest)
-    return report.write(dest, markdown(rows, plan_of, report.records), {"plans": {s: vars(p) for s, p in plan_of.items()}, "rows": rows})
+    return report.write(
+        dest, markdown(rows, plan_of, report.records), {"plans": {s: vars(p) for s, p in plan_of.items()}, "rows": rows}
+    )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sizes", help="comma-separated model sizes (tiny,gpt2-small,gpt2-medium; default all, --quick: tiny)")
+    p.add_argument(
+        "--sizes", help="comma-separated model sizes (tiny,gpt2-small,gpt2-medium; default all, --quick: tiny)"
+    )
     p.add_argument("--work", help="keep built models/bundles in this directory and reuse them (default: a temp dir)")
 
 

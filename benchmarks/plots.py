@@ -1,9 +1,10 @@
 """PNG plots for the suites (matplotlib, Agg backend: no display needed)."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 QUANT_COLORS = {"fp32": "tab:blue", "int8": "tab:cyan", "int4": "tab:green"}
 
@@ -26,8 +27,14 @@ def save(fig, path: Path) -> Path:
     return path
 
 
-def lines(path: Path, series: dict[str, tuple[Sequence[float], Sequence[float]]], xlabel: str, ylabel: str,
-          title: str, panels: dict[str, dict[str, tuple[Sequence[float], Sequence[float]]]] | None = None) -> Path:
+def lines(
+    path: Path,
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    panels: dict[str, dict[str, tuple[Sequence[float], Sequence[float]]]] | None = None,
+) -> Path:
     """One panel per entry of ``panels`` (or a single panel of ``series``): each series an (x, y) line."""
     plt = _plt()
     panels = panels or {ylabel: series}
@@ -44,8 +51,9 @@ def lines(path: Path, series: dict[str, tuple[Sequence[float], Sequence[float]]]
     return save(fig, path)
 
 
-def bars_with_bounds(path: Path, groups: dict[str, list[tuple[str, float, float | None]]], ylabel: str,
-                     title: str) -> Path:
+def bars_with_bounds(
+    path: Path, groups: dict[str, list[tuple[str, float, float | None]]], ylabel: str, title: str
+) -> Path:
     """One panel per group (model size): bars (label, value) with each bar's bound drawn as a black tick."""
     plt = _plt()
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4.5), squeeze=False)

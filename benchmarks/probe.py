@@ -6,6 +6,7 @@ few tokens with each, and prints ``PROBE_JSON {...}``: import and load seconds
 and the process's peak RSS (``VmHWM``, which a fresh ``exec`` resets, unlike
 ``ru_maxrss``). :func:`run_probe` is the parent side.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from edgevlm.errors import EdgeVLMError
+from edgevlm.core.errors import EdgeVLMError
 
 MARK = "PROBE_JSON "
 
@@ -64,9 +65,15 @@ def probe(spec: dict) -> dict:
         t = time.perf_counter()
         eng.generate(prompt, spec.get("gen_tokens", 4))
         first.append(time.perf_counter() - t)
-    return {"import_s": import_s, "load_s": loads, "first_generate_s": first,
-            "rss_after_import_mb": rss_imported / 1024, "rss_after_load_mb": rss_loaded / 1024,
-            "peak_rss_mb": vm_kb("VmHWM") / 1024, "torch_imported": "torch" in sys.modules}
+    return {
+        "import_s": import_s,
+        "load_s": loads,
+        "first_generate_s": first,
+        "rss_after_import_mb": rss_imported / 1024,
+        "rss_after_load_mb": rss_loaded / 1024,
+        "peak_rss_mb": vm_kb("VmHWM") / 1024,
+        "torch_imported": "torch" in sys.modules,
+    }
 
 
 def run_probe(spec: dict, repeats: int = 1, timeout: float = 900) -> dict:
@@ -90,11 +97,16 @@ def _median(values: list):
 
 def _run_once(spec: dict, timeout: float) -> dict:
     env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "edgevlm.benchmarks.probe", json.dumps(spec, default=str)],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgevlm.benchmarks.probe", json.dumps(spec, default=str)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
     for line in proc.stdout.splitlines():
         if line.startswith(MARK):
-            return json.loads(line[len(MARK):])
+            return json.loads(line[len(MARK) :])
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
     raise EdgeVLMError(f"memory probe failed (exit {proc.returncode}): {' | '.join(tail)}")
 

@@ -10,6 +10,7 @@ per operator type. Prefill and warm-up runs are excluded. Profiling itself
 adds a little per-node overhead, so treat shares, not absolute times, as the
 result.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from edgevlm.errors import ConfigError
+from edgevlm.core.errors import ConfigError
 
 
 class TimedSession:
@@ -49,7 +50,9 @@ def profiling_runtime(bundle: Path, threads: int | None, prefix: str):
     rt = Runtime.load(bundle, threads=threads)
     dec = getattr(rt, "_decoder", None)
     if dec is None or not hasattr(dec, "session"):
-        raise ConfigError("this runtime has no _decoder.session to profile (the profiler follows the runtime's internals)")
+        raise ConfigError(
+            "this runtime has no _decoder.session to profile (the profiler follows the runtime's internals)"
+        )
     so = session_options(threads)
     so.enable_profiling = True
     so.profile_file_prefix = prefix
@@ -75,8 +78,13 @@ def split_runs(events: list[dict]) -> list[tuple[float, float, dict[str, float]]
 FIRST_TASK = ""
 
 
-def profile(bundle: str | Path, task: str | None = FIRST_TASK, tokens: int = 32, prompt_tokens: int = 32,
-            threads: int | None = None) -> dict:
+def profile(
+    bundle: str | Path,
+    task: str | None = FIRST_TASK,
+    tokens: int = 32,
+    prompt_tokens: int = 32,
+    threads: int | None = None,
+) -> dict:
     """Per-token decode time split into python / ORT framework / kernels (by op type), in ms.
 
     ``task``: a task name, None for the plain backbone, or FIRST_TASK for the bundle's first task.
@@ -99,7 +107,7 @@ def profile(bundle: str | Path, task: str | None = FIRST_TASK, tokens: int = 32,
     runs = split_runs(events)[skip:]
     decode, prefill = runs[1:], runs[0]
     steps = len(decode)
-    run_wall = sum(timed.runs[skip + 1:])
+    run_wall = sum(timed.runs[skip + 1 :])
     kernels: dict[str, float] = defaultdict(float)
     for _, _, ops in decode:
         for op, us in ops.items():
@@ -108,8 +116,13 @@ def profile(bundle: str | Path, task: str | None = FIRST_TASK, tokens: int = 32,
     model_run_ms = sum(d for _, d, _ in decode) / 1e3 / steps
     step_ms = (wall * 1e3 - timed.runs[skip] * 1e3) / steps
     return {
-        "bundle": str(bundle), "quantization": rt.manifest["backbone"]["quantization"], "task": task, "threads": threads,
-        "decode_steps": steps, "prefill_ms": prefill[1] / 1e3, "decode_ms_per_token": step_ms,
+        "bundle": str(bundle),
+        "quantization": rt.manifest["backbone"]["quantization"],
+        "task": task,
+        "threads": threads,
+        "decode_steps": steps,
+        "prefill_ms": prefill[1] / 1e3,
+        "decode_ms_per_token": step_ms,
         "python_ms_per_token": step_ms - run_wall * 1e3 / steps,
         "ort_call_overhead_ms_per_token": run_wall * 1e3 / steps - model_run_ms,
         "ort_framework_ms_per_token": model_run_ms - kernel_ms,
@@ -120,10 +133,16 @@ def profile(bundle: str | Path, task: str | None = FIRST_TASK, tokens: int = 32,
 
 def render(p: dict) -> str:
     total = p["decode_ms_per_token"]
-    lines = [f"{p['bundle']} ({p['quantization']}, task={p['task']}, threads={p['threads']}): "
-             f"{total:.2f} ms per decoded token over {p['decode_steps']} steps (prefill {p['prefill_ms']:.1f} ms)"]
-    for key, label in (("python_ms_per_token", "Python between runs"), ("ort_call_overhead_ms_per_token", "ORT run() call (feeds/fetches)"),
-                       ("ort_framework_ms_per_token", "ORT inside model_run, outside kernels"), ("kernels_ms_per_token", "kernels")):
+    lines = [
+        f"{p['bundle']} ({p['quantization']}, task={p['task']}, threads={p['threads']}): "
+        f"{total:.2f} ms per decoded token over {p['decode_steps']} steps (prefill {p['prefill_ms']:.1f} ms)"
+    ]
+    for key, label in (
+        ("python_ms_per_token", "Python between runs"),
+        ("ort_call_overhead_ms_per_token", "ORT run() call (feeds/fetches)"),
+        ("ort_framework_ms_per_token", "ORT inside model_run, outside kernels"),
+        ("kernels_ms_per_token", "kernels"),
+    ):
         lines.append(f"  {label:40s} {p[key]:8.3f} ms  {100 * p[key] / total:5.1f}%")
     for op, ms in list(p["ops_ms_per_token"].items())[:12]:
         lines.append(f"    {op:38s} {ms:8.3f} ms  {100 * ms / total:5.1f}%")

@@ -12,6 +12,7 @@ PyTorch and in every bundle. Skips E2E with a message when the file is absent.
 
     python -m edgevlm.benchmarks.quality [--quick] [--out DIR]
 """
+
 from __future__ import annotations
 
 import sys
@@ -55,19 +56,27 @@ class RuntimeGenerator:
         return self.rt.generate(source, task=self.task).strip()
 
 
-def train_adapters(bb_spec, datas_examples: dict, steps: int, out: Path, full: bool, batch_size: int,
-                   bottleneck: int | None = None) -> dict:
+def train_adapters(
+    bb_spec, datas_examples: dict, steps: int, out: Path, full: bool, batch_size: int, bottleneck: int | None = None
+) -> dict:
     """Train ``{task: (train_examples, valid_examples)}`` together (adapters, or --full) into ``out``."""
-    from edgevlm.backbone import load_backbone
-    from edgevlm.data import encode_example
-    from edgevlm.model import VLM
-    from edgevlm.train import TaskData, TrainConfig, train
-    from edgevlm.workflow import task_config
+    from edgevlm.train.api import task_config
+    from edgevlm.train.backbone import load_backbone
+    from edgevlm.train.data import encode_example
+    from edgevlm.train.model import VLM
+    from edgevlm.train.trainer import TaskData, TrainConfig, train
 
     bb = load_backbone(bb_spec)  # fresh weights: --full changes them
     vlm = VLM(bb.model)
-    tc = TrainConfig(steps=steps, batch_size=batch_size, lr=5e-4 if full else 3e-3, eval_every=steps,
-                     save_every=steps, full=full, max_len=256)
+    tc = TrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        lr=5e-4 if full else 3e-3,
+        eval_every=steps,
+        save_every=steps,
+        full=full,
+        max_len=256,
+    )
     v, eos = bb.model.config.vocab_size, bb.eos_token_id
     datas = {}
     for name, (tr, va) in datas_examples.items():
@@ -80,7 +89,7 @@ def train_adapters(bb_spec, datas_examples: dict, steps: int, out: Path, full: b
 
 def torch_scores(adapter_dir: Path, examples, limit: int, backbone=None) -> dict:
     """Metrics of the PyTorch VLM (adapter or --full output) on ``examples``."""
-    from edgevlm.evaluate import TorchGenerator, evaluate, load_model
+    from edgevlm.train.evaluate import TorchGenerator, evaluate, load_model
 
     vlm, bb, meta = load_model(adapter_dir, backbone)
     out = evaluate(examples, TorchGenerator(vlm, bb, meta.task), limit=limit, progress=False)
@@ -89,8 +98,8 @@ def torch_scores(adapter_dir: Path, examples, limit: int, backbone=None) -> dict
 
 def bundle_scores(rt, task: str, examples, limit: int) -> tuple[dict, list[str]]:
     """Metrics (and predictions) of a loaded bundle's ``task`` through the runtime."""
-    from edgevlm.metrics import score
-    from edgevlm.tasks.loaders import group_by_source
+    from edgevlm.train.metrics import score
+    from edgevlm.train.tasks.loaders import group_by_source
 
     gen = RuntimeGenerator(rt, task)
     groups = group_by_source(examples)[:limit]
@@ -104,23 +113,29 @@ def agreement(a: list[str], b: list[str]) -> float:
 
 
 def e2e(report: Report, ws: Workspace, plan: Plan, threads: int, path: Path, bar) -> list[dict]:
-    from edgevlm.tasks.e2e import load_e2e
-    from edgevlm.tasks.loaders import group_by_source, split_by_source
+    from edgevlm.train.tasks.e2e import load_e2e
+    from edgevlm.train.tasks.loaders import group_by_source, split_by_source
 
     train_rows, held = split_by_source(load_e2e(path), plan.e2e_heldout, seed=0)
-    train_rows = train_rows[:plan.train_rows]
-    decoded = {g.source for g in group_by_source(held)[:plan.e2e_eval]}
+    train_rows = train_rows[: plan.train_rows]
+    decoded = {g.source for g in group_by_source(held)[: plan.e2e_eval]}
     test = [e for e in held if e.source in decoded]
-    valid = [e for e in held if e.source not in decoded][:plan.valid]  # validation loss only; never decoded
-    report.note(f"E2E: {len({e.source for e in train_rows})} training MRs ({len(train_rows)} rows), "
-                f"{plan.e2e_eval} held-out MRs decoded (multi-reference), split by MR with seed 0")
+    valid = [e for e in held if e.source not in decoded][: plan.valid]  # validation loss only; never decoded
+    report.note(
+        f"E2E: {len({e.source for e in train_rows})} training MRs ({len(train_rows)} rows), "
+        f"{plan.e2e_eval} held-out MRs decoded (multi-reference), split by MR with seed 0"
+    )
     data = {"nlg": (train_rows, valid)}
     systems = {}
-    for key, full, bottleneck, name in (("e2e-adapter", False, None, "adapter (PyTorch)"),
-                                        ("e2e-adapter-b25", False, WIDE_BOTTLENECK, f"adapter b{WIDE_BOTTLENECK} (PyTorch)"),
-                                        ("e2e-full", True, None, "full fine-tuning (PyTorch)")):
+    for key, full, bottleneck, name in (
+        ("e2e-adapter", False, None, "adapter (PyTorch)"),
+        ("e2e-adapter-b25", False, WIDE_BOTTLENECK, f"adapter b{WIDE_BOTTLENECK} (PyTorch)"),
+        ("e2e-full", True, None, "full fine-tuning (PyTorch)"),
+    ):
         bar.set_postfix_str(f"E2E: train {name}")
-        systems[name] = ws.get(key, lambda p: train_adapters("tiny", data, plan.e2e_steps, p, full, plan.batch_size, bottleneck))
+        systems[name] = ws.get(
+            key, lambda p: train_adapters("tiny", data, plan.e2e_steps, p, full, plan.batch_size, bottleneck)
+        )
         bar.update(1)
     ad = systems["adapter (PyTorch)"]
     out = []
@@ -134,10 +149,12 @@ def e2e(report: Report, ws: Workspace, plan: Plan, threads: int, path: Path, bar
     return out
 
 
-def bundles(report, ws, dataset: str, adapters: dict[str, Path], examples: dict, limit: int, threads: int, bar) -> list[dict]:
+def bundles(
+    report, ws, dataset: str, adapters: dict[str, Path], examples: dict, limit: int, threads: int, bar
+) -> list[dict]:
     """Export the ``{task: adapter_dir}`` in each quantization mode; score every task through the runtime."""
     from edgevlm.runtime import Runtime
-    from edgevlm.tiny import ensure_tiny
+    from edgevlm.train.tiny import ensure_tiny
 
     out, ref = [], {}
     for q in QUANTS:
@@ -156,19 +173,27 @@ def bundles(report, ws, dataset: str, adapters: dict[str, Path], examples: dict,
 def _row(report: Report, dataset: str, system: str, s: dict, task: str = "nlg") -> dict:
     extra = f", trainable {s['trainable_pct']:.2f}%" if "trainable_pct" in s else ""
     same = f", {s['same_output_as_fp32_pct']:.0f}% outputs identical to fp32" if "same_output_as_fp32_pct" in s else ""
-    return report.add(f"[{dataset}/{task}] {system}: BLEU {s['bleu']:.2f}, ROUGE-L {s['rougeL']:.2f}, F1 {s['f1']:.2f} "
-                      f"on {s['n']} sources{extra}{same}", kind="score", dataset=dataset, task=task, system=system,
-                      **{k: v for k, v in s.items()})
+    return report.add(
+        f"[{dataset}/{task}] {system}: BLEU {s['bleu']:.2f}, ROUGE-L {s['rougeL']:.2f}, F1 {s['f1']:.2f} "
+        f"on {s['n']} sources{extra}{same}",
+        kind="score",
+        dataset=dataset,
+        task=task,
+        system=system,
+        **{k: v for k, v in s.items()},
+    )
 
 
 def mini(report: Report, ws: Workspace, plan: Plan, threads: int, bar) -> list[dict]:
-    from edgevlm.tasks.mini import mini_task
+    from edgevlm.train.tasks.mini import mini_task
 
     data = {t: (mini_task(t, "train", plan.train_rows), mini_task(t, "valid", plan.valid)) for t in MINI_TASKS}
     test = {t: mini_task(t, "test", plan.mini_eval) for t in MINI_TASKS}
     bar.set_postfix_str("mini tasks: train 5 adapters")
-    ad = ws.get("mini-adapters", lambda p: train_adapters("tiny", data, plan.mini_steps * len(MINI_TASKS), p, False,
-                                                          plan.batch_size))
+    ad = ws.get(
+        "mini-adapters",
+        lambda p: train_adapters("tiny", data, plan.mini_steps * len(MINI_TASKS), p, False, plan.batch_size),
+    )
     bar.update(1)
     out = []
     for t in MINI_TASKS:
@@ -179,7 +204,7 @@ def mini(report: Report, ws: Workspace, plan: Plan, threads: int, bar) -> list[d
 
 
 def primary(task: str) -> str:
-    from edgevlm.tasks import BUILTIN_TASKS
+    from edgevlm.train.tasks import BUILTIN_TASKS
 
     return BUILTIN_TASKS[task].metric
 
@@ -188,9 +213,21 @@ def markdown(rows: list[dict]) -> str:
     parts = []
     e = [r for r in rows if r["dataset"] == "e2e"]
     if e:
-        parts.append("## E2E NLG (tiny backbone, held-out MRs)\n\n" + md_table(e, [
-            ("system", "system"), ("bleu", "BLEU"), ("rougeL", "ROUGE-L"), ("trainable_pct", "trainable %"),
-            ("same_output_as_fp32_pct", "outputs = fp32 bundle %"), ("n", "MRs")]) + "\n![E2E](e2e.png)\n")
+        parts.append(
+            "## E2E NLG (tiny backbone, held-out MRs)\n\n"
+            + md_table(
+                e,
+                [
+                    ("system", "system"),
+                    ("bleu", "BLEU"),
+                    ("rougeL", "ROUGE-L"),
+                    ("trainable_pct", "trainable %"),
+                    ("same_output_as_fp32_pct", "outputs = fp32 bundle %"),
+                    ("n", "MRs"),
+                ],
+            )
+            + "\n![E2E](e2e.png)\n"
+        )
     m = [r for r in rows if r["dataset"] == "mini"]
     if m:
         table = {}
@@ -198,27 +235,47 @@ def markdown(rows: list[dict]) -> str:
             row = table.setdefault(r["task"], {"task": r["task"], "metric": primary(r["task"])})
             row[r["system"]] = r[primary(r["task"])]
         systems = list(dict.fromkeys(r["system"] for r in m))
-        parts.append("## Built-in mini tasks (each task's metric)\n\n" + md_table(list(table.values()),
-                     [("task", "task"), ("metric", "metric")] + [(s, s) for s in systems]) + "\n![mini tasks](mini.png)\n")
+        parts.append(
+            "## Built-in mini tasks (each task's metric)\n\n"
+            + md_table(list(table.values()), [("task", "task"), ("metric", "metric")] + [(s, s) for s in systems])
+            + "\n![mini tasks](mini.png)\n"
+        )
     return "\n".join(parts)
 
 
 def plot(rows: list[dict], out: Path) -> None:
     e = [r for r in rows if r["dataset"] == "e2e"]
     if e:
-        plots.grouped_bars(out / "e2e.png", [r["system"] for r in e], {"BLEU": [r["bleu"] for r in e],
-                           "ROUGE-L": [r["rougeL"] for r in e]}, "score", "E2E held-out MRs")
+        plots.grouped_bars(
+            out / "e2e.png",
+            [r["system"] for r in e],
+            {"BLEU": [r["bleu"] for r in e], "ROUGE-L": [r["rougeL"] for r in e]},
+            "score",
+            "E2E held-out MRs",
+        )
     m = [r for r in rows if r["dataset"] == "mini"]
     if m:
         systems = list(dict.fromkeys(r["system"] for r in m))
-        series = {s: [next(r[primary(t)] for r in m if r["task"] == t and r["system"] == s) for t in MINI_TASKS]
-                  for s in systems}
-        plots.grouped_bars(out / "mini.png", [f"{t} ({primary(t)})" for t in MINI_TASKS], series, "score",
-                           "Mini tasks: PyTorch adapter vs bundles")
+        series = {
+            s: [next(r[primary(t)] for r in m if r["task"] == t and r["system"] == s) for t in MINI_TASKS]
+            for s in systems
+        }
+        plots.grouped_bars(
+            out / "mini.png",
+            [f"{t} ({primary(t)})" for t in MINI_TASKS],
+            series,
+            "score",
+            "Mini tasks: PyTorch adapter vs bundles",
+        )
 
 
-def run(quick: bool = False, out: str | Path | None = None, threads: int | None = None,
-        work: str | Path | None = None, e2e_path: str | Path | None = None) -> Path:
+def run(
+    quick: bool = False,
+    out: str | Path | None = None,
+    threads: int | None = None,
+    work: str | Path | None = None,
+    e2e_path: str | Path | None = None,
+) -> Path:
     """Run the suite; returns the results directory.
 
     Nothing here is timed, so ``threads`` defaults to 1 (training and
@@ -255,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     from .common import base_parser
 
     p = base_parser(SUITE)
-    p.add_argument("--work", help="keep trained adapters/bundles in this directory and reuse them (default: a temp dir)")
+    p.add_argument(
+        "--work", help="keep trained adapters/bundles in this directory and reuse them (default: a temp dir)"
+    )
     p.add_argument("--e2e", help=f"E2E devset CSV (default {E2E_DEV})")
     a = p.parse_args(argv)
     run(a.quick, a.out, a.threads, a.work, a.e2e)

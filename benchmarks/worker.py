@@ -14,6 +14,7 @@ Commands (one JSON object per line; the answer is one ``WORKER_JSON`` line):
 seconds, "got": n}`` (measured inside the worker around ``generate`` only),
 ``{"op": "weight_bytes"}``, ``{"op": "quit"}``.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from edgevlm.errors import EdgeVLMError
+from edgevlm.core.errors import EdgeVLMError
 
 MARK = "WORKER_JSON "
 DEFAULT = "default"  # "task" value meaning: the engine's own task
@@ -34,17 +35,27 @@ class Worker:
 
     def __init__(self, kind: str, fmt: str, path: Path, threads: int, task: str | None = None):
         spec = {"kind": kind, "fmt": fmt, "path": str(path), "threads": threads, "task": task}
-        env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+        env = {
+            **os.environ,
+            "TRANSFORMERS_VERBOSITY": "error",
+            "TOKENIZERS_PARALLELISM": "false",
+            "HF_HUB_OFFLINE": "1",
+        }
         self.kind, self.fmt, self.path, self.task = kind, fmt, Path(path), task
         self.label = f"{kind} {fmt}" + (f" task={task}" if kind == "edgevlm" else "")
-        self.proc = subprocess.Popen([sys.executable, "-m", "edgevlm.benchmarks.worker", json.dumps(spec)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edgevlm.benchmarks.worker", json.dumps(spec)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         self.ready = self._read()  # {"load_s": ...} once loaded
 
     def _read(self) -> dict:
         for line in self.proc.stdout:
             if line.startswith(MARK):
-                out = json.loads(line[len(MARK):])
+                out = json.loads(line[len(MARK) :])
                 if "error" in out:
                     raise EdgeVLMError(f"{self.label} worker: {out['error']}")
                 return out

@@ -3,4 +3,5 @@
 Importing ``edgevlm`` is light (stdlib only); torch is imported only by the
 training and export modules, never by :mod:`edgevlm.runtime`.
 """
+
 __version__ = "0.1.0"

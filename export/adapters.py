@@ -6,6 +6,7 @@ subdirectories are adapter directories. Each task becomes
 ``adapters/<task>.onnx_adapter`` (``onnxruntime.AdapterFormat``) whose
 parameter names are exactly the graph's adapter inputs.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevlm.adapters import check_backbone, load_adapter
-from edgevlm.config import ADAPTER_JSON, AdapterMeta
-from edgevlm.errors import ConfigError, TaskError
+from edgevlm.core.config import ADAPTER_JSON, AdapterMeta
+from edgevlm.core.errors import ConfigError, TaskError
+from edgevlm.train.adapters import check_backbone, load_adapter
 
 ADAPTER_VERSION = 1
 
@@ -45,7 +46,9 @@ def adapter_dirs(spec: str | Path) -> list[Path]:
         return [path]
     subs = sorted(p for p in path.iterdir() if p.is_dir() and (p / ADAPTER_JSON).is_file())
     if not subs:
-        raise ConfigError(f"--adapter {path}: no {ADAPTER_JSON} in it or in its subdirectories (expected 'edgevlm train' output)")
+        raise ConfigError(
+            f"--adapter {path}: no {ADAPTER_JSON} in it or in its subdirectories (expected 'edgevlm train' output)"
+        )
     return subs
 
 
@@ -57,7 +60,9 @@ def load_task_adapters(specs: list[str | Path]) -> list[TaskAdapter]:
         for d in adapter_dirs(spec):
             meta, tensors = load_adapter(d)
             if meta.task.name in seen:
-                raise TaskError(f"--adapter {d}: task {meta.task.name!r} is also provided by {seen[meta.task.name]} (task names must be unique)")
+                raise TaskError(
+                    f"--adapter {d}: task {meta.task.name!r} is also provided by {seen[meta.task.name]} (task names must be unique)"
+                )
             seen[meta.task.name] = d
             out.append(TaskAdapter(d, meta, {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}))
     return out

@@ -6,14 +6,15 @@ fusion packs the past into one tensor, so it stays off). The optimizer then fuse
 LayerNormalization into ``SkipLayerNormalization`` (the adapter's LayerNorm included) and the tanh-GELU
 pattern plus its bias into ``FastGelu``. Adapter inputs and their identity defaults are untouched (checked).
 """
+
 from __future__ import annotations
 
 import logging
 
 import onnx
 
-from edgevlm import names
-from edgevlm.errors import ExportError
+from edgevlm.core import names
+from edgevlm.core.errors import ExportError
 
 
 def fuse_graph(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
@@ -24,8 +25,9 @@ def fuse_graph(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
     logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
     opts = FusionOptions("gpt2")
     opts.enable_attention = False
-    opt = optimize_model(model, model_type="gpt2", num_heads=cfg.n_head, hidden_size=cfg.n_embd, opt_level=0,
-                         optimization_options=opts)
+    opt = optimize_model(
+        model, model_type="gpt2", num_heads=cfg.n_head, hidden_size=cfg.n_embd, opt_level=0, optimization_options=opts
+    )
     fused = opt.model
     if not any(o.domain == "com.microsoft" for o in fused.opset_import):
         fused.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))

@@ -23,6 +23,7 @@ Every node that reads an adapter input is excluded, so adapter inputs and their 
 initializers stay float32 graph inputs (the quantizers otherwise quantize those initializers and the inputs
 vanish); :func:`check_adapter_inputs` verifies it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,8 @@ from pathlib import Path
 
 import onnx
 
-from edgevlm import names
-from edgevlm.errors import ExportError
+from edgevlm.core import names
+from edgevlm.core.errors import ExportError
 
 from .graph import adapter_nodes
 
@@ -69,15 +70,27 @@ def _float_nodes(model: onnx.ModelProto) -> list[str]:
     return adapter_nodes(model) + pos
 
 
-def nbits(model: onnx.ModelProto, bits: int, accuracy_level: int, skip: list[str], gather: bool = False,
-          symmetric: bool = True) -> onnx.ModelProto:
+def nbits(
+    model: onnx.ModelProto,
+    bits: int,
+    accuracy_level: int,
+    skip: list[str],
+    gather: bool = False,
+    symmetric: bool = True,
+) -> onnx.ModelProto:
     """MatMul weights (and with ``gather`` the token embedding) -> ``bits``-bit blocks, except nodes in ``skip``;
     ``symmetric=False`` stores a zero point per block besides the scale."""
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
     ops = ("MatMul", "Gather") if gather else ("MatMul",)
-    cfg = DefaultWeightOnlyQuantConfig(block_size=BLOCK, is_symmetric=symmetric, accuracy_level=accuracy_level, bits=bits,
-                                       op_types_to_quantize=ops, quant_axes=(("MatMul", 0), ("Gather", 1)))
+    cfg = DefaultWeightOnlyQuantConfig(
+        block_size=BLOCK,
+        is_symmetric=symmetric,
+        accuracy_level=accuracy_level,
+        bits=bits,
+        op_types_to_quantize=ops,
+        quant_axes=(("MatMul", 0), ("Gather", 1)),
+    )
     q = MatMulNBitsQuantizer(model, nodes_to_exclude=skip, algo_config=cfg)
     q.process()
     return q.model.model
@@ -90,11 +103,22 @@ def int8_dynamic(model: onnx.ModelProto, per_channel: bool = True) -> onnx.Model
     _quiet()
     with tempfile.TemporaryDirectory(prefix="edgevlm-int8-") as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        onnx.save_model(onnx.ModelProto.FromString(model.SerializeToString()), src,  # a copy: saving externalizes in place
-                        save_as_external_data=True, location="fp32.onnx.data")
-        quantize_dynamic(src, dst, op_types_to_quantize=["MatMul"], per_channel=per_channel, weight_type=QuantType.QInt8,
-                         nodes_to_exclude=adapter_nodes(model), use_external_data_format=True,
-                         extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT})
+        onnx.save_model(
+            onnx.ModelProto.FromString(model.SerializeToString()),
+            src,  # a copy: saving externalizes in place
+            save_as_external_data=True,
+            location="fp32.onnx.data",
+        )
+        quantize_dynamic(
+            src,
+            dst,
+            op_types_to_quantize=["MatMul"],
+            per_channel=per_channel,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=adapter_nodes(model),
+            use_external_data_format=True,
+            extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
         q = onnx.load_model(dst)
     check_adapter_inputs(q, "int8-dynamic")
     return q
@@ -107,4 +131,6 @@ def check_adapter_inputs(q: onnx.ModelProto, mode: str) -> None:
     inits = {t.name: t.data_type for t in q.graph.initializer}
     for n in names.adapter_names(n_layer):
         if inputs.get(n) != onnx.TensorProto.FLOAT or inits.get(n) != onnx.TensorProto.FLOAT:
-            raise ExportError(f"{mode} quantization removed or changed adapter input {n!r} (adapter switching would break)")
+            raise ExportError(
+                f"{mode} quantization removed or changed adapter input {n!r} (adapter switching would break)"
+            )

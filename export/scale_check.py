@@ -7,6 +7,7 @@ process so its wall time and peak RSS are its own; then decode speed is timed pe
 
     python -m edgevlm.export.scale_check --sizes small medium --json export_scale.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,7 @@ def make_backbone(size: str, root: Path) -> Path:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from edgevlm.tiny import corpus, train_tokenizer
+    from edgevlm.train.tiny import corpus, train_tokenizer
 
     torch.manual_seed(0)
     cfg = GPT2Config(vocab_size=VOCAB, n_positions=N_POSITIONS, bos_token_id=0, eos_token_id=0, **CONFIGS[size])
@@ -46,11 +47,11 @@ def make_adapters(backbone: Path, root: Path) -> list[Path]:
     """nlg and mt adapters for ``backbone``: identity plus small random weights, saved like ``edgevlm train`` does."""
     import torch
 
-    from edgevlm.adapters import save_adapter
-    from edgevlm.backbone import load_backbone
-    from edgevlm.config import AdapterMeta
-    from edgevlm.model import VLM
-    from edgevlm.tasks import builtin_task
+    from edgevlm.core.config import AdapterMeta
+    from edgevlm.train.adapters import save_adapter
+    from edgevlm.train.backbone import load_backbone
+    from edgevlm.train.model import VLM
+    from edgevlm.train.tasks import builtin_task
 
     bb = load_backbone(backbone)
     vlm, out = VLM(bb.model), []
@@ -77,7 +78,14 @@ def child(args) -> None:
     """In a fresh process: build the backbone + adapters (``--make``) or run one export; print JSON."""
     if args.make:
         backbone = make_backbone(args.make, Path(args.out))
-        print(json.dumps({"backbone": str(backbone), "adapters": [str(a) for a in make_adapters(backbone, Path(args.out) / "adapters")]}))
+        print(
+            json.dumps(
+                {
+                    "backbone": str(backbone),
+                    "adapters": [str(a) for a in make_adapters(backbone, Path(args.out) / "adapters")],
+                }
+            )
+        )
         return
     from edgevlm.export import export_bundle
 
@@ -87,7 +95,9 @@ def child(args) -> None:
 
 
 def _in_child(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgevlm.export.scale_check", "--child", *args], capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "edgevlm.export.scale_check", "--child", *args], capture_output=True, text=True
+    )
 
 
 def make_in_child(size: str, work: Path) -> tuple[Path, list[Path]]:
@@ -100,13 +110,22 @@ def make_in_child(size: str, work: Path) -> tuple[Path, list[Path]]:
 
 
 def export_one(backbone: Path, adapters: list[Path], quant: str, out: Path) -> dict:
-    proc = _in_child("--backbone", str(backbone), "--quant", quant, "--out", str(out),
-                     *[a for p in adapters for a in ("--adapter", str(p))])
+    proc = _in_child(
+        "--backbone",
+        str(backbone),
+        "--quant",
+        quant,
+        "--out",
+        str(out),
+        *[a for p in adapters for a in ("--adapter", str(p))],
+    )
     if proc.returncode:
         why = "killed (out of memory?)" if proc.returncode < 0 else (proc.stderr.strip().splitlines() or ["?"])[-1]
         return {"error": f"exit {proc.returncode}: {why}"}
     res = json.loads(proc.stdout.strip().splitlines()[-1])
-    res["files_mb"] = {p.relative_to(out).as_posix(): round(p.stat().st_size / 1e6, 2) for p in sorted(out.rglob("*")) if p.is_file()}
+    res["files_mb"] = {
+        p.relative_to(out).as_posix(): round(p.stat().st_size / 1e6, 2) for p in sorted(out.rglob("*")) if p.is_file()
+    }
     res["bundle_mb"] = round(sum(res["files_mb"].values()), 1)
     return res
 
@@ -115,7 +134,7 @@ def decode_speed(bundle: Path, prompt_len: int = 32, n_new: int = 32, threads: i
     """Prefill ms and mean cached decode ms/token with the nlg adapter selected through RunOptions."""
     import onnxruntime as ort
 
-    from edgevlm import bundle as bfmt
+    from edgevlm.core import bundle as bfmt
 
     from .verify import empty_past, session, step
 
@@ -134,20 +153,27 @@ def decode_speed(bundle: Path, prompt_len: int = 32, n_new: int = 32, threads: i
     for k in range(n_new):
         nxt = np.array([[int(logits[0, -1].argmax())]])
         logits, past = step(sess, nxt, np.ones((1, prompt_len + k + 1)), past, run_options=ro)
-    return {"prefill_ms": round(prefill * 1e3, 1), "decode_ms_per_token": round((time.perf_counter() - t0) * 1e3 / n_new, 2),
-            "prompt_len": prompt_len, "threads": threads}
+    return {
+        "prefill_ms": round(prefill * 1e3, 1),
+        "decode_ms_per_token": round((time.perf_counter() - t0) * 1e3 / n_new, 2),
+        "prompt_len": prompt_len,
+        "threads": threads,
+    }
 
 
 def run(sizes: list[str], quants: list[str], work: Path, json_out: Path | None = None) -> dict:
     """Export every size x quant (results also written to ``json_out`` after each bundle)."""
-    from tqdm.auto import tqdm
-
     import onnxruntime
     import psutil
+    from tqdm.auto import tqdm
 
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": psutil.cpu_count(),
-               "ram_gb": round(psutil.virtual_memory().total / 2**30, 1), "onnxruntime": onnxruntime.__version__,
-               "load_average_at_start": [round(x, 2) for x in psutil.getloadavg()]}
+    machine = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": psutil.cpu_count(),
+        "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "onnxruntime": onnxruntime.__version__,
+        "load_average_at_start": [round(x, 2) for x in psutil.getloadavg()],
+    }
     results = {"machine": machine, "sizes": {}}
     for size in sizes:
         backbone, adapters = make_in_child(size, work / size)
@@ -173,9 +199,15 @@ def _summary(runs: list[dict]) -> dict:
 
     dec = sorted(r["decode_ms_per_token"] for r in runs)
     pre = sorted(r["prefill_ms"] for r in runs)
-    return {"decode_ms_per_token_median": dec[len(dec) // 2], "decode_ms_per_token_min": dec[0],
-            "prefill_ms_median": pre[len(pre) // 2], "prompt_len": runs[0]["prompt_len"], "threads": runs[0]["threads"],
-            "rounds": len(runs), "load_average": [round(x, 2) for x in psutil.getloadavg()]}
+    return {
+        "decode_ms_per_token_median": dec[len(dec) // 2],
+        "decode_ms_per_token_min": dec[0],
+        "prefill_ms_median": pre[len(pre) // 2],
+        "prompt_len": runs[0]["prompt_len"],
+        "threads": runs[0]["threads"],
+        "rounds": len(runs),
+        "load_average": [round(x, 2) for x in psutil.getloadavg()],
+    }
 
 
 def _save(results: dict, path: Path | None) -> None:

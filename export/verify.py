@@ -1,11 +1,12 @@
 """Run an exported graph with ONNX Runtime and compare it with the PyTorch VLM (export-time self-check and tests)."""
+
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
-from edgevlm import names
+from edgevlm.core import names
 
 
 def session(model, threads: int | None = None, low_memory: bool = False):
@@ -31,7 +32,9 @@ def empty_past(cfg: Mapping, batch: int = 1) -> list[np.ndarray]:
     return [np.zeros(shape, np.float32) for _ in range(2 * cfg["n_layer"])]
 
 
-def feeds(ids: np.ndarray, mask: np.ndarray, past: list[np.ndarray], adapter: Mapping[str, np.ndarray] | None = None) -> dict:
+def feeds(
+    ids: np.ndarray, mask: np.ndarray, past: list[np.ndarray], adapter: Mapping[str, np.ndarray] | None = None
+) -> dict:
     """Graph feeds: ids/mask [b, s]/[b, T], past in names.past_names order, optionally explicit adapter tensors."""
     f = {names.INPUT_IDS: ids.astype(np.int64), names.ATTENTION_MASK: mask.astype(np.int64)}
     f.update(zip(names.past_names(len(past) // 2), past))
@@ -45,7 +48,9 @@ def step(sess, ids, mask, past, adapter=None, run_options=None) -> tuple[np.ndar
     return out[0], out[1:]
 
 
-def greedy(sess, cfg: Mapping, prompt: list[int], n_new: int, adapter=None, run_options=None, cache: bool = True) -> list[int]:
+def greedy(
+    sess, cfg: Mapping, prompt: list[int], n_new: int, adapter=None, run_options=None, cache: bool = True
+) -> list[int]:
     """Greedy continuation of ``prompt`` (``n_new`` tokens, no EOS stop); without ``cache`` the prefix is re-run each step."""
     ids = list(prompt)
     logits, past = step(sess, [ids], np.ones((1, len(ids))), empty_past(cfg), adapter, run_options)
@@ -61,7 +66,9 @@ def greedy(sess, cfg: Mapping, prompt: list[int], n_new: int, adapter=None, run_
     return out
 
 
-def torch_vs_graph(sess, vlm, cfg: Mapping, prompt: list[int], task: str | None, adapter=None, n_decode: int = 3) -> float:
+def torch_vs_graph(
+    sess, vlm, cfg: Mapping, prompt: list[int], task: str | None, adapter=None, n_decode: int = 3
+) -> float:
     """Max |logit difference| between the graph and the VLM on the prefill and ``n_decode`` cached greedy steps."""
     import torch
 

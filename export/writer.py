@@ -1,4 +1,5 @@
 """``export_bundle``: backbone + trained adapters -> a bundle directory, written to a temp dir and renamed into place."""
+
 from __future__ import annotations
 
 import json
@@ -10,9 +11,10 @@ from pathlib import Path
 
 import onnx
 
-from edgevlm import __version__, bundle
-from edgevlm.config import atomic_write_text
-from edgevlm.errors import ConfigError, ExportError
+from edgevlm import __version__
+from edgevlm.core import bundle
+from edgevlm.core.config import atomic_write_text
+from edgevlm.core.errors import ConfigError, ExportError
 
 from .adapters import TaskAdapter, check_fingerprints, load_task_adapters, read_ort_adapter, write_ort_adapter
 from .graph import OPSET, build_graph, check_config, graph_inputs, op_counts
@@ -24,8 +26,16 @@ MATRIX_BYTES = 1 << 20  # fusion runs with tensors over this size (weight matric
 CHECK_TOL = 1e-3  # export-time fp32 self-check (tests hold the graph to 1e-4)
 
 
-def export_bundle(backbone, adapters, quant: str = "fp32", out=None, force: bool = False, progress: bool = True,
-                  fuse: bool = True, check: bool = True) -> Path:
+def export_bundle(
+    backbone,
+    adapters,
+    quant: str = "fp32",
+    out=None,
+    force: bool = False,
+    progress: bool = True,
+    fuse: bool = True,
+    check: bool = True,
+) -> Path:
     """Export ``backbone`` ('tiny' or a local HF GPT-2 dir) with the task ``adapters`` into the bundle directory ``out``.
 
     ``quant`` is fp32, int8 or int4 (backbone only; adapters stay float). Bad
@@ -36,7 +46,7 @@ def export_bundle(backbone, adapters, quant: str = "fp32", out=None, force: bool
     """
     from tqdm.auto import tqdm
 
-    from edgevlm.backbone import load_backbone
+    from edgevlm.train.backbone import load_backbone
 
     out = _check_args(quant, out, force)
     tasks = load_task_adapters(list(adapters))
@@ -77,8 +87,12 @@ def _graph(bb, tasks: list[TaskAdapter], quant: str, fuse: bool, check: bool, lo
         if fuse:
             from .fuse import fuse_graph
 
-            path = spill(build_graph(bb.model, fused_attention=True), work / "fused" / bundle.BACKBONE_FILE, MATRIX_BYTES)
-            model = fuse_graph(onnx.load(path, load_external_data=False), cfg)  # fusion reads structure, biases, scalars
+            path = spill(
+                build_graph(bb.model, fused_attention=True), work / "fused" / bundle.BACKBONE_FILE, MATRIX_BYTES
+            )
+            model = fuse_graph(
+                onnx.load(path, load_external_data=False), cfg
+            )  # fusion reads structure, biases, scalars
             onnx.save_model(model, path)  # structure next to the unchanged weight file
         log["op_counts"]["fused"] = op_counts(model)
     with _stage(log, "check", bar):
@@ -95,8 +109,14 @@ def _graph(bb, tasks: list[TaskAdapter], quant: str, fuse: bool, check: bool, lo
 def spill(model: onnx.ModelProto, path: Path, threshold: int = 1024) -> Path:
     """Save ``model`` with every tensor over ``threshold`` bytes in ``<path>.data``; frees the in-memory copy's weights."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=path.name + ".data", size_threshold=threshold)
+    onnx.save_model(
+        model,
+        path,
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=path.name + ".data",
+        size_threshold=threshold,
+    )
     _release_memory()
     return path
 
@@ -162,8 +182,8 @@ def self_check(path: Path, bb, tasks: list[TaskAdapter]) -> dict[str, float]:
     """fp32 graph vs PyTorch VLM on a short prompt (prefill + 3 cached steps), no task and every task; ExportError if off."""
     import torch
 
-    from edgevlm.model import VLM
-    from edgevlm.prompting import encode_prompt
+    from edgevlm.core.prompts import encode_prompt
+    from edgevlm.train.model import VLM
 
     from .verify import session, torch_vs_graph
 
@@ -171,14 +191,18 @@ def self_check(path: Path, bb, tasks: list[TaskAdapter]) -> dict[str, float]:
     cfg = bb.config_dict
     sess = session(str(path), low_memory=True)
     text = "the quick brown fox"
-    diffs = {"<none>": torch_vs_graph(sess, vlm, cfg, encode_prompt(bb.tokenizer, "", text, [], cfg["vocab_size"]), None)}
+    diffs = {
+        "<none>": torch_vs_graph(sess, vlm, cfg, encode_prompt(bb.tokenizer, "", text, [], cfg["vocab_size"]), None)
+    }
     for t in tasks:
         vlm.add_task(t.meta.task).load_tensors({k: torch.from_numpy(v) for k, v in t.tensors.items()}, str(t.source))
         prompt = encode_prompt(bb.tokenizer, t.meta.task.template, text, t.meta.task.special_tokens, cfg["vocab_size"])
         diffs[t.name] = torch_vs_graph(sess, vlm, cfg, prompt, t.name, t.tensors)
     worst = max(diffs.values())
     if not worst <= CHECK_TOL:
-        raise ExportError(f"exported graph disagrees with PyTorch: max |logit diff| {worst:.2e} > {CHECK_TOL:.0e} ({diffs})")
+        raise ExportError(
+            f"exported graph disagrees with PyTorch: max |logit diff| {worst:.2e} > {CHECK_TOL:.0e} ({diffs})"
+        )
     return {k: float(f"{v:.3e}") for k, v in diffs.items()}
 
 
@@ -213,26 +237,48 @@ def write_bundle(tmp: Path, path: Path, bb, tasks: list[TaskAdapter], quant: str
 def manifest(bb, tasks: list[TaskAdapter], sizes: dict, quant: str, data_file: str | None, log: dict) -> dict:
     """The manifest (without ``files``): backbone, tokenizer, io names, per-task settings and the export log."""
     c = bb.model.config
-    backbone = {"file": bundle.BACKBONE_FILE, "external_data": data_file, **bb.config_dict, "quantization": quant,
-                "layer_norm_epsilon": c.layer_norm_epsilon, "activation_function": c.activation_function,
-                "fingerprint": bb.fingerprint, "opset": OPSET, "source": bb.path.name}  # the checkpoint's name, not a local path
-    return {"schema_version": bundle.SCHEMA_VERSION, "backbone": backbone,
-            "tokenizer": {"file": bundle.TOKENIZER_FILE, "eos_token_id": bb.eos_token_id},
-            "io": bundle.io_spec(c.n_layer),
-            "tasks": {t.name: task_entry(t, sizes[t.name], c.vocab_size, bb.eos_token_id) for t in tasks},
-            "export_log": log}
+    backbone = {
+        "file": bundle.BACKBONE_FILE,
+        "external_data": data_file,
+        **bb.config_dict,
+        "quantization": quant,
+        "layer_norm_epsilon": c.layer_norm_epsilon,
+        "activation_function": c.activation_function,
+        "fingerprint": bb.fingerprint,
+        "opset": OPSET,
+        "source": bb.path.name,
+    }  # the checkpoint's name, not a local path
+    return {
+        "schema_version": bundle.SCHEMA_VERSION,
+        "backbone": backbone,
+        "tokenizer": {"file": bundle.TOKENIZER_FILE, "eos_token_id": bb.eos_token_id},
+        "io": bundle.io_spec(c.n_layer),
+        "tasks": {t.name: task_entry(t, sizes[t.name], c.vocab_size, bb.eos_token_id) for t in tasks},
+        "export_log": log,
+    }
 
 
 def task_entry(t: TaskAdapter, size: tuple[int, int], vocab_size: int, eos: int) -> dict:
     cfg = t.meta.task
     bottleneck, n_task_tokens = size
-    return {"adapter_file": f"{bundle.ADAPTER_DIR}/{t.name}{bundle.ADAPTER_SUFFIX}", "bottleneck": bottleneck,
-            "n_task_tokens": n_task_tokens, "special_tokens": list(cfg.special_tokens),
-            "special_token_ids": [vocab_size + k for k in range(len(cfg.special_tokens))],
-            "template": cfg.template, "eos_token_id": eos, "metric": cfg.metric,
-            "generation": {"max_new_tokens": cfg.max_new_tokens, "greedy": True, "max_source_tokens": cfg.max_source_tokens,
-                           "max_target_tokens": cfg.max_target_tokens},
-            "trainable_params": t.meta.trainable_params, "trainable_share": t.meta.trainable_share}
+    return {
+        "adapter_file": f"{bundle.ADAPTER_DIR}/{t.name}{bundle.ADAPTER_SUFFIX}",
+        "bottleneck": bottleneck,
+        "n_task_tokens": n_task_tokens,
+        "special_tokens": list(cfg.special_tokens),
+        "special_token_ids": [vocab_size + k for k in range(len(cfg.special_tokens))],
+        "template": cfg.template,
+        "eos_token_id": eos,
+        "metric": cfg.metric,
+        "generation": {
+            "max_new_tokens": cfg.max_new_tokens,
+            "greedy": True,
+            "max_source_tokens": cfg.max_source_tokens,
+            "max_target_tokens": cfg.max_target_tokens,
+        },
+        "trainable_params": t.meta.trainable_params,
+        "trainable_share": t.meta.trainable_share,
+    }
 
 
 def _publishable(root: Path) -> None:

@@ -1,4 +1,5 @@
 """Shared fixtures: the tiny backbone (built once, cached) and tiny GPT-2 models built from configs."""
+
 from __future__ import annotations
 
 import os
@@ -17,14 +18,14 @@ E2E_DEV = REPO.parent / "shared" / "data" / "e2e" / "devset.csv"
 @pytest.fixture(scope="session")
 def tiny_dir() -> Path:
     """The built-in tiny backbone directory (pretrained locally on first use, then cached)."""
-    from edgevlm.tiny import ensure_tiny
+    from edgevlm.train.tiny import ensure_tiny
 
     return ensure_tiny()
 
 
 @pytest.fixture(scope="session")
 def tiny_backbone(tiny_dir):
-    from edgevlm.backbone import load_backbone
+    from edgevlm.train.backbone import load_backbone
 
     return load_backbone(tiny_dir)
 
@@ -47,8 +48,9 @@ def tiny_bundle(tmp_path_factory, trained_adapters):
 
     def make(quant: str = "fp32"):
         if quant not in made:
-            made[quant] = export_bundle("tiny", [trained_adapters["multi"], trained_adapters["qa"]], quant,
-                                        out=root / quant, progress=False)
+            made[quant] = export_bundle(
+                "tiny", [trained_adapters["multi"], trained_adapters["qa"]], quant, out=root / quant, progress=False
+            )
         return made[quant]
 
     return make

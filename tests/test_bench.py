@@ -1,4 +1,5 @@
 """Benchmarks: the measuring parts against hand-computed values, and `edgevlm bench --quick` as a smoke test."""
+
 from __future__ import annotations
 
 import json
@@ -29,19 +30,32 @@ def _tiny_graph(path: Path) -> Path:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    inits = [numpy_helper.from_array(np.zeros((8, 4), np.float32), "w"),
-             numpy_helper.from_array(np.zeros((10, 8), np.float32), "table"),
-             numpy_helper.from_array(np.zeros((8, 4), np.int8), "wq"),
-             numpy_helper.from_array(np.zeros(8, np.float32), "adapter_default")]
-    nodes = [helper.make_node("Gather", ["table", "ids"], ["emb"]),
-             helper.make_node("Add", ["emb", "adapter_default"], ["h"]),
-             helper.make_node("MatMul", ["h", "w"], ["y"]),
-             helper.make_node("DynamicQuantizeLinear", ["h"], ["hq", "hs", "hz"]),
-             helper.make_node("MatMulInteger", ["hq", "wq", "hz"], ["yq"])]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("ids", TensorProto.INT64, [1]),
-                                           helper.make_tensor_value_info("adapter_default", TensorProto.FLOAT, [8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4]),
-                               helper.make_tensor_value_info("yq", TensorProto.INT32, [1, 4])], inits)
+    inits = [
+        numpy_helper.from_array(np.zeros((8, 4), np.float32), "w"),
+        numpy_helper.from_array(np.zeros((10, 8), np.float32), "table"),
+        numpy_helper.from_array(np.zeros((8, 4), np.int8), "wq"),
+        numpy_helper.from_array(np.zeros(8, np.float32), "adapter_default"),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["table", "ids"], ["emb"]),
+        helper.make_node("Add", ["emb", "adapter_default"], ["h"]),
+        helper.make_node("MatMul", ["h", "w"], ["y"]),
+        helper.make_node("DynamicQuantizeLinear", ["h"], ["hq", "hs", "hz"]),
+        helper.make_node("MatMulInteger", ["hq", "wq", "hz"], ["yq"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [
+            helper.make_tensor_value_info("ids", TensorProto.INT64, [1]),
+            helper.make_tensor_value_info("adapter_default", TensorProto.FLOAT, [8]),
+        ],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4]),
+            helper.make_tensor_value_info("yq", TensorProto.INT32, [1, 4]),
+        ],
+        inits,
+    )
     onnx.save(helper.make_model(graph), str(path))
     return path
 
@@ -96,8 +110,11 @@ def test_engines_decode_exact_token_counts(bench_bundle, tiny_dir):
     from edgevlm.benchmarks.engines import Engine
 
     prompts = {}
-    for e in (Engine("edgevlm", "fp32", bench_bundle, 1, "summarization"), Engine("edgevlm", "fp32", bench_bundle, 1, None),
-              Engine("pytorch", "fp32", tiny_dir, 1)):
+    for e in (
+        Engine("edgevlm", "fp32", bench_bundle, 1, "summarization"),
+        Engine("edgevlm", "fp32", bench_bundle, 1, None),
+        Engine("pytorch", "fp32", tiny_dir, 1),
+    ):
         e.load()
         p = e.prompt(20)
         prompts[e.label] = p if isinstance(p, list) else p[0].tolist()
@@ -110,7 +127,7 @@ def test_engines_decode_exact_token_counts(bench_bundle, tiny_dir):
 
 def test_worker_times_exact_generations_in_its_own_process(bench_bundle, tmp_path):
     from edgevlm.benchmarks.worker import Worker
-    from edgevlm.errors import EdgeVLMError
+    from edgevlm.core.errors import EdgeVLMError
 
     w = Worker("edgevlm", "fp32", bench_bundle, 1, "summarization")
     try:
@@ -139,8 +156,14 @@ def test_profile_splits_decode_time(bench_bundle):
 def test_probe_runtime_is_torch_free_and_reports_memory(bench_bundle):
     from edgevlm.benchmarks.probe import run_probe
 
-    r = run_probe({"engines": [{"kind": "edgevlm", "fmt": "fp32", "path": str(bench_bundle), "task": "dialogue"}],
-                   "threads": 1, "gen_tokens": 3}, repeats=2)
+    r = run_probe(
+        {
+            "engines": [{"kind": "edgevlm", "fmt": "fp32", "path": str(bench_bundle), "task": "dialogue"}],
+            "threads": 1,
+            "gen_tokens": 3,
+        },
+        repeats=2,
+    )
     assert r["torch_imported"] is False and len(r["samples"]) == 2
     assert r["peak_rss_mb"] == pytest.approx(sum(x["peak_rss_mb"] for x in r["samples"]) / 2)  # median of two
     assert 10 < r["rss_after_import_mb"] <= r["rss_after_load_mb"] <= r["peak_rss_mb"] < 4000
@@ -149,7 +172,7 @@ def test_probe_runtime_is_torch_free_and_reports_memory(bench_bundle):
 
 def test_probe_failure_is_one_clear_error(tmp_path):
     from edgevlm.benchmarks.probe import run_probe
-    from edgevlm.errors import EdgeVLMError
+    from edgevlm.core.errors import EdgeVLMError
 
     with pytest.raises(EdgeVLMError, match="memory probe failed"):
         run_probe({"engines": [{"kind": "edgevlm", "fmt": "fp32", "path": str(tmp_path / "missing")}], "threads": 1})
@@ -170,16 +193,21 @@ def test_report_carries_machine_versions_and_command(tmp_path):
 
 def test_bad_options_fail_with_one_line(tmp_path):
     for args, needle in ((["--threads", "0"], "--threads"), (["--suite", "latency", "--sizes", "gpt5"], "gpt5")):
-        p = subprocess.run([sys.executable, "-m", "edgevlm.cli", "bench", *args, "--out", str(tmp_path)],
-                           capture_output=True, text=True, timeout=120)
+        p = subprocess.run(
+            [sys.executable, "-m", "edgevlm.apps.cli", "bench", *args, "--out", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert p.returncode == 2 and needle in p.stderr and len(p.stderr.strip().splitlines()) == 1
 
 
 def test_bench_quick_smoke(tmp_path):
     """`edgevlm bench --quick` runs every suite and writes JSON, markdown and plots (numbers not checked)."""
     exe = Path(sys.executable).with_name("edgevlm")
-    p = subprocess.run([str(exe), "bench", "--quick", "--out", str(tmp_path)], capture_output=True, text=True,
-                       timeout=900, cwd=REPO)
+    p = subprocess.run(
+        [str(exe), "bench", "--quick", "--out", str(tmp_path)], capture_output=True, text=True, timeout=900, cwd=REPO
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     for suite, plot in (("footprint", "memory_vs_tasks.png"), ("latency", "tokens_per_s.png"), ("quality", "mini.png")):
         d = tmp_path / suite
@@ -191,6 +219,13 @@ def test_bench_quick_smoke(tmp_path):
     from edgevlm.benchmarks.summary import write
 
     text = write(tmp_path).read_text()  # the README section, built from those results
-    for needle in ("### Footprint", "### Latency", "### Quality", "x optimum fp32", "fraction of bound",
-                   "benchmarks/results/latency/tokens_per_s.png", "edgevlm bench --quick"):
+    for needle in (
+        "### Footprint",
+        "### Latency",
+        "### Quality",
+        "x optimum fp32",
+        "fraction of bound",
+        "benchmarks/results/latency/tokens_per_s.png",
+        "edgevlm bench --quick",
+    ):
         assert needle in text

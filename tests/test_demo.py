@@ -1,12 +1,13 @@
 """The demo end to end with a reduced step count: trains, exports, runs torch-free in a fresh process."""
+
 from __future__ import annotations
 
 import json
 
-from edgevlm.bundle import load_manifest
 import pytest
 
-from edgevlm.demo import TASKS, learned, run_demo
+from edgevlm.apps.demo import TASKS, learned, run_demo
+from edgevlm.core.bundle import load_manifest
 
 
 def test_demo_end_to_end(tmp_path, capsys, tiny_dir):
@@ -27,13 +28,20 @@ def test_demo_end_to_end(tmp_path, capsys, tiny_dir):
     assert out.count("reusing") == 0 and capsys.readouterr().out.count("reusing") == len(TASKS)
 
 
-@pytest.mark.parametrize("trained, untrained, ok", [
-    ({"value": 81.0, "exact": 60.0}, {"value": 1.4, "exact": 0.0}, True),
-    ({"value": 65.0, "exact": 2.0}, {"value": 46.0, "exact": 0.0}, False),  # the format learned, the content guessed
-    ({"value": 40.0, "exact": 40.0}, {"value": 35.0, "exact": 0.0}, False),  # not 10 points above the baseline
-    ({"value": 92.0, "exact": 40.0}, {"value": 82.0, "exact": 0.0}, True),  # high baseline: half-way to 100
-    ({"value": 90.0, "exact": 40.0}, {"value": 82.0, "exact": 0.0}, False),
-    ({"value": 90.0, "exact": 40.0}, {"value": 50.0, "exact": 25.0}, False),  # exact match barely above untrained
-])
+@pytest.mark.parametrize(
+    "trained, untrained, ok",
+    [
+        ({"value": 81.0, "exact": 60.0}, {"value": 1.4, "exact": 0.0}, True),
+        (
+            {"value": 65.0, "exact": 2.0},
+            {"value": 46.0, "exact": 0.0},
+            False,
+        ),  # the format learned, the content guessed
+        ({"value": 40.0, "exact": 40.0}, {"value": 35.0, "exact": 0.0}, False),  # not 10 points above the baseline
+        ({"value": 92.0, "exact": 40.0}, {"value": 82.0, "exact": 0.0}, True),  # high baseline: half-way to 100
+        ({"value": 90.0, "exact": 40.0}, {"value": 82.0, "exact": 0.0}, False),
+        ({"value": 90.0, "exact": 40.0}, {"value": 50.0, "exact": 25.0}, False),  # exact match barely above untrained
+    ],
+)
 def test_learned_needs_metric_gain_and_exact_outputs(trained, untrained, ok):
     assert learned(trained, untrained) is ok

@@ -1,16 +1,18 @@
 """Sentence-level distillation: targets are the --full teacher's greedy outputs, cached, and trainable via the CLI."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
-
-from edgevlm import cli, distill
-from edgevlm.errors import TaskError
-from edgevlm.evaluate import TorchGenerator, load_model
-from edgevlm.tasks import builtin_task
-from edgevlm.tasks.loaders import load_examples
 from test_eval_formats import e2e_file
+
+from edgevlm.apps import cli
+from edgevlm.core.errors import TaskError
+from edgevlm.train.evaluate import TorchGenerator, load_model
+from edgevlm.train.tasks import builtin_task
+from edgevlm.train.tasks.loaders import load_examples
+from edgevlm.train import distill
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +20,27 @@ def teacher(tmp_path_factory):
     d = tmp_path_factory.mktemp("distill")
     data = e2e_file(d)
     out = d / "teacher"
-    assert cli.main(["train", "--task", "nlg", "--data", data, "--full", "--steps", "3", "--batch-size", "4",
-                     "--eval-every", "3", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--task",
+                "nlg",
+                "--data",
+                data,
+                "--full",
+                "--steps",
+                "3",
+                "--batch-size",
+                "4",
+                "--eval-every",
+                "3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert (out / "backbone" / "config.json").is_file()
     return out, data
 
@@ -55,8 +76,28 @@ def test_teacher_of_another_task_is_refused(teacher, tiny_backbone, tmp_path):
 def test_train_distill_from_cli(teacher, tmp_path):
     tdir, data = teacher
     out = tmp_path / "student"
-    assert cli.main(["train", "--task", "nlg", "--data", data, "--distill-from", str(tdir), "--steps", "2",
-                     "--batch-size", "4", "--eval-every", "2", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--task",
+                "nlg",
+                "--data",
+                data,
+                "--distill-from",
+                str(tdir),
+                "--steps",
+                "2",
+                "--batch-size",
+                "4",
+                "--eval-every",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert (out / "adapter.safetensors").is_file()
     cached = load_examples(next((out / "distill").glob("nlg-*.jsonl")), "nlg")
     assert {e.source for e in cached} <= {e.source for e in load_examples(data, "nlg")}

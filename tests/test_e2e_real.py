@@ -3,18 +3,21 @@
 Split by meaning representation (never by row), train the tiny default a few
 hundred steps, evaluate the held-out MRs against all their references.
 """
+
 from __future__ import annotations
 
 import csv
 import json
 
 import pytest
-
 from conftest import E2E_DEV
-from edgevlm import cli
-from edgevlm.tasks.loaders import group_by_source, load_examples, split_by_source
 
-pytestmark = pytest.mark.skipif(not E2E_DEV.is_file(), reason=f"E2E development set not found at {E2E_DEV} (see ../shared/data/README.md)")
+from edgevlm.apps import cli
+from edgevlm.train.tasks.loaders import group_by_source, load_examples, split_by_source
+
+pytestmark = pytest.mark.skipif(
+    not E2E_DEV.is_file(), reason=f"E2E development set not found at {E2E_DEV} (see ../shared/data/README.md)"
+)
 N_HELD = 40
 
 
@@ -39,10 +42,10 @@ def test_devset_loads_and_splits_by_mr():
 
 @pytest.mark.slow
 def test_train_then_eval_beats_untrained_adapter(tmp_path, tiny_dir, capsys):
-    from edgevlm.backbone import load_backbone
-    from edgevlm.evaluate import TorchGenerator, evaluate
-    from edgevlm.model import VLM
-    from edgevlm.tasks import builtin_task
+    from edgevlm.train.backbone import load_backbone
+    from edgevlm.train.evaluate import TorchGenerator, evaluate
+    from edgevlm.train.model import VLM
+    from edgevlm.train.tasks import builtin_task
 
     train, held = split_by_source(load_examples(E2E_DEV, "nlg"), N_HELD, seed=0)
     train_csv, held_csv = write_csv(tmp_path / "train.csv", train), write_csv(tmp_path / "held.csv", held)
@@ -52,13 +55,33 @@ def test_train_then_eval_beats_untrained_adapter(tmp_path, tiny_dir, capsys):
     before = evaluate(held, TorchGenerator(vlm, bb, builtin_task("nlg")), progress=False)
 
     out = tmp_path / "nlg"
-    assert cli.main(["train", "--task", "nlg", "--data", train_csv, "--valid-data", held_csv, "--steps", "300",
-                     "--eval-every", "100", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--task",
+                "nlg",
+                "--data",
+                train_csv,
+                "--valid-data",
+                held_csv,
+                "--steps",
+                "300",
+                "--eval-every",
+                "100",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert cli.main(["eval", "--adapter", str(out), "--data", held_csv]) == 0
     printed = capsys.readouterr().out
     assert "BLEU" in printed and "ROUGE-L" in printed
     after = json.loads((out / "predictions.metrics.json").read_text())
-    print(f"E2E held-out {N_HELD} MRs: BLEU {before['bleu']:.1f} -> {after['bleu']:.1f}, "
-          f"ROUGE-L {before['rougeL']:.1f} -> {after['rougeL']:.1f}")
+    print(
+        f"E2E held-out {N_HELD} MRs: BLEU {before['bleu']:.1f} -> {after['bleu']:.1f}, "
+        f"ROUGE-L {before['rougeL']:.1f} -> {after['rougeL']:.1f}"
+    )
     assert after["n"] == N_HELD
     assert after["bleu"] > before["bleu"] + 10 and after["rougeL"] > before["rougeL"] + 10

@@ -1,4 +1,5 @@
 """Decoding (batched greedy, beam search) against the reference, and the pluggable evaluation loop."""
+
 from __future__ import annotations
 
 import json
@@ -8,12 +9,12 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from edgevlm.decoding import beam_search, greedy_batch, vlm_beam_search
-from edgevlm.errors import ConfigError
-from edgevlm.evaluate import evaluate, resolve_adapter_dir
-from edgevlm.tasks import Example, builtin_task
-from edgevlm.tasks.mini import mini_task
-from edgevlm.tasks.prompts import build_prompt
+from edgevlm.core.errors import ConfigError
+from edgevlm.core.prompts import build_prompt
+from edgevlm.train.decoding import beam_search, greedy_batch, vlm_beam_search
+from edgevlm.train.evaluate import evaluate, resolve_adapter_dir
+from edgevlm.train.tasks import Example, builtin_task
+from edgevlm.train.tasks.mini import mini_task
 
 EOS = 0
 
@@ -48,8 +49,8 @@ def test_beam_search_finds_what_greedy_misses():
 @pytest.fixture(scope="module")
 def model(tiny_dir):
     """The tiny backbone with a randomly perturbed nlg adapter (varied, deterministic outputs)."""
-    from edgevlm.backbone import load_backbone
-    from edgevlm.model import VLM
+    from edgevlm.train.backbone import load_backbone
+    from edgevlm.train.model import VLM
 
     bb = load_backbone(tiny_dir)
     vlm = VLM(bb.model)

@@ -1,4 +1,5 @@
 """Each public format round-trips: file -> training batch -> `edgevlm train` -> `edgevlm eval` (tiny steps)."""
+
 from __future__ import annotations
 
 import csv
@@ -6,12 +7,12 @@ import json
 
 import pytest
 
-from edgevlm import cli
-from edgevlm.backbone import load_tokenizer
-from edgevlm.data import IGNORE, collate, encode_example
-from edgevlm.tasks import builtin_task
-from edgevlm.tasks.loaders import load_examples
-from edgevlm.tasks.mini import mini_task
+from edgevlm.apps import cli
+from edgevlm.train.backbone import load_tokenizer
+from edgevlm.train.data import IGNORE, collate, encode_example
+from edgevlm.train.tasks import builtin_task
+from edgevlm.train.tasks.loaders import load_examples
+from edgevlm.train.tasks.mini import mini_task
 
 V = 1024
 
@@ -28,11 +29,19 @@ def e2e_file(d):
 
 
 def personachat_file(d):
-    dialogues = [{"personality": ["i like cooking .", f"i have a {pet} ."],
-                  "utterances": [{"history": ["hi , how are you ?"], "candidates": ["bye .", "i am fine ."]},
-                                 {"history": ["hi , how are you ?", "i am fine .", "do you have any pets ?"],
-                                  "candidates": ["no .", f"yes , i have a {pet} ."]}]}
-                 for pet in ("dog", "cat", "bird")]
+    dialogues = [
+        {
+            "personality": ["i like cooking .", f"i have a {pet} ."],
+            "utterances": [
+                {"history": ["hi , how are you ?"], "candidates": ["bye .", "i am fine ."]},
+                {
+                    "history": ["hi , how are you ?", "i am fine .", "do you have any pets ?"],
+                    "candidates": ["no .", f"yes , i have a {pet} ."],
+                },
+            ],
+        }
+        for pet in ("dog", "cat", "bird")
+    ]
     (d / "pc.json").write_text(json.dumps(dialogues))
     return str(d / "pc.json")
 
@@ -57,14 +66,25 @@ def coqa_file(d):
         story = f"{p} lives in rome . {p} has a red dog . {p} works as a baker ."
         qs = [f"where does {p} live ?", f"what pet does {p} have ?", f"what is the job of {p} ?"]
         ans = ["rome", "a red dog", "baker"]
-        convs.append({"id": str(i), "story": story,
-                      "questions": [{"input_text": q, "turn_id": t + 1} for t, q in enumerate(qs)],
-                      "answers": [{"input_text": a, "turn_id": t + 1} for t, a in enumerate(ans)]})
+        convs.append(
+            {
+                "id": str(i),
+                "story": story,
+                "questions": [{"input_text": q, "turn_id": t + 1} for t, q in enumerate(qs)],
+                "answers": [{"input_text": a, "turn_id": t + 1} for t, a in enumerate(ans)],
+            }
+        )
     (d / "coqa.json").write_text(json.dumps({"version": "1.0", "data": convs}))
     return str(d / "coqa.json")
 
 
-FORMATS = {"nlg": e2e_file, "dialogue": personachat_file, "mt": parallel_files, "summarization": story_dir, "qa": coqa_file}
+FORMATS = {
+    "nlg": e2e_file,
+    "dialogue": personachat_file,
+    "mt": parallel_files,
+    "summarization": story_dir,
+    "qa": coqa_file,
+}
 
 
 @pytest.mark.parametrize("task", sorted(FORMATS))
@@ -78,16 +98,34 @@ def test_file_to_batch(tmp_path, tiny_dir, task):
     for row, e in enumerate(enc):
         assert ids[row, 0] == V + cfg.special_tokens.index(first)
         assert ids[row, len(e.prompt) - 1] == V + cfg.special_tokens.index(last)
-        assert labels[row, len(e.prompt):len(e.prompt) + len(e.target)].tolist() == e.target
-        assert (labels[row, :len(e.prompt)] == IGNORE).all() and mask[row].sum() == len(e.prompt) + len(e.target)
+        assert labels[row, len(e.prompt) : len(e.prompt) + len(e.target)].tolist() == e.target
+        assert (labels[row, : len(e.prompt)] == IGNORE).all() and mask[row].sum() == len(e.prompt) + len(e.target)
 
 
 @pytest.mark.parametrize("task", sorted(FORMATS))
 def test_file_to_train_to_eval(tmp_path, tiny_dir, task, capsys):
     data = FORMATS[task](tmp_path)
     out = tmp_path / "adapter"
-    assert cli.main(["train", "--task", task, "--data", data, "--steps", "2", "--batch-size", "4",
-                     "--eval-every", "2", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--task",
+                task,
+                "--data",
+                data,
+                "--steps",
+                "2",
+                "--batch-size",
+                "4",
+                "--eval-every",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert cli.main(["eval", "--adapter", str(out), "--data", data, "--limit", "3", "--max-new-tokens", "6"]) == 0
     printed = capsys.readouterr().out
     assert f"{task}: 3 inputs, greedy decoding" in printed and "ROUGE-L" in printed and "BLEU" in printed
@@ -96,16 +134,50 @@ def test_file_to_train_to_eval(tmp_path, tiny_dir, task, capsys):
     m = json.loads((out / "predictions.metrics.json").read_text())
     assert m["n"] == 3 and m["task"] == task and m["perplexity"] > 1.0
     if task == "mt":  # beam search through the CLI, predictions to a chosen file
-        assert cli.main(["eval", "--adapter", str(out), "--data", data, "--limit", "2", "--num-beams", "2",
-                         "--max-new-tokens", "6", "--out", str(tmp_path / "beam.jsonl")]) == 0
+        assert (
+            cli.main(
+                [
+                    "eval",
+                    "--adapter",
+                    str(out),
+                    "--data",
+                    data,
+                    "--limit",
+                    "2",
+                    "--num-beams",
+                    "2",
+                    "--max-new-tokens",
+                    "6",
+                    "--out",
+                    str(tmp_path / "beam.jsonl"),
+                ]
+            )
+            == 0
+        )
         assert "mt: 2 inputs, beam2 decoding" in capsys.readouterr().out
         assert len((tmp_path / "beam.jsonl").read_text().splitlines()) == 2
 
 
 def test_eval_reports_bad_data_in_one_line(tmp_path, capsys):
     out = tmp_path / "adapter"
-    assert cli.main(["train", "--task", "nlg", "--data", e2e_file(tmp_path), "--steps", "1", "--batch-size", "2",
-                     "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--task",
+                "nlg",
+                "--data",
+                e2e_file(tmp_path),
+                "--steps",
+                "1",
+                "--batch-size",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     bad = tmp_path / "bad.csv"
     bad.write_text('mr,ref\n"name[A]",\n')

@@ -1,4 +1,5 @@
 """Exporter, fp32: graph contract, ONNX vs PyTorch (prefill + cached decode), ORT adapter selection, manifest, atomicity."""
+
 from __future__ import annotations
 
 import json
@@ -7,14 +8,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from export_helpers import TASKS, lora, reference_vlm, task_prompts
 
-from edgevlm import bundle, names
-from edgevlm.errors import BundleError
+from edgevlm.core import bundle, names
+from edgevlm.core.errors import BundleError
 from edgevlm.export import verify
 from edgevlm.export.adapters import read_ort_adapter
 from edgevlm.export.graph import build_graph, graph_inputs
-
-from export_helpers import TASKS, lora, reference_vlm, task_prompts
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,9 @@ def test_manifest_and_files(fp32, trained_adapters):
         assert t["bottleneck"] == TASKS[name]["bottleneck"] and t["n_task_tokens"] == len(t["special_tokens"])
         assert t["special_token_ids"] == [v + k for k in range(len(t["special_tokens"]))]
         assert t["generation"]["max_new_tokens"] > 0 and t["eos_token_id"] == m["tokenizer"]["eos_token_id"]
-    assert set(m["files"]) == {p.relative_to(fp32).as_posix() for p in fp32.rglob("*") if p.is_file()} - {bundle.MANIFEST}
+    assert set(m["files"]) == {p.relative_to(fp32).as_posix() for p in fp32.rglob("*") if p.is_file()} - {
+        bundle.MANIFEST
+    }
     counts, n_layer = m["export_log"]["op_counts"], m["backbone"]["n_layer"]
     assert counts["graph"]["LayerNormalization"] == 3 * n_layer + 1 and "Softmax" in counts["graph"]
     fused = counts["fused"]
@@ -96,7 +98,10 @@ def test_adapter_files_agree_with_graph(fp32):
     for name, t in m["tasks"].items():
         params = read_ort_adapter(fp32 / t["adapter_file"])
         shapes = {k: list(a.shape) for k, a in params.items()}
-        assert bundle.check_adapter_against_graph(shapes, gi, m["backbone"]["n_embd"], name) == (t["bottleneck"], t["n_task_tokens"])
+        assert bundle.check_adapter_against_graph(shapes, gi, m["backbone"]["n_embd"], name) == (
+            t["bottleneck"],
+            t["n_task_tokens"],
+        )
         shapes.pop(names.adapter_name(0, "up.bias"))
         with pytest.raises(BundleError, match="missing"):
             bundle.check_adapter_against_graph(shapes, gi, m["backbone"]["n_embd"], name)
@@ -138,7 +143,9 @@ def test_run_options_selection_equals_explicit_feeds(fp32, fp32_sess, ref_vlm, p
         ids = np.array([prompts[task][0]])
         ro = lora(fp32 / t["adapter_file"])
         via_ro, _ = verify.step(fp32_sess, ids, np.ones(ids.shape), verify.empty_past(cfg), run_options=ro)
-        explicit, _ = verify.step(fp32_sess, ids, np.ones(ids.shape), verify.empty_past(cfg), read_ort_adapter(fp32 / t["adapter_file"]))
+        explicit, _ = verify.step(
+            fp32_sess, ids, np.ones(ids.shape), verify.empty_past(cfg), read_ort_adapter(fp32 / t["adapter_file"])
+        )
         np.testing.assert_array_equal(via_ro, explicit)
         with torch.no_grad():
             ref, _ = ref_vlm(torch.tensor(ids), task=task)
@@ -167,7 +174,9 @@ def test_bundle_write_is_atomic(tmp_path, trained_adapters, monkeypatch):
 
     monkeypatch.setattr(writer, "write_ort_adapter", crash)
     with pytest.raises(OSError, match="simulated"):
-        writer.export_bundle("tiny", [trained_adapters["multi"]], out=tmp_path / "b", progress=False, check=False, fuse=False)
+        writer.export_bundle(
+            "tiny", [trained_adapters["multi"]], out=tmp_path / "b", progress=False, check=False, fuse=False
+        )
     assert list(tmp_path.iterdir()) == []
 
 

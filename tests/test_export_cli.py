@@ -1,4 +1,5 @@
 """``edgevlm export`` bad input: one clear stderr line, exit code 2, nothing written, before any work."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from edgevlm.cli import main
+from edgevlm.apps.cli import main
 
 
 def _run(capsys, *argv) -> tuple[int, str]:
@@ -50,7 +51,9 @@ def test_missing_files(capsys, tmp_path, trained_adapters, missing):
     target = {"dir": tmp_path / "nope", "weights": src / "adapter.safetensors", "meta": src / "adapter.json"}[missing]
     if missing != "dir":
         target.unlink()
-    code, err = _run(capsys, "--adapter", str(tmp_path / "nope" if missing == "dir" else src), "--out", str(tmp_path / "b"))
+    code, err = _run(
+        capsys, "--adapter", str(tmp_path / "nope" if missing == "dir" else src), "--out", str(tmp_path / "b")
+    )
     _assert_one_line_error(code, err, str(target) if missing != "meta" else str(src))
     assert not (tmp_path / "b").exists()
 
@@ -59,18 +62,35 @@ def test_unsupported_architecture(capsys, tmp_path, trained_adapters):
     other = tmp_path / "llama"
     other.mkdir()
     (other / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 64}))
-    code, err = _run(capsys, "--backbone", str(other), "--adapter", str(trained_adapters["qa"]), "--out", str(tmp_path / "b"))
+    code, err = _run(
+        capsys, "--backbone", str(other), "--adapter", str(trained_adapters["qa"]), "--out", str(tmp_path / "b")
+    )
     _assert_one_line_error(code, err, "unsupported architecture", "llama")
 
 
 def test_missing_backbone(capsys, tmp_path, trained_adapters):
-    code, err = _run(capsys, "--backbone", str(tmp_path / "none"), "--adapter", str(trained_adapters["qa"]), "--out", str(tmp_path / "b"))
+    code, err = _run(
+        capsys,
+        "--backbone",
+        str(tmp_path / "none"),
+        "--adapter",
+        str(trained_adapters["qa"]),
+        "--out",
+        str(tmp_path / "b"),
+    )
     _assert_one_line_error(code, err, str(tmp_path / "none"))
 
 
 def test_duplicate_task_names(capsys, tmp_path, trained_adapters):
-    code, err = _run(capsys, "--adapter", str(trained_adapters["multi"]), "--adapter", str(trained_adapters["multi"] / "nlg"),
-                     "--out", str(tmp_path / "b"))
+    code, err = _run(
+        capsys,
+        "--adapter",
+        str(trained_adapters["multi"]),
+        "--adapter",
+        str(trained_adapters["multi"] / "nlg"),
+        "--out",
+        str(tmp_path / "b"),
+    )
     _assert_one_line_error(code, err, "'nlg'", "unique")
     assert list(tmp_path.iterdir()) == []
 
@@ -89,8 +109,21 @@ def test_existing_output_without_force_subprocess(tmp_path, trained_adapters):
     out = tmp_path / "b"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    proc = subprocess.run([sys.executable, "-m", "edgevlm.cli", "export", "--adapter", str(trained_adapters["qa"]),
-                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgevlm.apps.cli",
+            "export",
+            "--adapter",
+            str(trained_adapters["qa"]),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     _assert_one_line_error(proc.returncode, proc.stderr.strip(), str(out), "--force")
     assert (out / "keep.txt").read_text() == "mine"
 

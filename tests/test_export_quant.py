@@ -1,18 +1,18 @@
 """Exporter, int8/int4: adapter inputs survive, op counts, greedy agreement with fp32, KV cache == full re-run."""
+
 from __future__ import annotations
 
 import numpy as np
 import onnx
 import pytest
+from export_helpers import TASKS, lora, task_prompts
 
-from edgevlm import bundle, names
-from edgevlm.errors import ExportError
+from edgevlm.core import bundle, names
+from edgevlm.core.errors import ExportError
 from edgevlm.export import verify
 from edgevlm.export.adapters import read_ort_adapter
 from edgevlm.export.graph import build_graph
 from edgevlm.export.quantize import check_adapter_inputs, nbits
-
-from export_helpers import TASKS, lora, task_prompts
 
 N_NEW = 16
 
@@ -91,9 +91,10 @@ def agreement(sessions, root_fp32, root_q, quant, prompts) -> tuple[float, float
         for p in prompts[task]:
             ref = verify.greedy(sessions["fp32"], cfg, p, N_NEW, run_options=_selector(root_fp32, task))
             full = np.array([p + ref])
-            logits, _ = verify.step(sessions[quant], full, np.ones(full.shape), verify.empty_past(cfg),
-                                    run_options=_selector(root_q, task))
-            tf += int((logits[0, len(p) - 1:-1].argmax(-1) == np.array(ref)).sum())
+            logits, _ = verify.step(
+                sessions[quant], full, np.ones(full.shape), verify.empty_past(cfg), run_options=_selector(root_q, task)
+            )
+            tf += int((logits[0, len(p) - 1 : -1].argmax(-1) == np.array(ref)).sum())
             got = verify.greedy(sessions[quant], cfg, p, N_NEW, run_options=_selector(root_q, task))
             free += sum(a == b for a, b in zip(got, ref))
             total += len(ref)
@@ -128,13 +129,20 @@ def test_cached_decoding_equals_full_rerun(tiny_bundle, sessions, prompts, quant
             ro = _selector(root, task)
             cached = verify.greedy(sessions[quant], cfg, p, N_NEW, run_options=ro)
             if CACHE_TOL[quant] <= 1e-4:
-                assert cached == verify.greedy(sessions[quant], cfg, p, N_NEW, run_options=ro, cache=False), (quant, task)
+                assert cached == verify.greedy(sessions[quant], cfg, p, N_NEW, run_options=ro, cache=False), (
+                    quant,
+                    task,
+                )
             ids = np.array([p + cached])
             rerun, _ = verify.step(sessions[quant], ids, np.ones(ids.shape), verify.empty_past(cfg), run_options=ro)
-            logits, past = verify.step(sessions[quant], ids[:, :len(p)], np.ones((1, len(p))), verify.empty_past(cfg), run_options=ro)
+            logits, past = verify.step(
+                sessions[quant], ids[:, : len(p)], np.ones((1, len(p))), verify.empty_past(cfg), run_options=ro
+            )
             for k, tok in enumerate(cached):
                 ref = rerun[0, len(p) - 1 + k]
                 assert np.abs(logits[0, -1] - ref).max() <= CACHE_TOL[quant], (quant, task, k)
                 top2 = np.sort(ref)[-2:]
-                assert int(logits[0, -1].argmax()) == tok and (tok == int(ref.argmax()) or top2[1] - top2[0] <= 2 * CACHE_TOL[quant])
+                assert int(logits[0, -1].argmax()) == tok and (
+                    tok == int(ref.argmax()) or top2[1] - top2[0] <= 2 * CACHE_TOL[quant]
+                )
                 logits, past = verify.step(sessions[quant], [[tok]], np.ones((1, len(p) + k + 1)), past, run_options=ro)

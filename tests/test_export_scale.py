@@ -1,4 +1,5 @@
 """Real scale (slow): GPT-2 small (124M) exports fp32/int8/int4 within this machine's memory; sizes as expected."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,4 +18,9 @@ def test_gpt2_small_exports(tmp_path):
     fp32, int8, int4 = (rows[q]["files_mb"]["backbone.onnx"] for q in ("fp32", "int8", "int4"))
     assert fp32 * 1e6 >= 4 * PARAMS_SMALL  # every weight in fp32 (+ the transposed LM head copy)
     assert int4 < int8 < 0.5 * fp32  # int4 keeps the LM head fp32
-    assert set(rows["fp32"]["files_mb"]) >= {"backbone.onnx", "tokenizer.json", "adapters/nlg.onnx_adapter", "adapters/mt.onnx_adapter"}
+    assert set(rows["fp32"]["files_mb"]) >= {
+        "backbone.onnx",
+        "tokenizer.json",
+        "adapters/nlg.onnx_adapter",
+        "adapters/mt.onnx_adapter",
+    }

@@ -1,12 +1,13 @@
 """Metrics against values computed by hand."""
+
 from __future__ import annotations
 
 import math
 
 import pytest
 
-from edgevlm import metrics
-from edgevlm.errors import ConfigError
+from edgevlm.core.errors import ConfigError
+from edgevlm.train import metrics
 
 
 def test_bleu_hand_computed():

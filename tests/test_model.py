@@ -1,15 +1,16 @@
 """VLM adapters and task embeddings: arithmetic, identity at init, coexisting tasks, save/load."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from edgevlm import names
-from edgevlm.adapters import load_adapter, save_adapter
-from edgevlm.config import AdapterMeta, TaskConfig
-from edgevlm.errors import ConfigError, TaskError
-from edgevlm.model import VLM, Adapter
+from edgevlm.core import names
+from edgevlm.core.config import AdapterMeta, TaskConfig
+from edgevlm.core.errors import ConfigError, TaskError
+from edgevlm.train.adapters import load_adapter, save_adapter
+from edgevlm.train.model import VLM, Adapter
 
 
 def small_gpt2(seed: int = 0):

@@ -1,15 +1,15 @@
 """Prompt builders: segment tokens in place, truncation policies, the target kept."""
+
 from __future__ import annotations
 
 import pytest
 
-from edgevlm.backbone import EOS_TOKEN, load_tokenizer
-from edgevlm.data import encode_example
-from edgevlm.errors import ConfigError
-from edgevlm.prompting import encode_prompt
-from edgevlm.tasks import BUILTIN_TASKS, Example, builtin_task
-from edgevlm.tasks.mini import mini_task
-from edgevlm.tasks.prompts import build_prompt, split_turns
+from edgevlm.core.errors import ConfigError
+from edgevlm.core.prompts import build_prompt, encode_prompt, split_turns
+from edgevlm.train.backbone import EOS_TOKEN, load_tokenizer
+from edgevlm.train.data import encode_example
+from edgevlm.train.tasks import BUILTIN_TASKS, Example, builtin_task
+from edgevlm.train.tasks.mini import mini_task
 
 V = 1024
 
@@ -31,14 +31,18 @@ def text(tok, ids):
 def test_equals_plain_encoding_when_it_fits(tok, task):
     cfg = builtin_task(task)
     for ex in mini_task(task, "valid", 5):
-        assert build_prompt(tok, cfg, ex.source, V, 10_000) == encode_prompt(tok, cfg.template, ex.source, cfg.special_tokens, V)
+        assert build_prompt(tok, cfg, ex.source, V, 10_000) == encode_prompt(
+            tok, cfg.template, ex.source, cfg.special_tokens, V
+        )
 
 
 def test_split_turns_groups_exchanges():
     cfg = builtin_task("qa")
     ctx, turns = split_turns("story . <question> q1 <answer> a1 <question> q2", cfg.special_tokens)
     assert ctx == "story . " and turns == ["<question> q1 <answer> a1", "<question> q2"]
-    ctx, turns = split_turns("p1 . <user> u1 <system> s1 <user> u2 <system> s2 <user> u3", builtin_task("dialogue").special_tokens)
+    ctx, turns = split_turns(
+        "p1 . <user> u1 <system> s1 <user> u2 <system> s2 <user> u3", builtin_task("dialogue").special_tokens
+    )
     assert turns == ["<user> u1 <system> s1", "<user> u2 <system> s2", "<user> u3"]
 
 
@@ -51,7 +55,9 @@ def test_dialogue_window_keeps_persona_and_newest_turns(tok):
     ids = build_prompt(tok, cfg, src, V, len(full) - 30)
     assert len(ids) <= len(full) - 30
     s = specials(ids, cfg)
-    assert s[0] == "<persona>" and s[-2:] == ["<user>", "<system>"] and ids[-1] == V + cfg.special_tokens.index("<system>")
+    assert (
+        s[0] == "<persona>" and s[-2:] == ["<user>", "<system>"] and ids[-1] == V + cfg.special_tokens.index("<system>")
+    )
     kept = text(tok, ids)
     assert kept.startswith(persona) and kept.endswith("what is your job ?")
     assert "answer number 9" in kept and "question number 0" not in kept  # oldest exchanges dropped first
@@ -78,14 +84,20 @@ def test_newest_turn_cut_from_the_left_when_alone_too_long(tok):
     assert text(tok, ids).endswith("word99")
 
 
-@pytest.mark.parametrize("task, src_words, tgt_words, max_src, max_tgt", [
-    ("summarization", 900, 300, 400, 130),
-    ("mt", 300, 300, 100, 100),
-])
+@pytest.mark.parametrize(
+    "task, src_words, tgt_words, max_src, max_tgt",
+    [
+        ("summarization", 900, 300, 400, 130),
+        ("mt", 300, 300, 100, 100),
+    ],
+)
 def test_source_and_target_caps(tok, task, src_words, tgt_words, max_src, max_tgt):
     cfg = builtin_task(task)
     eos = tok.token_to_id(EOS_TOKEN)
-    ex = Example(" ".join(["the council approved a bridge ."] * (src_words // 6)), " ".join(["rome approves bridge ."] * (tgt_words // 4)))
+    ex = Example(
+        " ".join(["the council approved a bridge ."] * (src_words // 6)),
+        " ".join(["rome approves bridge ."] * (tgt_words // 4)),
+    )
     enc = encode_example(tok, cfg, ex, V, eos, 1024)
     assert len(enc.prompt) == max_src + 2 and enc.prompt[0] == V and enc.prompt[-1] == V + 1
     assert len(enc.target) == max_tgt + 1 and enc.target[-1] == eos

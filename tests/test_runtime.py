@@ -1,4 +1,5 @@
 """The torch-free runtime on the tiny fp32 bundle: parity with PyTorch, task switching, caches, threads, batching."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgevlm.errors import BundleError, ConfigError, TaskError
+from edgevlm.core.errors import BundleError, ConfigError, TaskError
 
 TASKS = (None, "nlg", "dialogue", "qa")
 
@@ -38,7 +39,7 @@ def vlm(tiny_dir, trained_adapters):
 @pytest.fixture(scope="module")
 def sources() -> dict:
     """task -> three validation inputs of its mini task (plain text for the backbone)."""
-    from edgevlm.tasks.mini import mini_task
+    from edgevlm.train.tasks.mini import mini_task
 
     out = {t: [e.source[:300] for e in mini_task(t, "valid", 3)] for t in TASKS if t}
     out[None] = [e.target for e in mini_task("nlg", "valid", 3)]
@@ -46,10 +47,12 @@ def sources() -> dict:
 
 
 def encode(rt, text: str, task: str | None) -> list[int]:
-    from edgevlm.prompting import encode_prompt
+    from edgevlm.core.prompts import encode_prompt
 
     t = rt.task(task)
-    return encode_prompt(rt.tokenizer, t.template if t else None, text, t.special_tokens if t else (), rt.graph.vocab_size)
+    return encode_prompt(
+        rt.tokenizer, t.template if t else None, text, t.special_tokens if t else (), rt.graph.vocab_size
+    )
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -146,10 +149,16 @@ def test_sampling_is_seeded_and_beams_score_at_least_greedy(rt, sources):
     def score(ids, out):  # total log-prob of ``out`` after ``ids`` (plus EOS), by re-running the graph
         g = rt.graph
         seq = ids + out + [0]
-        logits = rt.session.run(["logits"], {"input_ids": np.array([seq[:-1]]), "attention_mask": np.ones((1, len(seq) - 1), np.int64),
-                                             **{n: np.zeros((1, g.n_head, 0, g.head_dim), np.float32) for n in rt._decoder.past}},
-                                rt._run_options(rt.task("dialogue")))[0][0]
-        return float(sum(log_softmax(logits[i:i + 1])[0, seq[i + 1]] for i in range(len(ids) - 1, len(seq) - 1)))
+        logits = rt.session.run(
+            ["logits"],
+            {
+                "input_ids": np.array([seq[:-1]]),
+                "attention_mask": np.ones((1, len(seq) - 1), np.int64),
+                **{n: np.zeros((1, g.n_head, 0, g.head_dim), np.float32) for n in rt._decoder.past},
+            },
+            rt._run_options(rt.task("dialogue")),
+        )[0][0]
+        return float(sum(log_softmax(logits[i : i + 1])[0, seq[i + 1]] for i in range(len(ids) - 1, len(seq) - 1)))
 
     ids = encode(rt, text, "dialogue")
     greedy = rt.generate_tokens(ids, "dialogue", max_new_tokens=20)
@@ -182,8 +191,8 @@ def test_empty_input(rt, text):
 
 def test_too_long_input_is_cut_as_in_training(rt):
     """The runtime cuts text with the trainer's build_prompt (the context keeps its start), not truncate_left."""
+    from edgevlm.core.prompts import build_prompt
     from edgevlm.runtime import InputTruncated
-    from edgevlm.tasks.prompts import build_prompt
 
     text = "name[Aromi], food[Chinese] " + " ".join(f"word{i}" for i in range(400))
     ids = encode(rt, text, "nlg")
@@ -198,8 +207,8 @@ def test_too_long_input_is_cut_as_in_training(rt):
 
 
 def test_too_long_dialogue_keeps_persona_start_and_newest_turn(rt):
+    from edgevlm.core.prompts import build_prompt
     from edgevlm.runtime import InputTruncated
-    from edgevlm.tasks.prompts import build_prompt
 
     persona = "i like cats . i live in rome . " * 8
     history = " ".join(f"<user> question {i} ? <system> answer {i} ." for i in range(60))
@@ -267,12 +276,15 @@ def test_path_outside_bundle_refused(bundle, tmp_path):
 
 def test_adapter_that_does_not_fit_its_manifest_entry(bundle, tmp_path):
     """A valid adapter file of another task under nlg's name (checksum updated) is caught by its shapes."""
-    from edgevlm.bundle import sha256_file
+    from edgevlm.core.bundle import sha256_file
     from edgevlm.runtime import Runtime
 
     root = copy_bundle(bundle, tmp_path)
     shutil.copy(root / "adapters/qa.onnx_adapter", root / "adapters/nlg.onnx_adapter")
-    rewrite_manifest(root, lambda m: m["files"].update({"adapters/nlg.onnx_adapter": sha256_file(root / "adapters/nlg.onnx_adapter")}))
+    rewrite_manifest(
+        root,
+        lambda m: m["files"].update({"adapters/nlg.onnx_adapter": sha256_file(root / "adapters/nlg.onnx_adapter")}),
+    )
     with pytest.raises(BundleError, match=r"tasks\.nlg\.bottleneck is 10 but nlg\.onnx_adapter has bottleneck 300"):
         Runtime.load(root)
 

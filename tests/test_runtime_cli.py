@@ -1,4 +1,5 @@
 """``edgevlm run``: streaming one input, --list, reading lines from stdin, one-line errors."""
+
 from __future__ import annotations
 
 import io
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgevlm.cli import main
+from edgevlm.apps.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,11 @@ def test_list_shows_tasks_and_bottlenecks(bundle, capsys):
     assert main(["run", str(bundle), "--list"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert "n_layer=4" in out[0] and "quantization=fp32" in out[0]
-    assert [line.split("\t")[:2] for line in out[1:]] == [["dialogue", "bottleneck=100"], ["nlg", "bottleneck=10"], ["qa", "bottleneck=300"]]
+    assert [line.split("\t")[:2] for line in out[1:]] == [
+        ["dialogue", "bottleneck=100"],
+        ["nlg", "bottleneck=10"],
+        ["qa", "bottleneck=300"],
+    ]
 
 
 def test_one_input_is_streamed(bundle, rt, capsys):
@@ -58,13 +63,16 @@ def test_bad_line_reports_and_goes_on(bundle, rt, capsys, monkeypatch):
     assert len(err) == 2 and "note: input has" in err[0] and "kept 4" in err[0] and "beyond the context" in err[1]
 
 
-@pytest.mark.parametrize("argv,msg", [
-    (["--task", "mt", "hi"], "unknown task 'mt'; available tasks: ['dialogue', 'nlg', 'qa']"),
-    (["hi"], "--task is required"),
-    (["--task", "nlg", "--max-new-tokens", "9999", "hi"], "max_new_tokens=9999 is beyond the context"),
-    (["--task", "nlg", "--temperature", "0", "--sample", "hi"], "temperature must be a positive number"),
-    (["--task", "nlg", "   "], "input is empty"),
-])
+@pytest.mark.parametrize(
+    "argv,msg",
+    [
+        (["--task", "mt", "hi"], "unknown task 'mt'; available tasks: ['dialogue', 'nlg', 'qa']"),
+        (["hi"], "--task is required"),
+        (["--task", "nlg", "--max-new-tokens", "9999", "hi"], "max_new_tokens=9999 is beyond the context"),
+        (["--task", "nlg", "--temperature", "0", "--sample", "hi"], "temperature must be a positive number"),
+        (["--task", "nlg", "   "], "input is empty"),
+    ],
+)
 def test_errors_are_one_line(bundle, capsys, argv, msg):
     assert main(["run", str(bundle), *argv]) == 2
     err = capsys.readouterr().err
@@ -73,7 +81,12 @@ def test_errors_are_one_line(bundle, capsys, argv, msg):
 
 def test_console_script_pipes_stdin(bundle, rt):
     exe = Path(sys.executable).with_name("edgevlm")
-    r = subprocess.run([str(exe), "run", str(bundle), "--task", "dialogue", "--max-new-tokens", "10"],
-                       input="i like cats . i am a nurse .\n", capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [str(exe), "run", str(bundle), "--task", "dialogue", "--max-new-tokens", "10"],
+        input="i like cats . i am a nurse .\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout == rt.generate("i like cats . i am a nurse .", "dialogue", max_new_tokens=10) + "\n"

@@ -1,4 +1,5 @@
 """Runtime decoding pieces on plain numpy: sampling filters, beam search, incremental detokenization, stop strings."""
+
 from __future__ import annotations
 
 import itertools
@@ -6,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from edgevlm.errors import ConfigError
+from edgevlm.core.errors import ConfigError
 from edgevlm.runtime.beam import BeamSearch
 from edgevlm.runtime.generation import GenerationConfig, candidates, log_softmax, sample, suppress_eos
 from edgevlm.runtime.textstream import OutputText, StopMatcher, TextStream, token_bytes
@@ -23,7 +24,9 @@ def reference_candidates(row: np.ndarray, top_k: int, top_p: float) -> set[int]:
     return set(order[:n].tolist())
 
 
-@pytest.mark.parametrize("v,top_k,top_p", [(50, 0, 0.9), (50, 5, 1.0), (50, 5, 0.5), (3000, 0, 0.95), (3000, 0, 0.3), (3000, 2000, 0.99)])
+@pytest.mark.parametrize(
+    "v,top_k,top_p", [(50, 0, 0.9), (50, 5, 1.0), (50, 5, 0.5), (3000, 0, 0.95), (3000, 0, 0.3), (3000, 2000, 0.99)]
+)
 def test_candidates_match_brute_force(v, top_k, top_p):
     rng = np.random.default_rng(v + top_k)
     for scale in (0.1, 1.0, 5.0):  # flat rows push top-p past the shortlist
@@ -59,9 +62,20 @@ def test_greedy_and_min_new_tokens():
     assert sample(suppress_eos(logits.copy(), 1, 2, cfg), cfg, None)[0] == 1
 
 
-@pytest.mark.parametrize("bad", [dict(max_new_tokens=0), dict(max_new_tokens=2, min_new_tokens=3), dict(temperature=0.0),
-                                 dict(top_p=1.5), dict(top_k=-1), dict(num_beams=2, do_sample=True), dict(seed=-1),
-                                 dict(stop=[""]), dict(max_new_tokens=True)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(max_new_tokens=0),
+        dict(max_new_tokens=2, min_new_tokens=3),
+        dict(temperature=0.0),
+        dict(top_p=1.5),
+        dict(top_k=-1),
+        dict(num_beams=2, do_sample=True),
+        dict(seed=-1),
+        dict(stop=[""]),
+        dict(max_new_tokens=True),
+    ],
+)
 def test_bad_generation_options(bad):
     with pytest.raises(ConfigError):
         GenerationConfig(**{"max_new_tokens": 4, **bad})
@@ -89,7 +103,7 @@ def brute_force(table: np.ndarray, first: np.ndarray, eos: int, max_new: int) ->
 def test_beam_search_is_exact_with_enough_beams(seed):
     v, eos, max_new = 4, 0, 4
     table, first = markov(v, seed), markov(v, seed + 100)[0]
-    beams = BeamSearch(v ** max_new, eos, length_penalty=0.0)
+    beams = BeamSearch(v**max_new, eos, length_penalty=0.0)
     logp = np.repeat(first[None], beams.n, 0)
     for n in range(max_new):
         parents, tokens = beams.step(logp)
@@ -122,7 +136,9 @@ def test_stream_pieces_equal_decode(tokenizer):
     table = token_bytes(tokenizer, tokenizer.get_vocab_size())
     texts = [" héllo wörld 🙂 naïve café", " 日本語のテキスト", " plain ascii, with punctuation!"]
     rng = np.random.default_rng(0)
-    seqs = [tokenizer.encode(t).ids for t in texts] + [rng.integers(0, tokenizer.get_vocab_size(), 40).tolist() for _ in range(20)]
+    seqs = [tokenizer.encode(t).ids for t in texts] + [
+        rng.integers(0, tokenizer.get_vocab_size(), 40).tolist() for _ in range(20)
+    ]
     for ids in seqs:
         s = TextStream(table)
         pieces = [s.push(i) for i in ids] + [s.flush()]

@@ -1,4 +1,5 @@
 """Training: frozen backbone, held-out loss drops, resume after interruption, multi-task, --full, CLI errors."""
+
 from __future__ import annotations
 
 import json
@@ -10,15 +11,31 @@ import numpy as np
 import pytest
 import torch
 
-from edgevlm import train as train_mod
-from edgevlm.adapters import load_adapter
-from edgevlm.workflow import build_training
+from edgevlm.train.adapters import load_adapter
+from edgevlm.train.api import build_training
+from edgevlm.train import trainer as train_mod
 
 
 def args(out, task=("nlg",), steps=60, **kw) -> Namespace:
-    base = dict(backbone="tiny", task=list(task), data=None, valid_data=None, format=None, bottleneck=None,
-                steps=steps, batch_size=8, lr=None, max_len=192, eval_every=steps, save_every=1000, seed=0,
-                full=False, resume=False, distill_from=None, out=str(out))
+    base = dict(
+        backbone="tiny",
+        task=list(task),
+        data=None,
+        valid_data=None,
+        format=None,
+        bottleneck=None,
+        steps=steps,
+        batch_size=8,
+        lr=None,
+        max_len=192,
+        eval_every=steps,
+        save_every=1000,
+        seed=0,
+        full=False,
+        resume=False,
+        distill_from=None,
+        out=str(out),
+    )
     base.update(kw)
     return Namespace(**base)
 
@@ -86,28 +103,45 @@ def test_full_finetune_changes_backbone_and_saves_it(tmp_path, tiny_dir):
     meta, tensors = load_adapter(tmp_path)
     assert meta.full_finetune and meta.trainable_share == 100.0
     assert (tmp_path / "backbone" / "model.safetensors").is_file()
-    from edgevlm.backbone import load_backbone
+    from edgevlm.train.backbone import load_backbone
 
     assert load_backbone(tmp_path / "backbone").fingerprint == meta.backbone_fingerprint
     assert np.all(tensors["adapter.0.up.weight"] == 0), "--full must leave the adapter at identity"
 
 
 def cli(*argv: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgevlm.cli", *argv], capture_output=True, text=True, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "edgevlm.apps.cli", *argv], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
 
 
 def test_cli_train_prints_share(tmp_path, tiny_dir):
-    r = cli("train", "--backbone", "tiny", "--task", "mt", "--steps", "3", "--eval-every", "3", "--out", str(tmp_path / "mt"))
+    r = cli(
+        "train",
+        "--backbone",
+        "tiny",
+        "--task",
+        "mt",
+        "--steps",
+        "3",
+        "--eval-every",
+        "3",
+        "--out",
+        str(tmp_path / "mt"),
+    )
     assert r.returncode == 0, r.stderr
     assert "% of the backbone" in r.stdout
     assert json.loads((tmp_path / "mt" / "train_summary.json").read_text())["mt"]["trainable_share"] > 0
 
 
-@pytest.mark.parametrize("extra, needle", [
-    (["--backbone", "/nonexistent/gpt2"], "/nonexistent/gpt2"),
-    (["--bottleneck", "0"], "--bottleneck"),
-    (["--task", "poetry"], "poetry"),
-])
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--backbone", "/nonexistent/gpt2"], "/nonexistent/gpt2"),
+        (["--bottleneck", "0"], "--bottleneck"),
+        (["--task", "poetry"], "poetry"),
+    ],
+)
 def test_cli_bad_input_is_one_line(tmp_path, extra, needle, tiny_dir):
     argv = ["train", "--task", "nlg", "--steps", "1", "--out", str(tmp_path / "o")]
     if extra[0] == "--task":
@@ -129,8 +163,8 @@ def test_cli_data_row_without_target_names_file_and_line(tmp_path, tiny_dir):
 
 
 def test_build_tiny_runs_offline(tmp_path):
-    from edgevlm.backbone import load_backbone
-    from edgevlm.tiny import build_tiny
+    from edgevlm.train.backbone import load_backbone
+    from edgevlm.train.tiny import build_tiny
 
     out = build_tiny(tmp_path / "tiny", steps=2, phase2_steps=2, probe_n=0)
     bb = load_backbone(out)
@@ -139,8 +173,8 @@ def test_build_tiny_runs_offline(tmp_path):
 
 def test_tiny_corpus_never_holds_a_heldout_source():
     """The backbone's pretraining pairs exclude every validation/test source of the mini tasks."""
-    from edgevlm.tasks.mini import mini_task
-    from edgevlm.tiny import _plain, corpus, phase2_corpus
+    from edgevlm.train.tasks.mini import mini_task
+    from edgevlm.train.tiny import _plain, corpus, phase2_corpus
 
     docs = corpus() + phase2_corpus()
     assert all(d.count(" => ") == 1 and "<" not in d for d in docs)  # plain pairs, no task tokens

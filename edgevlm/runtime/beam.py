@@ -1,4 +1,5 @@
 """Beam search bookkeeping for one input (numpy): running beams, finished hypotheses, the cache order."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,7 +32,7 @@ class BeamSearch:
         """Keep the hypothesis ending with ``beam`` after ``step`` tokens, if it is among the n best."""
         self.finished.append((score / max(length, 1) ** self.lp, step, beam))
         self.finished.sort(key=lambda h: -h[0])  # stable: an earlier hypothesis wins a tie
-        del self.finished[self.n:]
+        del self.finished[self.n :]
 
     def step(self, logprobs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Advance every beam by one token. logprobs [n, V] -> (parent beam [n], next token [n])"""

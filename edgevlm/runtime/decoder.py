@@ -16,12 +16,13 @@ A :class:`Cache` belongs to one call and one task: it holds that task's
 runs with them, so a cache built under one task cannot be continued under
 another.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import onnxruntime as ort
 
-from .. import names
+from edgevlm.core import names
 
 
 class Cache:
@@ -60,8 +61,9 @@ class Decoder:
         out = self.session.run(self.outputs, feeds, ro)
         return np.array(out[0][:, -1], dtype=np.float32), out[1:]  # copy: the [b, s, V] prefill logits can go
 
-    def prefill(self, ids: np.ndarray, mask: np.ndarray, max_new: int, task: str | None,
-                run_options: ort.RunOptions) -> tuple[np.ndarray, Cache]:
+    def prefill(
+        self, ids: np.ndarray, mask: np.ndarray, max_new: int, task: str | None, run_options: ort.RunOptions
+    ) -> tuple[np.ndarray, Cache]:
         """Run the whole prompt (left-padded) once. ids, mask [b, s] int64 -> (logits [b, V], cache)"""
         b, s = ids.shape
         empty = np.zeros((b, self.n_head, 0, self.head_dim), np.float32)

@@ -1,4 +1,5 @@
 """Generation settings (validated) and the logits processing that turns one step's logits into tokens (numpy)."""
+
 from __future__ import annotations
 
 import math
@@ -6,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ConfigError
+from edgevlm.core.errors import ConfigError
 
 TOP_P_SHORTLIST = 1024  # top-p first looks at this many best tokens; it sorts the whole row only if they fall short
 
@@ -42,12 +43,18 @@ class GenerationConfig:
         integer("top_k", 0)
         integer("num_beams", 1)
         if self.min_new_tokens > self.max_new_tokens:
-            raise ConfigError(f"min_new_tokens={self.min_new_tokens} is larger than max_new_tokens={self.max_new_tokens}")
-        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature > 0):
+            raise ConfigError(
+                f"min_new_tokens={self.min_new_tokens} is larger than max_new_tokens={self.max_new_tokens}"
+            )
+        if not (
+            isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature > 0
+        ):
             raise ConfigError(f"temperature must be a positive number, got {self.temperature!r}")
         if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
             raise ConfigError(f"top_p must be in (0, 1], got {self.top_p!r}")
-        if self.seed is not None and (not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool) or self.seed < 0):
+        if self.seed is not None and (
+            not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool) or self.seed < 0
+        ):
             raise ConfigError(f"seed must be a non-negative integer or None, got {self.seed!r}")
         if self.num_beams > 1 and self.do_sample:
             raise ConfigError("num_beams > 1 is beam search; it cannot be combined with do_sample")

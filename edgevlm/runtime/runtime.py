@@ -12,36 +12,36 @@ reloaded when the task changes). Calls share only read-only state, so
 concurrent calls from several threads are safe; each call owns its cache.
 
 Over-long text input is cut exactly as in training and evaluation, by
-:func:`edgevlm.tasks.prompts.build_prompt` within ``n_positions -
+:func:`edgevlm.core.prompts.build_prompt` within ``n_positions -
 max_new_tokens`` tokens: every task token and the newest turn survive, the
 context (article, story, persona, MR) keeps its beginning up to the task's
 ``max_source_tokens``, older turns are dropped first; an
 :class:`InputTruncated` warning says so. Already-encoded prompts
 (:meth:`Runtime.generate_tokens`) and the plain backbone keep their task
-tokens and most recent ids (:func:`edgevlm.prompting.truncate_left`).
+tokens and most recent ids (:func:`edgevlm.core.prompts.truncate_left`).
 """
+
 from __future__ import annotations
 
 import json
 import threading
 import warnings
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Iterator, Mapping
 
 import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from ..bundle import ADAPTER_DIR, MANIFEST, confined, load_manifest
-from ..errors import BundleError, ConfigError, TaskError
-from ..prompting import encode_prompt, truncate_left
-from ..tasks.prompts import build_prompt
-from .beam import BeamSearch
-from .decoder import Decoder
-from .generation import GenerationConfig, log_softmax, sample, suppress_eos
-from .session import Graph, Task, check_graph, load_task, open_session
-from .textstream import OutputText, token_bytes
+from edgevlm.core.bundle import ADAPTER_DIR, MANIFEST, confined, load_manifest
+from edgevlm.core.errors import BundleError, ConfigError, TaskError
+from edgevlm.core.prompts import build_prompt, encode_prompt, truncate_left
+from edgevlm.runtime.beam import BeamSearch
+from edgevlm.runtime.decoder import Decoder
+from edgevlm.runtime.generation import GenerationConfig, log_softmax, sample, suppress_eos
+from edgevlm.runtime.session import Graph, Task, check_graph, load_task, open_session
+from edgevlm.runtime.textstream import OutputText, token_bytes
 
 DEFAULT_MAX_NEW_TOKENS = 64  # the plain backbone (task=None) has no task defaults
 EOS_TOKEN = "<|endoftext|>"
@@ -54,8 +54,15 @@ class InputTruncated(UserWarning):
 class Runtime:
     """A loaded bundle. Build it with :meth:`load`; see the module docstring for an example."""
 
-    def __init__(self, root: Path, manifest: dict, session: ort.InferenceSession, graph: Graph,
-                 tokenizer: Tokenizer, tasks: dict[str, Task]):
+    def __init__(
+        self,
+        root: Path,
+        manifest: dict,
+        session: ort.InferenceSession,
+        graph: Graph,
+        tokenizer: Tokenizer,
+        tasks: dict[str, Task],
+    ):
         self.root, self.manifest, self.session, self.graph, self.tokenizer = root, manifest, session, graph, tokenizer
         self._tasks = tasks
         self._lock = threading.Lock()
@@ -65,7 +72,7 @@ class Runtime:
         self.eos_token_id = eos if isinstance(eos, int) and 0 <= eos < graph.vocab_size else None  # for task=None
 
     @classmethod
-    def load(cls, bundle: str | Path, threads: int | None = None, spin: bool = False) -> "Runtime":
+    def load(cls, bundle: str | Path, threads: int | None = None, spin: bool = False) -> Runtime:
         """Check ``bundle`` (schema, checksums, confined paths, shapes) and load it.
 
         ``threads``: intra-op threads (default: all cores); ``spin``: let idle
@@ -80,8 +87,12 @@ class Runtime:
             raise BundleError(f"{tok_path}: cannot read the tokenizer ({e})") from None
         session = open_session(confined(root, m["backbone"]["file"], "backbone.file"), threads, spin)
         graph = check_graph(session, m, root / m["backbone"]["file"])
-        tasks = {name: load_task(name, e, confined(root, e["adapter_file"], f"tasks.{name}.adapter_file"), graph, str(root / MANIFEST))
-                 for name, e in m["tasks"].items()}
+        tasks = {
+            name: load_task(
+                name, e, confined(root, e["adapter_file"], f"tasks.{name}.adapter_file"), graph, str(root / MANIFEST)
+            )
+            for name, e in m["tasks"].items()
+        }
         return cls(root, m, session, graph, tokenizer, tasks)
 
     @property
@@ -124,7 +135,9 @@ class Runtime:
             m = load_manifest(root)
             mine, theirs = self.manifest["backbone"]["file"], m["backbone"]["file"]
             if m["files"].get(theirs) != self.manifest["files"][mine]:
-                raise BundleError(f"{root / MANIFEST}: bundle has another backbone than {self.root}; its adapters do not fit")
+                raise BundleError(
+                    f"{root / MANIFEST}: bundle has another backbone than {self.root}; its adapters do not fit"
+                )
             for name, e in m["tasks"].items():
                 if confined(root, e["adapter_file"], "file") == path.resolve():
                     return name, e, str(root / MANIFEST)
@@ -136,7 +149,9 @@ class Runtime:
             return None
         t = self._tasks.get(name) if isinstance(name, str) else None
         if t is None:
-            raise TaskError(f"unknown task {name!r}; available tasks: {sorted(self._tasks)} (or task=None for the plain backbone)")
+            raise TaskError(
+                f"unknown task {name!r}; available tasks: {sorted(self._tasks)} (or task=None for the plain backbone)"
+            )
         return t
 
     # -- generation -----------------------------------------------------------------------------
@@ -209,7 +224,9 @@ class Runtime:
             return GenerationConfig(**opts)
         except TypeError:
             unknown = sorted(set(opts) - set(GenerationConfig.__dataclass_fields__))
-            raise ConfigError(f"unknown generation option(s) {unknown}; known: {sorted(GenerationConfig.__dataclass_fields__)}") from None
+            raise ConfigError(
+                f"unknown generation option(s) {unknown}; known: {sorted(GenerationConfig.__dataclass_fields__)}"
+            ) from None
 
     def _encode(self, text: str, task: Task | None, cfg: GenerationConfig) -> list[int]:
         """Prompt ids (task tokens as ``vocab_size + k``), cut to fit the context."""
@@ -218,15 +235,20 @@ class Runtime:
         if not text.strip():
             raise ConfigError("input is empty")
         v = self.graph.vocab_size
-        ids = encode_prompt(self.tokenizer, task.template if task else None, text,
-                            task.special_tokens if task else (), v)
+        ids = encode_prompt(
+            self.tokenizer, task.template if task else None, text, task.special_tokens if task else (), v
+        )
         if task is None:
             return self._fit(ids, None, cfg)
         kept = build_prompt(self.tokenizer, task, text, v, self._budget(ids, cfg))
         if len(kept) < len(ids):
-            warnings.warn(f"input has {len(ids)} tokens; kept {len(kept)}: every task token, the newest turn and the "
-                          f"start of the context, as in training (n_positions={self.graph.n_positions}, "
-                          f"max_new_tokens={cfg.max_new_tokens})", InputTruncated, stacklevel=3)
+            warnings.warn(
+                f"input has {len(ids)} tokens; kept {len(kept)}: every task token, the newest turn and the "
+                f"start of the context, as in training (n_positions={self.graph.n_positions}, "
+                f"max_new_tokens={cfg.max_new_tokens})",
+                InputTruncated,
+                stacklevel=3,
+            )
         return kept
 
     def _budget(self, ids: list[int], cfg: GenerationConfig) -> int:
@@ -235,8 +257,10 @@ class Runtime:
         n_special = sum(1 for i in ids if i >= v)
         budget = n_pos - cfg.max_new_tokens
         if budget < n_special + 1:
-            raise ConfigError(f"max_new_tokens={cfg.max_new_tokens} is beyond the context: the backbone holds "
-                              f"n_positions={n_pos} tokens and this prompt needs at least {n_special + 1}")
+            raise ConfigError(
+                f"max_new_tokens={cfg.max_new_tokens} is beyond the context: the backbone holds "
+                f"n_positions={n_pos} tokens and this prompt needs at least {n_special + 1}"
+            )
         return budget
 
     def _fit(self, ids: list[int], task: Task | None, cfg: GenerationConfig) -> list[int]:
@@ -247,8 +271,12 @@ class Runtime:
         if task is not None and task.max_source_tokens:
             budget = min(budget, task.max_source_tokens + len(task.special_tokens))  # as in training
         if len(ids) > budget:
-            warnings.warn(f"input has {len(ids)} tokens; kept the last {budget} and every task token "
-                          f"(n_positions={n_pos}, max_new_tokens={cfg.max_new_tokens})", InputTruncated, stacklevel=4)
+            warnings.warn(
+                f"input has {len(ids)} tokens; kept the last {budget} and every task token "
+                f"(n_positions={n_pos}, max_new_tokens={cfg.max_new_tokens})",
+                InputTruncated,
+                stacklevel=4,
+            )
             ids = truncate_left(ids, budget, v)
         return ids
 
@@ -277,12 +305,15 @@ class Runtime:
         parts = [row.push(t) for t in tokens if not row.done]
         return "".join(parts) + row.finish()
 
-    def _decode(self, prompts: list[list[int]], task: Task | None, cfg: GenerationConfig,
-                rows: list[OutputText]) -> Iterator[list[str]]:
+    def _decode(
+        self, prompts: list[list[int]], task: Task | None, cfg: GenerationConfig, rows: list[OutputText]
+    ) -> Iterator[list[str]]:
         """Greedy or sampled decoding of left-padded prompts; yields each step's new text per row."""
         eos, rng = self._eos(task), np.random.default_rng(cfg.seed)
         ids, mask = left_pad(prompts, eos or 0)
-        logits, cache = self._decoder.prefill(ids, mask, cfg.max_new_tokens, task and task.name, self._run_options(task))
+        logits, cache = self._decoder.prefill(
+            ids, mask, cfg.max_new_tokens, task and task.name, self._run_options(task)
+        )
         for n in range(cfg.max_new_tokens):
             nxt = sample(suppress_eos(logits, eos, n, cfg), cfg, rng)  # [b]
             yield ["" if r.done else r.finish() if t == eos else r.push(int(t)) for r, t in zip(rows, nxt)]
@@ -296,7 +327,9 @@ class Runtime:
         """Beam search for one prompt; returns the best hypothesis' tokens (EOS excluded)."""
         eos = self._eos(task)
         ids, mask = left_pad([prompt], eos or 0)
-        logits, cache = self._decoder.prefill(ids, mask, cfg.max_new_tokens, task and task.name, self._run_options(task))
+        logits, cache = self._decoder.prefill(
+            ids, mask, cfg.max_new_tokens, task and task.name, self._run_options(task)
+        )
         cache.reorder(np.zeros(cfg.num_beams, dtype=np.int64))  # every beam starts from the prompt
         logits = np.repeat(logits, cfg.num_beams, axis=0)
         beams = BeamSearch(cfg.num_beams, eos, cfg.length_penalty)
@@ -315,6 +348,6 @@ def left_pad(prompts: list[list[int]], pad: int) -> tuple[np.ndarray, np.ndarray
     ids = np.full((len(prompts), width), pad, dtype=np.int64)
     mask = np.zeros((len(prompts), width), dtype=np.int64)
     for i, p in enumerate(prompts):
-        ids[i, width - len(p):] = p
-        mask[i, width - len(p):] = 1
+        ids[i, width - len(p) :] = p
+        mask[i, width - len(p) :] = 1
     return ids, mask

@@ -1,4 +1,5 @@
 """Opening a bundle's graph and adapter files with ONNX Runtime, checked against the manifest and each other."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -6,10 +7,10 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from .. import names
-from ..bundle import TASK_KEYS, _require, check_adapter_against_graph
-from ..errors import BundleError, ConfigError
-from ..prompting import check_template
+from edgevlm.core import names
+from edgevlm.core.bundle import TASK_KEYS, _require, check_adapter_against_graph
+from edgevlm.core.errors import BundleError, ConfigError
+from edgevlm.core.prompts import check_template
 
 
 @dataclass(frozen=True)
@@ -77,15 +78,20 @@ def _check_dims(path: Path, name: str, got: list, want: list) -> None:
 def check_graph(session: ort.InferenceSession, manifest: dict, path: Path) -> Graph:
     """The session's inputs/outputs against the manifest's ``io`` names and backbone sizes."""
     bb, io = manifest["backbone"], manifest["io"]
-    g = Graph(*(int(bb[k]) for k in ("n_layer", "n_head", "n_embd", "vocab_size", "n_positions")),
-              adapter_inputs={i.name: i.shape for i in session.get_overridable_initializers()
-                              if i.name in io["adapter_inputs"]})
+    g = Graph(
+        *(int(bb[k]) for k in ("n_layer", "n_head", "n_embd", "vocab_size", "n_positions")),
+        adapter_inputs={
+            i.name: i.shape for i in session.get_overridable_initializers() if i.name in io["adapter_inputs"]
+        },
+    )
     inputs = {i.name: i.shape for i in session.get_inputs()}
     if set(inputs) != set(io["inputs"]):
         raise BundleError(f"{path}: graph inputs {sorted(inputs)[:4]}... do not match the manifest's io.inputs")
     missing = [n for n in io["adapter_inputs"] if n not in g.adapter_inputs]
     if missing:
-        raise BundleError(f"{path}: adapter inputs {missing[:3]} are not optional graph inputs (each needs an identity default)")
+        raise BundleError(
+            f"{path}: adapter inputs {missing[:3]} are not optional graph inputs (each needs an identity default)"
+        )
     outputs = {o.name: o.shape for o in session.get_outputs()}
     if list(outputs) != io["outputs"]:
         raise BundleError(f"{path}: graph outputs {list(outputs)[:3]}... do not match the manifest's io.outputs")
@@ -109,8 +115,9 @@ def load_adapter(path: Path, graph: Graph) -> tuple[ort.LoraAdapter, int, int]:
     bad = [k for k, v in params.items() if v.data_type() != "tensor(float)"]
     if bad:
         raise BundleError(f"{path}: adapter tensors must be float32, {bad[0]} is {params[bad[0]].data_type()}")
-    bottleneck, n_tokens = check_adapter_against_graph({k: v.shape() for k, v in params.items()},
-                                                       graph.adapter_inputs, graph.n_embd, str(path))
+    bottleneck, n_tokens = check_adapter_against_graph(
+        {k: v.shape() for k, v in params.items()}, graph.adapter_inputs, graph.n_embd, str(path)
+    )
     del params, fmt
     adapter = ort.LoraAdapter()
     adapter.Load(str(path))
@@ -139,7 +146,9 @@ def load_task(name: str, entry: dict, path: Path, graph: Graph, source: str) -> 
     if n_tokens != len(specials):
         raise BundleError(f"{where} has {len(specials)} special tokens but {path.name} has {n_tokens} task embeddings")
     if entry["special_token_ids"] != [graph.vocab_size + k for k in range(len(specials))]:
-        raise BundleError(f"{where}.special_token_ids must be vocab_size + k = {[graph.vocab_size + k for k in range(len(specials))]}")
+        raise BundleError(
+            f"{where}.special_token_ids must be vocab_size + k = {[graph.vocab_size + k for k in range(len(specials))]}"
+        )
     try:
         check_template(entry["template"], specials)
     except ConfigError as e:

@@ -6,6 +6,7 @@ once per tokenizer and feeds them to an incremental UTF-8 decoder, which
 emits only complete characters. Joined, the pieces equal
 ``tokenizer.decode(ids)`` (special tokens skipped).
 """
+
 from __future__ import annotations
 
 import codecs

@@ -1,0 +1,48 @@
+"""The ``edgevlm`` command: a thin dispatcher over subcommands in :mod:`edgevlm.apps.commands`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from edgevlm import __version__
+from edgevlm.core.env import quiet_libraries
+from edgevlm.core.errors import EdgeVLMError
+
+# One module per subcommand under edgevlm.apps.commands, each with register(subparsers).
+COMMANDS = ("train", "eval", "export", "run", "bench", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgevlm", description="One frozen GPT-2, many tasks: train adapters, export a bundle, run it on-device."
+    )
+    parser.add_argument("--version", action="version", version=f"edgevlm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        try:
+            mod = importlib.import_module(f"edgevlm.apps.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"edgevlm.apps.commands.{name}":
+                raise
+            continue
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    quiet_libraries()
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except EdgeVLMError as e:
+        print(f"edgevlm {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"edgevlm {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""``edgevlm export``: a frozen GPT-2 and trained adapters -> a bundle (ONNX graph, adapter files, manifest)."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("export", help="export the backbone and task adapters into an on-device bundle")
+    p.add_argument("--backbone", default="tiny", help="'tiny' (built locally) or a local Hugging Face GPT-2 directory")
+    p.add_argument(
+        "--adapter",
+        action="append",
+        required=True,
+        metavar="DIR",
+        help="adapter directory from 'edgevlm train' (or a multi-task output holding several); repeatable",
+    )
+    p.add_argument(
+        "--quant",
+        default="fp32",
+        choices=("fp32", "int8", "int4"),
+        help="backbone weights: fp32, int8 (dynamic) or int4 (block-wise weight-only); adapters stay float",
+    )
+    p.add_argument("--out", required=True, help="output bundle directory")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
+    p.add_argument("--no-fuse", action="store_true", help="skip ONNX Runtime's kernel fusion")
+    p.add_argument("--no-check", action="store_true", help="skip the export-time comparison with PyTorch")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import json
+
+    from edgevlm.export import export_bundle
+
+    out = export_bundle(
+        args.backbone,
+        args.adapter,
+        args.quant,
+        out=args.out,
+        force=args.force,
+        fuse=not args.no_fuse,
+        check=not args.no_check,
+    )
+    m = json.loads((out / "manifest.json").read_text())
+    size = sum((out / f).stat().st_size for f in m["files"])
+    print(f"wrote {out}: {args.quant} backbone, tasks {sorted(m['tasks'])}, {size / 1e6:.1f} MB")
+    return 0

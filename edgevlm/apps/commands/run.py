@@ -1,0 +1,132 @@
+"""``edgevlm run``: load a bundle with the torch-free runtime and stream a task's output to stdout."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from edgevlm.core.errors import ConfigError
+
+
+class IntermixedParser(argparse.ArgumentParser):
+    """Accepts the input text after options (``run BUNDLE --task NAME "input"``), which plain argparse
+    refuses for an optional positional on Python < 3.12."""
+
+    _inner = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._inner:
+            return super().parse_known_args(args, namespace)
+        self._inner = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inner = False
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run a bundle on-device: stream a task's output (torch-free runtime)")
+    p.__class__ = IntermixedParser
+    p.add_argument("bundle", help="bundle directory made by 'edgevlm export'")
+    p.add_argument("input", nargs="?", help="input text (default: read lines from stdin, one output per line)")
+    p.add_argument("--task", help="task to run (see --list)")
+    p.add_argument("--plain", action="store_true", help="run the plain backbone without any task")
+    p.add_argument("--list", action="store_true", help="list the bundle's tasks and exit")
+    p.add_argument("--max-new-tokens", type=int, help="tokens to generate at most (default: the task's)")
+    p.add_argument("--min-new-tokens", type=int, default=0, help="suppress EOS until this many tokens")
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--beams", type=int, default=1, help="beam search width (output is printed when complete)")
+    p.add_argument("--stop", action="append", default=[], help="stop before this string (repeatable)")
+    p.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    p.add_argument(
+        "--spin", action="store_true", help="let idle worker threads spin (lower latency on an otherwise idle device)"
+    )
+    p.set_defaults(func=run)
+
+
+def list_tasks(rt) -> None:
+    g = rt.graph
+    print(
+        f"{rt.root}: GPT-2 n_layer={g.n_layer} n_embd={g.n_embd} vocab={g.vocab_size} "
+        f"context={g.n_positions} quantization={rt.manifest['backbone']['quantization']}"
+    )
+    if not rt.tasks:
+        print("(no tasks: run with --plain)")
+    for name, t in sorted(rt.tasks.items()):
+        print(f"{name}\tbottleneck={t.bottleneck}\ttokens={' '.join(t.special_tokens)}\ttemplate={t.template!r}")
+
+
+def answer(rt, text: str, task: str | None, options: dict, out=None) -> None:
+    """Stream one output line (beam search prints when done); a truncated input is reported on stderr."""
+    import warnings
+
+    from edgevlm.runtime import InputTruncated
+
+    out = out or sys.stdout
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InputTruncated)
+        if options.get("num_beams", 1) > 1:
+            out.write(rt.generate(text, task, **options))
+        else:
+            for piece in rt.stream(text, task, **options):
+                out.write(piece)
+                out.flush()
+    out.write("\n")
+    out.flush()
+    for w in caught:
+        if issubclass(w.category, InputTruncated):
+            print(f"edgevlm run: note: {w.message}", file=sys.stderr)
+
+
+def run(args) -> int:
+    from edgevlm.runtime import Runtime
+
+    if args.task and args.plain:
+        raise ConfigError("--task and --plain exclude each other")
+    rt = Runtime.load(args.bundle, threads=args.threads, spin=args.spin)
+    if args.list:
+        list_tasks(rt)
+        return 0
+    if not args.task and not args.plain:
+        raise ConfigError(f"--task is required (available: {sorted(rt.tasks)}), or --plain for the plain backbone")
+    task = None if args.plain else rt.task(args.task).name
+    options = dict(
+        max_new_tokens=args.max_new_tokens,
+        min_new_tokens=args.min_new_tokens,
+        do_sample=args.sample,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+        num_beams=args.beams,
+        stop=args.stop,
+    )
+    rt.generation_config(task, **options)  # bad options fail before any input is read
+    if args.input is not None:
+        answer(rt, args.input, task, options)
+        return 0
+    return interact(rt, task, options)
+
+
+def interact(rt, task: str | None, options: dict) -> int:
+    """One output per input line until EOF; a bad line gets its one-line error and the loop goes on."""
+    from edgevlm.core.errors import EdgeVLMError
+
+    status, interactive = 0, sys.stdin.isatty()
+    while True:
+        if interactive:
+            print(f"{task or 'plain'}> ", end="", flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            return status
+        if not line.strip():
+            continue
+        try:
+            answer(rt, line.rstrip("\n"), task, options)
+        except EdgeVLMError as e:
+            print(f"edgevlm run: error: {e}", file=sys.stderr)
+            status = e.exit_code

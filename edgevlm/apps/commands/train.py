@@ -1,0 +1,60 @@
+"""``edgevlm train``: adapters (one task or several) or full fine-tuning on a frozen GPT-2."""
+
+from __future__ import annotations
+
+from edgevlm.core.errors import ConfigError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train task adapters (or --full fine-tuning) on a frozen GPT-2")
+    p.add_argument("--backbone", default="tiny", help="'tiny' (built locally) or a local Hugging Face GPT-2 directory")
+    p.add_argument(
+        "--task",
+        action="append",
+        required=True,
+        help="task name; repeat for multi-task training; 'all' = the five built-in tasks",
+    )
+    p.add_argument(
+        "--data",
+        help="training data (default: the built-in mini task of that name): E2E CSV, PersonaChat "
+        "JSON (FILE#train for a file of splits), SRC:TGT two line-aligned files or a .tsv, CNN/DM .jsonl or "
+        ".story file/directory, CoQA JSON, or JSONL with source/target; see --format",
+    )
+    p.add_argument(
+        "--valid-data", help="validation data file (default: 5%% of --data, or the built-in validation split)"
+    )
+    p.add_argument(
+        "--format",
+        help="data format, overriding inference from task and file "
+        "(jsonl, e2e, personachat, parallel, tsv, cnndm, coqa)",
+    )
+    p.add_argument("--bottleneck", type=int, help="adapter bottleneck size (default: the task's, as in the paper)")
+    p.add_argument("--steps", type=int, default=400, help="optimisation steps (default 400)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, help="learning rate (default 3e-3 for adapters, 5e-4 with --full)")
+    p.add_argument("--max-len", type=int, default=256, help="max tokens per example (prompt + target)")
+    p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--save-every", type=int, default=100, help="checkpoint interval for --resume")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--full", action="store_true", help="fully fine-tune the backbone (the paper's baseline)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--distill-from", help="teacher directory (a --full output): train on its greedy outputs")
+    p.add_argument("--out", required=True, help="output adapter directory")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from edgevlm.train.api import build_training
+    from edgevlm.train.trainer import train
+
+    if args.data and len(args.task) > 1:
+        raise ConfigError("--data takes one --task; multi-task training uses the built-in tasks")
+    vlm, backbone, datas, tc = build_training(args)
+    summary = train(vlm, backbone, datas, tc, args.out, resume=args.resume)
+    for name, s in summary.items():
+        print(
+            f"{name}: {s['trainable_params']:,} trainable parameters = {s['trainable_share']:.2f}% of the backbone"
+            + (f"; validation loss {s['valid_loss'][0]:.3f} -> {s['valid_loss'][-1]:.3f}" if s["valid_loss"] else "")
+        )
+    print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,101 @@
+"""Tensor names shared by trainer, exporter and runtime (stdlib only).
+
+Every graph input/output and every adapter parameter is named here and
+nowhere else. Adapter tensors use the *graph* layout (``x @ W``), so an
+``adapter.safetensors`` file maps 1:1 onto ONNX Runtime adapter parameters.
+
+Per layer ``i`` the residual adapter is ``h + (relu(LN(h) @ Wd + bd)) @ Wu + bu``:
+
+=============================  ==================  =========
+name                           shape               identity
+=============================  ==================  =========
+``adapter.{i}.ln.weight``      [n_embd]            ones
+``adapter.{i}.ln.bias``        [n_embd]            zeros
+``adapter.{i}.down.weight``    [n_embd, B]         zeros
+``adapter.{i}.down.bias``      [B]                 zeros
+``adapter.{i}.up.weight``      [B, n_embd]         zeros
+``adapter.{i}.up.bias``        [n_embd]            zeros
+``task_embeddings``            [T, n_embd]         zeros
+=============================  ==================  =========
+
+``B`` (bottleneck) and ``T`` (number of task tokens) are symbolic in the
+graph; the "no task" default uses ``B = T = 1``. Task tokens are
+task-local ids ``vocab_size + k`` for the task's k-th special token.
+"""
+
+from __future__ import annotations
+
+INPUT_IDS = "input_ids"
+ATTENTION_MASK = "attention_mask"
+LOGITS = "logits"
+TASK_EMBEDDINGS = "task_embeddings"
+
+BATCH_DIM = "batch"
+SEQ_DIM = "sequence"
+PAST_DIM = "past_sequence"
+TOTAL_DIM = "total_sequence"
+BOTTLENECK_DIM = "bottleneck"
+TASK_TOKENS_DIM = "task_tokens"
+
+ADAPTER_PARTS = ("ln.weight", "ln.bias", "down.weight", "down.bias", "up.weight", "up.bias")
+
+
+def past_key(i: int) -> str:
+    return f"past_key_values.{i}.key"
+
+
+def past_value(i: int) -> str:
+    return f"past_key_values.{i}.value"
+
+
+def present_key(i: int) -> str:
+    return f"present.{i}.key"
+
+
+def present_value(i: int) -> str:
+    return f"present.{i}.value"
+
+
+def adapter_name(i: int, part: str) -> str:
+    if part not in ADAPTER_PARTS:
+        raise ValueError(f"unknown adapter part {part!r}; expected one of {ADAPTER_PARTS}")
+    return f"adapter.{i}.{part}"
+
+
+def past_names(n_layer: int) -> list[str]:
+    """Past key/value input names in graph order: key0, value0, key1, ..."""
+    return [n for i in range(n_layer) for n in (past_key(i), past_value(i))]
+
+
+def present_names(n_layer: int) -> list[str]:
+    return [n for i in range(n_layer) for n in (present_key(i), present_value(i))]
+
+
+def adapter_names(n_layer: int) -> list[str]:
+    """All swappable adapter input names (per-layer adapters, then task embeddings)."""
+    return [adapter_name(i, p) for i in range(n_layer) for p in ADAPTER_PARTS] + [TASK_EMBEDDINGS]
+
+
+def adapter_shape(name: str, n_embd: int, bottleneck: int, n_task_tokens: int) -> tuple[int, ...]:
+    """Concrete shape of adapter tensor ``name`` for given sizes."""
+    if name == TASK_EMBEDDINGS:
+        return (n_task_tokens, n_embd)
+    part = name.split(".", 2)[2]
+    return {
+        "ln.weight": (n_embd,),
+        "ln.bias": (n_embd,),
+        "down.weight": (n_embd, bottleneck),
+        "down.bias": (bottleneck,),
+        "up.weight": (bottleneck, n_embd),
+        "up.bias": (n_embd,),
+    }[part]
+
+
+def symbolic_adapter_shape(name: str, n_embd: int) -> list:
+    """Graph-declared shape: ints for fixed dims, strings for symbolic ones."""
+    return list(adapter_shape(name, n_embd, BOTTLENECK_DIM, TASK_TOKENS_DIM))  # type: ignore[arg-type]
+
+
+def identity_value(name: str) -> float:
+    """Fill value of the identity ("no task") default for ``name``."""
+    return 1.0 if name.endswith("ln.weight") else 0.0

@@ -1,0 +1,195 @@
+"""Evaluation: decode every distinct source, score against all its references, write predictions.
+
+:func:`evaluate` takes any generator ``source -> text`` (optionally with a
+``batch(sources) -> texts`` method), so the PyTorch model here and an ONNX
+bundle through the runtime are scored by the same code.
+:func:`evaluate_adapter` is the Python form of ``edgevlm eval``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from edgevlm.core.config import ADAPTER_JSON, AdapterMeta, TaskConfig, atomic_write_text
+from edgevlm.core.errors import ConfigError, TaskError
+from edgevlm.train.metrics import score
+from edgevlm.train.tasks import BUILTIN_TASKS, Example
+from edgevlm.train.tasks.loaders import group_by_source
+
+Generator = Callable[[str], str]
+
+
+def evaluate(
+    examples: list[Example],
+    generate: Generator,
+    out: str | Path | None = None,
+    limit: int | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> dict:
+    """Metrics of ``generate`` on ``examples`` grouped by source (multi-reference); optionally write JSONL.
+
+    Returns ``{"n": ..., "bleu", "rouge1", "rouge2", "rougeL", "f1", "em"}`` (0-100).
+    """
+    from tqdm.auto import tqdm
+
+    groups = group_by_source(examples)[:limit]
+    if not groups:
+        raise ConfigError("no examples to evaluate")
+    batch = getattr(generate, "batch", None) or (lambda xs: [generate(x) for x in xs])
+    preds: list[str] = []
+    with tqdm(total=len(groups), desc="evaluate", unit="ex", disable=not progress) as bar:
+        for i in range(0, len(groups), batch_size):
+            preds += batch([g.source for g in groups[i : i + batch_size]])
+            bar.update(min(batch_size, len(groups) - i))
+    metrics = {"n": len(groups), **score(preds, [g.refs for g in groups])}
+    if out is not None:
+        write_predictions(out, groups, preds)
+    return metrics
+
+
+def write_predictions(out: str | Path, groups: list[Example], preds: list[str]) -> Path:
+    """JSONL, one ``{"source", "prediction", "references"}`` per line (written atomically)."""
+    lines = [
+        json.dumps({"source": g.source, "prediction": p, "references": g.refs}, ensure_ascii=False)
+        for g, p in zip(groups, preds)
+    ]
+    atomic_write_text(out, "\n".join(lines) + "\n")
+    return Path(out)
+
+
+class TorchGenerator:
+    """``source -> text`` with the PyTorch VLM: greedy (the paper's default) or beam search."""
+
+    def __init__(self, vlm, backbone, cfg: TaskConfig, num_beams: int = 1, max_new_tokens: int | None = None):
+        if num_beams < 1:
+            raise ConfigError(f"--num-beams must be >= 1, got {num_beams}")
+        self.vlm, self.backbone, self.cfg, self.num_beams = vlm, backbone, cfg, num_beams
+        self.max_new_tokens = max_new_tokens or cfg.max_new_tokens
+        self.budget = vlm.config.n_positions - self.max_new_tokens
+        if self.budget <= len(cfg.special_tokens):
+            raise ConfigError(
+                f"--max-new-tokens {self.max_new_tokens} leaves no room for the prompt (context {vlm.config.n_positions})"
+            )
+
+    def prompt(self, source: str) -> list[int]:
+        from edgevlm.core.prompts import build_prompt
+
+        return build_prompt(self.backbone.tokenizer, self.cfg, source, self.vlm.vocab_size, self.budget)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.backbone.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+    def __call__(self, source: str) -> str:
+        from edgevlm.train.decoding import vlm_beam_search
+
+        eos, name = self.backbone.eos_token_id, self.cfg.name
+        if self.num_beams == 1:
+            return self.decode(self.vlm.generate(self.prompt(source), name, self.max_new_tokens, eos))
+        return self.decode(
+            vlm_beam_search(self.vlm, self.prompt(source), name, self.num_beams, self.max_new_tokens, eos)
+        )
+
+    def batch(self, sources: list[str]) -> list[str]:
+        from edgevlm.train.decoding import greedy_batch
+
+        if self.num_beams > 1:
+            return [self(s) for s in sources]
+        ids = greedy_batch(
+            self.vlm, [self.prompt(s) for s in sources], self.cfg.name, self.max_new_tokens, self.backbone.eos_token_id
+        )
+        return [self.decode(x) for x in ids]
+
+
+def resolve_adapter_dir(path: str | Path, task: str | None) -> Path:
+    """``path`` itself, or ``path/<task>`` for a multi-task training output."""
+    p = Path(path)
+    if (p / ADAPTER_JSON).is_file():
+        return p
+    if task and (p / task / ADAPTER_JSON).is_file():
+        return p / task
+    subs = sorted(d.name for d in p.iterdir() if (d / ADAPTER_JSON).is_file()) if p.is_dir() else []
+    hint = f"; it holds adapters for tasks {subs}: pass --task" if subs else " (expected an 'edgevlm train' output)"
+    raise ConfigError(f"{p}: no {ADAPTER_JSON}{hint}")
+
+
+def default_backbone(adapter_dir: Path, meta: AdapterMeta):
+    """A --full output's own ``backbone/`` directory (here or one level up), else the tiny default."""
+    if meta.full_finetune:
+        for d in (adapter_dir / "backbone", adapter_dir.parent / "backbone"):
+            if (d / "config.json").is_file():
+                return d
+    return "tiny"
+
+
+def load_model(adapter: str | Path, backbone=None, task: str | None = None):
+    """(vlm, backbone, task config) for a trained adapter directory; ``backbone`` is a spec or a loaded one."""
+    import torch
+
+    from edgevlm.train.adapters import check_backbone, load_adapter
+    from edgevlm.train.backbone import Backbone, load_backbone
+    from edgevlm.train.model import VLM
+
+    adir = resolve_adapter_dir(adapter, task)
+    meta, tensors = load_adapter(adir)
+    if task is not None and meta.task.name != task:
+        raise TaskError(f"{adir}: adapter is for task {meta.task.name!r}, not {task!r}")
+    bb = backbone if isinstance(backbone, Backbone) else load_backbone(backbone or default_backbone(adir, meta))
+    check_backbone(meta, bb.fingerprint, adir)
+    vlm = VLM(bb.model)
+    vlm.add_task(meta.task).load_tensors({k: torch.from_numpy(v) for k, v in tensors.items()}, str(adir))
+    vlm.eval()
+    return vlm, bb, meta
+
+
+def perplexity(vlm, backbone, cfg: TaskConfig, examples: list[Example], max_len: int) -> float:
+    """Perplexity of the reference targets (each example's ``target``, EOS included) given their prompts."""
+    from edgevlm.train.data import encode_example
+    from edgevlm.train.metrics import perplexity as ppl
+    from edgevlm.train.trainer import validation_loss
+
+    v, eos = vlm.vocab_size, backbone.eos_token_id
+    enc = [encode_example(backbone.tokenizer, cfg, e, v, eos, max_len) for e in examples]
+    n = sum(len(e.target) for e in enc)
+    return ppl(validation_loss(vlm, enc, cfg.name, eos) * n, n)
+
+
+def eval_examples(task: str, data: str | None, fmt: str | None) -> list[Example]:
+    """Examples from ``data`` (any supported format), else the built-in mini task's test split."""
+    from edgevlm.train.tasks.loaders import load_examples
+    from edgevlm.train.tasks.mini import mini_task
+
+    if data is not None:
+        return load_examples(data, task, fmt)
+    if task not in BUILTIN_TASKS:
+        raise ConfigError(f"task {task!r} is not built in: pass --data")
+    return mini_task(task, "test")
+
+
+def evaluate_adapter(
+    adapter: str | Path,
+    data: str | None = None,
+    task: str | None = None,
+    fmt: str | None = None,
+    backbone=None,
+    num_beams: int = 1,
+    limit: int | None = None,
+    out: str | Path | None = None,
+    max_new_tokens: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """``edgevlm eval`` as a call: metrics (plus ``perplexity``) of a trained adapter on ``data``."""
+    if limit is not None and limit <= 0:
+        raise ConfigError(f"--limit must be positive, got {limit}")
+    vlm, bb, meta = load_model(adapter, backbone, task)
+    cfg = meta.task
+    examples = eval_examples(cfg.name, data, fmt)
+    gen = TorchGenerator(vlm, bb, cfg, num_beams, max_new_tokens)
+    metrics = evaluate(examples, gen, out, limit, progress=progress)
+    kept = {g.source for g in group_by_source(examples)[:limit]}
+    max_len = min(int(meta.training.get("max_len", 256)), vlm.config.n_positions)
+    metrics["perplexity"] = perplexity(vlm, bb, cfg, [e for e in examples if e.source in kept], max_len)
+    metrics.update(task=cfg.name, primary=cfg.metric, decoding="greedy" if num_beams == 1 else f"beam{num_beams}")
+    return metrics

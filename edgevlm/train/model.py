@@ -1,0 +1,184 @@
+"""VLM: a frozen Hugging Face GPT-2 with per-task residual adapters and task embeddings."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from edgevlm.core import names
+from edgevlm.core.config import TaskConfig
+from edgevlm.core.errors import BackboneError, TaskError
+
+
+class Adapter(nn.Module):
+    """Residual bottleneck adapter ``h + up(relu(down(LN(h))))``; identity at initialisation."""
+
+    def __init__(self, n_embd: int, bottleneck: int, eps: float = 1e-5):
+        super().__init__()
+        self.ln = nn.LayerNorm(n_embd, eps=eps)
+        self.down_weight = nn.Parameter(torch.empty(n_embd, bottleneck))  # [E, B]
+        self.down_bias = nn.Parameter(torch.zeros(bottleneck))  # [B]
+        self.up_weight = nn.Parameter(torch.zeros(bottleneck, n_embd))  # [B, E]: zero => identity
+        self.up_bias = nn.Parameter(torch.zeros(n_embd))  # [E]
+        nn.init.normal_(self.down_weight, std=0.02)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        z = F.relu(self.ln(h) @ self.down_weight + self.down_bias)  # [b, s, B]
+        return h + z @ self.up_weight + self.up_bias  # [b, s, E]
+
+    def tensors(self, layer: int) -> dict[str, nn.Parameter]:
+        """This adapter's parameters under their graph names."""
+        parts = (self.ln.weight, self.ln.bias, self.down_weight, self.down_bias, self.up_weight, self.up_bias)
+        return {names.adapter_name(layer, p): t for p, t in zip(names.ADAPTER_PARTS, parts)}
+
+
+class TaskModule(nn.Module):
+    """One task's trainable parts: an adapter per block and its task-token embeddings."""
+
+    def __init__(self, cfg: TaskConfig, n_layer: int, n_embd: int, init_embedding: torch.Tensor, eps: float):
+        super().__init__()
+        self.cfg = cfg
+        self.adapters = nn.ModuleList(Adapter(n_embd, cfg.bottleneck, eps) for _ in range(n_layer))
+        t = len(cfg.special_tokens)
+        self.task_embeddings = nn.Parameter(init_embedding.detach().clone().expand(t, n_embd).contiguous())  # [T, E]
+
+    def tensors(self) -> dict[str, nn.Parameter]:
+        """All trainable tensors under their graph names (the adapter file's contents)."""
+        out: dict[str, nn.Parameter] = {}
+        for i, a in enumerate(self.adapters):
+            out.update(a.tensors(i))
+        out[names.TASK_EMBEDDINGS] = self.task_embeddings
+        return out
+
+    def load_tensors(self, tensors: dict[str, torch.Tensor], source: str) -> None:
+        mine = self.tensors()
+        if set(tensors) != set(mine):
+            missing, extra = sorted(set(mine) - set(tensors)), sorted(set(tensors) - set(mine))
+            raise BackboneError(
+                f"{source}: adapter tensors do not match the backbone (missing {missing[:3]}, unexpected {extra[:3]})"
+            )
+        with torch.no_grad():
+            for k, p in mine.items():
+                if tuple(tensors[k].shape) != tuple(p.shape):
+                    raise BackboneError(
+                        f"{source}: tensor {k} has shape {tuple(tensors[k].shape)}, expected {tuple(p.shape)}"
+                    )
+                p.copy_(tensors[k])
+
+
+class VLM(nn.Module):
+    """Frozen GPT-2 backbone serving several tasks; ``task=None`` is the plain backbone.
+
+    Task tokens are task-local ids ``>= vocab_size`` (see :mod:`edgevlm.core.prompts`).
+    """
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        if getattr(backbone.config, "model_type", None) != "gpt2":
+            raise BackboneError(
+                f"unsupported architecture {getattr(backbone.config, 'model_type', None)!r}: only GPT-2 is supported"
+            )
+        self.backbone = backbone
+        self.backbone.requires_grad_(False)
+        self.tasks = nn.ModuleDict()
+        self._active: TaskModule | None = None
+        for i, block in enumerate(backbone.transformer.h):
+            block._vlm_layer = i
+            block.register_forward_hook(self._adapt)
+
+    @property
+    def config(self):
+        return self.backbone.config
+
+    @property
+    def vocab_size(self) -> int:
+        return self.backbone.config.vocab_size
+
+    def add_task(self, cfg: TaskConfig) -> TaskModule:
+        """Add a fresh (identity) adapter and task embeddings for ``cfg``."""
+        if cfg.name in self.tasks:
+            raise TaskError(f"task {cfg.name!r} already exists in this model")
+        c = self.backbone.config
+        wte = self.backbone.transformer.wte.weight
+        mod = TaskModule(cfg, c.n_layer, c.n_embd, wte.mean(0, keepdim=True), c.layer_norm_epsilon)
+        self.tasks[cfg.name] = mod.to(wte.device)
+        return mod
+
+    def task(self, name: str) -> TaskModule:
+        if name not in self.tasks:
+            raise TaskError(f"unknown task {name!r}; available: {sorted(self.tasks)}")
+        return self.tasks[name]
+
+    def _adapt(self, module, inputs, output):
+        if self._active is None:
+            return output
+        return (self._active.adapters[module._vlm_layer](output[0]),) + tuple(output[1:])
+
+    @contextlib.contextmanager
+    def _using(self, task: str | None) -> Iterator[None]:
+        prev, self._active = self._active, (self.task(task) if task is not None else None)
+        try:
+            yield
+        finally:
+            self._active = prev
+
+    def embed(self, input_ids: torch.Tensor, task: str | None) -> torch.Tensor:
+        """Token embeddings; ids >= vocab_size read the task's embedding table. [b, s] -> [b, s, E]"""
+        v = self.vocab_size
+        wte = self.backbone.transformer.wte
+        is_task = input_ids >= v
+        if is_task.any() and task is None:
+            raise TaskError("input contains task tokens but no task was selected")
+        emb = wte(input_ids.clamp(max=v - 1))  # [b, s, E]
+        if task is not None:
+            table = self.task(task).task_embeddings  # [T, E]
+            if is_task.any() and int(input_ids.max()) - v >= table.shape[0]:
+                raise TaskError(f"task token id out of range for task {task!r}")
+            tid = (input_ids - v).clamp(min=0, max=table.shape[0] - 1)
+            emb = torch.where(is_task.unsqueeze(-1), table[tid], emb)
+        return emb
+
+    def forward(self, input_ids, attention_mask=None, task=None, past_key_values=None):
+        """Logits [b, s, V] and the new cache; positions follow the attention mask (left padding safe)."""
+        if attention_mask is None:
+            past = 0 if past_key_values is None else past_key_values.get_seq_length()
+            attention_mask = torch.ones(
+                input_ids.shape[0], past + input_ids.shape[1], dtype=torch.long, device=input_ids.device
+            )
+        pos = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -input_ids.shape[1] :]  # [b, s]
+        with self._using(task):
+            out = self.backbone(
+                inputs_embeds=self.embed(input_ids, task),
+                attention_mask=attention_mask,
+                position_ids=pos,
+                past_key_values=past_key_values,
+                use_cache=True,
+            )
+        return out.logits, out.past_key_values
+
+    @torch.no_grad()
+    def generate(self, prompt: list[int], task: str | None, max_new_tokens: int, eos_token_id: int | None) -> list[int]:
+        """Greedy decoding with the KV cache; returns the new token ids (EOS excluded)."""
+        self.eval()
+        ids = torch.tensor([prompt], dtype=torch.long)
+        logits, past = self(ids, task=task)
+        out: list[int] = []
+        for _ in range(max_new_tokens):
+            nxt = int(logits[0, -1].argmax())
+            if nxt == eos_token_id:
+                break
+            out.append(nxt)
+            logits, past = self(torch.tensor([[nxt]]), task=task, past_key_values=past)
+        return out
+
+    def backbone_params(self) -> int:
+        return sum(p.numel() for p in self.backbone.parameters())
+
+    def trainable_share(self, task: str) -> tuple[int, float]:
+        """(extra parameters of ``task``, their share of the backbone in %)."""
+        n = sum(p.numel() for p in self.task(task).parameters())
+        return n, 100.0 * n / self.backbone_params()

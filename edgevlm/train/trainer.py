@@ -1,0 +1,237 @@
+"""Training: one task's adapter, several tasks at once, or full fine-tuning (the paper's baseline)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from edgevlm.core.config import AdapterMeta, TaskConfig, atomic_write_text
+from edgevlm.core.errors import ConfigError
+from edgevlm.train.adapters import save_adapter
+from edgevlm.train.backbone import Backbone
+from edgevlm.train.data import IGNORE, Encoded, collate
+from edgevlm.train.model import VLM
+
+CHECKPOINT = "checkpoint"
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings; validated on construction."""
+
+    steps: int = 400
+    batch_size: int = 16
+    lr: float = 3e-3
+    warmup: int = 20
+    weight_decay: float = 0.0
+    clip: float = 1.0
+    seed: int = 0
+    eval_every: int = 100
+    save_every: int = 100
+    max_len: int = 256
+    full: bool = False
+
+    def __post_init__(self) -> None:
+        for k in ("steps", "batch_size", "max_len", "eval_every", "save_every"):
+            if getattr(self, k) <= 0:
+                raise ConfigError(f"--{k.replace('_', '-')} must be positive, got {getattr(self, k)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"--lr must be a positive number, got {self.lr}")
+        if self.warmup < 0 or self.clip <= 0:
+            raise ConfigError("--warmup must be >= 0 and clip > 0")
+
+
+@dataclass
+class TaskData:
+    cfg: TaskConfig
+    train: list[Encoded]
+    valid: list[Encoded] = field(default_factory=list)
+
+
+def lm_loss(vlm: VLM, ids, mask, labels, task: str) -> torch.Tensor:
+    """Mean cross-entropy over target tokens only. ids/mask/labels [b, t]."""
+    logits, _ = vlm(ids, attention_mask=mask, task=task)  # [b, t, V]
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE)
+
+
+@torch.no_grad()
+def validation_loss(vlm: VLM, data: list[Encoded], task: str, pad: int, batch_size: int = 32) -> float:
+    """Token-weighted mean target loss over ``data``."""
+    was_training = vlm.training
+    vlm.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(data), batch_size):
+        ids, mask, labels = collate(data[i : i + batch_size], pad)
+        n = int((labels[:, 1:] != IGNORE).sum())
+        total += float(lm_loss(vlm, ids, mask, labels, task)) * n
+        count += n
+    vlm.train(was_training)
+    return total / max(count, 1)
+
+
+def trainable(vlm: VLM, tasks: list[str], full: bool) -> list[torch.nn.Parameter]:
+    """Freeze everything, then unfreeze the tasks' parts (adapters stay identity under --full)."""
+    vlm.requires_grad_(False)
+    params = []
+    for name in tasks:
+        mod = vlm.task(name)
+        parts = [mod.task_embeddings] if full else list(mod.parameters())
+        params += parts
+    if full:
+        params += list(vlm.backbone.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def make_optimizer(params, tc: TrainConfig):
+    opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+
+    def schedule(step: int) -> float:  # linear warmup, then linear decay to 0
+        return min(1.0, (step + 1) / max(tc.warmup, 1)) * max(0.0, 1.0 - step / tc.steps)
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+
+
+def save_checkpoint(out: Path, params, opt, sched, step: int, gen: torch.Generator, history: list) -> None:
+    """Trainable tensors, optimizer moments and RNG state as safetensors + JSON (atomic)."""
+    from safetensors.torch import save_file
+
+    tensors = {f"param.{i}": p.detach().contiguous() for i, p in enumerate(params)}
+    for i, p in enumerate(params):
+        for k, v in opt.state.get(p, {}).items():
+            tensors[f"opt.{i}.{k}"] = v.detach().reshape(-1) if v.dim() == 0 else v.detach().contiguous()
+    tensors["rng.data"] = gen.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    tmp = out / f".{CHECKPOINT}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(tensors, str(tmp / "state.safetensors"))
+    (tmp / "state.json").write_text(json.dumps({"step": step, "sched": sched.state_dict(), "history": history}))
+    shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
+    tmp.rename(out / CHECKPOINT)
+
+
+def load_checkpoint(out: Path, params, opt, sched, gen: torch.Generator) -> tuple[int, list]:
+    from safetensors.torch import load_file
+
+    ck = out / CHECKPOINT
+    if not (ck / "state.json").is_file():
+        raise ConfigError(f"--resume: no checkpoint in {ck}")
+    tensors = load_file(str(ck / "state.safetensors"))
+    meta = json.loads((ck / "state.json").read_text())
+    with torch.no_grad():
+        for i, p in enumerate(params):
+            if tensors[f"param.{i}"].shape != p.shape:
+                raise ConfigError(f"{ck}: checkpoint does not match this model/task set (param {i})")
+            p.copy_(tensors[f"param.{i}"])
+            st = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"opt.{i}.")}
+            if st:
+                st["step"] = st["step"].reshape(())
+                opt.state[p] = st
+    sched.load_state_dict(meta["sched"])
+    for group, lr in zip(opt.param_groups, sched.get_last_lr()):
+        group["lr"] = lr
+    gen.set_state(tensors["rng.data"])
+    torch.set_rng_state(tensors["rng.torch"])
+    return int(meta["step"]), meta["history"]
+
+
+def train(
+    vlm: VLM,
+    backbone: Backbone,
+    datas: dict[str, TaskData],
+    tc: TrainConfig,
+    out: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Train the given tasks (grouped batches, round robin), then write adapter directories into ``out``.
+
+    Returns a summary: per task the trainable share and validation losses.
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(tc.seed)
+    gen = torch.Generator().manual_seed(tc.seed)
+    names = list(datas)
+    params = trainable(vlm, names, tc.full)
+    opt, sched = make_optimizer(params, tc)
+    pad = backbone.eos_token_id
+    if resume:
+        start, history = load_checkpoint(out, params, opt, sched, gen)
+    else:
+        start, history = (
+            0,
+            [{"step": 0, **{n: validation_loss(vlm, d.valid, n, pad) for n, d in datas.items() if d.valid}}],
+        )
+    vlm.train()
+    bar = tqdm(
+        range(start, tc.steps),
+        initial=start,
+        total=tc.steps,
+        desc=f"train {'+'.join(names)}",
+        unit="step",
+        disable=not progress,
+    )
+    for step in bar:
+        name = names[step % len(names)]
+        d = datas[name]
+        idx = torch.randint(0, len(d.train), (tc.batch_size,), generator=gen).tolist()
+        loss = lm_loss(vlm, *collate([d.train[i] for i in idx], pad), name)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, tc.clip)
+        opt.step()
+        sched.step()
+        bar.set_postfix(task=name, loss=f"{loss.item():.3f}")
+        if (step + 1) % tc.eval_every == 0 or step + 1 == tc.steps:
+            history.append(
+                {"step": step + 1, **{n: validation_loss(vlm, datas[n].valid, n, pad) for n in names if datas[n].valid}}
+            )
+            bar.write(
+                f"step {step + 1}: validation loss "
+                + ", ".join(f"{k}={v:.3f}" for k, v in history[-1].items() if k != "step")
+            )
+        if (step + 1) % tc.save_every == 0 and step + 1 < tc.steps:
+            save_checkpoint(out, params, opt, sched, step + 1, gen, history)
+    vlm.eval()
+    return write_outputs(vlm, backbone, datas, tc, out, history)
+
+
+def write_outputs(
+    vlm: VLM, backbone: Backbone, datas: dict[str, TaskData], tc: TrainConfig, out: Path, history: list
+) -> dict:
+    """One adapter directory per task (``out`` itself for a single task); ``out/backbone`` under --full."""
+    from edgevlm.train.backbone import fingerprint
+
+    fp, cfg = backbone.fingerprint, backbone.config_dict
+    if tc.full:
+        bdir = out / "backbone"
+        vlm.backbone.save_pretrained(bdir, safe_serialization=True)
+        backbone.tokenizer.save(str(bdir / "tokenizer.json"))
+        fp = fingerprint(vlm.backbone)
+    summary = {}
+    for name in datas:
+        n, share = vlm.trainable_share(name)
+        if tc.full:
+            n, share = vlm.backbone_params() + vlm.task(name).task_embeddings.numel(), 100.0
+        tensors = {k: v.detach().cpu().numpy() for k, v in vlm.task(name).tensors().items()}
+        meta = AdapterMeta(datas[name].cfg, fp, cfg, n, share, tc.full, {**asdict(tc), "history": history})
+        save_adapter(out if len(datas) == 1 else out / name, tensors, meta)
+        summary[name] = {
+            "trainable_params": n,
+            "trainable_share": share,
+            "valid_loss": [h.get(name) for h in history if name in h],
+        }
+    shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
+    atomic_write_text(out / "train_summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
