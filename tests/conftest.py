@@ -54,3 +54,11 @@ def tiny_bundle(tmp_path_factory, trained_adapters):
         return made[quant]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    """A tiny random Llama-family HF directory (GQA 4/2 heads, 3 layers, 64 wide), made once per session."""
+    from llama_helpers import make_tiny_llama
+
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
