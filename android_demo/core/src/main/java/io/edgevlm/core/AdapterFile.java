@@ -1,0 +1,109 @@
+package io.edgevlm.core;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Reads the parameter names, shapes and types of an ONNX Runtime adapter file ({@code .onnx_adapter}, a
+ * FlatBuffer with identifier "TORT": Adapter{format_version, adapter_version, model_version, parameters},
+ * Parameter{name, dims, data_type, raw_data}). The Java API can load such a file but not list its tensors,
+ * which the bundle check needs before trusting it (Python uses {@code onnxruntime.AdapterFormat}).
+ */
+public final class AdapterFile {
+    /** One adapter tensor: ONNX element type (1 = float) and shape. */
+    public static final class Param {
+        public final int dataType;
+        public final List<Long> shape;
+
+        Param(int dataType, List<Long> shape) {
+            this.dataType = dataType;
+            this.shape = shape;
+        }
+    }
+
+    private static final String[] TYPE_NAMES = {"undefined", "float", "uint8", "int8", "uint16", "int16", "int32",
+        "int64", "string", "bool", "float16", "double", "uint32", "uint64", "complex64", "complex128", "bfloat16"};
+
+    private final ByteBuffer b;
+
+    private AdapterFile(ByteBuffer b) {
+        this.b = b;
+    }
+
+    /** The ONNX type name of an element type, as onnxruntime prints it: {@code tensor(float)}. */
+    public static String typeName(int t) {
+        return "tensor(" + (t >= 0 && t < TYPE_NAMES.length ? TYPE_NAMES[t] : "type" + t) + ")";
+    }
+
+    /** Parameters by name in file order; IOException (one line) when the file is not an adapter file. */
+    public static Map<String, Param> read(Path path) throws IOException {
+        ByteBuffer b = ByteBuffer.wrap(Files.readAllBytes(path)).order(ByteOrder.LITTLE_ENDIAN);
+        try {
+            return new AdapterFile(b).params();
+        } catch (IndexOutOfBoundsException | IllegalArgumentException e) {
+            throw new IOException("malformed adapter FlatBuffer (" + e.getMessage() + ")");
+        }
+    }
+
+    private Map<String, Param> params() throws IOException {
+        if (b.capacity() < 8 || b.get(4) != 'T' || b.get(5) != 'O' || b.get(6) != 'R' || b.get(7) != 'T') {
+            throw new IOException("no TORT file identifier");
+        }
+        int root = b.getInt(0);
+        int vec = field(root, 3);
+        Map<String, Param> out = new LinkedHashMap<>();
+        if (vec == 0) {
+            return out;
+        }
+        int at = deref(vec);
+        int n = b.getInt(at);
+        for (int k = 0; k < n; k++) {
+            int elem = at + 4 + 4 * k;
+            int table = elem + b.getInt(elem);
+            int nameField = field(table, 0);
+            if (nameField == 0) {
+                throw new IOException("parameter " + k + " has no name");
+            }
+            int s = deref(nameField);
+            byte[] name = new byte[b.getInt(s)];
+            ByteBuffer dup = b.duplicate(); // not get(int, byte[]): that needs Android API 35
+            dup.position(s + 4);
+            dup.get(name);
+            List<Long> shape = new ArrayList<>();
+            int dims = field(table, 1);
+            if (dims != 0) {
+                int d = deref(dims);
+                for (int j = 0; j < b.getInt(d); j++) {
+                    shape.add(b.getLong(d + 4 + 8 * j));
+                }
+            }
+            int typeField = field(table, 2);
+            int type = typeField == 0 ? 0 : b.getInt(typeField);
+            out.put(new String(name, java.nio.charset.StandardCharsets.UTF_8), new Param(type, shape));
+        }
+        return out;
+    }
+
+    /** Absolute position of field {@code index} of the table at {@code table}, 0 when absent. */
+    private int field(int table, int index) {
+        int vtable = table - b.getInt(table);
+        int vsize = Short.toUnsignedInt(b.getShort(vtable));
+        int slot = 4 + 2 * index;
+        if (slot >= vsize) {
+            return 0;
+        }
+        int off = Short.toUnsignedInt(b.getShort(vtable + slot));
+        return off == 0 ? 0 : table + off;
+    }
+
+    private int deref(int pos) {
+        return pos + b.getInt(pos);
+    }
+}

@@ -1,0 +1,200 @@
+package io.edgevlm.core;
+
+import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtLoggingLevel;
+import ai.onnxruntime.OrtSession;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Consumer;
+
+/**
+ * A loaded edgevlm bundle, the Java twin of Python's {@code edgevlm.runtime.Runtime}: the manifest checked
+ * (schema, checksums, confined paths, shapes), one {@code OrtSession} for the frozen backbone and one
+ * {@code OrtLoraAdapter} per task, loaded once. Each call picks its task with
+ * {@code RunOptions.addActiveLoraAdapter} (null = the plain backbone). Thread-safe: calls share only read-only
+ * state and each owns its cache.
+ */
+public final class Bundle implements AutoCloseable {
+    public static final int DEFAULT_MAX_NEW_TOKENS = 64; // the plain backbone has no task defaults
+    static final String EOS_TOKEN = "<|endoftext|>";
+
+    public final Path root;
+    public final Manifest manifest;
+    public final GraphInfo graph;
+    public final ByteLevelBpe tokenizer;
+    private final OrtSession session;
+    private final Map<String, Task> tasks;
+    private final Decoder decoder;
+    private final Integer eos; // for task=null
+
+    private Bundle(Path root, Manifest manifest, GraphInfo graph, ByteLevelBpe tokenizer, OrtSession session,
+                   Map<String, Task> tasks) {
+        this.root = root;
+        this.manifest = manifest;
+        this.graph = graph;
+        this.tokenizer = tokenizer;
+        this.session = session;
+        this.tasks = Collections.unmodifiableMap(tasks);
+        this.decoder = new Decoder(OrtEnvironment.getEnvironment(), session, graph);
+        Object e = manifest.tokenizerField("eos_token_id", tokenizer.tokenToId(EOS_TOKEN));
+        this.eos = e instanceof Long && (Long) e >= 0 && (Long) e < graph.vocabSize ? (Integer) (int) (long) (Long) e
+                : e instanceof Integer && (Integer) e >= 0 && (Integer) e < graph.vocabSize ? (Integer) e : null;
+    }
+
+    /** {@link #load(Path, Integer, boolean)} with all cores and sleeping worker threads. */
+    public static Bundle load(Path dir) {
+        return load(dir, null, false);
+    }
+
+    /**
+     * Checks {@code dir} and loads it. {@code threads}: intra-op threads (null: all cores); {@code spin}: let
+     * idle ORT worker threads spin (lower latency on an otherwise idle device, slower on a busy one).
+     */
+    public static Bundle load(Path dir, Integer threads, boolean spin) {
+        Manifest m = Manifest.load(dir);
+        Path tokPath = m.confined(m.tokenizerFile(), "tokenizer.file");
+        ByteLevelBpe tok;
+        try {
+            tok = ByteLevelBpe.fromJson(new String(Files.readAllBytes(tokPath), StandardCharsets.UTF_8));
+        } catch (IOException | RuntimeException e) {
+            throw new BundleException(tokPath + ": cannot read the tokenizer (" + e.getMessage() + ")");
+        }
+        Path graphPath = m.confined(m.backboneFile(), "backbone.file");
+        OrtSession session;
+        try {
+            session = OrtEnvironment.getEnvironment().createSession(graphPath.toString(), options(threads, spin));
+        } catch (OrtException e) {
+            throw new BundleException(graphPath + ": ONNX Runtime cannot load the graph (" + firstLine(e) + ")");
+        }
+        Map<String, Task> tasks = new LinkedHashMap<>();
+        try {
+            GraphInfo g = GraphInfo.check(session, m, dir.resolve(m.backboneFile()));
+            for (Map.Entry<String, Map<String, Object>> e : m.tasks().entrySet()) {
+                String name = e.getKey();
+                Path file = m.confined(e.getValue().get("adapter_file"), "tasks." + name + ".adapter_file");
+                tasks.put(name, TaskLoader.load(name, e.getValue(), file, g, m.where));
+            }
+            return new Bundle(dir, m, g, tok, session, tasks);
+        } catch (OrtException | RuntimeException e) {
+            tasks.values().forEach(t -> t.adapter.close());
+            closeQuietly(session);
+            if (e instanceof OrtException) {
+                throw new BundleException(graphPath + ": ONNX Runtime cannot read the graph (" + firstLine(e) + ")");
+            }
+            throw (RuntimeException) e;
+        }
+    }
+
+    static String firstLine(Exception e) {
+        String s = String.valueOf(e.getMessage());
+        int nl = s.indexOf('\n');
+        return nl < 0 ? s : s.substring(0, nl);
+    }
+
+    private static void closeQuietly(OrtSession s) {
+        try {
+            s.close();
+        } catch (OrtException ignored) {
+            // already failing with a better message
+        }
+    }
+
+    private static OrtSession.SessionOptions options(Integer threads, boolean spin) throws OrtException {
+        if (threads != null && threads <= 0) {
+            throw new ConfigException("threads must be a positive integer or None (all cores), got " + threads);
+        }
+        OrtSession.SessionOptions so = new OrtSession.SessionOptions();
+        so.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
+        so.setExecutionMode(OrtSession.SessionOptions.ExecutionMode.SEQUENTIAL);
+        so.setInterOpNumThreads(1);
+        if (threads != null) {
+            so.setIntraOpNumThreads(threads);
+        }
+        so.addConfigEntry("session.intra_op.allow_spinning", spin ? "1" : "0");
+        so.setSessionLogLevel(OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR); // one warning per optional adapter input
+        return so;
+    }
+
+    /** The loaded tasks by name, in manifest order (read-only). */
+    public Map<String, Task> tasks() {
+        return tasks;
+    }
+
+    /** The task called {@code name} (null: the plain backbone); TaskException lists the loaded ones. */
+    public Task task(String name) {
+        if (name == null) {
+            return null;
+        }
+        Task t = tasks.get(name);
+        if (t == null) {
+            List<Object> names = new ArrayList<>(tasks.keySet());
+            names.sort(null);
+            throw new TaskException("unknown task " + Py.repr(name) + "; available tasks: " + Py.repr(names)
+                    + " (or task=None for the plain backbone)");
+        }
+        return t;
+    }
+
+    /** EOS id of the plain backbone (null: none), from the manifest's tokenizer section. */
+    public Integer plainEos() {
+        return eos;
+    }
+
+    /** Generates a continuation of {@code text} with {@code task} (null: plain backbone); blocks until done. */
+    public Decoder.Result generate(String text, String task, GenerationConfig cfg) {
+        return generate(text, task, cfg, null);
+    }
+
+    /** As {@link #generate(String, String, GenerationConfig)}, handing each piece of text to {@code onText}. */
+    public Decoder.Result generate(String text, String task, GenerationConfig cfg, Consumer<String> onText) {
+        Task t = task(task);
+        GenerationConfig c = cfg.withDefaultMax(t != null ? t.maxNewTokens : DEFAULT_MAX_NEW_TOKENS);
+        return decode(encode(text, t, c), t, c, onText);
+    }
+
+    /** Decodes after already-encoded prompt ids (task tokens as vocab_size + k), cut like Python's _fit. */
+    public Decoder.Result generateTokens(List<Integer> prompt, String task, GenerationConfig cfg) {
+        Task t = task(task);
+        GenerationConfig c = cfg.withDefaultMax(t != null ? t.maxNewTokens : DEFAULT_MAX_NEW_TOKENS);
+        if (prompt.isEmpty()) {
+            throw new ConfigException("input is empty: the prompt has no tokens");
+        }
+        int limit = graph.vocabSize + (t != null ? t.specialTokens.size() : 0);
+        for (int id : prompt) {
+            if (id < 0 || id >= limit) {
+                throw new ConfigException("prompt id " + id + " is out of range: ids must be in [0, " + limit
+                        + ") for task " + Py.repr(task));
+            }
+        }
+        return decode(PromptBuilder.fit(prompt, t, c.maxNewTokens, graph), t, c, null);
+    }
+
+    /** The prompt ids a call would decode after (task tokens as vocab_size + k), cut to fit the context. */
+    public PromptBuilder.Prompt encode(String text, Task task, GenerationConfig cfg) {
+        GenerationConfig c = cfg.withDefaultMax(task != null ? task.maxNewTokens : DEFAULT_MAX_NEW_TOKENS);
+        return PromptBuilder.encode(tokenizer, graph, task, text, c.maxNewTokens);
+    }
+
+    private Decoder.Result decode(PromptBuilder.Prompt p, Task t, GenerationConfig c, Consumer<String> onText) {
+        try {
+            return decoder.run(p.ids, p.note, t, t != null ? t.eosTokenId : eos, c, tokenizer, onText);
+        } catch (OrtException e) {
+            throw new EdgeVlmException(root + ": ONNX Runtime failed to run the graph (" + firstLine(e) + ")", e);
+        }
+    }
+
+    /** Releases the session and the adapters; calls must have finished. */
+    @Override
+    public void close() {
+        tasks.values().forEach(t -> t.adapter.close());
+        closeQuietly(session);
+    }
+}

@@ -1,0 +1,161 @@
+package io.edgevlm.core;
+
+import java.io.BufferedReader;
+import java.io.InputStreamReader;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * {@code java -jar edgevlm-core.jar BUNDLE --task NAME "input"} (or {@code --plain}, {@code --list}): the Java
+ * twin of {@code edgevlm run}, streaming the output to stdout. Without an input it reads one input per line.
+ * Errors are one line on stderr and exit code 2, as in the Python CLI.
+ */
+public final class Cli {
+    private Cli() {
+    }
+
+    public static void main(String[] args) {
+        PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
+        try {
+            System.exit(run(args, out));
+        } catch (EdgeVlmException e) {
+            System.err.println("edgevlm-core: error: " + e.getMessage());
+            System.exit(2);
+        }
+    }
+
+    static final String USAGE = "usage: java -jar edgevlm-core.jar BUNDLE (--task NAME | --plain | --list) [--max-new-tokens N]"
+            + " [--min-new-tokens N] [--sample [--temperature T] [--top-k K] [--top-p P] [--seed S]] [--stop STR]..."
+            + " [--threads N] [--spin] [INPUT]";
+
+    static int run(String[] args, PrintStream out) {
+        String bundle = null;
+        String input = null;
+        String task = null;
+        boolean plain = false;
+        boolean list = false;
+        boolean spin = false;
+        Integer threads = null;
+        GenerationConfig.Builder b = GenerationConfig.builder();
+        double temp = 1.0;
+        double topP = 1.0;
+        int topK = 0;
+        Long seed = null;
+        boolean sample = false;
+        List<String> positional = new ArrayList<>();
+        for (int i = 0; i < args.length; i++) {
+            String a = args[i];
+            switch (a) {
+                case "--task": task = value(args, ++i, a); break;
+                case "--plain": plain = true; break;
+                case "--list": list = true; break;
+                case "--spin": spin = true; break;
+                case "--sample": sample = true; break;
+                case "--threads": threads = Integer.valueOf(number(args, ++i, a)); break;
+                case "--max-new-tokens": b.maxNewTokens(Integer.valueOf(number(args, ++i, a))); break;
+                case "--min-new-tokens": b.minNewTokens(Integer.parseInt(number(args, ++i, a))); break;
+                case "--temperature": temp = Double.parseDouble(number(args, ++i, a)); break;
+                case "--top-k": topK = Integer.parseInt(number(args, ++i, a)); break;
+                case "--top-p": topP = Double.parseDouble(number(args, ++i, a)); break;
+                case "--seed": seed = Long.valueOf(number(args, ++i, a)); break;
+                case "--stop": b.stop(value(args, ++i, a)); break;
+                case "-h": case "--help": out.println(USAGE); return 0;
+                default:
+                    if (a.startsWith("--")) {
+                        throw new ConfigException("unknown option " + a + "; " + USAGE);
+                    }
+                    positional.add(a);
+            }
+        }
+        if (positional.isEmpty() || positional.size() > 2) {
+            throw new ConfigException(USAGE);
+        }
+        bundle = positional.get(0);
+        input = positional.size() > 1 ? positional.get(1) : null;
+        if (task != null && plain) {
+            throw new ConfigException("--task and --plain exclude each other");
+        }
+        if (sample) {
+            b.sample(temp, topK, topP, seed);
+        }
+        GenerationConfig cfg = b.build();
+        try (Bundle rt = Bundle.load(Path.of(bundle), threads, spin)) {
+            if (list) {
+                listTasks(rt, out);
+                return 0;
+            }
+            if (task == null && !plain) {
+                List<Object> names = new ArrayList<>(rt.tasks().keySet());
+                names.sort(null);
+                throw new ConfigException("--task is required (available: " + Py.repr(names) + "), or --plain for the plain backbone");
+            }
+            String name = plain ? null : rt.task(task).name;
+            if (input != null) {
+                answer(rt, input, name, cfg, out);
+                return 0;
+            }
+            return interact(rt, name, cfg, out);
+        }
+    }
+
+    private static String value(String[] args, int i, String opt) {
+        if (i >= args.length) {
+            throw new ConfigException(opt + " needs a value");
+        }
+        return args[i];
+    }
+
+    private static String number(String[] args, int i, String opt) {
+        String v = value(args, i, opt);
+        try {
+            Double.parseDouble(v);
+        } catch (NumberFormatException e) {
+            throw new ConfigException(opt + " needs a number, got " + Py.repr(v));
+        }
+        return v;
+    }
+
+    static void listTasks(Bundle rt, PrintStream out) {
+        GraphInfo g = rt.graph;
+        out.println(rt.root + ": n_layer=" + g.nLayer + " n_embd=" + g.nEmbd + " vocab=" + g.vocabSize + " context="
+                + g.nPositions + " quantization=" + rt.manifest.quantization());
+        if (rt.tasks().isEmpty()) {
+            out.println("(no tasks: run with --plain)");
+        }
+        rt.tasks().keySet().stream().sorted().forEach(n -> out.println(rt.tasks().get(n)));
+    }
+
+    private static void answer(Bundle rt, String text, String task, GenerationConfig cfg, PrintStream out) {
+        Decoder.Result r = rt.generate(text, task, cfg, piece -> {
+            out.print(piece);
+            out.flush();
+        });
+        out.println();
+        if (r.note != null) {
+            System.err.println("edgevlm-core: note: " + r.note);
+        }
+    }
+
+    private static int interact(Bundle rt, String task, GenerationConfig cfg, PrintStream out) {
+        int status = 0;
+        try (BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8))) {
+            for (String line; (line = in.readLine()) != null; ) {
+                if (Py.strip(line).isEmpty()) {
+                    continue;
+                }
+                try {
+                    answer(rt, line, task, cfg, out);
+                } catch (EdgeVlmException e) {
+                    System.err.println("edgevlm-core: error: " + e.getMessage());
+                    status = 2;
+                }
+            }
+        } catch (java.io.IOException e) {
+            throw new ConfigException("cannot read stdin (" + e.getMessage() + ")");
+        }
+        return status;
+    }
+}

@@ -1,0 +1,96 @@
+package io.edgevlm.core;
+
+import ai.onnxruntime.NodeInfo;
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtSession;
+import ai.onnxruntime.TensorInfo;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * What decoding needs to know about the backbone graph, checked against the manifest like Python's
+ * {@code check_graph}. The past key/value shape ({@code [batch, kv_heads, past, head_dim]}) is read from the
+ * graph's declared inputs, so a grouped-query-attention backbone only needs its manifest fields here.
+ */
+public final class GraphInfo {
+    public final int nLayer;
+    public final int nHead;
+    public final int nEmbd;
+    public final int vocabSize;
+    public final int nPositions;
+    /** Key/value heads and head size of the cache, as the graph declares them. */
+    public final int kvHeads;
+    public final int headDim;
+    final List<String> pastNames;
+    final List<String> presentNames;
+    final List<String> adapterInputs;
+
+    private GraphInfo(Manifest m) {
+        nLayer = m.backboneInt("n_layer");
+        nHead = m.backboneInt("n_head");
+        nEmbd = m.backboneInt("n_embd");
+        vocabSize = m.backboneInt("vocab_size");
+        nPositions = m.backboneInt("n_positions");
+        Object kv = m.backboneField("n_kv_head"); // Llama-family bundles (GQA); GPT-2: one kv head per head
+        kvHeads = kv == null ? nHead : m.backboneInt("n_kv_head");
+        Object hd = m.backboneField("head_dim");
+        headDim = hd == null ? nEmbd / nHead : m.backboneInt("head_dim");
+        pastNames = Names.pastNames(nLayer);
+        presentNames = Names.presentNames(nLayer);
+        adapterInputs = Names.adapterNames(nLayer);
+    }
+
+    /** The session's inputs and outputs against the manifest's io names and backbone sizes. */
+    static GraphInfo check(OrtSession session, Manifest m, Path path) throws OrtException {
+        GraphInfo g = new GraphInfo(m);
+        Map<String, NodeInfo> inputs = session.getInputInfo();
+        List<String> want = new ArrayList<>(List.of(Names.INPUT_IDS, Names.ATTENTION_MASK));
+        want.addAll(g.pastNames);
+        if (!inputs.keySet().equals(new HashSet<>(want))) {
+            List<Object> sorted = new ArrayList<>(inputs.keySet());
+            sorted.sort(null);
+            throw new BundleException(path + ": graph inputs " + Py.repr(sorted.subList(0, Math.min(4, sorted.size())))
+                    + "... do not match the manifest's io.inputs");
+        }
+        Map<String, NodeInfo> outputs = session.getOutputInfo();
+        List<String> wantOut = new ArrayList<>(List.of(Names.LOGITS));
+        wantOut.addAll(g.presentNames);
+        if (!new ArrayList<>(outputs.keySet()).equals(wantOut)) {
+            List<Object> names = new ArrayList<>(outputs.keySet());
+            throw new BundleException(path + ": graph outputs " + Py.repr(names.subList(0, Math.min(3, names.size())))
+                    + "... do not match the manifest's io.outputs");
+        }
+        Long[] cache = {null, (long) g.kvHeads, null, (long) g.headDim};
+        for (String name : g.pastNames) {
+            checkDims(path, name, inputs.get(name), cache);
+        }
+        for (String name : g.presentNames) {
+            checkDims(path, name, outputs.get(name), cache);
+        }
+        checkDims(path, Names.LOGITS, outputs.get(Names.LOGITS), new Long[] {null, null, (long) g.vocabSize});
+        return g;
+    }
+
+    /** The declared shape fits {@code want} (fixed dims equal, null = any). */
+    private static void checkDims(Path path, String name, NodeInfo info, Long[] want) {
+        TensorInfo t = (TensorInfo) info.getInfo();
+        long[] got = t.getShape();
+        boolean ok = got.length == want.length;
+        for (int k = 0; ok && k < got.length; k++) {
+            ok = got[k] < 0 || want[k] == null || got[k] == want[k];
+        }
+        if (!ok) {
+            String[] dn = t.getDimensionNames();
+            List<Object> shown = new ArrayList<>();
+            for (int k = 0; k < got.length; k++) {
+                shown.add(got[k] >= 0 ? (Object) got[k] : dn != null && k < dn.length && !dn[k].isEmpty() ? dn[k] : null);
+            }
+            throw new BundleException(path + ": graph input/output " + name + " has shape " + Py.repr(shown)
+                    + ", the manifest implies " + Py.repr(Arrays.asList((Object[]) want)));
+        }
+    }
+}

@@ -1,0 +1,133 @@
+package io.edgevlm.core;
+
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtLoraAdapter;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
+
+/**
+ * A manifest task entry with its adapter file, every field checked against the adapter's tensors and the
+ * graph with the same one-line messages as Python's {@code load_task} / {@code check_adapter_against_graph};
+ * only then is the file loaded, once, as an {@code OrtLoraAdapter}.
+ */
+final class TaskLoader {
+    private TaskLoader() {
+    }
+
+    static Task load(String name, Map<String, Object> entry, Path path, GraphInfo g, String source) throws OrtException {
+        String where = source + ": tasks." + name;
+        Manifest.require(entry, Manifest.TASK_KEYS, where);
+        int[] sizes = checkAdapter(path, g);
+        Object specials = entry.get("special_tokens");
+        if (!(specials instanceof List) || !((List<?>) specials).stream().allMatch(s -> s instanceof String)) {
+            throw new BundleException(where + ".special_tokens must be a list of strings");
+        }
+        List<String> sp = new ArrayList<>();
+        ((List<?>) specials).forEach(s -> sp.add((String) s));
+        Object bn = entry.get("bottleneck");
+        if (!(bn instanceof Long) || (Long) bn != sizes[0]) {
+            throw new BundleException(where + ".bottleneck is " + Py.repr(bn) + " but " + path.getFileName()
+                    + " has bottleneck " + sizes[0]);
+        }
+        if (sizes[1] != sp.size()) {
+            throw new BundleException(where + " has " + sp.size() + " special tokens but " + path.getFileName() + " has "
+                    + sizes[1] + " task embeddings");
+        }
+        List<Object> wantIds = new ArrayList<>();
+        for (int k = 0; k < sp.size(); k++) {
+            wantIds.add((long) g.vocabSize + k);
+        }
+        if (!wantIds.equals(entry.get("special_token_ids"))) {
+            throw new BundleException(where + ".special_token_ids must be vocab_size + k = " + Py.repr(wantIds));
+        }
+        Object template = entry.get("template");
+        String bad = template instanceof String ? Prompts.checkTemplate((String) template, sp) : "must be a string";
+        if (bad != null) {
+            throw new BundleException(where + ".template: " + bad);
+        }
+        Object eos = entry.get("eos_token_id");
+        if (!(eos instanceof Long) || (Long) eos < 0 || (Long) eos >= g.vocabSize) {
+            throw new BundleException(where + ".eos_token_id must be a token id below vocab_size=" + g.vocabSize + ", got "
+                    + Py.repr(eos));
+        }
+        if (!(entry.get("generation") instanceof Map)) {
+            throw new BundleException(where + ".generation must be an object");
+        }
+        Map<?, ?> gen = (Map<?, ?>) entry.get("generation");
+        int maxNew = positive(gen.get("max_new_tokens"), where + ".generation.max_new_tokens");
+        Object ms = gen.get("max_source_tokens");
+        Integer maxSrc = ms == null ? null : positive(ms, where + ".generation.max_source_tokens");
+        OrtLoraAdapter adapter = OrtLoraAdapter.create(path.toString());
+        return new Task(name, sizes[0], sp, (String) template, (int) (long) (Long) eos, maxNew, maxSrc, path, adapter);
+    }
+
+    private static int positive(Object v, String where) {
+        if (!(v instanceof Long) || (Long) v <= 0) {
+            throw new BundleException(where + " must be a positive integer, got " + Py.repr(v));
+        }
+        return (int) (long) (Long) v;
+    }
+
+    /** The adapter's tensors against the graph's adapter inputs; returns {bottleneck, task tokens}. */
+    static int[] checkAdapter(Path path, GraphInfo g) {
+        if (!Files.isRegularFile(path)) {
+            throw new BundleException(path + ": adapter file not found");
+        }
+        Map<String, AdapterFile.Param> params;
+        try {
+            params = AdapterFile.read(path);
+        } catch (IOException e) {
+            throw new BundleException(path + ": not a readable ONNX Runtime adapter file (" + e.getMessage() + ")");
+        }
+        for (Map.Entry<String, AdapterFile.Param> e : params.entrySet()) {
+            if (e.getValue().dataType != 1) {
+                throw new BundleException(path + ": adapter tensors must be float32, " + e.getKey() + " is "
+                        + AdapterFile.typeName(e.getValue().dataType));
+            }
+        }
+        List<String> expected = g.adapterInputs;
+        Set<String> missing = new TreeSet<>(expected);
+        missing.removeAll(params.keySet());
+        Set<String> unknown = new TreeSet<>(params.keySet());
+        unknown.removeAll(expected);
+        if (!missing.isEmpty() || !unknown.isEmpty()) {
+            throw new BundleException(path + ": adapter does not match the graph (missing " + first3(missing)
+                    + ", not graph inputs " + first3(unknown) + ")");
+        }
+        Map<String, Long> bound = new HashMap<>();
+        for (String name : expected) {
+            List<Long> got = params.get(name).shape;
+            List<Object> decl = Names.symbolicAdapterShape(name, g.nEmbd);
+            if (got.size() != decl.size()) {
+                throw new BundleException(path + ": " + name + " has rank " + got.size() + ", the graph expects " + Py.repr(decl));
+            }
+            for (int k = 0; k < got.size(); k++) {
+                Object d = decl.get(k);
+                if (d instanceof Long && (Long) d > 0 && !got.get(k).equals(d)) {
+                    throw new BundleException(path + ": " + name + " has shape " + Py.repr(got) + ", the graph expects "
+                            + Py.repr(decl));
+                }
+                if (d instanceof String) {
+                    Long prev = bound.putIfAbsent((String) d, got.get(k));
+                    if (prev != null && !prev.equals(got.get(k))) {
+                        throw new BundleException(path + ": " + name + " has " + d + "=" + got.get(k)
+                                + " but another tensor has " + d + "=" + prev);
+                    }
+                }
+            }
+        }
+        return new int[] {(int) (long) bound.getOrDefault(Names.BOTTLENECK_DIM, 0L),
+            (int) (long) bound.getOrDefault(Names.TASK_TOKENS_DIM, 0L)};
+    }
+
+    private static String first3(Set<String> s) {
+        return Py.repr(new ArrayList<Object>(new ArrayList<>(s).subList(0, Math.min(3, s.size()))));
+    }
+}
