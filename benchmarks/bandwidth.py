@@ -97,7 +97,7 @@ def _initializer_bytes(init) -> int:
 
 
 def torch_weight_bytes(model) -> dict[str, int]:
-    """Bytes a PyTorch GPT-2 reads per token: all parameters except the position table (tied wte read once, as LM head)."""
+    """Bytes a PyTorch GPT-2 reads per token: all parameters but the position table (tied wte read once, as LM head)."""
     wpe = model.transformer.wpe.weight
     total = sum(p.numel() * p.element_size() for p in model.parameters())  # parameters() yields tied wte once
     return {

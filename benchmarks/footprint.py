@@ -139,7 +139,8 @@ def summary(report: Report, rows: list[dict], size: str) -> None:
         b = next(r for r in rows if r["kind"] == "bundle" and r["quant"] == q and r["n_tasks"] == len(TASKS))
         f = next(r for r in rows if r["kind"] == "full" and r["quant"] == q and r["n_tasks"] == len(TASKS))
         report.add(
-            f"[{size}] {q}, 5 tasks: bundle {b['disk_mb']:.0f} MB disk / {b['peak_rss_mb']:.0f} MB RSS vs 5 full models "
+            f"[{size}] {q}, 5 tasks: bundle {b['disk_mb']:.0f} MB disk / {b['peak_rss_mb']:.0f} MB RSS "
+            "vs 5 full models "
             f"{f['disk_mb']:.0f} MB / {f['peak_rss_mb']:.0f} MB ({f['disk_mb'] / b['disk_mb']:.2f}x disk, "
             f"{f['peak_rss_mb'] / b['peak_rss_mb']:.2f}x RSS)",
             kind="summary",

@@ -28,17 +28,16 @@ from pathlib import Path
 
 from edgevlm.core.errors import ConfigError
 
-from . import plots
 from .bandwidth import bound, measure_bandwidth
-from .common import Report, check_threads, md_table, median, spread, suite_dir
+from .common import Report, check_threads, median, spread, suite_dir
 from .engines import Engine, optimum_export
 from .fixtures import Workspace, backbone_dir, export, make_adapters
+from .latency_report import OTHER_TASK, TASK, markdown, plot
 from .probe import run_probe
 from .profile import profile
 from .worker import Worker
 
 SUITE = "latency"
-TASK, OTHER_TASK = "summarization", "dialogue"  # both bottleneck 100
 QUANTS = ("fp32", "int8", "int4")
 PAUSE_S = 0.02  # let the previous engine's spinning worker threads go idle
 
@@ -65,11 +64,13 @@ def build_engines(ws: Workspace, size: str, threads: int, pbar) -> list[Engine]:
     engines = []
     for q in QUANTS:
         pbar.set_postfix_str(f"{size}: export {q} bundle")
-        bundle = ws.get(f"{size}-latency-bundle-{q}", lambda p: export(hf, [ad / TASK, ad / OTHER_TASK], q, p))
+        bundle = ws.get(f"{size}-latency-bundle-{q}", lambda p, q=q: export(hf, [ad / TASK, ad / OTHER_TASK], q, p))
         engines.append(Engine("edgevlm", q, bundle, threads, TASK))
     for q in ("fp32", "int8"):
         pbar.set_postfix_str(f"{size}: optimum export {q}")
-        engines.append(Engine("optimum", q, ws.get(f"{size}-optimum-{q}", lambda p: optimum_export(hf, p, q)), threads))
+        engines.append(
+            Engine("optimum", q, ws.get(f"{size}-optimum-{q}", lambda p, q=q: optimum_export(hf, p, q)), threads)
+        )
     engines.append(Engine("pytorch", "fp32", hf, threads))
     return engines
 
@@ -209,7 +210,8 @@ def measure_size(report: Report, ws: Workspace, size: str, plan: Plan, threads: 
     after = bandwidths(threads)
     gbps = {k: median([bw[k], after[k]]) for k in bw}
     report.add(
-        f"[{size}] memory bandwidth {gbps[1]:.2f} GB/s (numpy sum over 512 MB; before/after {bw[1]:.2f}/{after[1]:.2f}); "
+        f"[{size}] memory bandwidth {gbps[1]:.2f} GB/s (numpy sum over 512 MB; "
+        f"before/after {bw[1]:.2f}/{after[1]:.2f}); "
         f"{threads} threads summing at once: {gbps[threads]:.2f} GB/s",
         kind="bandwidth",
         size=size,
@@ -278,7 +280,8 @@ def engine_row(
         f"[{size}] {e.label}: decode {d['decode_ms_per_token']:.2f} ms/token = {d['tokens_per_s']:.1f} tokens/s "
         f"({100 * row['fraction_of_bound']:.0f}% of the {b:.1f} tokens/s bandwidth bound, "
         f"{100 * row['fraction_of_threads_bound']:.0f}% of the {e.threads}-thread one; {wb / 2**20:.1f} MB/token); "
-        f"prefill {plan.prompts[0]} tokens {d['prefill_short_ms']:.1f} ms, {plan.prompts[1]} tokens {d['prefill_long_ms']:.1f} ms",
+        f"prefill {plan.prompts[0]} tokens {d['prefill_short_ms']:.1f} ms, "
+        f"{plan.prompts[1]} tokens {d['prefill_long_ms']:.1f} ms",
         kind="engine",
         **row,
     )
@@ -303,83 +306,6 @@ def ratios(report: Report, size: str, rows: list[dict]) -> None:
             x_optimum_fp32=best["x_optimum_fp32"],
             x_pytorch_fp32=best["x_pytorch_fp32"],
         )
-
-
-COLUMNS = [
-    ("engine", "engine"),
-    ("decode_ms_per_token", "decode ms/token"),
-    ("tokens_per_s", "tokens/s"),
-    ("x_optimum_fp32", "x optimum fp32"),
-    ("x_pytorch_fp32", "x PyTorch"),
-    ("bound_tokens_per_s", "bound tokens/s"),
-    ("fraction_of_bound", "fraction of bound"),
-    ("fraction_of_threads_bound", "fraction of n-thread bound"),
-    ("prefill_short_ms", "prefill 32 ms"),
-    ("prefill_long_ms", "prefill 128 ms"),
-    ("adapter_overhead_pct", "adapter overhead %"),
-    ("decode_cpu_ms_per_token", "CPU ms/token"),
-    ("cold_load_ms", "cold load ms"),
-    ("peak_rss_mb", "peak RSS MB"),
-    ("weight_mb_per_token", "weights MB/token"),
-]
-
-
-PROFILE_COLUMNS = [
-    ("engine", "engine"),
-    ("decode_ms_per_token", "ms/token (profiled)"),
-    ("python_ms_per_token", "Python ms"),
-    ("ort_call_overhead_ms_per_token", "ORT call ms"),
-    ("ort_framework_ms_per_token", "ORT framework ms"),
-    ("kernels_ms_per_token", "kernels ms"),
-    ("top_ops", "top kernels (ms/token)"),
-]
-
-
-def profile_table(records: list[dict], size: str) -> str:
-    prof = [
-        {**r, "top_ops": ", ".join(f"{op} {ms:.2f}" for op, ms in list(r["ops_ms_per_token"].items())[:4])}
-        for r in records
-        if r.get("kind") == "profile" and r["size"] == size
-    ]
-    if not prof:
-        return ""
-    return (
-        "\nWhere a decoded token's time goes in the runtime (ORT profiler on, which adds some overhead; "
-        "`python -m edgevlm.benchmarks.profile BUNDLE`):\n\n" + md_table(prof, PROFILE_COLUMNS)
-    )
-
-
-def markdown(rows: list[dict], plan_of: dict[str, Plan], records: list[dict]) -> str:
-    parts = []
-    for size in dict.fromkeys(r["size"] for r in rows):
-        p = plan_of[size]
-        sub = [r for r in rows if r["size"] == size and "tokens_per_s" in r]
-        sw = next((r for r in rows if r["size"] == size and r["engine"] == "task switch"), None)
-        switch = (
-            f"Task switch (edgevlm fp32): {sw['switch_ms']:+.3f} ms."
-            if sw
-            else "Task switch: measured on the smaller sizes."
-        )
-        parts.append(
-            f"## {size}\n\nBatch 1, greedy, exactly {p.new_tokens} new tokens after a {p.prompts[0]}-token prompt; "
-            f"median of {p.reps} interleaved repetitions, each engine in its own process. {switch} Bound = bytes "
-            "of weights read per token / bandwidth of one numpy sum (the n-thread bound: n sums at once).\n\n"
-            + md_table(sub, COLUMNS)
-            + profile_table(records, size)
-        )
-    return "\n".join(parts) + "\n![tokens/s](tokens_per_s.png)\n"
-
-
-def plot(rows: list[dict], out: Path) -> Path:
-    groups = {}
-    for r in rows:
-        if "tokens_per_s" in r:
-            groups.setdefault(r["size"], []).append(
-                (r["engine"].replace(f" task={TASK}", ""), r["tokens_per_s"], r["bound_tokens_per_s"])
-            )
-    return plots.bars_with_bounds(
-        out / "tokens_per_s.png", groups, "decode tokens/s (log)", "Decode speed per engine and format"
-    )
 
 
 def run(

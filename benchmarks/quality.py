@@ -134,7 +134,10 @@ def e2e(report: Report, ws: Workspace, plan: Plan, threads: int, path: Path, bar
     ):
         bar.set_postfix_str(f"E2E: train {name}")
         systems[name] = ws.get(
-            key, lambda p: train_adapters("tiny", data, plan.e2e_steps, p, full, plan.batch_size, bottleneck)
+            key,
+            lambda p, full=full, bottleneck=bottleneck: train_adapters(
+                "tiny", data, plan.e2e_steps, p, full, plan.batch_size, bottleneck
+            ),
         )
         bar.update(1)
     ad = systems["adapter (PyTorch)"]
@@ -159,7 +162,7 @@ def bundles(
     out, ref = [], {}
     for q in QUANTS:
         bar.set_postfix_str(f"{dataset}: {q} bundle")
-        b = ws.get(f"{dataset}-bundle-{q}", lambda p: export(ensure_tiny(), list(adapters.values()), q, p))
+        b = ws.get(f"{dataset}-bundle-{q}", lambda p, q=q: export(ensure_tiny(), list(adapters.values()), q, p))
         rt = Runtime.load(b, threads=threads)
         for t in adapters:
             s, preds = bundle_scores(rt, t, examples[t], limit)

@@ -32,9 +32,11 @@ def load(results: Path, suite: str) -> dict | None:
 def provenance(doc: dict, suite: str) -> str:
     m = doc["machine"]
     return (
-        f"*{suite}: `{doc['command']}` on {m['cpu_model']} ({m['logical_cores']} cores, {m['threads_used']} threads used, "
+        f"*{suite}: `{doc['command']}` on {m['cpu_model']} ({m['logical_cores']} cores, "
+        f"{m['threads_used']} threads used, "
         f"load average {m['load_avg_at_start'][0]} at start, {m['load_avg_at_end'][0]} at end), {doc['started_utc']}, "
-        f"{doc['duration_s'] / 60:.1f} min; full data: [results.json]({LINK}{suite}/results.json), [table]({LINK}{suite}/results.md).*\n"
+        f"{doc['duration_s'] / 60:.1f} min; full data: [results.json]({LINK}{suite}/results.json), "
+        f"[table]({LINK}{suite}/results.md).*\n"
     )
 
 

@@ -49,6 +49,7 @@ class Worker:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
+            env=env,
         )
         self.ready = self._read()  # {"load_s": ...} once loaded
 

@@ -31,14 +31,19 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from edgevlm.core.errors import ConfigError
 
-if TYPE_CHECKING:  # config imports this module (check_template)
-    from edgevlm.core.config import TaskConfig
-
 INPUT_FIELD = "{input}"
+
+
+class PromptFormat(Protocol):
+    """What prompt building reads of a task: a ``TaskConfig`` in training, the runtime's task record on device."""
+
+    template: str
+    special_tokens: tuple[str, ...] | list[str]
+    max_source_tokens: int | None
 
 
 def check_template(template: str, special_tokens: Sequence[str]) -> None:
@@ -137,7 +142,7 @@ def split_turns(text: str, special_tokens) -> tuple[str, list[str]]:
     return context, exchanges
 
 
-def prompt_parts(tokenizer, cfg: TaskConfig, source: str, vocab_size: int) -> Parts:
+def prompt_parts(tokenizer, cfg: PromptFormat, source: str, vocab_size: int) -> Parts:
     """Encode ``source`` under ``cfg.template`` split into context, exchanges and tail."""
     prefix, suffix = cfg.template.split(INPUT_FIELD)
     context, exchanges = split_turns(source, cfg.special_tokens)
@@ -185,7 +190,7 @@ def fit(parts: Parts, budget: int, vocab_size: int, max_context: int | None) -> 
     return context + [t for turn in kept for t in turn] + newest + parts.tail
 
 
-def build_prompt(tokenizer, cfg: TaskConfig, source: str, vocab_size: int, budget: int) -> list[int]:
+def build_prompt(tokenizer, cfg: PromptFormat, source: str, vocab_size: int, budget: int) -> list[int]:
     """Prompt ids for ``source`` (task tokens as ``vocab_size + k``) in at most ``budget`` ids.
 
     ``cfg`` is any object with ``template``, ``special_tokens`` and ``max_source_tokens``
