@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edgevlm.core import names
+from edgevlm.core import graphio, names
 from edgevlm.core.errors import BackboneError
 
 OPSET = 17
@@ -47,6 +47,21 @@ def graph_inputs(model: onnx.ModelProto) -> dict[str, list]:
         dims = i.type.tensor_type.shape.dim
         out[i.name] = [d.dim_param if d.dim_param else int(d.dim_value) for d in dims]
     return out
+
+
+def declared_io(model: onnx.ModelProto) -> tuple[dict, dict, dict]:
+    """(required inputs, optional inputs with a default, outputs): name -> (dtype, dims), for
+    :func:`edgevlm.core.graphio.check_graph_io`."""
+    inits = {t.name for t in model.graph.initializer}
+
+    def decl(v: onnx.ValueInfoProto) -> tuple[str, list]:
+        t = v.type.tensor_type
+        dims = [d.dim_param if d.dim_param else int(d.dim_value) for d in t.shape.dim]
+        return str(helper.tensor_dtype_to_np_dtype(t.elem_type)), dims
+
+    inputs = {i.name: decl(i) for i in model.graph.input}
+    required = {k: v for k, v in inputs.items() if k not in inits}
+    return required, {k: v for k, v in inputs.items() if k in inits}, {o.name: decl(o) for o in model.graph.output}
 
 
 def check_config(cfg) -> None:
@@ -298,23 +313,21 @@ def _block(b: _Builder, h: str, blk, mask: tuple[str, str], i: int, cfg, fused: 
     return _adapter(b, b.op("Add", [h, f], f"h.{i}"), i, eps)
 
 
+def decoder_io(cfg) -> graphio.DecoderIO:
+    """The graph's declared IO (:func:`edgevlm.core.graphio.decoder_io`) for a GPT-2 config: kv heads = heads."""
+    return graphio.decoder_io(cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head, cfg.n_embd, cfg.vocab_size)
+
+
 def _io(cfg) -> tuple[list, list]:
-    """Declared graph inputs (adapter inputs last) and outputs."""
-    f, i64 = TensorProto.FLOAT, TensorProto.INT64
-    kv = [names.BATCH_DIM, cfg.n_head, names.PAST_DIM, cfg.n_embd // cfg.n_head]
-    present = [names.BATCH_DIM, cfg.n_head, names.TOTAL_DIM, cfg.n_embd // cfg.n_head]
-    inputs = [
-        helper.make_tensor_value_info(names.INPUT_IDS, i64, [names.BATCH_DIM, names.SEQ_DIM]),
-        helper.make_tensor_value_info(names.ATTENTION_MASK, i64, [names.BATCH_DIM, names.TOTAL_DIM]),
-    ]
-    inputs += [helper.make_tensor_value_info(n, f, kv) for n in names.past_names(cfg.n_layer)]
-    inputs += [
-        helper.make_tensor_value_info(n, f, names.symbolic_adapter_shape(n, cfg.n_embd))
-        for n in names.adapter_names(cfg.n_layer)
-    ]
-    outputs = [helper.make_tensor_value_info(names.LOGITS, f, [names.BATCH_DIM, names.SEQ_DIM, cfg.vocab_size])]
-    outputs += [helper.make_tensor_value_info(n, f, present) for n in names.present_names(cfg.n_layer)]
-    return inputs, outputs
+    """Declared graph inputs (adapter inputs last) and outputs, from the shared declaration."""
+    io = decoder_io(cfg)
+    return [_value_info(s) for s in io.inputs + io.adapter_inputs], [_value_info(s) for s in io.outputs]
+
+
+def _value_info(spec: graphio.TensorSpec) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(
+        spec.name, helper.np_dtype_to_tensor_dtype(np.dtype(spec.dtype)), list(spec.dims)
+    )
 
 
 def identity_defaults(n_layer: int, n_embd: int) -> dict[str, np.ndarray]:

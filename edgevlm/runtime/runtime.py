@@ -66,7 +66,7 @@ class Runtime:
         self.root, self.manifest, self.session, self.graph, self.tokenizer = root, manifest, session, graph, tokenizer
         self._tasks = tasks
         self._lock = threading.Lock()
-        self._decoder = Decoder(session, graph.n_layer, graph.n_head, graph.head_dim)
+        self._decoder = Decoder(session, graph.n_layer, graph.n_kv_head, graph.head_dim)
         self._table = token_bytes(tokenizer, graph.vocab_size)
         eos = manifest["tokenizer"].get("eos_token_id", tokenizer.token_to_id(EOS_TOKEN))
         self.eos_token_id = eos if isinstance(eos, int) and 0 <= eos < graph.vocab_size else None  # for task=None

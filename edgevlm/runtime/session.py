@@ -7,7 +7,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from edgevlm.core import names
+from edgevlm.core import graphio
 from edgevlm.core.bundle import TASK_KEYS, _require, check_adapter_against_graph
 from edgevlm.core.errors import BundleError, ConfigError
 from edgevlm.core.prompts import check_template
@@ -22,11 +22,9 @@ class Graph:
     n_embd: int
     vocab_size: int
     n_positions: int
+    n_kv_head: int
+    head_dim: int
     adapter_inputs: dict[str, list] = field(repr=False)  # adapter input name -> declared (symbolic) shape
-
-    @property
-    def head_dim(self) -> int:
-        return self.n_embd // self.n_head
 
 
 @dataclass(frozen=True)
@@ -69,38 +67,25 @@ def open_session(path: Path, threads: int | None, spin: bool = False) -> ort.Inf
         raise BundleError(f"{path}: ONNX Runtime cannot load the graph ({str(e).splitlines()[0]})") from None
 
 
-def _check_dims(path: Path, name: str, got: list, want: list) -> None:
-    """``got`` (declared shape) fits ``want`` (ints must match, None = any)."""
-    if len(got) != len(want) or any(isinstance(g, int) and w is not None and g != w for g, w in zip(got, want)):
-        raise BundleError(f"{path}: graph input/output {name} has shape {got}, the manifest implies {want}")
+def _declared(args: list) -> dict[str, tuple[str | None, list]]:
+    """ORT NodeArgs -> name -> (numpy dtype name, declared shape)."""
+    return {a.name: (graphio.ORT_TYPES.get(a.type), a.shape) for a in args}
 
 
 def check_graph(session: ort.InferenceSession, manifest: dict, path: Path) -> Graph:
-    """The session's inputs/outputs against the manifest's ``io`` names and backbone sizes."""
-    bb, io = manifest["backbone"], manifest["io"]
-    g = Graph(
-        *(int(bb[k]) for k in ("n_layer", "n_head", "n_embd", "vocab_size", "n_positions")),
-        adapter_inputs={
-            i.name: i.shape for i in session.get_overridable_initializers() if i.name in io["adapter_inputs"]
-        },
+    """The session's inputs/outputs against the declared decoder IO for the manifest's backbone sizes."""
+    bb = manifest["backbone"]
+    n_layer, n_head, n_embd, vocab, n_pos = (
+        int(bb[k]) for k in ("n_layer", "n_head", "n_embd", "vocab_size", "n_positions")
     )
-    inputs = {i.name: i.shape for i in session.get_inputs()}
-    if set(inputs) != set(io["inputs"]):
-        raise BundleError(f"{path}: graph inputs {sorted(inputs)[:4]}... do not match the manifest's io.inputs")
-    missing = [n for n in io["adapter_inputs"] if n not in g.adapter_inputs]
-    if missing:
-        raise BundleError(
-            f"{path}: adapter inputs {missing[:3]} are not optional graph inputs (each needs an identity default)"
-        )
-    outputs = {o.name: o.shape for o in session.get_outputs()}
-    if list(outputs) != io["outputs"]:
-        raise BundleError(f"{path}: graph outputs {list(outputs)[:3]}... do not match the manifest's io.outputs")
-    for name in names.past_names(g.n_layer):
-        _check_dims(path, name, inputs[name], [None, g.n_head, None, g.head_dim])
-    for name in names.present_names(g.n_layer):
-        _check_dims(path, name, outputs[name], [None, g.n_head, None, g.head_dim])
-    _check_dims(path, names.LOGITS, outputs[names.LOGITS], [None, None, g.vocab_size])
-    return g
+    n_kv_head, head_dim = int(bb.get("n_kv_head", n_head)), int(bb.get("head_dim", n_embd // n_head))
+    io = graphio.decoder_io(n_layer, n_kv_head, head_dim, n_embd, vocab)
+    if manifest["io"] != io.names():
+        raise BundleError(f"{path}: the manifest's io names do not match this edgevlm's graph layout")
+    adapter_names = set(io.names()["adapter_inputs"])
+    adapters = {k: v for k, v in _declared(session.get_overridable_initializers()).items() if k in adapter_names}
+    graphio.check_graph_io(io, _declared(session.get_inputs()), adapters, _declared(session.get_outputs()), str(path))
+    return Graph(n_layer, n_head, n_embd, vocab, n_pos, n_kv_head, head_dim, {k: v[1] for k, v in adapters.items()})
 
 
 def load_adapter(path: Path, graph: Graph) -> tuple[ort.LoraAdapter, int, int]:

@@ -1,0 +1,116 @@
+"""The decoder graph's inputs and outputs, declared once as data (stdlib only).
+
+:func:`decoder_io` says what every backbone graph of every architecture
+looks like from outside: the exporter's builders declare exactly these
+tensors, the runtime refuses a graph that differs (:func:`check_graph_io`),
+and the verifier feeds them. Past/present key/values are ``[batch,
+n_kv_head, past_sequence | total_sequence, head_dim]``: ``n_kv_head`` is
+``n_head`` for GPT-2 and fewer for grouped-query attention (Llama), and
+``head_dim`` need not be ``n_embd // n_head``. Adapter inputs are optional
+(identity defaults) and sized by the hidden size ``n_embd``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from edgevlm.core import names
+from edgevlm.core.errors import BundleError
+
+Dim = int | str  # int: a fixed size; str: a symbolic (dynamic) axis name
+ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64"}  # ONNX Runtime's type strings -> dtype
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output: its name, numpy dtype name and declared dims."""
+
+    name: str
+    dtype: str
+    dims: tuple[Dim, ...]
+
+    def mismatch(self, dtype: str | None, dims: Sequence) -> str | None:
+        """Why a declared ``(dtype, dims)`` does not fit this spec, or None when it does.
+
+        A fixed dim must be declared as that int; a symbolic one must be dynamic
+        (a name or unknown), so that e.g. a graph fixed to batch 1 is refused.
+        """
+        dims = list(dims)
+        fits = len(dims) == len(self.dims) and all(
+            (g == w) if isinstance(w, int) else not isinstance(g, int) for g, w in zip(dims, self.dims)
+        )
+        if dtype == self.dtype and fits:
+            return None
+        return f"is declared {dtype}{dims}, expected {self.dtype}{list(self.dims)}"
+
+    def shape(self, **sizes: int) -> tuple[int, ...]:
+        """Concrete shape with the symbolic dims bound from ``sizes`` (e.g. ``batch=1, past_sequence=0``)."""
+        return tuple(d if isinstance(d, int) else sizes[d] for d in self.dims)
+
+
+@dataclass(frozen=True)
+class DecoderIO:
+    """The graph's required inputs, optional adapter inputs and outputs, each in graph order."""
+
+    inputs: tuple[TensorSpec, ...]
+    adapter_inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def names(self) -> dict[str, list[str]]:
+        """Names only, as the manifest's ``io`` section lists them."""
+        return {
+            "inputs": [s.name for s in self.inputs],
+            "outputs": [s.name for s in self.outputs],
+            "adapter_inputs": [s.name for s in self.adapter_inputs],
+        }
+
+    @property
+    def past(self) -> tuple[TensorSpec, ...]:
+        """The past key/value inputs (key0, value0, key1, ...)."""
+        return self.inputs[2:]
+
+
+def decoder_io(n_layer: int, n_kv_head: int, head_dim: int, n_embd: int, vocab_size: int) -> DecoderIO:
+    """The decoder graph's IO for these sizes (architecture-neutral; see the module docstring)."""
+    b, s, p, t = names.BATCH_DIM, names.SEQ_DIM, names.PAST_DIM, names.TOTAL_DIM
+    f = "float32"
+    inputs = [TensorSpec(names.INPUT_IDS, "int64", (b, s)), TensorSpec(names.ATTENTION_MASK, "int64", (b, t))]
+    inputs += [TensorSpec(n, f, (b, n_kv_head, p, head_dim)) for n in names.past_names(n_layer)]
+    outputs = [TensorSpec(names.LOGITS, f, (b, s, vocab_size))]
+    outputs += [TensorSpec(n, f, (b, n_kv_head, t, head_dim)) for n in names.present_names(n_layer)]
+    adapters = [TensorSpec(n, f, tuple(names.symbolic_adapter_shape(n, n_embd))) for n in names.adapter_names(n_layer)]
+    return DecoderIO(tuple(inputs), tuple(adapters), tuple(outputs))
+
+
+Declared = Mapping[str, tuple[str | None, Sequence]]  # name -> (dtype, dims) as a graph declares them
+
+
+def check_graph_io(io: DecoderIO, inputs: Declared, adapter_inputs: Declared, outputs: Declared, source: str) -> None:
+    """A graph's declared tensors against ``io``; BundleError naming ``source`` and the first offending tensor.
+
+    ``inputs`` are the required inputs, ``adapter_inputs`` the optional ones
+    (graph inputs with a default initializer), ``outputs`` in graph order.
+    """
+    want = [s.name for s in io.inputs]
+    if set(inputs) != set(want):
+        extra, missing = sorted(set(inputs) - set(want)), [n for n in want if n not in inputs]
+        raise BundleError(f"{source}: graph inputs do not match (missing {missing[:3]}, unexpected {extra[:3]})")
+    missing = [s.name for s in io.adapter_inputs if s.name not in adapter_inputs]
+    if missing:
+        raise BundleError(
+            f"{source}: adapter inputs {missing[:3]} are not optional graph inputs (each needs an identity default)"
+        )
+    if list(outputs) != [s.name for s in io.outputs]:
+        raise BundleError(f"{source}: graph outputs {list(outputs)[:3]}... do not match {io.names()['outputs'][:3]}...")
+    for kind, specs, declared in (("input", io.inputs, inputs), ("adapter input", io.adapter_inputs, adapter_inputs)):
+        for spec in specs:
+            _check_one(spec, declared[spec.name], f"{source}: graph {kind}")
+    for spec in io.outputs:
+        _check_one(spec, outputs[spec.name], f"{source}: graph output")
+
+
+def _check_one(spec: TensorSpec, declared: tuple[str | None, Sequence], where: str) -> None:
+    why = spec.mismatch(*declared)
+    if why:
+        raise BundleError(f"{where} {spec.name} {why}")
