@@ -1,0 +1,56 @@
+"""The Java core (android_demo/core) against the Python runtime: bundles exported here, mvn test there.
+
+write_fixtures.py exports the tiny backbone with nlg + mt (fp32, int8) through the CLI and records what the
+Python runtime makes of them (greedy tokens and text per task and for the plain backbone, tokenizer golden
+vectors, truncated prompts, refusal messages of broken bundles) as JSON; the JUnit suite must reproduce all
+of it. Surefire's reports are then checked so that no parity class was skipped or empty.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CORE = REPO / "android_demo" / "core"
+PARITY_CLASSES = ("ParityTest", "TokenizerParityTest", "PromptParityTest", "BadBundleTest", "ConcurrencyTest")
+
+
+def surefire_counts(reports: Path) -> dict[str, dict[str, int]]:
+    """{class simple name: {tests, skipped, failures, errors}} from target/surefire-reports/TEST-*.xml."""
+    out = {}
+    for f in sorted(reports.glob("TEST-*.xml")):
+        suite = ET.parse(f).getroot()
+        name = suite.get("name", "").rsplit(".", 1)[-1]
+        out[name] = {k: int(suite.get(k, "0")) for k in ("tests", "skipped", "failures", "errors")}
+    return out
+
+
+def test_java_core_matches_python_runtime(tmp_path):
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        pytest.fail("mvn (Apache Maven) is not on PATH: the Java core's tests need Maven and a JDK 17 (apt install maven)")
+    fixtures = tmp_path / "fixtures"
+    subprocess.run(
+        [sys.executable, str(CORE / "fixtures" / "write_fixtures.py"), "--out", str(fixtures)],
+        check=True, capture_output=True, text=True, cwd=tmp_path,
+    )
+    reports = CORE / "target" / "surefire-reports"
+    shutil.rmtree(reports, ignore_errors=True)  # no stale counts from an earlier run
+    env = {**os.environ, "EDGEVLM_FIXTURES": str(fixtures)}
+    run = subprocess.run([mvn, "-q", "-B", "test"], cwd=CORE, env=env, capture_output=True, text=True)
+    counts = surefire_counts(reports)
+    summary = "\n".join(f"{k}: {v}" for k, v in counts.items())
+    assert run.returncode == 0, f"mvn test failed (exit {run.returncode}):\n{summary}\n{run.stdout[-6000:]}\n{run.stderr[-3000:]}"
+    for name in PARITY_CLASSES:
+        c = counts.get(name)
+        assert c is not None, f"surefire has no report for {name}:\n{summary}"
+        assert c["tests"] > 0 and c["skipped"] == 0, f"{name} did not really run: {c}\n{summary}"
+        assert c["failures"] == 0 and c["errors"] == 0, f"{name}: {c}"
+    assert counts["ParityTest"]["tests"] >= 2 * 11, f"every case of both bundles: {counts['ParityTest']}"
