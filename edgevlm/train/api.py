@@ -26,7 +26,7 @@ def task_examples(
     Without a validation file, 5 % of the distinct sources are held out with all their rows
     (E2E has several references per MR: a row split would leak them into training).
     """
-    from edgevlm.train.tasks.loaders import load_examples, split_by_source
+    from edgevlm.train.tasks.loaders import holdout_split, load_examples
     from edgevlm.train.tasks.mini import mini_task
 
     if data is None:
@@ -36,10 +36,7 @@ def task_examples(
     train = load_examples(data, name, fmt)
     if valid:
         return train, load_examples(valid, name, fmt)
-    n_sources = len({ex.source for ex in train})
-    if n_sources < 2:
-        return train, []
-    return split_by_source(train, max(1, n_sources // 20))  # 5 % of the sources; no source on both sides
+    return holdout_split(train)  # 5 % of the source units (MR, talk, dialogue, article), each kept whole
 
 
 def resolve_tasks(names: list[str]) -> list[str]:

@@ -10,14 +10,23 @@ from edgevlm.core.errors import TaskError
 
 @dataclass
 class Example:
-    """One training/evaluation pair. ``refs`` holds every reference (``target`` is one of them)."""
+    """One training/evaluation pair. ``refs`` holds every reference (``target`` is one of them).
+
+    ``unit`` names the source unit the example belongs to (a talk, a dialogue, a CoQA story):
+    held-out splits keep a unit whole. Empty means the source itself is the unit (an E2E MR,
+    a CNN/DM article). It is bookkeeping, not content: equality ignores it.
+    """
 
     source: str
     target: str
     refs: list[str] = field(default_factory=list)
+    unit: str = field(default="", compare=False)
 
     def references(self) -> list[str]:
         return self.refs or [self.target]
+
+    def source_unit(self) -> str:
+        return self.unit or self.source
 
 
 # Bottlenecks as in VLM: 300 for translation and QA, 100 for summarization and dialogue, 10 for data-to-text.

@@ -1,4 +1,7 @@
-"""CNN/DailyMail summarization: JSONL (``article``, ``highlights``) or ``.story`` files (``@highlight`` markers)."""
+"""CNN/DailyMail summarization: CSV or JSONL (``article``, ``highlights``), or ``.story`` files (``@highlight``).
+
+The article is the source unit (one example per article), so held-out splits never share one.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from pathlib import Path
 from edgevlm.core.errors import DataError
 from edgevlm.train.tasks import Example
 from edgevlm.train.tasks.jsonl import records
+from edgevlm.train.tasks.text import csv_rows, read_text
 
 HIGHLIGHT = "@highlight"
 
@@ -37,13 +41,7 @@ def load_stories(path: str | Path) -> list[Example]:
     files = sorted(path.glob("*.story")) if path.is_dir() else [path]
     if not files:
         raise DataError(f"{path}: directory has no .story files")
-    out = []
-    for f in files:
-        try:
-            out.append(parse_story(f.read_text(encoding="utf-8"), str(f)))
-        except UnicodeDecodeError as e:
-            raise DataError(f"{f}: not UTF-8 text ({e.reason})") from None
-    return out
+    return [parse_story(read_text(f), str(f)) for f in files]
 
 
 def load_cnndm_jsonl(path: str | Path) -> list[Example]:
@@ -51,6 +49,17 @@ def load_cnndm_jsonl(path: str | Path) -> list[Example]:
     out = [
         Example(_join(rec["article"].splitlines()), _join(rec["highlights"].splitlines()))
         for _, rec in records(path, ("article", "highlights"))
+    ]
+    if not out:
+        raise DataError(f"{path}: no records")
+    return out
+
+
+def load_cnndm_csv(path: str | Path) -> list[Example]:
+    """CSV with ``article`` and ``highlights`` columns, as the HF release exports it (``id`` and others ignored)."""
+    out = [
+        Example(_join(article.splitlines()), _join(highlights.splitlines()))
+        for _, (article, highlights) in csv_rows(path, ("article", "highlights"), "CNN/DM CSV")
     ]
     if not out:
         raise DataError(f"{path}: no records")

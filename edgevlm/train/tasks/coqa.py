@@ -3,7 +3,8 @@
 Source convention (as :func:`edgevlm.train.tasks.mini.gen_qa`):
 ``story <question> q1 <answer> a1 <question> q2`` with the template
 ``<document> {input} <answer>``; the target is the free-form answer of that
-turn, ``refs`` adds the dev set's ``additional_answers``.
+turn, ``refs`` adds the dev set's ``additional_answers``. The story is the source unit:
+held-out splits keep all its turns on one side.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def _conversation(rec, where: str) -> list[Example]:
     out, hist = [], ""
     for turn in sorted(qs):
         refs = [ans[turn]] + [a for a in extra.get(turn, []) if a != ans[turn]]
-        out.append(Example(f"{story}{hist} <question> {qs[turn]}", ans[turn], refs))
+        out.append(Example(f"{story}{hist} <question> {qs[turn]}", ans[turn], refs, unit=where))
         hist += f" <question> {qs[turn]} <answer> {ans[turn]}"
     return out
 

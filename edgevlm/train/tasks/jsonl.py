@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from edgevlm.core.errors import DataError
+from edgevlm.train.tasks.text import read_lines
 
 
 def records(path: str | Path, keys: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
@@ -14,19 +15,16 @@ def records(path: str | Path, keys: tuple[str, ...]) -> Iterator[tuple[int, dict
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{line_no}: invalid JSON ({e.msg})") from None
-            if not isinstance(rec, dict):
-                raise DataError(
-                    f"{path}:{line_no}: expected a JSON object with " + " and ".join(f"'{k}'" for k in keys)
-                )
-            for key in keys:
-                if not isinstance(rec.get(key), str) or not rec[key].strip():
-                    raise DataError(f"{path}:{line_no}: missing or empty '{key}'")
-            yield line_no, rec
+    for line_no, line in enumerate(read_lines(path), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{line_no}: invalid JSON ({e.msg})") from None
+        if not isinstance(rec, dict):
+            raise DataError(f"{path}:{line_no}: expected a JSON object with " + " and ".join(f"'{k}'" for k in keys))
+        for key in keys:
+            if not isinstance(rec.get(key), str) or not rec[key].strip():
+                raise DataError(f"{path}:{line_no}: missing or empty '{key}'")
+        yield line_no, rec

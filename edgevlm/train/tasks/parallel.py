@@ -10,6 +10,7 @@ from pathlib import Path
 
 from edgevlm.core.errors import DataError
 from edgevlm.train.tasks import Example
+from edgevlm.train.tasks.text import read_lines
 
 PAIR_SEP = ":"
 
@@ -28,18 +29,6 @@ def parse_pair(spec: str | Path) -> tuple[Path, Path] | None:
                 f"parallel data {s!r}: file {p} does not exist (expected SRC{PAIR_SEP}TGT, two line-aligned files)"
             )
     return Path(src), Path(tgt)
-
-
-def read_lines(path: Path) -> list[str]:
-    """Lines split on ``\\n`` only (unicode line separators inside a sentence keep alignment)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    lines = [ln.rstrip("\r") for ln in text.split("\n")]
-    if lines and lines[-1] == "":
-        lines.pop()
-    return lines
 
 
 def load_parallel(src: str | Path, tgt: str | Path) -> list[Example]:

@@ -5,7 +5,8 @@ history with role markers (the last history turn is the ``<user>``'s, roles
 alternate backwards), as :func:`edgevlm.train.tasks.mini.gen_dialogue`; the target
 is the last candidate (the gold reply). The distributed file
 ``personachat_self_original.json`` holds splits (``{"train": [...], "valid": [...]}``):
-choose one as ``FILE#valid``.
+choose one as ``FILE#valid``. The dialogue is the source unit (held-out splits keep it whole);
+ParlAI's text release of the same data is read by :mod:`edgevlm.train.tasks.parlai`.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def _dialogue(rec, where: str) -> list[Example]:
             raise DataError(f"{w}: expected an object with 'history' and 'candidates'")
         hist = _strings(u.get("history"), w, "history")
         gold = _strings(u.get("candidates"), w, "candidates")[-1]
-        out.append(Example(f"{persona} {render_history(hist)}", gold))
+        out.append(Example(f"{persona} {render_history(hist)}", gold, unit=where))
     return out
 
 
