@@ -22,7 +22,11 @@ $(STAMP): setup.cfg requirements.lock Makefile
 demo: $(STAMP)
 	$(VENV)/bin/edgevlm demo
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check -q .
+	$(VENV)/bin/ruff format -q --check .
+
+test: $(STAMP) lint
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)
