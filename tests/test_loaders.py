@@ -103,7 +103,8 @@ def test_cnndm_jsonl_story_file_and_directory(tmp_path):
     }
     ex = load_examples(write(tmp_path / "train.jsonl", json.dumps(rec) + "\n"), "summarization")
     assert ex == [Example("Rome approved a bridge. It costs 5 million.", "Rome approves bridge . Cost 5m .")]
-    story = "Rome approved a bridge.\n\nIt costs 5 million.\n\n@highlight\n\nRome approves bridge\n\n@highlight\n\nCost 5m\n"
+    story = "Rome approved a bridge.\n\nIt costs 5 million.\n\n@highlight\n\nRome approves bridge\n\n"
+    story += "@highlight\n\nCost 5m\n"
     d = tmp_path / "stories"
     d.mkdir()
     write(d / "b.story", story)
