@@ -36,7 +36,7 @@ def train_or_reuse(cache: Path, steps: int, progress: bool) -> dict[str, Path]:
     from edgevlm.train.trainer import train
 
     bb = load_backbone("tiny")
-    fp, n_embd = bb.fingerprint, bb.model.config.n_embd
+    fp, n_embd = bb.fingerprint, bb.sizes.n_embd
     dirs = {}
     for name in TASKS:
         d = cache / "adapters" / name

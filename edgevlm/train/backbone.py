@@ -1,46 +1,60 @@
-"""Loading a frozen GPT-2 backbone and its tokenizer from a local directory (or the built-in tiny one)."""
+"""Loading a frozen backbone and its tokenizer: the built-in names (``tiny``, ``smollm2-135m``), a local
+Hugging Face directory of a registered architecture, or a ``.gguf`` file (see :mod:`edgevlm.train.sources`).
+
+:class:`Backbone` is the single place that turns an HF config into edgevlm's sizes (``sizes``, through the
+architecture record) and that fingerprints the weights.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgevlm.core.errors import BackboneError
+from edgevlm.train.arch import Arch, Sizes, for_model, for_model_type
+from edgevlm.train.arch.gpt2 import EOS_TOKEN  # noqa: F401  (the tiny tokenizer's EOS; re-exported)
 
-EOS_TOKEN = "<|endoftext|>"
 CONFIG_KEYS = ("n_layer", "n_head", "n_embd", "vocab_size", "n_positions")
 
 
 @dataclass
 class Backbone:
-    """A loaded backbone: the HF model, a ``tokenizers.Tokenizer`` and where they came from."""
+    """A loaded backbone: the HF model, a ``tokenizers.Tokenizer``, where they came from and its chat template."""
 
     model: object
     tokenizer: object
     path: Path
     eos_token_id: int
+    chat_template: str | None = None
+    _fp: tuple = field(default=(), repr=False)
+
+    @property
+    def arch(self) -> Arch:
+        return for_model(self.model)
+
+    @property
+    def sizes(self) -> Sizes:
+        return self.arch.sizes(self.model.config)
 
     @property
     def config_dict(self) -> dict[str, int]:
-        return {k: int(getattr(self.model.config, k)) for k in CONFIG_KEYS}
+        """The sizes recorded in adapter.json (and the manifest's backbone record)."""
+        s = self.sizes
+        return {k: int(getattr(s, k)) for k in CONFIG_KEYS}
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(self.model)
+        """:func:`fingerprint`, cached until a weight changes in place (tensor version counters)."""
+        versions = tuple(p._version for p in self.model.parameters())
+        if not self._fp or self._fp[0] != versions:
+            self._fp = (versions, fingerprint(self.model))
+        return self._fp[1]
 
 
 def fingerprint(model) -> str:
-    """sha256 over the architecture sizes and a sample of the weights (catches a different checkpoint)."""
-    import torch
-
-    cfg = {k: int(getattr(model.config, k)) for k in CONFIG_KEYS}
-    h = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode())
-    tr = model.transformer
-    for t in (tr.wte.weight[:16], tr.wpe.weight[:4], tr.ln_f.weight, tr.h[0].attn.c_attn.weight[:4]):
-        h.update(t.detach().to(torch.float32).contiguous().numpy().tobytes())
-    return h.hexdigest()[:32]
+    """sha256 over the architecture sizes and every weight tensor (catches another checkpoint of the same shape)."""
+    return for_model(model).fingerprint(model)
 
 
 def load_tokenizer(directory: Path):
@@ -58,40 +72,57 @@ def load_tokenizer(directory: Path):
     raise BackboneError(f"{directory}: no tokenizer.json or vocab.json+merges.txt found")
 
 
-def load_backbone(spec: str | Path) -> Backbone:
-    """Load ``spec``: ``"tiny"`` (built locally, cached) or a local Hugging Face GPT-2 directory."""
-    if str(spec) == "tiny":
+def read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise BackboneError(f"{path}: missing (expected {what})")
+    try:
+        d = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise BackboneError(f"{path}: invalid JSON ({e})") from None
+    if not isinstance(d, dict):
+        raise BackboneError(f"{path}: expected a JSON object")
+    return d
+
+
+def resolve(spec: str | Path) -> Path:
+    """A backbone spec -> a local HF directory (building or converting the built-in ones once, cached)."""
+    from edgevlm.train import sources
+
+    s = str(spec)
+    if s == "tiny":
         from edgevlm.train.tiny import ensure_tiny
 
-        spec = ensure_tiny()
-    path = Path(spec)
+        return ensure_tiny()
+    if s in sources.BUILTIN:
+        return sources.ensure_gguf(sources.locate_builtin(s))
+    if s.endswith(".gguf"):
+        return sources.ensure_gguf(Path(s))
+    path = Path(s)
     if not path.is_dir():
         raise BackboneError(
-            f"backbone directory {path} does not exist (expected 'tiny' or a local Hugging Face GPT-2 directory)"
+            f"backbone {path} does not exist (expected {sources.builtin_names()}, a local Hugging Face directory "
+            "or a .gguf file)"
         )
-    cfg_file = path / "config.json"
-    if not cfg_file.is_file():
-        raise BackboneError(f"{cfg_file}: missing (expected a Hugging Face model directory)")
-    try:
-        model_type = json.loads(cfg_file.read_text()).get("model_type")
-    except json.JSONDecodeError as e:
-        raise BackboneError(f"{cfg_file}: invalid JSON ({e})") from None
-    if model_type != "gpt2":
-        raise BackboneError(
-            f"{cfg_file}: unsupported architecture model_type={model_type!r}; edgevlm supports GPT-2 only"
-        )
-    from transformers import GPT2LMHeadModel
+    return path
 
-    model = GPT2LMHeadModel.from_pretrained(str(path), attn_implementation="eager")
+
+def load_backbone(spec: str | Path) -> Backbone:
+    """Load ``spec`` (see :func:`resolve`) with its architecture record; one-line BackboneError on bad input."""
+    path = resolve(spec)
+    cfg_file = path / "config.json"
+    cfg = read_json(cfg_file, "a Hugging Face model directory")
+    arch = for_model_type(cfg.get("model_type"), str(cfg_file))
+    arch.check_config(cfg, str(cfg_file))
+    model = arch.model_class().from_pretrained(str(path), attn_implementation="eager", dtype="float32")
     model.eval()
     tok = load_tokenizer(path)
-    eos = tok.token_to_id(EOS_TOKEN)
-    if eos is None:
-        eos = model.config.eos_token_id
-    if eos is None or eos >= model.config.vocab_size:
-        raise BackboneError(f"{path}: tokenizer has no {EOS_TOKEN} token inside the model's vocabulary")
-    if tok.get_vocab_size() > model.config.vocab_size:
-        raise BackboneError(
-            f"{path}: tokenizer has {tok.get_vocab_size()} tokens but the model only {model.config.vocab_size}"
-        )
-    return Backbone(model, tok, path, int(eos))
+    tcfg_file = path / "tokenizer_config.json"
+    tcfg = read_json(tcfg_file, "tokenizer settings") if tcfg_file.is_file() else {}
+    eos = tok.token_to_id(tcfg["eos_token"]) if isinstance(tcfg.get("eos_token"), str) else None
+    eos = eos if eos is not None else arch.eos_token(tok, model.config)
+    v = arch.sizes(model.config).vocab_size
+    if eos is None or eos >= v:
+        raise BackboneError(f"{path}: no end-of-sequence token inside the model's vocabulary (tokenizer/config)")
+    if tok.get_vocab_size() > v:
+        raise BackboneError(f"{path}: tokenizer has {tok.get_vocab_size()} tokens but the model only {v}")
+    return Backbone(model, tok, path, int(eos), tcfg.get("chat_template"))

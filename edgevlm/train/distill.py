@@ -70,9 +70,10 @@ def distill_targets(
     ``backbone`` (the student's) is used as the teacher's backbone when the
     teacher directory has none of its own. An empty teacher output keeps the gold target.
     """
-    from edgevlm.train.evaluate import load_model, resolve_adapter_dir
+    from edgevlm.train.evaluate import load_model
+    from edgevlm.train.layout import find_adapter
 
-    tdir = resolve_adapter_dir(teacher_dir, cfg.name)
+    tdir = find_adapter(teacher_dir, cfg.name, "--distill-from")
     vlm, tbb, meta = load_model(tdir, None if meta_is_full(tdir) else backbone, cfg.name)
     tcfg = meta.task
     if (tcfg.special_tokens, tcfg.template) != (cfg.special_tokens, cfg.template):

@@ -12,8 +12,9 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from edgevlm.core.config import ADAPTER_JSON, AdapterMeta, TaskConfig, atomic_write_text
+from edgevlm.core.config import AdapterMeta, TaskConfig, atomic_write_text
 from edgevlm.core.errors import ConfigError, TaskError
+from edgevlm.train.layout import BACKBONE_DIR, find_adapter
 from edgevlm.train.metrics import score
 from edgevlm.train.tasks import BUILTIN_TASKS, Example
 from edgevlm.train.tasks.loaders import group_by_source
@@ -103,22 +104,10 @@ class TorchGenerator:
         return [self.decode(x) for x in ids]
 
 
-def resolve_adapter_dir(path: str | Path, task: str | None) -> Path:
-    """``path`` itself, or ``path/<task>`` for a multi-task training output."""
-    p = Path(path)
-    if (p / ADAPTER_JSON).is_file():
-        return p
-    if task and (p / task / ADAPTER_JSON).is_file():
-        return p / task
-    subs = sorted(d.name for d in p.iterdir() if (d / ADAPTER_JSON).is_file()) if p.is_dir() else []
-    hint = f"; it holds adapters for tasks {subs}: pass --task" if subs else " (expected an 'edgevlm train' output)"
-    raise ConfigError(f"{p}: no {ADAPTER_JSON}{hint}")
-
-
 def default_backbone(adapter_dir: Path, meta: AdapterMeta):
-    """A --full output's own ``backbone/`` directory (here or one level up), else the tiny default."""
+    """A --full output's own ``backbone/`` directory (the task's, or shared one level up), else the tiny default."""
     if meta.full_finetune:
-        for d in (adapter_dir / "backbone", adapter_dir.parent / "backbone"):
+        for d in (adapter_dir / BACKBONE_DIR, adapter_dir.parent / BACKBONE_DIR):
             if (d / "config.json").is_file():
                 return d
     return "tiny"
@@ -132,7 +121,7 @@ def load_model(adapter: str | Path, backbone=None, task: str | None = None):
     from edgevlm.train.backbone import Backbone, load_backbone
     from edgevlm.train.model import VLM
 
-    adir = resolve_adapter_dir(adapter, task)
+    adir = find_adapter(adapter, task)
     meta, tensors = load_adapter(adir)
     if task is not None and meta.task.name != task:
         raise TaskError(f"{adir}: adapter is for task {meta.task.name!r}, not {task!r}")

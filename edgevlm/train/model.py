@@ -1,8 +1,9 @@
-"""VLM: a frozen Hugging Face GPT-2 with per-task residual adapters and task embeddings."""
+"""VLM: a frozen Hugging Face decoder with per-task residual adapters and task embeddings."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 import torch
@@ -71,24 +72,39 @@ class TaskModule(nn.Module):
 
 
 class VLM(nn.Module):
-    """Frozen GPT-2 backbone serving several tasks; ``task=None`` is the plain backbone.
+    """Frozen Hugging Face decoder (any registered architecture) serving several tasks; ``task=None`` is the
+    plain backbone. Adapters attach through forward-hook handles that :meth:`close` removes (also on leaving a
+    ``with VLM(...)`` block); nothing is set on the HF modules.
 
     Task tokens are task-local ids ``>= vocab_size`` (see :mod:`edgevlm.core.prompts`).
     """
 
     def __init__(self, backbone: nn.Module):
         super().__init__()
-        if getattr(backbone.config, "model_type", None) != "gpt2":
-            raise BackboneError(
-                f"unsupported architecture {getattr(backbone.config, 'model_type', None)!r}: only GPT-2 is supported"
-            )
+        from edgevlm.train.arch import for_model
+
+        self.arch = for_model(backbone)
+        self.sizes = self.arch.sizes(backbone.config)
         self.backbone = backbone
         self.backbone.requires_grad_(False)
         self.tasks = nn.ModuleDict()
         self._active: TaskModule | None = None
-        for i, block in enumerate(backbone.transformer.h):
-            block._vlm_layer = i
-            block.register_forward_hook(self._adapt)
+        self._handles = [
+            block.register_forward_hook(functools.partial(self._adapt, i))
+            for i, block in enumerate(self.arch.blocks(backbone))
+        ]
+
+    def close(self) -> None:
+        """Detach the adapters from the backbone (idempotent); the backbone is the plain HF model again."""
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def __enter__(self) -> VLM:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @property
     def config(self):
@@ -96,15 +112,14 @@ class VLM(nn.Module):
 
     @property
     def vocab_size(self) -> int:
-        return self.backbone.config.vocab_size
+        return self.sizes.vocab_size
 
     def add_task(self, cfg: TaskConfig) -> TaskModule:
         """Add a fresh (identity) adapter and task embeddings for ``cfg``."""
         if cfg.name in self.tasks:
             raise TaskError(f"task {cfg.name!r} already exists in this model")
-        c = self.backbone.config
-        wte = self.backbone.transformer.wte.weight
-        mod = TaskModule(cfg, c.n_layer, c.n_embd, wte.mean(0, keepdim=True), c.layer_norm_epsilon)
+        s, wte = self.sizes, self.arch.embeddings(self.backbone).weight
+        mod = TaskModule(cfg, s.n_layer, s.n_embd, wte.mean(0, keepdim=True), s.norm_eps)
         self.tasks[cfg.name] = mod.to(wte.device)
         return mod
 
@@ -113,13 +128,16 @@ class VLM(nn.Module):
             raise TaskError(f"unknown task {name!r}; available: {sorted(self.tasks)}")
         return self.tasks[name]
 
-    def _adapt(self, module, inputs, output):
+    def _adapt(self, layer: int, module, inputs, output):
         if self._active is None:
             return output
-        return (self._active.adapters[module._vlm_layer](output[0]),) + tuple(output[1:])
+        h = self.arch.block_output(output)  # [b, s, E]
+        return self.arch.block_output(output, self._active.adapters[layer](h))
 
     @contextlib.contextmanager
     def _using(self, task: str | None) -> Iterator[None]:
+        if not self._handles and task is not None:
+            raise TaskError("this VLM was closed: its adapters are no longer attached")
         prev, self._active = self._active, (self.task(task) if task is not None else None)
         try:
             yield
@@ -129,11 +147,10 @@ class VLM(nn.Module):
     def embed(self, input_ids: torch.Tensor, task: str | None) -> torch.Tensor:
         """Token embeddings; ids >= vocab_size read the task's embedding table. [b, s] -> [b, s, E]"""
         v = self.vocab_size
-        wte = self.backbone.transformer.wte
         is_task = input_ids >= v
         if is_task.any() and task is None:
             raise TaskError("input contains task tokens but no task was selected")
-        emb = wte(input_ids.clamp(max=v - 1))  # [b, s, E]
+        emb = self.arch.embeddings(self.backbone)(input_ids.clamp(max=v - 1))  # [b, s, E]
         if task is not None:
             table = self.task(task).task_embeddings  # [T, E]
             if is_task.any() and int(input_ids.max()) - v >= table.shape[0]:
@@ -142,8 +159,9 @@ class VLM(nn.Module):
             emb = torch.where(is_task.unsqueeze(-1), table[tid], emb)
         return emb
 
-    def forward(self, input_ids, attention_mask=None, task=None, past_key_values=None):
-        """Logits [b, s, V] and the new cache; positions follow the attention mask (left padding safe)."""
+    def hidden(self, input_ids, attention_mask=None, task=None, past_key_values=None):
+        """Final-normed hidden states [b, s, E] and the new cache; positions follow the attention mask
+        (left padding safe). The LM head is left to the caller, so training pays for it only at targets."""
         if attention_mask is None:
             past = 0 if past_key_values is None else past_key_values.get_seq_length()
             attention_mask = torch.ones(
@@ -151,14 +169,30 @@ class VLM(nn.Module):
             )
         pos = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -input_ids.shape[1] :]  # [b, s]
         with self._using(task):
-            out = self.backbone(
+            out = self.arch.decoder(self.backbone)(
                 inputs_embeds=self.embed(input_ids, task),
                 attention_mask=attention_mask,
                 position_ids=pos,
                 past_key_values=past_key_values,
                 use_cache=True,
             )
-        return out.logits, out.past_key_values
+        return out.last_hidden_state, out.past_key_values
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """LM head: [..., E] -> [..., V]."""
+        return self.arch.head(self.backbone)(hidden)
+
+    def forward(self, input_ids, attention_mask=None, task=None, past_key_values=None):
+        """Logits [b, s, V] and the new cache; positions follow the attention mask (left padding safe)."""
+        h, past = self.hidden(input_ids, attention_mask, task, past_key_values)
+        return self.head(h), past
+
+    def target_loss(self, input_ids, attention_mask, labels, task: str | None, ignore: int) -> torch.Tensor:
+        """Mean next-token cross-entropy where ``labels[:, 1:] != ignore``; the head runs only there. [b, t]"""
+        h, _ = self.hidden(input_ids, attention_mask, task)  # [b, t, E]
+        keep = labels[:, 1:] != ignore  # [b, t-1]
+        logits = self.head(h[:, :-1][keep])  # [n, V]
+        return F.cross_entropy(logits, labels[:, 1:][keep])
 
     @torch.no_grad()
     def generate(self, prompt: list[int], task: str | None, max_new_tokens: int, eos_token_id: int | None) -> list[int]:

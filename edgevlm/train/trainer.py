@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from torch.nn import functional as F
 
 from edgevlm.core.config import AdapterMeta, TaskConfig, atomic_write_text
 from edgevlm.core.errors import ConfigError
@@ -55,9 +54,8 @@ class TaskData:
 
 
 def lm_loss(vlm: VLM, ids, mask, labels, task: str) -> torch.Tensor:
-    """Mean cross-entropy over target tokens only. ids/mask/labels [b, t]."""
-    logits, _ = vlm(ids, attention_mask=mask, task=task)  # [b, t, V]
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE)
+    """Mean cross-entropy over target tokens only (the LM head runs only there). ids/mask/labels [b, t]."""
+    return vlm.target_loss(ids, mask, labels, task, IGNORE)
 
 
 @torch.no_grad()
