@@ -35,11 +35,9 @@ import onnx
 from edgevlm.core import names
 from edgevlm.core.errors import ExportError
 
-from .graph import adapter_nodes
+from .graph import LM_HEAD_NODE, TOKEN_GATHER, adapter_nodes, n_layer_of
 
 BLOCK = 32
-POSITION_TABLE = "transformer.wpe.weight"  # small and shared by every token: kept float
-LM_HEAD_NODE = "lm_head/MatMul"
 INT8_ACCURACY = 4  # int8 activations, per token and block
 INT4_ACCURACY = 4  # int8 activations, as int8 (level 0, float compute: 2.3x slower decode on GPT-2 small)
 INT4_LM_HEAD_BITS = 8
@@ -65,9 +63,10 @@ def _quiet() -> None:
 
 
 def _float_nodes(model: onnx.ModelProto) -> list[str]:
-    """Nodes kept in float: everything reading an adapter input, and the position-embedding lookup."""
-    pos = [n.name for n in model.graph.node if n.op_type == "Gather" and n.input[0] == POSITION_TABLE]
-    return adapter_nodes(model) + pos
+    """Nodes kept in float: everything reading an adapter input, and every table lookup but the token embedding
+    (position embeddings, rotary tables: small and shared by every token)."""
+    tables = [n.name for n in model.graph.node if n.op_type == "Gather" and n.name != TOKEN_GATHER]
+    return adapter_nodes(model) + tables
 
 
 def nbits(
@@ -126,7 +125,7 @@ def int8_dynamic(model: onnx.ModelProto, per_channel: bool = True) -> onnx.Model
 
 def check_adapter_inputs(q: onnx.ModelProto, mode: str) -> None:
     """Every adapter input survives as a float32 graph input with its float32 identity default."""
-    n_layer = sum(1 for i in q.graph.input if i.name.startswith("past_key_values.") and i.name.endswith(".key"))
+    n_layer = n_layer_of(q)
     inputs = {i.name: i.type.tensor_type.elem_type for i in q.graph.input}
     inits = {t.name: t.data_type for t in q.graph.initializer}
     for n in names.adapter_names(n_layer):
