@@ -37,9 +37,9 @@ from tokenizers import Tokenizer
 from edgevlm.core.bundle import ADAPTER_DIR, MANIFEST, confined, load_manifest
 from edgevlm.core.errors import BundleError, ConfigError, TaskError
 from edgevlm.core.prompts import build_prompt, encode_prompt, truncate_left
-from edgevlm.runtime.beam import BeamSearch
+from edgevlm.runtime import decoding
 from edgevlm.runtime.decoder import Decoder
-from edgevlm.runtime.generation import GenerationConfig, log_softmax, sample, suppress_eos
+from edgevlm.runtime.generation import GenerationConfig
 from edgevlm.runtime.session import Graph, Task, check_graph, load_task, open_session
 from edgevlm.runtime.textstream import OutputText, token_bytes
 
@@ -193,7 +193,7 @@ class Runtime:
             raise ConfigError(f"prompt id {bad[0]} is out of range: ids must be in [0, {limit}) for task {task!r}")
         ids = self._fit([int(i) for i in prompt], t, cfg)
         if cfg.num_beams > 1:
-            return self._beam(ids, t, cfg)
+            return decoding.beam_search(self._step(t), ids, cfg, self._eos(t))
         row = OutputText(self._table, cfg.stop)
         for _ in self._decode([ids], t, cfg, [row]):
             pass
@@ -257,6 +257,10 @@ class Runtime:
         n_special = sum(1 for i in ids if i >= v)
         budget = n_pos - cfg.max_new_tokens
         if budget < n_special + 1:
+    def _step(self, task: Task | None) -> decoding.StepFn:
+        """The graph as a step function under ``task``'s adapter."""
+        return self._decoder.step_fn(self._run_options(task))
+
             raise ConfigError(
                 f"max_new_tokens={cfg.max_new_tokens} is beyond the context: the backbone holds "
                 f"n_positions={n_pos} tokens and this prompt needs at least {n_special + 1}"
@@ -292,7 +296,7 @@ class Runtime:
     def _rows(self, prompts: list[list[int]], task: Task | None, cfg: GenerationConfig) -> list[list[str]]:
         """Each prompt's output pieces (greedy/sampling batched; beam search one prompt at a time)."""
         if cfg.num_beams > 1:
-            return [[self._text(self._beam(p, task, cfg), cfg)] for p in prompts]
+            return [[self._text(decoding.beam_search(self._step(task), p, cfg, self._eos(task)), cfg)] for p in prompts]
         rows = [OutputText(self._table, cfg.stop) for _ in prompts]
         pieces: list[list[str]] = [[] for _ in prompts]
         for step in self._decode(prompts, task, cfg, rows):
@@ -309,45 +313,8 @@ class Runtime:
         self, prompts: list[list[int]], task: Task | None, cfg: GenerationConfig, rows: list[OutputText]
     ) -> Iterator[list[str]]:
         """Greedy or sampled decoding of left-padded prompts; yields each step's new text per row."""
-        eos, rng = self._eos(task), np.random.default_rng(cfg.seed)
-        ids, mask = left_pad(prompts, eos or 0)
-        logits, cache = self._decoder.prefill(
-            ids, mask, cfg.max_new_tokens, task and task.name, self._run_options(task)
-        )
-        for n in range(cfg.max_new_tokens):
-            nxt = sample(suppress_eos(logits, eos, n, cfg), cfg, rng)  # [b]
-            yield ["" if r.done else r.finish() if t == eos else r.push(int(t)) for r, t in zip(rows, nxt)]
-            done = np.array([r.done for r in rows])
-            if done.all() or n + 1 == cfg.max_new_tokens:
-                break
-            logits = self._decoder.step(cache, np.where(done, eos or 0, nxt))
-        yield [r.finish() for r in rows]
-
-    def _beam(self, prompt: list[int], task: Task | None, cfg: GenerationConfig) -> list[int]:
-        """Beam search for one prompt; returns the best hypothesis' tokens (EOS excluded)."""
         eos = self._eos(task)
-        ids, mask = left_pad([prompt], eos or 0)
-        logits, cache = self._decoder.prefill(
-            ids, mask, cfg.max_new_tokens, task and task.name, self._run_options(task)
-        )
-        cache.reorder(np.zeros(cfg.num_beams, dtype=np.int64))  # every beam starts from the prompt
-        logits = np.repeat(logits, cfg.num_beams, axis=0)
-        beams = BeamSearch(cfg.num_beams, eos, cfg.length_penalty)
-        for n in range(cfg.max_new_tokens):
-            parents, tokens = beams.step(suppress_eos(log_softmax(logits), eos, n, cfg))
-            if beams.done() or n + 1 == cfg.max_new_tokens:
-                break
-            cache.reorder(parents)
-            logits = self._decoder.step(cache, tokens)
-        return beams.best()
-
-
-def left_pad(prompts: list[list[int]], pad: int) -> tuple[np.ndarray, np.ndarray]:
-    """Left-padded ids and attention mask, both [b, longest] int64 (positions follow the mask in the graph)."""
-    width = max(len(p) for p in prompts)
-    ids = np.full((len(prompts), width), pad, dtype=np.int64)
-    mask = np.zeros((len(prompts), width), dtype=np.int64)
-    for i, p in enumerate(prompts):
-        ids[i, width - len(p) :] = p
-        mask[i, width - len(p) :] = 1
-    return ids, mask
+        steps = decoding.tokens(self._step(task), prompts, cfg, eos, stopped=lambda: np.array([r.done for r in rows]))
+        for nxt in steps:
+            yield ["" if r.done else r.finish() if t == eos else r.push(int(t)) for r, t in zip(rows, nxt)]
+        yield [r.finish() for r in rows]

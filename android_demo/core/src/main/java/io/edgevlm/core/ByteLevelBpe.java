@@ -16,10 +16,12 @@ import java.util.regex.Pattern;
  * other models or pre-tokenizers) is refused rather than approximated. Immutable and thread-safe.
  */
 public final class ByteLevelBpe {
-    /** The GPT-2 pre-tokenizer pattern; {@code \s} etc. must be Unicode-aware like the Rust regex engine's. */
+    /** Unicode White_Space, spelled out: what {@code \\s} means to the Rust regex engine of tokenizers. (Not the
+     *  UNICODE_CHARACTER_CLASS flag, which Android's regex engine does not support.) */
+    static final String WS = "\\t\\n\\x0B\\f\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}";
+    /** The GPT-2 pre-tokenizer pattern. */
     private static final Pattern GPT2_SPLIT = Pattern.compile(
-            "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+",
-            Pattern.UNICODE_CHARACTER_CLASS);
+            "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" + WS + "\\p{L}\\p{N}]+|[" + WS + "]+(?![^" + WS + "])|[" + WS + "]+");
     private static final int CACHE_LIMIT = 50_000;
 
     private final Map<String, Integer> vocab;

@@ -13,7 +13,7 @@ import java.util.regex.Pattern;
  */
 public final class Prompts {
     public static final String INPUT_FIELD = "{input}";
-    private static final Pattern TEMPLATE_TOKEN = Pattern.compile("<[^<>\\s]+>", Pattern.UNICODE_CHARACTER_CLASS);
+    private static final Pattern TEMPLATE_TOKEN = Pattern.compile("<[^<>" + ByteLevelBpe.WS + "]+>");
 
     private Prompts() {
     }
