@@ -1,8 +1,8 @@
-"""Benchmark inputs built locally: GPT-2 configs with random weights, untrained adapters, a work directory.
+"""Benchmark inputs built locally: real-size configs with random weights, untrained adapters, a work directory.
 
 No hub: the small (124M) and medium (355M) models are GPT-2 *configurations*
-with random weights, saved with the tiny backbone's locally built tokenizer.
-Their speed and size are those of the real models; their text is noise.
+with random weights (:mod:`edgevlm.train.random_backbone`). Their speed and
+size are those of the real models; their text is noise.
 """
 
 from __future__ import annotations
@@ -14,14 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edgevlm.core.errors import ConfigError
+from edgevlm.train.random_backbone import SIZES as RANDOM_SIZES
+from edgevlm.train.random_backbone import save_random
 
-SIZES = {
-    "tiny": None,  # the built-in default (edgevlm.train.tiny), real pretrained weights
-    "gpt2-small": dict(n_layer=12, n_head=12, n_embd=768),
-    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024),
-}
-GPT2_VOCAB = 50257
-GPT2_POSITIONS = 1024
+# tiny: the built-in default (edgevlm.train.tiny), real pretrained weights; the others random (random_backbone)
+SIZES = {"tiny": None, **RANDOM_SIZES}
 
 
 class Workspace:
@@ -82,23 +79,7 @@ def backbone_dir(ws: Workspace, size: str, seed: int = 0) -> Path:
         from edgevlm.train.tiny import ensure_tiny
 
         return ensure_tiny()
-    return ws.get(f"{size}-hf", lambda p: save_random_gpt2(p, SIZES[size], seed))
-
-
-def save_random_gpt2(out: Path, dims: dict, seed: int) -> Path:
-    """GPT-2 of the given dims with random weights + the tiny tokenizer (vocab stays 50257)."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from edgevlm.train.tiny import ensure_tiny
-
-    torch.manual_seed(seed)
-    cfg = GPT2Config(vocab_size=GPT2_VOCAB, n_positions=GPT2_POSITIONS, bos_token_id=0, eos_token_id=0, **dims)
-    model = GPT2LMHeadModel(cfg).eval()
-    out.mkdir(parents=True)
-    model.save_pretrained(out, safe_serialization=True)
-    shutil.copy(ensure_tiny() / "tokenizer.json", out / "tokenizer.json")
-    return out
+    return ws.get(f"{size}-hf", lambda p: save_random(p, size, seed))
 
 
 def make_adapters(backbone_path: Path, out: Path, tasks: dict[str, int | None], seed: int = 0) -> dict[str, Path]:

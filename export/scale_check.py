@@ -141,13 +141,13 @@ def decode_speed(bundle: Path, prompt_len: int = 32, n_new: int = 32, threads: i
     m = bfmt.load_manifest(bundle, verify=False)
     sess = session(str(bundle / bfmt.BACKBONE_FILE), threads=threads)
     adapter = ort.LoraAdapter()
-    adapter.Load(str(bundle / m["tasks"]["nlg"]["adapter_file"]))
+    adapter.Load(str(bundle / m.tasks["nlg"].adapter_file))
     ro = ort.RunOptions()
     ro.add_active_adapter(adapter)
     ids = np.random.default_rng(0).integers(0, 1000, (1, prompt_len))
-    step(sess, ids, np.ones(ids.shape), empty_past(m["backbone"]), run_options=ro)  # warm-up
+    step(sess, ids, np.ones(ids.shape), empty_past(m.backbone), run_options=ro)  # warm-up
     t0 = time.perf_counter()
-    logits, past = step(sess, ids, np.ones(ids.shape), empty_past(m["backbone"]), run_options=ro)
+    logits, past = step(sess, ids, np.ones(ids.shape), empty_past(m.backbone), run_options=ro)
     prefill = time.perf_counter() - t0
     t0 = time.perf_counter()
     for k in range(n_new):

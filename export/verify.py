@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from edgevlm.core import names
+from edgevlm.core import graphio, names
 
 
 def session(model, threads: int | None = None, low_memory: bool = False):
@@ -26,10 +26,10 @@ def session(model, threads: int | None = None, low_memory: bool = False):
     return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 
 
-def empty_past(cfg: Mapping, batch: int = 1) -> list[np.ndarray]:
-    """Zero-length past key/values for the prefill. ``cfg`` has n_layer, n_head, n_embd."""
-    shape = (batch, cfg["n_head"], 0, cfg["n_embd"] // cfg["n_head"])
-    return [np.zeros(shape, np.float32) for _ in range(2 * cfg["n_layer"])]
+def empty_past(cfg, batch: int = 1) -> list[np.ndarray]:
+    """Zero-length past key/values for the prefill, shaped as the declared graph IO says. ``cfg``: the sizes
+    (a manifest's backbone record or a mapping with n_layer, n_head, n_embd, vocab_size[, n_kv_head, head_dim])."""
+    return [np.zeros(s.shape(batch=batch, past_sequence=0), np.float32) for s in graphio.decoder_io_of(cfg).past]
 
 
 def feeds(

@@ -14,7 +14,7 @@ from edgevlm.core import bundle, names
 from edgevlm.core.errors import BundleError
 from edgevlm.export import verify
 from edgevlm.export.adapters import read_ort_adapter
-from edgevlm.export.graph import build_graph, graph_inputs
+from edgevlm.export.graph import build_graph, decoder_io, graph_inputs
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +37,8 @@ def fp32_sess(fp32):
     return verify.session(str(fp32 / bundle.BACKBONE_FILE))
 
 
-def _cfg(m: dict) -> dict:
-    return m["backbone"]
+def _cfg(m: bundle.Manifest) -> bundle.BackboneRecord:
+    return m.backbone
 
 
 @pytest.mark.parametrize("fused", [False, True])
@@ -48,7 +48,7 @@ def test_graph_contract(tiny_backbone, fused):
     if not fused:
         onnx.shape_inference.infer_shapes(model, strict_mode=True)
     c = tiny_backbone.model.config
-    spec = bundle.io_spec(c.n_layer)
+    spec = decoder_io(c).names()
     assert [i.name for i in model.graph.input] == spec["inputs"] + spec["adapter_inputs"]
     assert [o.name for o in model.graph.output] == spec["outputs"]
     gi = graph_inputs(model)
@@ -71,46 +71,47 @@ def test_graph_contract(tiny_backbone, fused):
 
 def test_manifest_and_files(fp32, trained_adapters):
     m = bundle.load_manifest(fp32, verify=True)
-    assert m["backbone"]["quantization"] == "fp32" and m["tokenizer"]["file"] == bundle.TOKENIZER_FILE
-    assert "/" not in json.dumps(m["backbone"])  # the checkpoint by name, no local path
-    assert set(m["tasks"]) == set(TASKS)
-    v = m["backbone"]["vocab_size"]
-    for name, t in m["tasks"].items():
-        assert t["bottleneck"] == TASKS[name]["bottleneck"] and t["n_task_tokens"] == len(t["special_tokens"])
-        assert t["special_token_ids"] == [v + k for k in range(len(t["special_tokens"]))]
-        assert t["generation"]["max_new_tokens"] > 0 and t["eos_token_id"] == m["tokenizer"]["eos_token_id"]
-    assert set(m["files"]) == {p.relative_to(fp32).as_posix() for p in fp32.rglob("*") if p.is_file()} - {
+    assert m.backbone.quantization == "fp32" and m.tokenizer.file == bundle.TOKENIZER_FILE
+    assert "/" not in json.dumps(m.backbone.to_json())  # the checkpoint by name, no local path
+    assert m.backbone.source == "tiny-v2" and m.backbone.architecture == "gpt2"
+    assert set(m.tasks) == set(TASKS)
+    v = m.backbone.vocab_size
+    for name, t in m.tasks.items():
+        assert t.bottleneck == TASKS[name]["bottleneck"]
+        assert t.special_token_ids == tuple(v + k for k in range(len(t.special_tokens)))
+        assert t.generation.max_new_tokens > 0 and t.eos_token_id == m.tokenizer.eos_token_id
+    assert set(m.files) == {p.relative_to(fp32).as_posix() for p in fp32.rglob("*") if p.is_file()} - {
         bundle.MANIFEST
     }
-    counts, n_layer = m["export_log"]["op_counts"], m["backbone"]["n_layer"]
+    counts, n_layer = m.export_log["op_counts"], m.backbone.n_layer
     assert counts["graph"]["LayerNormalization"] == 3 * n_layer + 1 and "Softmax" in counts["graph"]
     fused = counts["fused"]
     assert fused["com.microsoft.MultiHeadAttention"] == n_layer and "Softmax" not in fused
     assert fused["com.microsoft.FastGelu"] == n_layer and "Tanh" not in fused
     assert fused["com.microsoft.SkipLayerNormalization"] + fused.get("LayerNormalization", 0) == 3 * n_layer + 1
     assert fused["com.microsoft.SkipLayerNormalization"] >= 2 * n_layer  # incl. every adapter LayerNorm
-    assert max(m["export_log"]["fp32_max_abs_logit_diff"].values()) <= 1e-4
+    assert max(m.export_log["fp32_max_abs_logit_diff"].values()) <= 1e-4
 
 
 def test_adapter_files_agree_with_graph(fp32):
     m = bundle.load_manifest(fp32)
     gi = graph_inputs(onnx.load(fp32 / bundle.BACKBONE_FILE, load_external_data=False))
-    for name, t in m["tasks"].items():
-        params = read_ort_adapter(fp32 / t["adapter_file"])
+    for name, t in m.tasks.items():
+        params = read_ort_adapter(fp32 / t.adapter_file)
         shapes = {k: list(a.shape) for k, a in params.items()}
-        assert bundle.check_adapter_against_graph(shapes, gi, m["backbone"]["n_embd"], name) == (
-            t["bottleneck"],
-            t["n_task_tokens"],
+        assert bundle.check_adapter_against_graph(shapes, gi, m.backbone.n_embd, name) == (
+            t.bottleneck,
+            len(t.special_tokens),
         )
         shapes.pop(names.adapter_name(0, "up.bias"))
         with pytest.raises(BundleError, match="missing"):
-            bundle.check_adapter_against_graph(shapes, gi, m["backbone"]["n_embd"], name)
+            bundle.check_adapter_against_graph(shapes, gi, m.backbone.n_embd, name)
 
 
 @pytest.mark.parametrize("task", [None, *TASKS])
 def test_fp32_matches_torch_prefill_and_decode(fp32, fp32_sess, ref_vlm, prompts, task):
     m = bundle.load_manifest(fp32, verify=False)
-    adapter = read_ort_adapter(fp32 / m["tasks"][task]["adapter_file"]) if task else None
+    adapter = read_ort_adapter(fp32 / m.tasks[task].adapter_file) if task else None
     for p in prompts[task][:2]:
         assert verify.torch_vs_graph(fp32_sess, ref_vlm, _cfg(m), p, task, adapter, n_decode=4) <= 1e-4
 
@@ -122,7 +123,7 @@ def test_left_padded_batch_matches_torch(fp32, fp32_sess, ref_vlm, prompts):
     width = max(len(a), len(b))
     ids = np.array([[0] * (width - len(p)) + p for p in (a, b)])
     mask = np.array([[0] * (width - len(p)) + [1] * len(p) for p in (a, b)])
-    adapter = read_ort_adapter(fp32 / m["tasks"][task]["adapter_file"])
+    adapter = read_ort_adapter(fp32 / m.tasks[task].adapter_file)
     logits, past = verify.step(fp32_sess, ids, mask, verify.empty_past(_cfg(m), 2), adapter)
     with torch.no_grad():
         ref, cache = ref_vlm(torch.tensor(ids), torch.tensor(mask), task=task)
@@ -139,28 +140,28 @@ def test_run_options_selection_equals_explicit_feeds(fp32, fp32_sess, ref_vlm, p
     m = bundle.load_manifest(fp32, verify=False)
     cfg = _cfg(m)
     outs = {}
-    for task, t in m["tasks"].items():
+    for task, t in m.tasks.items():
         ids = np.array([prompts[task][0]])
-        ro = lora(fp32 / t["adapter_file"])
+        ro = lora(fp32 / t.adapter_file)
         via_ro, _ = verify.step(fp32_sess, ids, np.ones(ids.shape), verify.empty_past(cfg), run_options=ro)
         explicit, _ = verify.step(
-            fp32_sess, ids, np.ones(ids.shape), verify.empty_past(cfg), read_ort_adapter(fp32 / t["adapter_file"])
+            fp32_sess, ids, np.ones(ids.shape), verify.empty_past(cfg), read_ort_adapter(fp32 / t.adapter_file)
         )
         np.testing.assert_array_equal(via_ro, explicit)
         with torch.no_grad():
             ref, _ = ref_vlm(torch.tensor(ids), task=task)
         assert np.abs(via_ro - ref.numpy()).max() <= 1e-4
         outs[task] = via_ro[0, -1]
-        plain, _ = verify.step(fp32_sess, ids[:, :3] % cfg["vocab_size"], np.ones((1, 3)), verify.empty_past(cfg))
+        plain, _ = verify.step(fp32_sess, ids[:, :3] % cfg.vocab_size, np.ones((1, 3)), verify.empty_past(cfg))
         with torch.no_grad():
-            assert np.abs(plain - ref_vlm(torch.tensor(ids[:, :3] % cfg["vocab_size"]))[0].numpy()).max() <= 1e-4
+            assert np.abs(plain - ref_vlm(torch.tensor(ids[:, :3] % cfg.vocab_size))[0].numpy()).max() <= 1e-4
     assert len({o.argmax() for o in outs.values()}) > 1 or len({o.tobytes() for o in outs.values()}) == len(outs)
 
 
 @pytest.mark.parametrize("task", [None, *TASKS])
 def test_fp32_greedy_identical_to_torch(fp32, fp32_sess, ref_vlm, prompts, task):
     m = bundle.load_manifest(fp32, verify=False)
-    ro = lora(fp32 / m["tasks"][task]["adapter_file"]) if task else None
+    ro = lora(fp32 / m.tasks[task].adapter_file) if task else None
     for p in prompts[task][:2]:
         expect = ref_vlm.generate(p, task, 12, eos_token_id=None)
         assert verify.greedy(fp32_sess, _cfg(m), p, 12, run_options=ro) == expect
@@ -187,6 +188,6 @@ def test_force_replaces_existing_bundle(tmp_path, trained_adapters):
     first = json.loads((out / bundle.MANIFEST).read_text())
     export_bundle("tiny", [trained_adapters["multi"]], out=out, force=True, progress=False, check=False, fuse=False)
     m = bundle.load_manifest(out)
-    assert set(first["tasks"]) == {"qa"} and set(m["tasks"]) == {"nlg", "dialogue"}
+    assert set(first["tasks"]) == {"qa"} and set(m.tasks) == {"nlg", "dialogue"}
     assert not (out / "adapters" / "qa.onnx_adapter").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]

@@ -10,6 +10,7 @@ from edgevlm.core import names
 from edgevlm.core.config import AdapterMeta, TaskConfig
 from edgevlm.core.errors import ConfigError, TaskError
 from edgevlm.train.adapters import load_adapter, save_adapter
+from edgevlm.train.decoding import greedy
 from edgevlm.train.model import VLM, Adapter
 
 
@@ -92,7 +93,7 @@ def test_kv_cache_decode_matches_full_forward():
     vlm = VLM(small_gpt2())
     randomize(vlm.add_task(task_cfg()))
     ids = torch.tensor([[97, 3, 4, 5, 98]])
-    out = vlm.generate(ids[0].tolist(), "t1", 6, eos_token_id=None)
+    out = greedy(vlm, ids[0].tolist(), "t1", 6, None)
     seq = ids[0].tolist()
     for _ in range(6):  # greedy without cache, re-running the whole prefix
         logits, _ = vlm(torch.tensor([seq]), task="t1")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgevlm.core.errors import ConfigError
-from edgevlm.runtime.beam import BeamSearch
+from edgevlm.runtime.decoding import BeamSearch
 from edgevlm.runtime.generation import GenerationConfig, candidates, log_softmax, sample, suppress_eos
 from edgevlm.runtime.textstream import OutputText, StopMatcher, TextStream, token_bytes
 
@@ -119,7 +119,7 @@ def test_one_beam_is_greedy():
     for _ in range(5):
         greedy.append(tok)
         tok = int(table[tok].argmax())
-    for n in range(5):
+    for _ in range(5):
         _, tokens = beams.step(logp)
         logp = table[tokens]
     assert beams.best() == greedy

@@ -84,11 +84,11 @@ class TorchGenerator:
         return self.backbone.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
     def __call__(self, source: str) -> str:
-        from edgevlm.train.decoding import vlm_beam_search
+        from edgevlm.train.decoding import greedy, vlm_beam_search
 
         eos, name = self.backbone.eos_token_id, self.cfg.name
         if self.num_beams == 1:
-            return self.decode(self.vlm.generate(self.prompt(source), name, self.max_new_tokens, eos))
+            return self.decode(greedy(self.vlm, self.prompt(source), name, self.max_new_tokens, eos))
         return self.decode(
             vlm_beam_search(self.vlm, self.prompt(source), name, self.num_beams, self.max_new_tokens, eos)
         )

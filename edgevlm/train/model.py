@@ -194,21 +194,6 @@ class VLM(nn.Module):
         logits = self.head(h[:, :-1][keep])  # [n, V]
         return F.cross_entropy(logits, labels[:, 1:][keep])
 
-    @torch.no_grad()
-    def generate(self, prompt: list[int], task: str | None, max_new_tokens: int, eos_token_id: int | None) -> list[int]:
-        """Greedy decoding with the KV cache; returns the new token ids (EOS excluded)."""
-        self.eval()
-        ids = torch.tensor([prompt], dtype=torch.long)
-        logits, past = self(ids, task=task)
-        out: list[int] = []
-        for _ in range(max_new_tokens):
-            nxt = int(logits[0, -1].argmax())
-            if nxt == eos_token_id:
-                break
-            out.append(nxt)
-            logits, past = self(torch.tensor([[nxt]]), task=task, past_key_values=past)
-        return out
-
     def backbone_params(self) -> int:
         return sum(p.numel() for p in self.backbone.parameters())
 
