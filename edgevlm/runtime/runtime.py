@@ -257,10 +257,6 @@ class Runtime:
         n_special = sum(1 for i in ids if i >= v)
         budget = n_pos - cfg.max_new_tokens
         if budget < n_special + 1:
-    def _step(self, task: Task | None) -> decoding.StepFn:
-        """The graph as a step function under ``task``'s adapter."""
-        return self._decoder.step_fn(self._run_options(task))
-
             raise ConfigError(
                 f"max_new_tokens={cfg.max_new_tokens} is beyond the context: the backbone holds "
                 f"n_positions={n_pos} tokens and this prompt needs at least {n_special + 1}"
@@ -289,6 +285,10 @@ class Runtime:
         if task is not None:
             ro.add_active_adapter(task.adapter)
         return ro
+
+    def _step(self, task: Task | None) -> decoding.StepFn:
+        """The graph as a step function under ``task``'s adapter."""
+        return self._decoder.step_fn(self._run_options(task))
 
     def _eos(self, task: Task | None) -> int | None:
         return task.eos_token_id if task else self.eos_token_id
