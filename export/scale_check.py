@@ -1,7 +1,7 @@
 """Real-scale export check: GPT-2 small (124M) / medium (355M) configurations with random weights.
 
-No hub is reachable, so each backbone is built from its configuration with random weights and saved with a
-locally trained byte-level tokenizer in a temporary directory, next to two adapters (nlg, B=10; mt, B=300)
+No hub is reachable, so each backbone is built from its configuration with random weights
+(:mod:`edgevlm.train.random_backbone`) in a temporary directory, next to two adapters (nlg, B=10; mt, B=300)
 "trained" on it (random perturbation of the identity, with the right fingerprint). Each export runs in its own
 process so its wall time and peak RSS are its own; then decode speed is timed per bundle. Writes JSON::
 
@@ -22,25 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
-CONFIGS = {"small": dict(n_layer=12, n_head=12, n_embd=768), "medium": dict(n_layer=24, n_head=16, n_embd=1024)}
-VOCAB, N_POSITIONS = 50257, 1024
+SCALE_SIZES = ("small", "medium")  # gpt2-<size> of edgevlm.train.random_backbone.SIZES
 QUANTS = ("fp32", "int8", "int4")
 SPEED_ROUNDS = 3
 
 
 def make_backbone(size: str, root: Path) -> Path:
     """A random-weight GPT-2 ``size`` directory (safetensors + config + tokenizer.json)."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from edgevlm.train.random_backbone import save_random
 
-    from edgevlm.train.tiny import corpus, train_tokenizer
-
-    torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=VOCAB, n_positions=N_POSITIONS, bos_token_id=0, eos_token_id=0, **CONFIGS[size])
-    path = root / f"gpt2-{size}"
-    GPT2LMHeadModel(cfg).eval().save_pretrained(path, safe_serialization=True)
-    train_tokenizer(corpus()[:3000]).save(str(path / "tokenizer.json"))
-    return path
+    return save_random(root / f"gpt2-{size}", f"gpt2-{size}")
 
 
 def make_adapters(backbone: Path, root: Path) -> list[Path]:
@@ -64,6 +55,13 @@ def make_adapters(backbone: Path, root: Path) -> list[Path]:
         n, share = vlm.trainable_share(name)
         out.append(save_adapter(root / name, tensors, AdapterMeta(mod.cfg, bb.fingerprint, bb.config_dict, n, share)))
     return out
+
+
+def config(size: str) -> dict:
+    """The layer/head/width fields of ``gpt2-<size>`` (for the results)."""
+    from edgevlm.train.random_backbone import SIZES
+
+    return {k: SIZES[f"gpt2-{size}"][k] for k in ("n_layer", "n_head", "n_embd")}
 
 
 def peak_rss_mib() -> int:
@@ -131,12 +129,14 @@ def export_one(backbone: Path, adapters: list[Path], quant: str, out: Path) -> d
 
 
 def decode_speed(bundle: Path, prompt_len: int = 32, n_new: int = 32, threads: int = 2) -> dict:
-    """Prefill ms and mean cached decode ms/token with the nlg adapter selected through RunOptions."""
+    """Prefill ms and mean cached decode ms/token (the runtime's greedy loop), nlg adapter selected by RunOptions."""
     import onnxruntime as ort
 
     from edgevlm.core import bundle as bfmt
+    from edgevlm.runtime.decoding import tokens
+    from edgevlm.runtime.generation import GenerationConfig
 
-    from .verify import empty_past, session, step
+    from .verify import session, step_fn
 
     m = bfmt.load_manifest(bundle, verify=False)
     sess = session(str(bundle / bfmt.BACKBONE_FILE), threads=threads)
@@ -144,18 +144,19 @@ def decode_speed(bundle: Path, prompt_len: int = 32, n_new: int = 32, threads: i
     adapter.Load(str(bundle / m.tasks["nlg"].adapter_file))
     ro = ort.RunOptions()
     ro.add_active_adapter(adapter)
-    ids = np.random.default_rng(0).integers(0, 1000, (1, prompt_len))
-    step(sess, ids, np.ones(ids.shape), empty_past(m.backbone), run_options=ro)  # warm-up
+    step = step_fn(sess, m.backbone, run_options=ro)
+    prompt = np.random.default_rng(0).integers(0, 1000, prompt_len).tolist()
+    cfg = GenerationConfig(max_new_tokens=n_new + 1)  # the prefill's token, then n_new cached steps
+    next(tokens(step, [prompt], cfg, None))  # warm-up
     t0 = time.perf_counter()
-    logits, past = step(sess, ids, np.ones(ids.shape), empty_past(m.backbone), run_options=ro)
+    steps = tokens(step, [prompt], cfg, None)
+    next(steps)
     prefill = time.perf_counter() - t0
     t0 = time.perf_counter()
-    for k in range(n_new):
-        nxt = np.array([[int(logits[0, -1].argmax())]])
-        logits, past = step(sess, nxt, np.ones((1, prompt_len + k + 1)), past, run_options=ro)
+    n = sum(1 for _ in steps)
     return {
         "prefill_ms": round(prefill * 1e3, 1),
-        "decode_ms_per_token": round((time.perf_counter() - t0) * 1e3 / n_new, 2),
+        "decode_ms_per_token": round((time.perf_counter() - t0) * 1e3 / n, 2),
         "prompt_len": prompt_len,
         "threads": threads,
     }
@@ -180,7 +181,7 @@ def run(sizes: list[str], quants: list[str], work: Path, json_out: Path | None =
         rows = {}
         for quant in tqdm(quants, desc=f"export gpt2-{size}", unit="bundle"):
             rows[quant] = export_one(backbone, adapters, quant, work / size / f"bundle-{quant}")
-            results["sizes"][size] = {"config": CONFIGS[size], "exports": rows}
+            results["sizes"][size] = {"config": config(size), "exports": rows}
             _save(results, json_out)
         ok = [q for q in quants if "error" not in rows[q]]
         speeds: dict[str, list] = {}
@@ -217,7 +218,7 @@ def _save(results: dict, path: Path | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", nargs="+", default=["small", "medium"], choices=sorted(CONFIGS))
+    p.add_argument("--sizes", nargs="+", default=["small", "medium"], choices=SCALE_SIZES)
     p.add_argument("--quant", nargs="+", default=list(QUANTS), choices=QUANTS)
     p.add_argument("--json", default="export_scale.json", help="where to write the results")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

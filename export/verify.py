@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from edgevlm.core import graphio, names
+from edgevlm.runtime import decoding
 
 
 def session(model, threads: int | None = None, low_memory: bool = False):
@@ -48,22 +49,33 @@ def step(sess, ids, mask, past, adapter=None, run_options=None) -> tuple[np.ndar
     return out[0], out[1:]
 
 
+def step_fn(sess, cfg: Mapping, adapter=None, run_options=None, cache: bool = True) -> decoding.StepFn:
+    """``sess`` as a step function for :mod:`edgevlm.runtime.decoding` (adapter by tensors or run options).
+
+    Without ``cache`` its "past" is the ids so far and every step re-runs the whole sequence from an empty
+    cache: the reference that cached decoding must equal.
+    """
+
+    def cached(ids, mask, past):
+        logits, present = step(
+            sess, ids, mask, empty_past(cfg, len(ids)) if past is None else past, adapter, run_options
+        )
+        return logits[:, -1], present
+
+    def rerun(ids, mask, past):
+        seen = ids if past is None else np.concatenate([past[0], ids], 1)  # [b, T]
+        logits, _ = step(sess, seen, mask, empty_past(cfg, len(ids)), adapter, run_options)
+        return logits[:, -1], [seen]
+
+    return cached if cache else rerun
+
+
 def greedy(
     sess, cfg: Mapping, prompt: list[int], n_new: int, adapter=None, run_options=None, cache: bool = True
 ) -> list[int]:
-    """Greedy continuation of ``prompt`` (``n_new`` tokens, no EOS stop); without ``cache`` the prefix is re-run each step."""
-    ids = list(prompt)
-    logits, past = step(sess, [ids], np.ones((1, len(ids))), empty_past(cfg), adapter, run_options)
-    out = []
-    for _ in range(n_new):
-        nxt = int(logits[0, -1].argmax())
-        out.append(nxt)
-        ids.append(nxt)
-        if cache:
-            logits, past = step(sess, [[nxt]], np.ones((1, len(ids))), past, adapter, run_options)
-        else:
-            logits, _ = step(sess, [ids], np.ones((1, len(ids))), empty_past(cfg), adapter, run_options)
-    return out
+    """Greedy continuation of ``prompt`` (``n_new`` tokens, no EOS stop) by the runtime's decoder; without
+    ``cache`` the prefix is re-run each step."""
+    return decoding.greedy(step_fn(sess, cfg, adapter, run_options, cache), [prompt], n_new, None)[0]
 
 
 def torch_vs_graph(
