@@ -60,7 +60,7 @@ def bundle_side(
 
     one = ws.get(f"{size}-bundle-{q}-1", lambda p: export(hf, [ad / TASKS[0]], q, p))
     five = ws.get(f"{size}-bundle-{q}-{len(TASKS)}", lambda p: export(hf, [ad / t for t in TASKS], q, p))
-    files = [five / load_manifest(five, verify=False)["tasks"][t]["adapter_file"] for t in TASKS]
+    files = [five / load_manifest(five, verify=False).tasks[t].adapter_file for t in TASKS]
     rows = []
     for k in range(1, len(TASKS) + 1):
         bar.set_postfix_str(f"{size} {q} bundle with {k} task(s)")

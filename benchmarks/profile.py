@@ -56,7 +56,7 @@ def profiling_runtime(bundle: Path, threads: int | None, prefix: str):
     so = session_options(threads)
     so.enable_profiling = True
     so.profile_file_prefix = prefix
-    sess = ort.InferenceSession(str(bundle / rt.manifest["backbone"]["file"]), so, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(bundle / rt.manifest.backbone.file), so, providers=["CPUExecutionProvider"])
     dec.session = TimedSession(sess)
     return rt, sess, dec.session
 
@@ -95,7 +95,7 @@ def profile(
     with tempfile.TemporaryDirectory(prefix="edgevlm-profile-") as tmp:
         rt, sess, timed = profiling_runtime(bundle, threads, str(Path(tmp) / "ort"))
         task = next(iter(rt.tasks), None) if task == FIRST_TASK else task
-        eng = Engine("edgevlm", rt.manifest["backbone"]["quantization"], bundle, threads or 1, task)
+        eng = Engine("edgevlm", rt.manifest.backbone.quantization, bundle, threads or 1, task)
         eng.model, eng.tokenizer = rt, rt.tokenizer
         prompt = eng.prompt(prompt_tokens)
         rt.generate_tokens(prompt, task=task, max_new_tokens=4, min_new_tokens=4)  # warm-up
@@ -117,7 +117,7 @@ def profile(
     step_ms = (wall * 1e3 - timed.runs[skip] * 1e3) / steps
     return {
         "bundle": str(bundle),
-        "quantization": rt.manifest["backbone"]["quantization"],
+        "quantization": rt.manifest.backbone.quantization,
         "task": task,
         "threads": threads,
         "decode_steps": steps,

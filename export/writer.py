@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -12,12 +13,12 @@ from pathlib import Path
 import onnx
 
 from edgevlm import __version__
-from edgevlm.core import bundle
+from edgevlm.core import bundle, graphio
 from edgevlm.core.config import atomic_write_text
 from edgevlm.core.errors import ConfigError, ExportError
 
 from .adapters import TaskAdapter, check_fingerprints, load_task_adapters, read_ort_adapter, write_ort_adapter
-from .graph import OPSET, build_graph, check_config, graph_inputs, op_counts
+from .graph import build_graph, check_config, declared_io, graph_inputs, op_counts
 from .quantize import quantize
 
 EXTERNAL_DATA_BYTES = 1 << 30  # graphs with more weight bytes keep them in backbone.onnx.data
@@ -220,65 +221,57 @@ def write_bundle(tmp: Path, path: Path, bb, tasks: list[TaskAdapter], quant: str
     onnx.checker.check_model(str(tmp / bundle.BACKBONE_FILE))
     bb.tokenizer.save(str(tmp / bundle.TOKENIZER_FILE))
     (tmp / bundle.ADAPTER_DIR).mkdir()
-    gi = graph_inputs(onnx.load(tmp / bundle.BACKBONE_FILE, load_external_data=False))
+    final = onnx.load(tmp / bundle.BACKBONE_FILE, load_external_data=False)
+    gi = graph_inputs(final)
     sizes = {}
     for t in tasks:
         file = tmp / bundle.ADAPTER_DIR / f"{t.name}{bundle.ADAPTER_SUFFIX}"
         write_ort_adapter(file, t.tensors)
         back = {k: list(v.shape) for k, v in read_ort_adapter(file).items()}
         sizes[t.name] = bundle.check_adapter_against_graph(back, gi, bb.model.config.n_embd, str(file))
-    m = manifest(bb, tasks, sizes, quant, data.name if large else None, log)
-    m["files"] = {p.relative_to(tmp).as_posix(): bundle.sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-    bundle.validate_manifest(m, tmp)
-    atomic_write_text(tmp / bundle.MANIFEST, json.dumps(m, indent=2) + "\n")
+    m = manifest(bb, tasks, sizes, quant, log)
+    graphio.check_graph_io(m.backbone.io(), *declared_io(final), str(tmp / bundle.BACKBONE_FILE))
+    files = {p.relative_to(tmp).as_posix(): bundle.sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+    m = bundle.check_paths(dataclasses.replace(m, files=files), tmp)
+    text = json.dumps(m.to_json(), indent=2) + "\n"
+    if bundle.Manifest.from_json(json.loads(text), bundle.MANIFEST) != m:  # what the runtime will read back
+        raise ExportError("manifest does not survive its own JSON round trip")
+    atomic_write_text(tmp / bundle.MANIFEST, text)
     _publishable(tmp)
 
 
-def manifest(bb, tasks: list[TaskAdapter], sizes: dict, quant: str, data_file: str | None, log: dict) -> dict:
-    """The manifest (without ``files``): backbone, tokenizer, io names, per-task settings and the export log."""
-    c = bb.model.config
-    backbone = {
-        "file": bundle.BACKBONE_FILE,
-        "external_data": data_file,
-        **bb.config_dict,
-        "quantization": quant,
-        "layer_norm_epsilon": c.layer_norm_epsilon,
-        "activation_function": c.activation_function,
-        "fingerprint": bb.fingerprint,
-        "opset": OPSET,
-        "source": bb.path.name,
-    }  # the checkpoint's name, not a local path
-    return {
-        "schema_version": bundle.SCHEMA_VERSION,
-        "backbone": backbone,
-        "tokenizer": {"file": bundle.TOKENIZER_FILE, "eos_token_id": bb.eos_token_id},
-        "io": bundle.io_spec(c.n_layer),
-        "tasks": {t.name: task_entry(t, sizes[t.name], c.vocab_size, bb.eos_token_id) for t in tasks},
-        "export_log": log,
-    }
+def manifest(bb, tasks: list[TaskAdapter], sizes: dict, quant: str, log: dict) -> bundle.Manifest:
+    """The manifest (``files`` still empty): backbone record, tokenizer, per-task entries and the export log."""
+    s = bb.sizes
+    backbone = bundle.BackboneRecord(
+        file=bundle.BACKBONE_FILE,
+        **{k: int(getattr(s, k)) for k in ("n_layer", "n_head", "n_embd", "vocab_size", "n_positions")},
+        quantization=quant,
+        architecture=s.architecture,
+        n_kv_head=int(s.n_kv_head),
+        head_dim=int(s.head_dim),
+        fingerprint=bb.fingerprint,
+        source=bb.path.name,  # the checkpoint's name, not a local path
+    )
+    tokenizer = bundle.TokenizerRecord(bundle.TOKENIZER_FILE, eos_token_id=bb.eos_token_id)
+    entries = {t.name: task_entry(t, sizes[t.name], s.vocab_size, bb.eos_token_id) for t in tasks}
+    return bundle.Manifest(backbone, tokenizer, entries, export_log=log)
 
 
-def task_entry(t: TaskAdapter, size: tuple[int, int], vocab_size: int, eos: int) -> dict:
+def task_entry(t: TaskAdapter, size: tuple[int, int], vocab_size: int, eos: int) -> bundle.TaskEntry:
     cfg = t.meta.task
-    bottleneck, n_task_tokens = size
-    return {
-        "adapter_file": f"{bundle.ADAPTER_DIR}/{t.name}{bundle.ADAPTER_SUFFIX}",
-        "bottleneck": bottleneck,
-        "n_task_tokens": n_task_tokens,
-        "special_tokens": list(cfg.special_tokens),
-        "special_token_ids": [vocab_size + k for k in range(len(cfg.special_tokens))],
-        "template": cfg.template,
-        "eos_token_id": eos,
-        "metric": cfg.metric,
-        "generation": {
-            "max_new_tokens": cfg.max_new_tokens,
-            "greedy": True,
-            "max_source_tokens": cfg.max_source_tokens,
-            "max_target_tokens": cfg.max_target_tokens,
-        },
-        "trainable_params": t.meta.trainable_params,
-        "trainable_share": t.meta.trainable_share,
-    }
+    return bundle.TaskEntry(
+        adapter_file=f"{bundle.ADAPTER_DIR}/{t.name}{bundle.ADAPTER_SUFFIX}",
+        bottleneck=size[0],
+        special_tokens=tuple(cfg.special_tokens),
+        special_token_ids=tuple(vocab_size + k for k in range(len(cfg.special_tokens))),
+        template=cfg.template,
+        eos_token_id=eos,
+        generation=bundle.GenerationDefaults(cfg.max_new_tokens, cfg.max_source_tokens),
+        metric=cfg.metric,
+        trainable_params=t.meta.trainable_params,
+        trainable_share=t.meta.trainable_share,
+    )
 
 
 def _publishable(root: Path) -> None:

@@ -17,7 +17,7 @@ def test_demo_end_to_end(tmp_path, capsys, tiny_dir):
     assert device["heavy_modules"] == [], "the on-device process imported torch/transformers/optimum"
     assert set(device["tasks"]) == set(TASKS)
     m = load_manifest(result["bundle"])  # verifies every checksum
-    assert m["backbone"]["quantization"] == "int8" and set(m["tasks"]) == set(TASKS)
+    assert m.backbone.quantization == "int8" and set(m.tasks) == set(TASKS)
     assert device["decode_tok_s"] > 0 and device["task_switch_ms"] >= 0
     assert result["memory"]["five_models_rss_mb"] > result["memory"]["bundle_rss_mb"]
     for needle in ("untrained", "runtime peak RSS", "edgevlm run", "--backbone"):

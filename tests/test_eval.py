@@ -65,6 +65,7 @@ def model(tiny_dir):
     return vlm, bb, prompts
 
 
+def test_greedy_batch_matches_reference(model):
 def rerun_greedy(vlm, prompt: list[int], n: int, eos: int) -> list[int]:
     """Greedy without a cache: the whole sequence is re-run for every token (the oracle)."""
     seq = list(prompt)
@@ -77,7 +78,6 @@ def rerun_greedy(vlm, prompt: list[int], n: int, eos: int) -> list[int]:
     return seq[len(prompt) :]
 
 
-def test_greedy_batch_matches_reference(model):
     vlm, bb, prompts = model
     prompts = [p[: 6 + 3 * i] + p[-1:] for i, p in enumerate(prompts)]  # different lengths -> left padding
     ref = [rerun_greedy(vlm, p, 12, bb.eos_token_id) for p in prompts]

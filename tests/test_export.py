@@ -15,6 +15,7 @@ from edgevlm.core.errors import BundleError
 from edgevlm.export import verify
 from edgevlm.export.adapters import read_ort_adapter
 from edgevlm.export.graph import build_graph, decoder_io, graph_inputs
+from edgevlm.train.decoding import greedy
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +164,7 @@ def test_fp32_greedy_identical_to_torch(fp32, fp32_sess, ref_vlm, prompts, task)
     m = bundle.load_manifest(fp32, verify=False)
     ro = lora(fp32 / m.tasks[task].adapter_file) if task else None
     for p in prompts[task][:2]:
-        expect = ref_vlm.generate(p, task, 12, eos_token_id=None)
+        expect = greedy(ref_vlm, p, task, 12, None)
         assert verify.greedy(fp32_sess, _cfg(m), p, 12, run_options=ro) == expect
 
 

@@ -29,24 +29,24 @@ def sessions(tiny_bundle):
 
 def _selector(root, task):
     m = bundle.load_manifest(root, verify=False)
-    return lora(root / m["tasks"][task]["adapter_file"]) if task else None
+    return lora(root / m.tasks[task].adapter_file) if task else None
 
 
 @pytest.mark.parametrize("quant", ["int8", "int4"])
 def test_adapter_inputs_survive_quantization(tiny_bundle, quant):
     root = tiny_bundle(quant)
     m = bundle.load_manifest(root, verify=True)
-    assert m["backbone"]["quantization"] == quant
+    assert m.backbone.quantization == quant
     model = onnx.load(root / bundle.BACKBONE_FILE)
     inputs = {i.name: i for i in model.graph.input}
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
-    n_layer, n_embd = m["backbone"]["n_layer"], m["backbone"]["n_embd"]
+    n_layer, n_embd = m.backbone.n_layer, m.backbone.n_embd
     for n in names.adapter_names(n_layer):
         assert inputs[n].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
         declared = [d.dim_param or d.dim_value for d in inputs[n].type.tensor_type.shape.dim]
         assert declared == names.symbolic_adapter_shape(n, n_embd)
         assert inits[n].dtype == np.float32 and np.all(inits[n] == names.identity_value(n))
-    ops = m["export_log"]["op_counts"]["final"]
+    ops = m.export_log["op_counts"]["final"]
     assert ops["com.microsoft.MatMulNBits"] == 4 * n_layer + 1  # every backbone linear + the LM head
     assert ops.get("com.microsoft.GatherBlockQuantized", 0) == (1 if quant == "int4" else 0)
     weights = set(inits) - set(names.adapter_names(n_layer))
@@ -74,17 +74,17 @@ def test_quantized_bundles_are_smaller(tiny_bundle):
 def test_run_options_selection_equals_explicit_feeds_quantized(tiny_bundle, sessions, prompts, quant):
     root = tiny_bundle(quant)
     m = bundle.load_manifest(root, verify=False)
-    for task, t in m["tasks"].items():
+    for task, t in m.tasks.items():
         ids = np.array([prompts[task][0]])
-        args = (ids, np.ones(ids.shape), verify.empty_past(m["backbone"]))
+        args = (ids, np.ones(ids.shape), verify.empty_past(m.backbone))
         via_ro, _ = verify.step(sessions[quant], *args, run_options=_selector(root, task))
-        explicit, _ = verify.step(sessions[quant], *args, read_ort_adapter(root / t["adapter_file"]))
+        explicit, _ = verify.step(sessions[quant], *args, read_ort_adapter(root / t.adapter_file))
         np.testing.assert_array_equal(via_ro, explicit)
 
 
 def agreement(sessions, root_fp32, root_q, quant, prompts) -> tuple[float, float]:
     """(teacher-forced top-1 agreement, free-running position agreement) of ``quant`` with fp32 greedy, all tasks."""
-    cfg = bundle.load_manifest(root_fp32, verify=False)["backbone"]
+    cfg = bundle.load_manifest(root_fp32, verify=False).backbone
     tf = free = total = 0
     for task in [None, *TASKS]:
         free_task = free
@@ -123,7 +123,7 @@ CACHE_TOL = {"fp32": 1e-4, "int8": 0.1, "int4": 0.1}
 @pytest.mark.parametrize("quant", bundle.QUANT_MODES)
 def test_cached_decoding_equals_full_rerun(tiny_bundle, sessions, prompts, quant):
     root = tiny_bundle(quant)
-    cfg = bundle.load_manifest(root, verify=False)["backbone"]
+    cfg = bundle.load_manifest(root, verify=False).backbone
     for task in [None, *TASKS]:
         for p in prompts[task][:2]:
             ro = _selector(root, task)

@@ -167,17 +167,17 @@ def learned_table(device: dict, baseline: dict[str, dict]) -> tuple[str, bool]:
     return "\n".join(rows), ok
 
 
-def footprint_table(bundle: Path, manifest: dict, device: dict, mem: dict) -> str:
+def footprint_table(bundle: Path, manifest, device: dict, mem: dict) -> str:
     size = dir_bytes(bundle) / 2**20
-    backbone = (bundle / manifest["backbone"]["file"]).stat().st_size / 2**20
-    shares = [t["trainable_share"] for t in manifest["tasks"].values()]
-    n = len(manifest["tasks"])
+    backbone = (bundle / manifest.backbone.file).stat().st_size / 2**20
+    shares = [t.trainable_share for t in manifest.tasks.values()]
+    n = len(manifest.tasks)
     lines = [
         f"  {'':<34}{'one bundle':>14}{f'{n} fine-tuned models':>24}",
         f"  {'disk (MB)':<34}{size:>14.2f}{n * backbone:>24.2f}",
         f"  {'runtime peak RSS (MB)':<34}{mem['bundle_rss_mb']:>14.1f}{mem['five_models_rss_mb']:>24.1f}",
         f"  extra parameters per task: {min(shares):.2f}% to {max(shares):.2f}% of the backbone",
-        f"  decode speed: {device['decode_tok_s']:.0f} tokens/s (batch 1, {manifest['backbone']['quantization']})",
+        f"  decode speed: {device['decode_tok_s']:.0f} tokens/s (batch 1, {manifest.backbone.quantization})",
         f"  task switch: {device['task_switch_ms']:.3f} ms; bundle load: {device['load_s'] * 1000:.0f} ms",
     ]
     return "\n".join(lines)

@@ -41,7 +41,7 @@ def show_task(rt, name: str, n_show: int, n_eval: int) -> dict:
 
     examples = mini_task(name, "test", n_eval)
     preds = [rt.generate(e.source, task=name) for e in examples]
-    metric = rt.manifest["tasks"][name].get("metric") or "bleu"
+    metric = rt.task(name).entry.metric or "bleu"
     scores = score(preds, [e.references() for e in examples])
     value = scores[metric]
     print(f"\n[{name}]  bottleneck {rt.tasks[name].bottleneck}")

@@ -7,8 +7,10 @@ A bundle is a directory::
     backbone.onnx                 (+ backbone.onnx.data when large)
     adapters/<task>.onnx_adapter  (ONNX Runtime adapter format, one per task)
 
-The exporter writes it and the runtime reads it; both validate with the
-functions below, so a graph and its adapter files agree by construction.
+The manifest's fields are the dataclasses of :mod:`edgevlm.core.manifest`;
+this module checks them against the directory (confined paths, checksums)
+and checks adapter tensors against the graph, for both the exporter and the
+runtime, so a graph and its adapter files agree by construction.
 """
 
 from __future__ import annotations
@@ -21,25 +23,21 @@ from typing import Any
 
 from edgevlm.core import names
 from edgevlm.core.errors import BundleError
+from edgevlm.core.manifest import (  # noqa: F401  (the contract's names, importable from here)
+    QUANT_MODES,
+    SCHEMA_VERSION,
+    BackboneRecord,
+    GenerationDefaults,
+    Manifest,
+    TaskEntry,
+    TokenizerRecord,
+)
 
-SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 BACKBONE_FILE = "backbone.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 ADAPTER_DIR = "adapters"
 ADAPTER_SUFFIX = ".onnx_adapter"
-QUANT_MODES = ("fp32", "int8", "int4")
-
-BACKBONE_KEYS = ("file", "n_layer", "n_head", "n_embd", "vocab_size", "n_positions", "quantization")
-TASK_KEYS = (
-    "adapter_file",
-    "bottleneck",
-    "special_tokens",
-    "special_token_ids",
-    "template",
-    "eos_token_id",
-    "generation",
-)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -60,57 +58,20 @@ def confined(root: Path, rel: str, what: str) -> Path:
     return full
 
 
-def io_spec(n_layer: int) -> dict[str, list[str]]:
-    """The ``io`` section: graph input/output names in order (declared once, from :mod:`names`)."""
-    return {
-        "inputs": [names.INPUT_IDS, names.ATTENTION_MASK] + names.past_names(n_layer),
-        "outputs": [names.LOGITS] + names.present_names(n_layer),
-        "adapter_inputs": names.adapter_names(n_layer),
-    }
-
-
-def _require(d: Mapping, keys: Sequence[str], where: str) -> None:
-    if not isinstance(d, Mapping):
-        raise BundleError(f"{where}: expected an object")
-    missing = [k for k in keys if k not in d]
-    if missing:
-        raise BundleError(f"{where}: missing field(s) {missing}")
-
-
-def validate_manifest(m: Any, root: Path) -> dict:
-    """Check the manifest's structure, schema version and paths; returns it unchanged."""
-    where = str(root / MANIFEST)
-    _require(m, ("schema_version", "backbone", "tokenizer", "io", "tasks", "files"), where)
-    if m["schema_version"] != SCHEMA_VERSION:
-        raise BundleError(
-            f"{where}: schema_version {m['schema_version']!r} is not supported (this edgevlm reads {SCHEMA_VERSION})"
-        )
-    _require(m["backbone"], BACKBONE_KEYS, f"{where}: backbone")
-    if m["backbone"]["quantization"] not in QUANT_MODES:
-        raise BundleError(f"{where}: backbone.quantization must be one of {QUANT_MODES}")
-    _require(m["tokenizer"], ("file",), f"{where}: tokenizer")
-    if m["io"] != io_spec(int(m["backbone"]["n_layer"])):
-        raise BundleError(
-            f"{where}: io names do not match this edgevlm's graph layout for n_layer={m['backbone']['n_layer']}"
-        )
-    if not isinstance(m["files"], Mapping) or not m["files"]:
-        raise BundleError(f"{where}: files must list every file with its sha256")
-    for rel in m["files"]:
+def check_paths(m: Manifest, root: Path) -> Manifest:
+    """Every path stays inside ``root`` and every referenced file has a checksum; returns ``m``."""
+    for rel in m.files:
         confined(root, rel, "file")
-    referenced = [m["backbone"]["file"], m["tokenizer"]["file"]]
-    for name, t in m["tasks"].items():
-        _require(t, TASK_KEYS, f"{where}: tasks.{name}")
-        referenced.append(t["adapter_file"])
-    for rel in referenced:
+    for rel in m.referenced_files():
         confined(root, rel, "file")
-        if rel not in m["files"]:
-            raise BundleError(f"{where}: {rel} is used but has no checksum under 'files'")
+        if rel not in m.files:
+            raise BundleError(f"{root / MANIFEST}: {rel} is used but has no checksum under 'files'")
     return m
 
 
-def verify_files(m: Mapping, root: Path) -> None:
+def verify_files(m: Manifest, root: Path) -> None:
     """Every listed file exists and matches its sha256 (the error names the file)."""
-    for rel, digest in m["files"].items():
+    for rel, digest in m.files.items():
         path = confined(root, rel, "file")
         if not path.is_file():
             raise BundleError(f"{path}: listed in the manifest but missing")
@@ -118,20 +79,68 @@ def verify_files(m: Mapping, root: Path) -> None:
             raise BundleError(f"{path}: checksum mismatch (file truncated or modified)")
 
 
-def load_manifest(root: str | Path, verify: bool = True) -> dict:
-    """Read, validate and (optionally) checksum a bundle's manifest."""
+def read_json(path: Path) -> Any:
+    """A JSON file's content; BundleError naming the file when it is not valid JSON."""
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BundleError(f"{path}: invalid JSON ({e})") from None
+
+
+def load_manifest(root: str | Path, verify: bool = True) -> Manifest:
+    """Read and validate a bundle's manifest (types, values, paths) and, with ``verify``, every checksum."""
     root = Path(root)
     path = root / MANIFEST
     if not path.is_file():
         raise BundleError(f"{path}: not found (is {root} an edgevlm bundle?)")
-    try:
-        m = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BundleError(f"{path}: invalid JSON ({e})") from None
-    validate_manifest(m, root)
+    m = check_paths(Manifest.from_json(read_json(path), str(path)), root)
     if verify:
         verify_files(m, root)
     return m
+
+
+def find_task_entry(path: Path, entry: Mapping | None, backbone: BackboneRecord) -> tuple[str, TaskEntry, str]:
+    """(name, task entry, where it came from) for an adapter file hot-added to a runtime with ``backbone``.
+
+    From ``entry`` (manifest task fields, optional ``name``), else ``<file>.json``
+    next to it (with ``name``), else the manifest of the bundle the file sits
+    in, whose backbone must be the same one (by weight fingerprint, so any
+    quantization of it fits).
+    """
+    if entry is not None:
+        name = entry.get("name", path.name.split(".")[0])
+        where = "add_task(entry=...)"
+        return name, TaskEntry.from_json(entry, where, backbone.vocab_size, ""), where
+    sidecar = path.with_suffix(".json")
+    if sidecar.is_file():
+        d = read_json(sidecar)
+        if not isinstance(d, Mapping) or not isinstance(d.get("name"), str):
+            raise BundleError(f"{sidecar}: expected an object with the task's 'name' and manifest fields")
+        return d["name"], TaskEntry.from_json(d, str(sidecar), backbone.vocab_size, ""), str(sidecar)
+    root = path.resolve().parent.parent
+    if path.resolve().parent.name == ADAPTER_DIR and (root / MANIFEST).is_file():
+        m = load_manifest(root)
+        if m.backbone.fingerprint != backbone.fingerprint or m.backbone.io() != backbone.io():
+            raise BundleError(f"{root / MANIFEST}: bundle has another backbone; its adapters do not fit")
+        for name, e in m.tasks.items():
+            if confined(root, e.adapter_file, "file") == path.resolve():
+                return name, e, str(root / MANIFEST)
+    raise BundleError(f"{path}: no task description (pass entry=..., or put {sidecar.name} next to it)")
+
+
+def describe(m: Manifest) -> list[str]:
+    """Lines for ``edgevlm run --list``: the backbone, then one line per task."""
+    b = m.backbone
+    lines = [
+        f"{b.architecture} {b.source or 'backbone'}: n_layer={b.n_layer} n_embd={b.n_embd} n_head={b.n_head} "
+        f"n_kv_head={b.n_kv_head} vocab={b.vocab_size} context={b.n_positions} quantization={b.quantization}"
+    ]
+    for name, t in sorted(m.tasks.items()):
+        lines.append(
+            f"{name}\tbottleneck={t.bottleneck}\tparams={t.trainable_params:,} ({t.trainable_share:.2f}%)"
+            f"\ttokens={' '.join(t.special_tokens)}\ttemplate={t.template!r}"
+        )
+    return lines
 
 
 def check_adapter_against_graph(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from edgevlm.core import names
 from edgevlm.core.errors import BundleError
@@ -81,6 +82,16 @@ def decoder_io(n_layer: int, n_kv_head: int, head_dim: int, n_embd: int, vocab_s
     outputs += [TensorSpec(n, f, (b, n_kv_head, t, head_dim)) for n in names.present_names(n_layer)]
     adapters = [TensorSpec(n, f, tuple(names.symbolic_adapter_shape(n, n_embd))) for n in names.adapter_names(n_layer)]
     return DecoderIO(tuple(inputs), tuple(adapters), tuple(outputs))
+
+
+def decoder_io_of(sizes: Any) -> DecoderIO:
+    """:func:`decoder_io` from a sizes record: a mapping or an object (manifest backbone record, training
+    sizes) with n_layer, n_head, n_embd, vocab_size and optionally n_kv_head, head_dim (GPT-2 defaults)."""
+    get = sizes.get if isinstance(sizes, Mapping) else lambda k, d=None: getattr(sizes, k, d)
+    n_head, n_embd = get("n_head"), get("n_embd")
+    return decoder_io(
+        get("n_layer"), get("n_kv_head") or n_head, get("head_dim") or n_embd // n_head, n_embd, get("vocab_size")
+    )
 
 
 Declared = Mapping[str, tuple[str | None, Sequence]]  # name -> (dtype, dims) as a graph declares them

@@ -23,7 +23,6 @@ tokens and most recent ids (:func:`edgevlm.core.prompts.truncate_left`).
 
 from __future__ import annotations
 
-import json
 import threading
 import warnings
 from collections.abc import Iterator, Mapping
@@ -34,7 +33,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from edgevlm.core.bundle import ADAPTER_DIR, MANIFEST, confined, load_manifest
+from edgevlm.core.bundle import MANIFEST, Manifest, confined, find_task_entry, load_manifest
 from edgevlm.core.errors import BundleError, ConfigError, TaskError
 from edgevlm.core.prompts import build_prompt, encode_prompt, truncate_left
 from edgevlm.runtime import decoding
@@ -44,7 +43,6 @@ from edgevlm.runtime.session import Graph, Task, check_graph, load_task, open_se
 from edgevlm.runtime.textstream import OutputText, token_bytes
 
 DEFAULT_MAX_NEW_TOKENS = 64  # the plain backbone (task=None) has no task defaults
-EOS_TOKEN = "<|endoftext|>"
 
 
 class InputTruncated(UserWarning):
@@ -57,7 +55,7 @@ class Runtime:
     def __init__(
         self,
         root: Path,
-        manifest: dict,
+        manifest: Manifest,
         session: ort.InferenceSession,
         graph: Graph,
         tokenizer: Tokenizer,
@@ -68,8 +66,7 @@ class Runtime:
         self._lock = threading.Lock()
         self._decoder = Decoder(session, graph.n_layer, graph.n_kv_head, graph.head_dim)
         self._table = token_bytes(tokenizer, graph.vocab_size)
-        eos = manifest["tokenizer"].get("eos_token_id", tokenizer.token_to_id(EOS_TOKEN))
-        self.eos_token_id = eos if isinstance(eos, int) and 0 <= eos < graph.vocab_size else None  # for task=None
+        self.eos_token_id = manifest.tokenizer.eos_token_id  # for task=None
 
     @classmethod
     def load(cls, bundle: str | Path, threads: int | None = None, spin: bool = False) -> Runtime:
@@ -80,18 +77,18 @@ class Runtime:
         """
         root = Path(bundle)
         m = load_manifest(root)
-        tok_path = confined(root, m["tokenizer"]["file"], "tokenizer.file")
+        tok_path = confined(root, m.tokenizer.file, "tokenizer.file")
         try:
             tokenizer = Tokenizer.from_file(str(tok_path))
         except Exception as e:  # tokenizers raises a plain Exception for malformed files
             raise BundleError(f"{tok_path}: cannot read the tokenizer ({e})") from None
-        session = open_session(confined(root, m["backbone"]["file"], "backbone.file"), threads, spin)
-        graph = check_graph(session, m, root / m["backbone"]["file"])
+        session = open_session(confined(root, m.backbone.file, "backbone.file"), threads, spin)
+        graph = check_graph(session, m, root / m.backbone.file)
         tasks = {
             name: load_task(
-                name, e, confined(root, e["adapter_file"], f"tasks.{name}.adapter_file"), graph, str(root / MANIFEST)
+                name, e, confined(root, e.adapter_file, f"tasks.{name}.adapter_file"), graph, str(root / MANIFEST)
             )
-            for name, e in m["tasks"].items()
+            for name, e in m.tasks.items()
         }
         return cls(root, m, session, graph, tokenizer, tasks)
 
@@ -106,42 +103,16 @@ class Runtime:
         Its description (the manifest's ``tasks.<name>`` fields plus ``name``)
         comes from ``entry``, else from ``<file>.json`` next to it, else from
         the manifest of the bundle the file sits in (whose backbone must be
-        this one, by checksum).
+        this one, by weight fingerprint: :func:`edgevlm.core.bundle.find_task_entry`).
         """
         path = Path(path)
-        name, entry, source = self._describe(path, entry)
+        name, entry, source = find_task_entry(path, entry, self.manifest.backbone)
         task = load_task(name, entry, path, self.graph, source)
         with self._lock:
             if name in self._tasks:
                 raise TaskError(f"task {name!r} is already loaded; loaded tasks: {sorted(self._tasks)}")
             self._tasks = {**self._tasks, name: task}
         return task
-
-    def _describe(self, path: Path, entry: dict | None) -> tuple[str, dict, str]:
-        """(name, task entry, where it came from) for :meth:`add_task`."""
-        if entry is not None:
-            return entry.get("name", path.name.split(".")[0]), entry, "add_task(entry=...)"
-        sidecar = path.with_suffix(".json")
-        if sidecar.is_file():
-            try:
-                d = json.loads(sidecar.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise BundleError(f"{sidecar}: invalid JSON ({e})") from None
-            if not isinstance(d, dict) or not isinstance(d.get("name"), str):
-                raise BundleError(f"{sidecar}: expected an object with the task's 'name' and manifest fields")
-            return d["name"], d, str(sidecar)
-        root = path.resolve().parent.parent
-        if path.resolve().parent.name == ADAPTER_DIR and (root / MANIFEST).is_file():
-            m = load_manifest(root)
-            mine, theirs = self.manifest["backbone"]["file"], m["backbone"]["file"]
-            if m["files"].get(theirs) != self.manifest["files"][mine]:
-                raise BundleError(
-                    f"{root / MANIFEST}: bundle has another backbone than {self.root}; its adapters do not fit"
-                )
-            for name, e in m["tasks"].items():
-                if confined(root, e["adapter_file"], "file") == path.resolve():
-                    return name, e, str(root / MANIFEST)
-        raise BundleError(f"{path}: no task description (pass entry=..., or put {sidecar.name} next to it)")
 
     def task(self, name: str | None) -> Task | None:
         """The task called ``name`` (``None``: the plain backbone); TaskError lists the loaded ones."""

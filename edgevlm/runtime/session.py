@@ -8,9 +8,8 @@ from pathlib import Path
 import onnxruntime as ort
 
 from edgevlm.core import graphio
-from edgevlm.core.bundle import TASK_KEYS, _require, check_adapter_against_graph
+from edgevlm.core.bundle import Manifest, TaskEntry, check_adapter_against_graph
 from edgevlm.core.errors import BundleError, ConfigError
-from edgevlm.core.prompts import check_template
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,7 @@ class Task:
     max_source_tokens: int | None
     file: Path
     adapter: ort.LoraAdapter = field(repr=False, compare=False)
+    entry: TaskEntry = field(repr=False)  # as the manifest (or a sidecar) declares it
 
 
 def session_options(threads: int | None, spin: bool = False) -> ort.SessionOptions:
@@ -72,20 +72,14 @@ def _declared(args: list) -> dict[str, tuple[str | None, list]]:
     return {a.name: (graphio.ORT_TYPES.get(a.type), a.shape) for a in args}
 
 
-def check_graph(session: ort.InferenceSession, manifest: dict, path: Path) -> Graph:
-    """The session's inputs/outputs against the declared decoder IO for the manifest's backbone sizes."""
-    bb = manifest["backbone"]
-    n_layer, n_head, n_embd, vocab, n_pos = (
-        int(bb[k]) for k in ("n_layer", "n_head", "n_embd", "vocab_size", "n_positions")
-    )
-    n_kv_head, head_dim = int(bb.get("n_kv_head", n_head)), int(bb.get("head_dim", n_embd // n_head))
-    io = graphio.decoder_io(n_layer, n_kv_head, head_dim, n_embd, vocab)
-    if manifest["io"] != io.names():
-        raise BundleError(f"{path}: the manifest's io names do not match this edgevlm's graph layout")
+def check_graph(session: ort.InferenceSession, manifest: Manifest, path: Path) -> Graph:
+    """The session's inputs/outputs against the graph IO the manifest's backbone declares."""
+    bb, io = manifest.backbone, manifest.backbone.io()
     adapter_names = set(io.names()["adapter_inputs"])
     adapters = {k: v for k, v in _declared(session.get_overridable_initializers()).items() if k in adapter_names}
     graphio.check_graph_io(io, _declared(session.get_inputs()), adapters, _declared(session.get_outputs()), str(path))
-    return Graph(n_layer, n_head, n_embd, vocab, n_pos, n_kv_head, head_dim, {k: v[1] for k, v in adapters.items()})
+    sizes = (bb.n_layer, bb.n_head, bb.n_embd, bb.vocab_size, bb.n_positions, bb.n_kv_head, bb.head_dim)
+    return Graph(*sizes, {k: v[1] for k, v in adapters.items()})
 
 
 def load_adapter(path: Path, graph: Graph) -> tuple[ort.LoraAdapter, int, int]:
@@ -109,42 +103,27 @@ def load_adapter(path: Path, graph: Graph) -> tuple[ort.LoraAdapter, int, int]:
     return adapter, bottleneck, n_tokens
 
 
-def _positive_int(v, where: str) -> int:
-    if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-        raise BundleError(f"{where} must be a positive integer, got {v!r}")
-    return v
-
-
-def load_task(name: str, entry: dict, path: Path, graph: Graph, source: str) -> Task:
-    """A task entry (as in the manifest's ``tasks.<name>``, read from ``source``) with its adapter file ``path``.
-
-    Every field is checked against the adapter's tensors and the graph.
-    """
+def load_task(name: str, entry: TaskEntry, path: Path, graph: Graph, source: str) -> Task:
+    """A task (its manifest entry, read from ``source``) with its adapter file ``path``, checked against the
+    adapter's tensors: the entry's bottleneck and task-token count must be the file's."""
     where = f"{source}: tasks.{name}"
-    _require(entry, TASK_KEYS, where)
     adapter, bottleneck, n_tokens = load_adapter(path, graph)
-    specials = entry["special_tokens"]
-    if not isinstance(specials, list) or not all(isinstance(s, str) for s in specials):
-        raise BundleError(f"{where}.special_tokens must be a list of strings")
-    if bottleneck != entry["bottleneck"]:
-        raise BundleError(f"{where}.bottleneck is {entry['bottleneck']!r} but {path.name} has bottleneck {bottleneck}")
-    if n_tokens != len(specials):
-        raise BundleError(f"{where} has {len(specials)} special tokens but {path.name} has {n_tokens} task embeddings")
-    if entry["special_token_ids"] != [graph.vocab_size + k for k in range(len(specials))]:
+    if bottleneck != entry.bottleneck:
+        raise BundleError(f"{where}.bottleneck is {entry.bottleneck!r} but {path.name} has bottleneck {bottleneck}")
+    if n_tokens != len(entry.special_tokens):
         raise BundleError(
-            f"{where}.special_token_ids must be vocab_size + k = {[graph.vocab_size + k for k in range(len(specials))]}"
+            f"{where} has {len(entry.special_tokens)} special tokens but {path.name} has {n_tokens} task embeddings"
         )
-    try:
-        check_template(entry["template"], specials)
-    except ConfigError as e:
-        raise BundleError(f"{where}.template: {e}") from None
-    eos = entry["eos_token_id"]
-    if not isinstance(eos, int) or not 0 <= eos < graph.vocab_size:
-        raise BundleError(f"{where}.eos_token_id must be a token id below vocab_size={graph.vocab_size}, got {eos!r}")
-    gen = entry["generation"]
-    if not isinstance(gen, dict):
-        raise BundleError(f"{where}.generation must be an object")
-    max_new = _positive_int(gen.get("max_new_tokens"), f"{where}.generation.max_new_tokens")
-    max_src = gen.get("max_source_tokens")
-    max_src = None if max_src is None else _positive_int(max_src, f"{where}.generation.max_source_tokens")
-    return Task(name, bottleneck, tuple(specials), entry["template"], eos, max_new, max_src, path, adapter)
+    gen = entry.generation
+    return Task(
+        name,
+        bottleneck,
+        entry.special_tokens,
+        entry.template,
+        entry.eos_token_id,
+        gen.max_new_tokens,
+        gen.max_source_tokens,
+        path,
+        adapter,
+        entry,
+    )

@@ -27,8 +27,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import json
-
+    from edgevlm.core.bundle import load_manifest
     from edgevlm.export import export_bundle
 
     out = export_bundle(
@@ -40,7 +39,7 @@ def run(args) -> int:
         fuse=not args.no_fuse,
         check=not args.no_check,
     )
-    m = json.loads((out / "manifest.json").read_text())
-    size = sum((out / f).stat().st_size for f in m["files"])
-    print(f"wrote {out}: {args.quant} backbone, tasks {sorted(m['tasks'])}, {size / 1e6:.1f} MB")
+    m = load_manifest(out, verify=False)
+    size = sum((out / f).stat().st_size for f in m.files)
+    print(f"wrote {out}: {args.quant} backbone, tasks {sorted(m.tasks)}, {size / 1e6:.1f} MB")
     return 0

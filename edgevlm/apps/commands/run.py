@@ -49,15 +49,11 @@ def register(sub) -> None:
 
 
 def list_tasks(rt) -> None:
-    g = rt.graph
-    print(
-        f"{rt.root}: GPT-2 n_layer={g.n_layer} n_embd={g.n_embd} vocab={g.vocab_size} "
-        f"context={g.n_positions} quantization={rt.manifest['backbone']['quantization']}"
-    )
-    if not rt.tasks:
-        print("(no tasks: run with --plain)")
-    for name, t in sorted(rt.tasks.items()):
-        print(f"{name}\tbottleneck={t.bottleneck}\ttokens={' '.join(t.special_tokens)}\ttemplate={t.template!r}")
+    from edgevlm.core.bundle import describe
+
+    head, *tasks = describe(rt.manifest)
+    print(f"{rt.root}: {head}")
+    print("\n".join(tasks) if tasks else "(no tasks: run with --plain)")
 
 
 def answer(rt, text: str, task: str | None, options: dict, out=None) -> None:
