@@ -58,33 +58,23 @@ class RuntimeGenerator:
 
 def train_adapters(
     bb_spec, datas_examples: dict, steps: int, out: Path, full: bool, batch_size: int, bottleneck: int | None = None
-) -> dict:
-    """Train ``{task: (train_examples, valid_examples)}`` together (adapters, or --full) into ``out``."""
-    from edgevlm.train.api import task_config
-    from edgevlm.train.backbone import load_backbone
-    from edgevlm.train.data import encode_example
-    from edgevlm.train.model import VLM
-    from edgevlm.train.trainer import TaskData, TrainConfig, train
+) -> Path:
+    """Train ``{task: (train_examples, valid_examples)}`` together (adapters, or --full) into ``out/<task>/``."""
+    from edgevlm.train.api import TrainSpec, train
 
-    bb = load_backbone(bb_spec)  # fresh weights: --full changes them
-    vlm = VLM(bb.model)
-    tc = TrainConfig(
+    spec = TrainSpec(
+        tasks=list(datas_examples),
+        out=out,
+        backbone=bb_spec,  # loaded fresh: --full changes the weights
+        examples=datas_examples,
+        bottleneck=bottleneck,
         steps=steps,
         batch_size=batch_size,
-        lr=5e-4 if full else 3e-3,
         eval_every=steps,
         save_every=steps,
         full=full,
-        max_len=256,
     )
-    v, eos = bb.model.config.vocab_size, bb.eos_token_id
-    datas = {}
-    for name, (tr, va) in datas_examples.items():
-        cfg = task_config(name, bottleneck)
-        vlm.add_task(cfg)
-        enc = [[encode_example(bb.tokenizer, cfg, e, v, eos, tc.max_len) for e in split] for split in (tr, va)]
-        datas[name] = TaskData(cfg, enc[0], enc[1])
-    return train(vlm, bb, datas, tc, out)
+    return train(spec).out
 
 
 def torch_scores(adapter_dir: Path, examples, limit: int, backbone=None) -> dict:

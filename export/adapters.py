@@ -1,9 +1,9 @@
 """Trained adapter directories in, ONNX Runtime adapter files out.
 
-An ``--adapter DIR`` is either one adapter directory (``adapter.json`` +
-``adapter.safetensors``) or a multi-task training output whose
-subdirectories are adapter directories. Each task becomes
-``adapters/<task>.onnx_adapter`` (``onnxruntime.AdapterFormat``) whose
+An ``--adapter DIR`` is a training output (``DIR/<task>/`` per task), one
+task's adapter directory (``adapter.json`` + ``adapter.safetensors``) or an
+old single-task output; :func:`edgevlm.train.layout.adapter_dirs` finds
+them. Each task becomes ``adapters/<task>.onnx_adapter`` (``onnxruntime.AdapterFormat``) whose
 parameter names are exactly the graph's adapter inputs.
 """
 
@@ -17,6 +17,7 @@ import numpy as np
 from edgevlm.core.config import ADAPTER_JSON, AdapterMeta
 from edgevlm.core.errors import ConfigError, TaskError
 from edgevlm.train.adapters import check_backbone, load_adapter
+from edgevlm.train.layout import adapter_dirs
 
 ADAPTER_VERSION = 1
 
@@ -37,21 +38,6 @@ class TaskAdapter:
         return {k: list(v.shape) for k, v in self.tensors.items()}
 
 
-def adapter_dirs(spec: str | Path) -> list[Path]:
-    """``spec`` itself if it is an adapter directory, else its adapter subdirectories (sorted)."""
-    path = Path(spec)
-    if not path.is_dir():
-        raise ConfigError(f"--adapter {path}: directory does not exist")
-    if (path / ADAPTER_JSON).is_file():
-        return [path]
-    subs = sorted(p for p in path.iterdir() if p.is_dir() and (p / ADAPTER_JSON).is_file())
-    if not subs:
-        raise ConfigError(
-            f"--adapter {path}: no {ADAPTER_JSON} in it or in its subdirectories (expected 'edgevlm train' output)"
-        )
-    return subs
-
-
 def load_task_adapters(specs: list[str | Path]) -> list[TaskAdapter]:
     """Every task adapter under ``specs``; refuses two adapters with the same task name."""
     out: list[TaskAdapter] = []
@@ -61,7 +47,8 @@ def load_task_adapters(specs: list[str | Path]) -> list[TaskAdapter]:
             meta, tensors = load_adapter(d)
             if meta.task.name in seen:
                 raise TaskError(
-                    f"--adapter {d}: task {meta.task.name!r} is also provided by {seen[meta.task.name]} (task names must be unique)"
+                    f"--adapter {d}: task {meta.task.name!r} is also provided by {seen[meta.task.name]} "
+                    "(task names must be unique)"
                 )
             seen[meta.task.name] = d
             out.append(TaskAdapter(d, meta, {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}))

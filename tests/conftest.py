@@ -32,7 +32,7 @@ def tiny_backbone(tiny_dir):
 
 @pytest.fixture(scope="session")
 def trained_adapters(tmp_path_factory, tiny_dir) -> dict:
-    """Briefly trained tiny adapters: {'multi': nlg/ + dialogue/ (multi-task output), 'qa': one adapter dir}."""
+    """Briefly trained tiny adapters: {'multi': nlg/ + dialogue/ (a two-task output), 'qa': one task's dir}."""
     from export_helpers import train_adapters
 
     return train_adapters(tmp_path_factory.mktemp("adapters"))

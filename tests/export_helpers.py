@@ -1,8 +1,7 @@
-"""Helpers for the exporter tests: briefly trained tiny adapters, a reference VLM, task prompts, ORT adapter selection."""
+"""Helpers for the exporter tests: briefly trained tiny adapters, a reference VLM, task prompts, ORT adapters."""
 
 from __future__ import annotations
 
-from argparse import Namespace
 from pathlib import Path
 
 # Tasks trained for the export tests: different bottlenecks (10, 300, 100) and task-token counts (2, 3, 3).
@@ -12,36 +11,26 @@ _ALIVE: list = []  # LoraAdapters must outlive the RunOptions that reference the
 
 
 def train_adapters(root: Path) -> dict[str, Path]:
-    """{'multi': a multi-task output (nlg/, dialogue/), 'qa': a single adapter directory}, trained for a few steps."""
-    from edgevlm.train.api import build_training
-    from edgevlm.train.trainer import train
+    """{'multi': a two-task output (nlg/, dialogue/), 'qa': one task's adapter directory}, trained briefly."""
+    from edgevlm.train.api import TrainSpec, train
+    from edgevlm.train.tasks.mini import mini_task
 
-    out = {"multi": root / "multi", "qa": root / "qa"}
-    for key, tasks in (("multi", ["nlg", "dialogue"]), ("qa", ["qa"])):
-        args = Namespace(
-            backbone="tiny",
-            task=tasks,
-            data=None,
-            valid_data=None,
-            format=None,
-            bottleneck=None,
+    runs = {"multi": ["nlg", "dialogue"], "qa": ["qa"]}
+    for key, tasks in runs.items():
+        examples = {t: (mini_task(t, "train"), mini_task(t, "valid", 4)) for t in tasks}
+        spec = TrainSpec(
+            tasks=tasks,
+            out=root / key,
+            examples=examples,
             steps=STEPS,
             batch_size=8,
-            lr=None,
             max_len=96,
-            eval_every=10**6,
-            save_every=10**6,
-            seed=0,
-            full=False,
-            resume=False,
-            distill_from=None,
-            out=str(out[key]),
+            eval_every=STEPS,
+            save_every=STEPS,
+            progress=False,
         )
-        vlm, bb, datas, tc = build_training(args)
-        for d in datas.values():
-            d.valid = d.valid[:4]
-        train(vlm, bb, datas, tc, out[key], progress=False)
-    return out
+        train(spec)
+    return {"multi": root / "multi", "qa": root / "qa" / "qa"}
 
 
 def reference_vlm(tiny_dir: Path, dirs: dict[str, Path]):

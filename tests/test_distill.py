@@ -9,10 +9,10 @@ from test_eval_formats import e2e_file
 
 from edgevlm.apps import cli
 from edgevlm.core.errors import TaskError
+from edgevlm.train import distill
 from edgevlm.train.evaluate import TorchGenerator, load_model
 from edgevlm.train.tasks import builtin_task
 from edgevlm.train.tasks.loaders import load_examples
-from edgevlm.train import distill
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def teacher(tmp_path_factory):
         )
         == 0
     )
-    assert (out / "backbone" / "config.json").is_file()
+    assert (out / "nlg" / "backbone" / "config.json").is_file()
     return out, data
 
 
@@ -98,6 +98,6 @@ def test_train_distill_from_cli(teacher, tmp_path):
         )
         == 0
     )
-    assert (out / "adapter.safetensors").is_file()
+    assert (out / "nlg" / "adapter.safetensors").is_file()
     cached = load_examples(next((out / "distill").glob("nlg-*.jsonl")), "nlg")
     assert {e.source for e in cached} <= {e.source for e in load_examples(data, "nlg")}

@@ -78,7 +78,7 @@ def test_train_then_eval_beats_untrained_adapter(tmp_path, tiny_dir, capsys):
     assert cli.main(["eval", "--adapter", str(out), "--data", held_csv]) == 0
     printed = capsys.readouterr().out
     assert "BLEU" in printed and "ROUGE-L" in printed
-    after = json.loads((out / "predictions.metrics.json").read_text())
+    after = json.loads((out / "nlg" / "predictions.metrics.json").read_text())  # the task dir
     print(
         f"E2E held-out {N_HELD} MRs: BLEU {before['bleu']:.1f} -> {after['bleu']:.1f}, "
         f"ROUGE-L {before['rougeL']:.1f} -> {after['rougeL']:.1f}"

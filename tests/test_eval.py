@@ -12,7 +12,8 @@ from torch.nn import functional as F
 from edgevlm.core.errors import ConfigError
 from edgevlm.core.prompts import build_prompt
 from edgevlm.train.decoding import beam_search, greedy, greedy_batch, vlm_beam_search
-from edgevlm.train.evaluate import evaluate, resolve_adapter_dir
+from edgevlm.train.evaluate import evaluate
+from edgevlm.train.layout import find_adapter
 from edgevlm.train.tasks import Example, builtin_task
 from edgevlm.train.tasks.mini import mini_task
 
@@ -136,11 +137,12 @@ def test_evaluate_uses_batch_method_when_present():
     assert math.isclose(m["rougeL"], 100.0)
 
 
-def test_resolve_adapter_dir_errors(tmp_path):
+def test_find_adapter_errors(tmp_path):
     with pytest.raises(ConfigError, match="no adapter.json"):
-        resolve_adapter_dir(tmp_path, None)
-    (tmp_path / "nlg").mkdir()
-    (tmp_path / "nlg" / "adapter.json").write_text("{}")
-    assert resolve_adapter_dir(tmp_path, "nlg") == tmp_path / "nlg"
-    with pytest.raises(ConfigError, match=r"holds adapters for tasks \['nlg'\]: pass --task"):
-        resolve_adapter_dir(tmp_path, None)
+        find_adapter(tmp_path, None)
+    for name in ("nlg", "mt"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "adapter.json").write_text("{}")
+    assert find_adapter(tmp_path, "nlg") == tmp_path / "nlg"
+    with pytest.raises(ConfigError, match=r"holds adapters for tasks \['mt', 'nlg'\]: pass --task"):
+        find_adapter(tmp_path, None)

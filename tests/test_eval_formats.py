@@ -129,9 +129,9 @@ def test_file_to_train_to_eval(tmp_path, tiny_dir, task, capsys):
     assert cli.main(["eval", "--adapter", str(out), "--data", data, "--limit", "3", "--max-new-tokens", "6"]) == 0
     printed = capsys.readouterr().out
     assert f"{task}: 3 inputs, greedy decoding" in printed and "ROUGE-L" in printed and "BLEU" in printed
-    recs = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    recs = [json.loads(x) for x in (out / task / "predictions.jsonl").read_text().splitlines()]  # the task's dir
     assert len(recs) == 3 and all(r["references"] and isinstance(r["prediction"], str) for r in recs)
-    m = json.loads((out / "predictions.metrics.json").read_text())
+    m = json.loads((out / task / "predictions.metrics.json").read_text())
     assert m["n"] == 3 and m["task"] == task and m["perplexity"] > 1.0
     if task == "mt":  # beam search through the CLI, predictions to a chosen file
         assert (

@@ -5,39 +5,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from argparse import Namespace
 
 import numpy as np
 import pytest
 import torch
 
-from edgevlm.train.adapters import load_adapter
-from edgevlm.train.api import build_training
 from edgevlm.train import trainer as train_mod
+from edgevlm.train.adapters import load_adapter
+from edgevlm.train.api import TrainSpec, train
+from edgevlm.train.backbone import load_backbone
 
 
-def args(out, task=("nlg",), steps=60, **kw) -> Namespace:
-    base = dict(
-        backbone="tiny",
-        task=list(task),
-        data=None,
-        valid_data=None,
-        format=None,
-        bottleneck=None,
-        steps=steps,
-        batch_size=8,
-        lr=None,
-        max_len=192,
-        eval_every=steps,
-        save_every=1000,
-        seed=0,
-        full=False,
-        resume=False,
-        distill_from=None,
-        out=str(out),
-    )
-    base.update(kw)
-    return Namespace(**base)
+def spec(out, task=("nlg",), steps=60, **kw) -> TrainSpec:
+    base = dict(batch_size=8, max_len=192, eval_every=steps, save_every=1000, progress=False)
+    return TrainSpec(tasks=list(task), out=out, steps=steps, **{**base, **kw})
 
 
 def snapshot(model) -> dict[str, torch.Tensor]:
@@ -45,23 +26,25 @@ def snapshot(model) -> dict[str, torch.Tensor]:
 
 
 def test_adapter_training_freezes_backbone_and_lowers_loss(tmp_path, tiny_dir):
-    vlm, bb, datas, tc = build_training(args(tmp_path / "nlg", steps=120))
+    bb = load_backbone("tiny")
     before = snapshot(bb.model)
-    summary = train_mod.train(vlm, bb, datas, tc, tmp_path / "nlg", progress=False)
+    result = train(spec(tmp_path, steps=120, backbone=bb))
     after = bb.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before), "a backbone weight changed"
-    losses = summary["nlg"]["valid_loss"]
+    losses = result["nlg"].valid_loss
     assert losses[-1] < 0.8 * losses[0], f"held-out loss did not drop clearly: {losses}"
+    assert result.paths == {"nlg": tmp_path / "nlg"}  # one task: OUT/<task>/ too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nlg", "train_summary.json"]
     meta, tensors = load_adapter(tmp_path / "nlg")
     assert meta.backbone_fingerprint == bb.fingerprint and meta.task.name == "nlg"
-    assert 0 < meta.trainable_share < 5
+    assert 0 < meta.trainable_share < 5 and meta.trainable_share == result["nlg"].trainable_share
     assert np.abs(tensors["adapter.0.up.weight"]).max() > 0, "up projection never trained"
+    assert result["nlg"].train_loss is not None and np.isfinite(result["nlg"].train_loss)
 
 
 def test_resume_after_interruption_reproduces_uninterrupted_run(tmp_path, monkeypatch, tiny_dir):
-    ref_vlm, bb, datas, tc = build_training(args(tmp_path / "ref", steps=20))
-    train_mod.train(ref_vlm, bb, datas, tc, tmp_path / "ref", progress=False)
-    ref = load_adapter(tmp_path / "ref")[1]
+    train(spec(tmp_path / "ref", steps=20))
+    ref = load_adapter(tmp_path / "ref" / "nlg")[1]
 
     calls = {"n": 0}
     real = train_mod.lm_loss
@@ -72,41 +55,51 @@ def test_resume_after_interruption_reproduces_uninterrupted_run(tmp_path, monkey
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    vlm, bb, datas, tc = build_training(args(tmp_path / "run", steps=20, save_every=10))
     monkeypatch.setattr(train_mod, "lm_loss", flaky)
     with pytest.raises(KeyboardInterrupt):
-        train_mod.train(vlm, bb, datas, tc, tmp_path / "run", progress=False)
+        train(spec(tmp_path / "run", steps=20, save_every=10))
     monkeypatch.setattr(train_mod, "lm_loss", real)
     assert (tmp_path / "run" / "checkpoint" / "state.json").is_file()
-    vlm, bb, datas, tc = build_training(args(tmp_path / "run", steps=20, save_every=10, resume=True))
-    train_mod.train(vlm, bb, datas, tc, tmp_path / "run", resume=True, progress=False)
-    got = load_adapter(tmp_path / "run")[1]
+    assert not (tmp_path / "run" / "nlg").exists()
+    train(spec(tmp_path / "run", steps=20, save_every=10, resume=True))
+    got = load_adapter(tmp_path / "run" / "nlg")[1]
     for k in ref:
         np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, atol=1e-6, err_msg=k)
     assert not (tmp_path / "run" / "checkpoint").exists()
 
 
 def test_multitask_writes_one_adapter_per_task(tmp_path, tiny_dir):
-    vlm, bb, datas, tc = build_training(args(tmp_path, task=("nlg", "mt"), steps=4))
-    train_mod.train(vlm, bb, datas, tc, tmp_path, progress=False)
+    result = train(spec(tmp_path, task=("nlg", "mt"), steps=4))
+    assert result.paths == {"nlg": tmp_path / "nlg", "mt": tmp_path / "mt"}
     for name, bottleneck in (("nlg", 10), ("mt", 300)):
         meta, tensors = load_adapter(tmp_path / name)
-        assert meta.task.bottleneck == bottleneck
+        assert meta.task.name == name and meta.task.bottleneck == bottleneck
         assert tensors["adapter.0.down.weight"].shape == (128, bottleneck)
+    summary = json.loads((tmp_path / "train_summary.json").read_text())
+    assert summary["mt"]["path"] == str(tmp_path / "mt") and len(summary["nlg"]["valid_loss"]) == 2
 
 
 def test_full_finetune_changes_backbone_and_saves_it(tmp_path, tiny_dir):
-    vlm, bb, datas, tc = build_training(args(tmp_path, steps=3, full=True))
+    bb = load_backbone("tiny")
     before = snapshot(bb.model)
-    train_mod.train(vlm, bb, datas, tc, tmp_path, progress=False)
+    train(spec(tmp_path, steps=3, full=True, backbone=bb))
     assert any(not torch.equal(before[k], v) for k, v in bb.model.state_dict().items())
-    meta, tensors = load_adapter(tmp_path)
+    meta, tensors = load_adapter(tmp_path / "nlg")
     assert meta.full_finetune and meta.trainable_share == 100.0
-    assert (tmp_path / "backbone" / "model.safetensors").is_file()
-    from edgevlm.train.backbone import load_backbone
-
-    assert load_backbone(tmp_path / "backbone").fingerprint == meta.backbone_fingerprint
+    assert (tmp_path / "nlg" / "backbone" / "model.safetensors").is_file()
+    assert load_backbone(tmp_path / "nlg" / "backbone").fingerprint == meta.backbone_fingerprint
     assert np.all(tensors["adapter.0.up.weight"] == 0), "--full must leave the adapter at identity"
+
+
+def test_full_multitask_shares_one_backbone_found_by_eval(tmp_path, tiny_dir):
+    from edgevlm.train.evaluate import load_model
+
+    train(spec(tmp_path, task=("nlg", "mt"), steps=2, full=True))
+    assert (tmp_path / "backbone" / "model.safetensors").is_file() and not (tmp_path / "nlg" / "backbone").exists()
+    for name in ("nlg", "mt"):
+        vlm, bb, meta = load_model(tmp_path, task=name)
+        assert meta.task.name == name and bb.path == tmp_path / "backbone"
+        assert bb.fingerprint == meta.backbone_fingerprint
 
 
 def cli(*argv: str, cwd=None) -> subprocess.CompletedProcess:

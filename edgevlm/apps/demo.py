@@ -13,7 +13,6 @@ import json
 import subprocess
 import sys
 import time
-from argparse import Namespace
 from pathlib import Path
 
 from edgevlm.core.errors import EdgeVLMError
@@ -28,50 +27,40 @@ def scaled_bottleneck(name: str, n_embd: int) -> int:
     return max(8, round(BUILTIN_TASKS[name].bottleneck * n_embd / PAPER_WIDTH))
 
 
-def train_or_reuse(cache: Path, steps: int, progress: bool) -> dict[str, Path]:
-    """Adapter directory per task; trained when absent or trained with other settings."""
+def is_fresh(d: Path, steps: int, fingerprint: str, bottleneck: int) -> bool:
+    """Whether the cached adapter in ``d`` was trained on this backbone with these settings."""
     from edgevlm.train.adapters import load_adapter
-    from edgevlm.train.api import build_training
+
+    try:
+        meta, _ = load_adapter(d)
+    except EdgeVLMError:
+        return False
+    return (
+        meta.backbone_fingerprint == fingerprint
+        and meta.training.get("steps") == steps
+        and meta.task.bottleneck == bottleneck
+    )
+
+
+def train_or_reuse(cache: Path, steps: int, progress: bool) -> dict[str, Path]:
+    """Adapter directory per task (``cache/adapters/<task>/``); trained when absent or trained with other
+    settings. Each task is its own run, so its steps are not shared round robin with the others."""
+    from edgevlm.train.api import TrainSpec, train
     from edgevlm.train.backbone import load_backbone
-    from edgevlm.train.trainer import train
+    from edgevlm.train.layout import task_dir
 
     bb = load_backbone("tiny")
-    fp, n_embd = bb.fingerprint, bb.sizes.n_embd
+    out = cache / "adapters"
     dirs = {}
     for name in TASKS:
-        d = cache / "adapters" / name
-        try:
-            meta, _ = load_adapter(d)
-            fresh = (
-                meta.backbone_fingerprint == fp
-                and meta.training.get("steps") == steps
-                and meta.task.bottleneck == scaled_bottleneck(name, n_embd)
-            )
-        except EdgeVLMError:
-            fresh = False
-        if fresh:
+        d, b = task_dir(out, name), scaled_bottleneck(name, bb.sizes.n_embd)
+        if is_fresh(d, steps, bb.fingerprint, b):
             print(f"  {name}: reusing {d}")
         else:
-            a = Namespace(
-                backbone="tiny",
-                task=[name],
-                data=None,
-                valid_data=None,
-                format=None,
-                bottleneck=scaled_bottleneck(name, n_embd),
-                steps=steps,
-                batch_size=16,
-                lr=None,
-                max_len=256,
-                eval_every=steps,
-                save_every=steps,
-                seed=0,
-                full=False,
-                distill_from=None,
-                out=str(d),
+            spec = TrainSpec(
+                tasks=name, out=out, bottleneck=b, steps=steps, eval_every=steps, save_every=steps, progress=progress
             )
-            vlm, bb, datas, tc = build_training(a)
-            train(vlm, bb, datas, tc, d, progress=progress)
+            d = train(spec).paths[name]
         dirs[name] = d
     return dirs
 

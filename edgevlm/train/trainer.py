@@ -1,4 +1,7 @@
-"""Training: one task's adapter, several tasks at once, or full fine-tuning (the paper's baseline)."""
+"""Training loop: one task's adapter, several tasks at once, or full fine-tuning (the paper's baseline).
+
+Called through :func:`edgevlm.train.api.train`; writes the layout of :mod:`edgevlm.train.layout`.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from edgevlm.core.errors import ConfigError
 from edgevlm.train.adapters import save_adapter
 from edgevlm.train.backbone import Backbone
 from edgevlm.train.data import IGNORE, Encoded, collate
+from edgevlm.train.layout import BACKBONE_DIR, SUMMARY_JSON, task_dir
 from edgevlm.train.model import VLM
 
 CHECKPOINT = "checkpoint"
@@ -141,95 +145,108 @@ def load_checkpoint(out: Path, params, opt, sched, gen: torch.Generator) -> tupl
     return int(meta["step"]), meta["history"]
 
 
-def train(
+def fit(
     vlm: VLM,
     backbone: Backbone,
-    datas: dict[str, TaskData],
+    datas: list[TaskData],
     tc: TrainConfig,
     out: str | Path,
     resume: bool = False,
     progress: bool = True,
 ) -> dict:
-    """Train the given tasks (grouped batches, round robin), then write adapter directories into ``out``.
+    """Train the given tasks (grouped batches, round robin), then write ``out/<task>/`` for each.
 
-    Returns a summary: per task the trainable share and validation losses.
+    Returns the summary written to ``out/train_summary.json``: per task its directory, trainable share,
+    validation losses and last training loss. :func:`edgevlm.train.api.train` is the public entry point.
     """
-    from tqdm.auto import tqdm
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(tc.seed)
     gen = torch.Generator().manual_seed(tc.seed)
-    names = list(datas)
-    params = trainable(vlm, names, tc.full)
+    params = trainable(vlm, [d.cfg.name for d in datas], tc.full)
     opt, sched = make_optimizer(params, tc)
     pad = backbone.eos_token_id
     if resume:
         start, history = load_checkpoint(out, params, opt, sched, gen)
     else:
-        start, history = (
-            0,
-            [{"step": 0, **{n: validation_loss(vlm, d.valid, n, pad) for n, d in datas.items() if d.valid}}],
-        )
+        start, history = 0, [{"step": 0, **validation_losses(vlm, datas, pad)}]
     vlm.train()
+    last = run_steps(vlm, datas, tc, out, (params, opt, sched, gen), pad, start, history, progress)
+    vlm.eval()
+    return write_outputs(vlm, backbone, datas, tc, out, history, last)
+
+
+def validation_losses(vlm: VLM, datas: list[TaskData], pad: int) -> dict[str, float]:
+    return {d.cfg.name: validation_loss(vlm, d.valid, d.cfg.name, pad) for d in datas if d.valid}
+
+
+def run_steps(
+    vlm: VLM, datas: list[TaskData], tc: TrainConfig, out: Path, state, pad: int, start: int, history, progress
+):
+    """Optimisation steps ``start..tc.steps`` (validation appended to ``history``, checkpoints every
+    ``save_every``); returns each task's last training loss."""
+    from tqdm.auto import tqdm
+
+    params, opt, sched, gen = state
+    last: dict[str, float] = {}
+    names = "+".join(d.cfg.name for d in datas)
     bar = tqdm(
-        range(start, tc.steps),
-        initial=start,
-        total=tc.steps,
-        desc=f"train {'+'.join(names)}",
-        unit="step",
-        disable=not progress,
+        range(start, tc.steps), initial=start, total=tc.steps, desc=f"train {names}", unit="step", disable=not progress
     )
     for step in bar:
-        name = names[step % len(names)]
-        d = datas[name]
+        d = datas[step % len(datas)]
         idx = torch.randint(0, len(d.train), (tc.batch_size,), generator=gen).tolist()
-        loss = lm_loss(vlm, *collate([d.train[i] for i in idx], pad), name)
+        loss = lm_loss(vlm, *collate([d.train[i] for i in idx], pad), d.cfg.name)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, tc.clip)
         opt.step()
         sched.step()
-        bar.set_postfix(task=name, loss=f"{loss.item():.3f}")
+        last[d.cfg.name] = loss.item()
+        bar.set_postfix(task=d.cfg.name, loss=f"{last[d.cfg.name]:.3f}")
         if (step + 1) % tc.eval_every == 0 or step + 1 == tc.steps:
-            history.append(
-                {"step": step + 1, **{n: validation_loss(vlm, datas[n].valid, n, pad) for n in names if datas[n].valid}}
-            )
-            bar.write(
-                f"step {step + 1}: validation loss "
-                + ", ".join(f"{k}={v:.3f}" for k, v in history[-1].items() if k != "step")
-            )
+            history.append({"step": step + 1, **validation_losses(vlm, datas, pad)})
+            losses = ", ".join(f"{k}={v:.3f}" for k, v in history[-1].items() if k != "step")
+            bar.write(f"step {step + 1}: validation loss {losses}")
         if (step + 1) % tc.save_every == 0 and step + 1 < tc.steps:
             save_checkpoint(out, params, opt, sched, step + 1, gen, history)
-    vlm.eval()
-    return write_outputs(vlm, backbone, datas, tc, out, history)
+    return last
+
+
+def save_full_backbone(vlm: VLM, backbone: Backbone, bdir: Path) -> str:
+    """The fine-tuned backbone (safetensors + tokenizer) in ``bdir``; returns its fingerprint."""
+    from edgevlm.train.backbone import fingerprint
+
+    vlm.backbone.save_pretrained(bdir, safe_serialization=True)
+    backbone.tokenizer.save(str(bdir / "tokenizer.json"))
+    return fingerprint(vlm.backbone)
 
 
 def write_outputs(
-    vlm: VLM, backbone: Backbone, datas: dict[str, TaskData], tc: TrainConfig, out: Path, history: list
+    vlm: VLM, backbone: Backbone, datas: list[TaskData], tc: TrainConfig, out: Path, history: list, last: dict
 ) -> dict:
-    """One adapter directory per task (``out`` itself for a single task); ``out/backbone`` under --full."""
-    from edgevlm.train.backbone import fingerprint
-
+    """``out/<task>/`` per task; under --full the backbone in ``out/<task>/backbone`` (one task) or
+    ``out/backbone`` (shared by several tasks). See :mod:`edgevlm.train.layout`."""
     fp, cfg = backbone.fingerprint, backbone.config_dict
     if tc.full:
-        bdir = out / "backbone"
-        vlm.backbone.save_pretrained(bdir, safe_serialization=True)
-        backbone.tokenizer.save(str(bdir / "tokenizer.json"))
-        fp = fingerprint(vlm.backbone)
+        shared = len(datas) > 1
+        fp = save_full_backbone(vlm, backbone, (out if shared else task_dir(out, datas[0].cfg.name)) / BACKBONE_DIR)
     summary = {}
-    for name in datas:
+    for d in datas:
+        name = d.cfg.name
         n, share = vlm.trainable_share(name)
         if tc.full:
             n, share = vlm.backbone_params() + vlm.task(name).task_embeddings.numel(), 100.0
         tensors = {k: v.detach().cpu().numpy() for k, v in vlm.task(name).tensors().items()}
-        meta = AdapterMeta(datas[name].cfg, fp, cfg, n, share, tc.full, {**asdict(tc), "history": history})
-        save_adapter(out if len(datas) == 1 else out / name, tensors, meta)
+        meta = AdapterMeta(d.cfg, fp, cfg, n, share, tc.full, {**asdict(tc), "history": history})
+        path = save_adapter(task_dir(out, name), tensors, meta)
         summary[name] = {
+            "path": str(path),
             "trainable_params": n,
             "trainable_share": share,
-            "valid_loss": [h.get(name) for h in history if name in h],
+            "valid_loss": [h[name] for h in history if name in h],
+            "train_loss": last.get(name),
         }
     shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
-    atomic_write_text(out / "train_summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")
     return summary

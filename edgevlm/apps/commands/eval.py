@@ -23,7 +23,9 @@ NAMES = {
 def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a trained adapter (BLEU, ROUGE, F1, perplexity) and write predictions")
     p.add_argument(
-        "--adapter", required=True, help="adapter directory written by 'edgevlm train' (a --full output works too)"
+        "--adapter",
+        required=True,
+        help="an 'edgevlm train' output or one task's directory in it (a --full output works too)",
     )
     p.add_argument("--task", help="task name (default: the adapter's; selects one task of a multi-task output)")
     p.add_argument("--data", help=DATA_HELP)
@@ -51,9 +53,10 @@ def run(args) -> int:
     import json
 
     from edgevlm.core.config import atomic_write_text
-    from edgevlm.train.evaluate import evaluate_adapter, resolve_adapter_dir
+    from edgevlm.train.evaluate import evaluate_adapter
+    from edgevlm.train.layout import find_adapter
 
-    adir = resolve_adapter_dir(args.adapter, args.task)
+    adir = find_adapter(args.adapter, args.task)
     out = Path(args.out) if args.out else adir / "predictions.jsonl"
     m = evaluate_adapter(
         adir, args.data, args.task, args.format, args.backbone, args.num_beams, args.limit, out, args.max_new_tokens

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from edgevlm.core.errors import ConfigError
-
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train task adapters (or --full fine-tuning) on a frozen GPT-2")
@@ -17,16 +15,19 @@ def register(sub) -> None:
     p.add_argument(
         "--data",
         help="training data (default: the built-in mini task of that name): E2E CSV, PersonaChat "
-        "JSON (FILE#train for a file of splits), SRC:TGT two line-aligned files or a .tsv, CNN/DM .jsonl or "
-        ".story file/directory, CoQA JSON, or JSONL with source/target; see --format",
+        "JSON (FILE#train for a file of splits) or ParlAI text (.txt), SRC:TGT two line-aligned files, "
+        "SRC.xml:REF.xml IWSLT/WIT3 XML or a .tsv, CNN/DM .csv, .jsonl or .story file/directory, CoQA JSON, "
+        "or JSONL with source/target; see --format",
     )
     p.add_argument(
-        "--valid-data", help="validation data file (default: 5%% of --data, or the built-in validation split)"
+        "--valid-data",
+        help="validation data file (default: 5%% of --data's source units - MRs, talks, dialogues, "
+        "articles - each kept whole, or the built-in validation split)",
     )
     p.add_argument(
         "--format",
         help="data format, overriding inference from task and file "
-        "(jsonl, e2e, personachat, parallel, tsv, cnndm, coqa)",
+        "(jsonl, e2e, personachat, parlai, parallel, wit3, tsv, cnndm, coqa)",
     )
     p.add_argument("--bottleneck", type=int, help="adapter bottleneck size (default: the task's, as in the paper)")
     p.add_argument("--steps", type=int, default=400, help="optimisation steps (default 400)")
@@ -39,22 +40,28 @@ def register(sub) -> None:
     p.add_argument("--full", action="store_true", help="fully fine-tune the backbone (the paper's baseline)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--distill-from", help="teacher directory (a --full output): train on its greedy outputs")
-    p.add_argument("--out", required=True, help="output adapter directory")
+    p.add_argument("--out", required=True, help="output directory: one OUT/<task>/ adapter directory per task")
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
-    from edgevlm.train.api import build_training
-    from edgevlm.train.trainer import train
+def spec_from_args(args):
+    """The TrainSpec of parsed ``edgevlm train`` arguments (validation happens there)."""
+    from edgevlm.train.api import TrainSpec
 
-    if args.data and len(args.task) > 1:
-        raise ConfigError("--data takes one --task; multi-task training uses the built-in tasks")
-    vlm, backbone, datas, tc = build_training(args)
-    summary = train(vlm, backbone, datas, tc, args.out, resume=args.resume)
-    for name, s in summary.items():
+    keys = ("backbone", "data", "valid_data", "format", "bottleneck", "steps", "batch_size", "lr", "seed")
+    keys += ("eval_every", "save_every", "max_len", "full", "distill_from", "resume", "out")
+    return TrainSpec(tasks=args.task, **{k: getattr(args, k) for k in keys})
+
+
+def run(args) -> int:
+    from edgevlm.train.api import train
+
+    result = train(spec_from_args(args))
+    for t in result.tasks:
+        losses = t.valid_loss
         print(
-            f"{name}: {s['trainable_params']:,} trainable parameters = {s['trainable_share']:.2f}% of the backbone"
-            + (f"; validation loss {s['valid_loss'][0]:.3f} -> {s['valid_loss'][-1]:.3f}" if s["valid_loss"] else "")
+            f"{t.task.name}: {t.trainable_params:,} trainable parameters = {t.trainable_share:.2f}% of the backbone"
+            + (f"; validation loss {losses[0]:.3f} -> {losses[-1]:.3f}" if losses else "")
+            + f"; wrote {t.path}"
         )
-    print(f"wrote {args.out}")
     return 0
