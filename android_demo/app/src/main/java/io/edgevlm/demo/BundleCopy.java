@@ -1,0 +1,97 @@
+package io.edgevlm.demo;
+
+import android.content.ContentResolver;
+import android.content.res.AssetManager;
+import android.database.Cursor;
+import android.net.Uri;
+import android.provider.DocumentsContract;
+import java.io.File;
+import java.io.FileOutputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+
+/**
+ * Copies a bundle into internal storage, where the core reads it through java.nio.file (it checks every file's
+ * sha256 there, so a broken copy is refused, not run). Sources: the APK's assets or a folder picked with the
+ * Storage Access Framework.
+ */
+final class BundleCopy {
+    private BundleCopy() {
+    }
+
+    /** assets/{@code dir}/** into {@code target} (replacing what was there). */
+    static void fromAssets(AssetManager assets, String dir, File target) throws IOException {
+        String[] top = assets.list(dir);
+        if (top == null || top.length == 0) {
+            throw new IOException("no bundle in the app's assets/" + dir + " (see app/src/main/assets/README.md)");
+        }
+        clear(target);
+        copyAssets(assets, dir, target);
+    }
+
+    private static void copyAssets(AssetManager assets, String path, File target) throws IOException {
+        String[] children = assets.list(path);
+        if (children == null || children.length == 0) { // a file
+            try (InputStream in = assets.open(path)) {
+                write(in, target);
+            }
+            return;
+        }
+        target.mkdirs();
+        for (String c : children) {
+            copyAssets(assets, path + "/" + c, new File(target, c));
+        }
+    }
+
+    /** A picked document tree (ACTION_OPEN_DOCUMENT_TREE) into {@code target}. */
+    static void fromTree(ContentResolver cr, Uri tree, File target) throws IOException {
+        clear(target);
+        copyDocument(cr, tree, DocumentsContract.getTreeDocumentId(tree), target);
+    }
+
+    private static void copyDocument(ContentResolver cr, Uri tree, String docId, File target) throws IOException {
+        Uri children = DocumentsContract.buildChildDocumentsUriUsingTree(tree, docId);
+        String[] cols = {DocumentsContract.Document.COLUMN_DOCUMENT_ID, DocumentsContract.Document.COLUMN_DISPLAY_NAME,
+            DocumentsContract.Document.COLUMN_MIME_TYPE};
+        target.mkdirs();
+        try (Cursor c = cr.query(children, cols, null, null, null)) {
+            if (c == null) {
+                throw new IOException("cannot list " + tree);
+            }
+            while (c.moveToNext()) {
+                String id = c.getString(0);
+                File out = new File(target, c.getString(1));
+                if (DocumentsContract.Document.MIME_TYPE_DIR.equals(c.getString(2))) {
+                    copyDocument(cr, tree, id, out);
+                } else {
+                    try (InputStream in = cr.openInputStream(DocumentsContract.buildDocumentUriUsingTree(tree, id))) {
+                        if (in == null) {
+                            throw new IOException("cannot open " + out.getName());
+                        }
+                        write(in, out);
+                    }
+                }
+            }
+        }
+    }
+
+    private static void write(InputStream in, File out) throws IOException {
+        try (OutputStream o = new FileOutputStream(out)) {
+            byte[] buf = new byte[1 << 16];
+            for (int n; (n = in.read(buf)) > 0; ) {
+                o.write(buf, 0, n);
+            }
+        }
+    }
+
+    private static void clear(File f) {
+        File[] kids = f.listFiles();
+        if (kids != null) {
+            for (File k : kids) {
+                clear(k);
+            }
+        }
+        f.delete();
+    }
+}
