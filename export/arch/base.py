@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgevlm.core import graphio, names
 
-OPSET = 17
+OPSET = 17  # the default; an architecture may need a later one (its builder passes it to finish)
 FLOAT_MIN = float(np.finfo(np.float32).min)
 TOKEN_GATHER = "embed/tokens"  # the token-embedding lookup: the one Gather the int4 quantizer converts
 LM_HEAD_NODE = "lm_head/MatMul"
@@ -141,7 +141,7 @@ def _value_info(spec: graphio.TensorSpec) -> onnx.ValueInfoProto:
     )
 
 
-def finish(b: Builder, io: graphio.DecoderIO, n_embd: int, contrib: bool) -> onnx.ModelProto:
+def finish(b: Builder, io: graphio.DecoderIO, n_embd: int, contrib: bool, opset: int = OPSET) -> onnx.ModelProto:
     """The ModelProto: nodes, the declared ``io`` (adapter inputs last, each with its identity default) and the
     initializers, copied one tensor at a time (the weights are copied once, not per proto wrapper)."""
     n_layer = len(io.past) // 2
@@ -149,7 +149,7 @@ def finish(b: Builder, io: graphio.DecoderIO, n_embd: int, contrib: bool) -> onn
         b.const(n, v)
     inputs = [_value_info(s) for s in io.inputs + io.adapter_inputs]
     outputs = [_value_info(s) for s in io.outputs]
-    opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid("com.microsoft", 1)] if contrib else [])
+    opsets = [helper.make_opsetid("", opset)] + ([helper.make_opsetid("com.microsoft", 1)] if contrib else [])
     model = helper.make_model(
         helper.make_graph(b.nodes, "edgevlm_decoder", inputs, outputs), opset_imports=opsets, producer_name="edgevlm"
     )

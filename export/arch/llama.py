@@ -23,6 +23,7 @@ from . import base
 from .base import FLOAT_MIN, Builder
 
 MODEL_TYPES = ("llama", "mistral", "qwen2")
+OPSET = 18  # ReduceMean with axes as an input: the form every later opset (int4's quantizer raises it) reads
 FUSION = None  # no offline optimizer pass: fused attention by construction, the rest by the session optimizer
 
 
@@ -55,7 +56,7 @@ def _linear(b: Builder, x: str, lin, name: str) -> str:
 
 def _rms_norm(b: Builder, x: str, norm, name: str, eps: float) -> str:
     """``x / sqrt(mean(x^2, -1) + eps) * weight``. [.., E] -> [.., E]"""
-    ms = b.op("ReduceMean", [b.op("Mul", [x, x], name)], name, axes=[-1], keepdims=1)
+    ms = b.op("ReduceMean", [b.op("Mul", [x, x], name), b.ints("const.axes_last", [-1])], name, keepdims=1)
     rms = b.op("Sqrt", [b.op("Add", [ms, b.scalar(f"{name}.eps", eps, np.float32)], name)], name)
     return b.op("Mul", [b.op("Div", [x, rms], name), b.weight(f"{name}.weight", norm.weight)], name)
 
@@ -179,4 +180,4 @@ def build_graph(hf_model, fused_attention: bool = False) -> onnx.ModelProto:
         for i, layer in enumerate(m.layers):
             h = _layer(b, h, layer, mask, rope, i, s, fused_attention)
         base.lm_head(b, _rms_norm(b, h, m.norm, "model.norm", s.norm_eps), hf_model.lm_head.weight)
-    return base.finish(b, decoder_io(cfg), s.n_embd, contrib=fused_attention)
+    return base.finish(b, decoder_io(cfg), s.n_embd, contrib=fused_attention, opset=OPSET)
