@@ -66,7 +66,6 @@ def model(tiny_dir):
     return vlm, bb, prompts
 
 
-def test_greedy_batch_matches_reference(model):
 def rerun_greedy(vlm, prompt: list[int], n: int, eos: int) -> list[int]:
     """Greedy without a cache: the whole sequence is re-run for every token (the oracle)."""
     seq = list(prompt)
@@ -79,6 +78,7 @@ def rerun_greedy(vlm, prompt: list[int], n: int, eos: int) -> list[int]:
     return seq[len(prompt) :]
 
 
+def test_greedy_batch_matches_reference(model):
     vlm, bb, prompts = model
     prompts = [p[: 6 + 3 * i] + p[-1:] for i, p in enumerate(prompts)]  # different lengths -> left padding
     ref = [rerun_greedy(vlm, p, 12, bb.eos_token_id) for p in prompts]
