@@ -226,7 +226,7 @@ def run_demo(
 def print_next_steps(bundle: Path) -> None:
     print(f"""
 Next, with a real checkpoint (a local Hugging Face GPT-2 directory, e.g. ./gpt2):
-  edgevlm train  --backbone ./gpt2 --task nlg --data ../shared/data/e2e/devset.csv --out adapters/nlg
+  edgevlm train  --backbone ./gpt2 --task nlg --data ../shared/data/e2e/devset.csv --out adapters
   edgevlm export --backbone ./gpt2 --adapter adapters/nlg --quant int8 --out gpt2-bundle
   edgevlm run gpt2-bundle --task nlg "name[Aromi], eatType[coffee shop], area[riverside]"
 and this demo's bundle:

@@ -11,7 +11,7 @@ def register(sub) -> None:
         action="append",
         required=True,
         metavar="DIR",
-        help="adapter directory from 'edgevlm train' (or a multi-task output holding several); repeatable",
+        help="an 'edgevlm train' output (OUT/<task>/ per task) or one task's directory in it; repeatable",
     )
     p.add_argument(
         "--quant",
