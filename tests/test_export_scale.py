@@ -5,6 +5,38 @@ from __future__ import annotations
 import pytest
 
 PARAMS_SMALL = 124_439_808  # GPT-2 small, tied LM head counted once
+PARAMS_MEDIUM = 354_823_168
+
+
+@pytest.mark.parametrize("size,params", [("gpt2-small", PARAMS_SMALL), ("gpt2-medium", PARAMS_MEDIUM)])
+def test_random_backbone_sizes_are_the_real_models(size, params):
+    """The one size table builds GPT-2 small/medium with the published parameter counts (on the meta device)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from edgevlm.train.random_backbone import SIZES
+
+    fields = dict(SIZES[size])
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.for_model(fields.pop("model_type"), **fields))
+    assert type(model).__name__ == "GPT2LMHeadModel" and sum(p.numel() for p in model.parameters()) == params
+
+
+def test_random_backbone_unknown_size(tmp_path):
+    from edgevlm.core.errors import ConfigError
+    from edgevlm.train.random_backbone import save_random
+
+    with pytest.raises(ConfigError, match=r"unknown model size 'gpt2-huge'; expected one of \['gpt2-small'"):
+        save_random(tmp_path / "x", "gpt2-huge")
+    assert not (tmp_path / "x").exists()
+
+
+def test_decode_speed_on_the_tiny_bundle(tiny_bundle):
+    """The scale check's timing loop runs the runtime's decoder on a real bundle (nlg adapter selected)."""
+    from edgevlm.export.scale_check import decode_speed
+
+    r = decode_speed(tiny_bundle("fp32"), prompt_len=8, n_new=4, threads=1)
+    assert r["prefill_ms"] > 0 and r["decode_ms_per_token"] > 0 and (r["prompt_len"], r["threads"]) == (8, 1)
 
 
 @pytest.mark.slow
