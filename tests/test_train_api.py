@@ -45,6 +45,7 @@ EX = ([Example("a", "b")], [])
         ({"format": "e2e"}, "--format needs --data"),
         ({"data": "d.jsonl", "format": "xml"}, "--format 'xml' is not supported"),
         ({"tasks": ["nlg", "mt"], "data": "d.jsonl"}, "--data takes one --task"),
+        ({"tasks": ["all"], "data": "d.jsonl"}, "--data takes one --task"),
         ({"data": "d.jsonl", "examples": {"nlg": EX}}, "--data and TrainSpec.examples are exclusive"),
         ({"examples": {"mt": EX}}, "TrainSpec.examples: expected {task: (train, valid)} for tasks ['nlg'], got ['mt']"),
         ({"examples": {"nlg": ([], [])}}, "TrainSpec.examples['nlg']: expected (train, valid) with training examples"),

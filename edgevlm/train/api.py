@@ -118,9 +118,9 @@ class TrainSpec:
 
     def __post_init__(self) -> None:
         self._check_numbers()
-        self._check_data()
         has_data = self.data is not None or self.examples is not None
         object.__setattr__(self, "tasks", resolve_tasks(self.tasks, self.bottleneck, has_data))
+        self._check_data()
         self._check_examples()
         self._check_paths()
 
@@ -152,7 +152,7 @@ class TrainSpec:
                     raise ConfigError(f"{_flag(name)} needs --data")
         elif self.examples is not None:
             raise ConfigError("--data and TrainSpec.examples are exclusive: pass one of them")
-        elif not isinstance(self.tasks, (str, TaskConfig)) and len(list(self.tasks)) > 1:
+        elif len(self.tasks) > 1:
             raise ConfigError("--data takes one --task; multi-task training uses the built-in tasks")
         if self.format is not None and str(self.format).lower() not in (*FORMATS, *ALIASES):
             raise ConfigError(f"--format {self.format!r} is not supported; supported: {', '.join(FORMATS)}")

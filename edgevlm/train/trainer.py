@@ -180,6 +180,18 @@ def validation_losses(vlm: VLM, datas: list[TaskData], pad: int) -> dict[str, fl
     return {d.cfg.name: validation_loss(vlm, d.valid, d.cfg.name, pad) for d in datas if d.valid}
 
 
+def optimise(vlm: VLM, batch, task: str, state, clip: float) -> float:
+    """One optimizer + schedule step on ``batch`` (ids, mask, labels [b, t]); returns the loss."""
+    params, opt, sched, _ = state
+    loss = lm_loss(vlm, *batch, task)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, clip)
+    opt.step()
+    sched.step()
+    return loss.item()
+
+
 def run_steps(
     vlm: VLM, datas: list[TaskData], tc: TrainConfig, out: Path, state, pad: int, start: int, history, progress
 ):
@@ -196,13 +208,7 @@ def run_steps(
     for step in bar:
         d = datas[step % len(datas)]
         idx = torch.randint(0, len(d.train), (tc.batch_size,), generator=gen).tolist()
-        loss = lm_loss(vlm, *collate([d.train[i] for i in idx], pad), d.cfg.name)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, tc.clip)
-        opt.step()
-        sched.step()
-        last[d.cfg.name] = loss.item()
+        last[d.cfg.name] = optimise(vlm, collate([d.train[i] for i in idx], pad), d.cfg.name, state, tc.clip)
         bar.set_postfix(task=d.cfg.name, loss=f"{last[d.cfg.name]:.3f}")
         if (step + 1) % tc.eval_every == 0 or step + 1 == tc.steps:
             history.append({"step": step + 1, **validation_losses(vlm, datas, pad)})
