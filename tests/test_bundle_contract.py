@@ -366,3 +366,16 @@ def test_find_task_entry_from_sidecar_or_entry_names_the_bad_field(tmp_path):
     with pytest.raises(BundleError) as e:
         find_task_entry(card, {**fields, "eos_token_id": 5000}, mine)
     assert str(e.value) == "add_task(entry=...): eos_token_id: expected a token id below 1024, got 5000"
+
+
+def test_head_dim_required_when_it_cannot_default_and_task_names_checked():
+    m = old_manifest()
+    m["backbone"]["n_embd"] = 130
+    with pytest.raises(BundleError) as e:
+        Manifest.from_json(m, WHERE)
+    assert str(e.value) == f"{WHERE}: backbone.head_dim: missing (n_embd is not divisible by n_head)"
+    m = old_manifest()
+    m["tasks"]["../x"] = m["tasks"].pop("nlg")
+    with pytest.raises(BundleError) as e:
+        Manifest.from_json(m, WHERE)
+    assert str(e.value) == f"{WHERE}: tasks: expected task names of letters, digits, '_' or '-', got '../x'"
