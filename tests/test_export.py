@@ -81,9 +81,7 @@ def test_manifest_and_files(fp32, trained_adapters):
         assert t.bottleneck == TASKS[name]["bottleneck"]
         assert t.special_token_ids == tuple(v + k for k in range(len(t.special_tokens)))
         assert t.generation.max_new_tokens > 0 and t.eos_token_id == m.tokenizer.eos_token_id
-    assert set(m.files) == {p.relative_to(fp32).as_posix() for p in fp32.rglob("*") if p.is_file()} - {
-        bundle.MANIFEST
-    }
+    assert set(m.files) == {p.relative_to(fp32).as_posix() for p in fp32.rglob("*") if p.is_file()} - {bundle.MANIFEST}
     counts, n_layer = m.export_log["op_counts"], m.backbone.n_layer
     assert counts["graph"]["LayerNormalization"] == 3 * n_layer + 1 and "Softmax" in counts["graph"]
     fused = counts["fused"]
