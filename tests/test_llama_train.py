@@ -163,6 +163,22 @@ def test_target_loss_equals_full_logits_loss(llama):
     torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6)
 
 
+def test_bf16_autocast_loss_close_to_fp32_and_grads_stay_fp32(llama):
+    vlm = fresh(llama)
+    vlm.add_task(task_cfg())
+    perturb(vlm, "t1", 5)
+    ids = torch.randint(0, 1024, (4, 24), generator=torch.Generator().manual_seed(1))
+    labels = torch.where(torch.arange(24) >= 12, ids, torch.full_like(ids, -100))
+    mask = torch.ones_like(ids)
+    ref = vlm.target_loss(ids, mask, labels, "t1", -100)
+    vlm.train_dtype = torch.bfloat16
+    got = vlm.target_loss(ids, mask, labels, "t1", -100)
+    got.backward()
+    assert got.dtype == torch.float32 and abs(float(got) - float(ref)) < 0.02 * float(ref)
+    up = vlm.task("t1").adapters[0].up_weight
+    assert up.dtype == torch.float32 and up.grad is not None and up.grad.abs().sum() > 0
+
+
 def cli(*argv: str, env=None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "edgevlm.apps.cli", *argv], capture_output=True, text=True, timeout=600, env=env
@@ -316,3 +332,17 @@ def test_smollm2_adapter_steps_lower_loss(tmp_path, smollm2):
     assert r.returncode == 0, r.stderr
     losses = json.loads((out / "train_summary.json").read_text())["nlg"]["valid_loss"]
     assert losses[-1] < losses[0], losses
+
+
+@pytest.mark.parametrize(
+    "preset, pre_import, want",
+    [(None, "", "True PASSIVE"), ("ACTIVE", "", "False ACTIVE"), (None, "import torch; ", "False None")],
+)
+def test_passive_openmp_unless_user_chose_or_too_late(preset, pre_import, want):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    code = f"{pre_import}import os; from edgevlm.core.env import passive_openmp; "
+    code += "r = passive_openmp(); print(r, os.environ.get('OMP_WAIT_POLICY'))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.stdout.strip() == want, r.stderr

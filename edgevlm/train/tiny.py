@@ -85,7 +85,7 @@ def probe(model, tok, n: int = 24) -> dict[str, float]:
     prompt ``source =>`` (greedy): how well it reads and copies, before any adapter."""
     import torch
 
-    from edgevlm.train.backbone import EOS_TOKEN
+    from edgevlm.train.arch.gpt2 import EOS_TOKEN
     from edgevlm.train.tasks.mini import GENERATORS, mini_task
 
     eos, out = tok.token_to_id(EOS_TOKEN), {}
@@ -112,7 +112,7 @@ def probe(model, tok, n: int = 24) -> dict[str, float]:
 def train_tokenizer(docs: list[str]):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    from edgevlm.train.backbone import EOS_TOKEN
+    from edgevlm.train.arch.gpt2 import EOS_TOKEN
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -140,7 +140,7 @@ def pretrain(
     import torch
     from tqdm.auto import tqdm
 
-    from edgevlm.train.backbone import EOS_TOKEN
+    from edgevlm.train.arch.gpt2 import EOS_TOKEN
 
     eos = tok.token_to_id(EOS_TOKEN)
     stream = []

@@ -1,11 +1,13 @@
-"""``edgevlm train``: adapters (one task or several) or full fine-tuning on a frozen GPT-2."""
+"""``edgevlm train``: adapters (one task or several) or full fine-tuning on a frozen backbone."""
 
 from __future__ import annotations
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train task adapters (or --full fine-tuning) on a frozen GPT-2")
-    p.add_argument("--backbone", default="tiny", help="'tiny' (built locally) or a local Hugging Face GPT-2 directory")
+    from edgevlm.train.sources import BACKBONE_HELP
+
+    p = sub.add_parser("train", help="train task adapters (or --full fine-tuning) on a frozen backbone")
+    p.add_argument("--backbone", default="tiny", help=BACKBONE_HELP)
     p.add_argument(
         "--task",
         action="append",
