@@ -40,7 +40,7 @@ def trained_adapters(tmp_path_factory, tiny_dir) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory, trained_adapters):
-    """Factory: ``tiny_bundle(quant)`` -> a bundle of the tiny backbone with nlg, dialogue and qa (exported once per mode)."""
+    """Factory: ``tiny_bundle(quant)`` -> a tiny-backbone bundle with nlg, dialogue and qa (exported once per mode)."""
     from edgevlm.export import export_bundle
 
     made: dict = {}
