@@ -1,4 +1,4 @@
-"""``export_bundle``: backbone + trained adapters -> a bundle directory, written to a temp dir and renamed into place."""
+"""``export_bundle``: backbone + trained adapters -> a bundle directory (written to a temp dir, renamed into place)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from edgevlm.core.config import atomic_write_text
 from edgevlm.core.errors import ConfigError, ExportError
 
 from .adapters import TaskAdapter, check_fingerprints, load_task_adapters, read_ort_adapter, write_ort_adapter
+from .chat import plain_chat_template
 from .graph import build_graph, check_config, declared_io, graph_inputs, op_counts
 from .quantize import quantize
 
@@ -37,7 +38,8 @@ def export_bundle(
     fuse: bool = True,
     check: bool = True,
 ) -> Path:
-    """Export ``backbone`` ('tiny' or a local HF GPT-2 dir) with the task ``adapters`` into the bundle directory ``out``.
+    """Export ``backbone`` (a built-in name, a local HF directory of a registered architecture or a .gguf file)
+    with the task ``adapters`` into the bundle directory ``out``.
 
     ``quant`` is fp32, int8 or int4 (backbone only; adapters stay float). Bad
     input fails before any work; the bundle appears atomically (temp dir +
@@ -81,7 +83,7 @@ def _graph(bb, tasks: list[TaskAdapter], quant: str, fuse: bool, check: bool, lo
     cfg = bb.model.config
     with _stage(log, "graph", bar):
         model = build_graph(bb.model)
-        _check_adapters(tasks, model, cfg.n_embd)
+        _check_adapters(tasks, model, bb.sizes.n_embd)
         path = validate_graph(spill(model, work / "graph" / bundle.BACKBONE_FILE))
         log["op_counts"] = {"graph": op_counts(model)}
     with _stage(log, "fuse", bar):
@@ -108,7 +110,7 @@ def _graph(bb, tasks: list[TaskAdapter], quant: str, fuse: bool, check: bool, lo
 
 
 def spill(model: onnx.ModelProto, path: Path, threshold: int = 1024) -> Path:
-    """Save ``model`` with every tensor over ``threshold`` bytes in ``<path>.data``; frees the in-memory copy's weights."""
+    """Save ``model`` with every tensor over ``threshold`` bytes in ``<path>.data``; frees the in-memory weights."""
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save_model(
         model,
@@ -180,7 +182,8 @@ def _check_adapters(tasks: list[TaskAdapter], model: onnx.ModelProto, n_embd: in
 
 
 def self_check(path: Path, bb, tasks: list[TaskAdapter]) -> dict[str, float]:
-    """fp32 graph vs PyTorch VLM on a short prompt (prefill + 3 cached steps), no task and every task; ExportError if off."""
+    """fp32 graph vs PyTorch VLM on a short prompt (prefill + 3 cached steps), no task and every task;
+    ExportError if off."""
     import torch
 
     from edgevlm.core.prompts import encode_prompt
@@ -189,7 +192,7 @@ def self_check(path: Path, bb, tasks: list[TaskAdapter]) -> dict[str, float]:
     from .verify import session, torch_vs_graph
 
     vlm = VLM(bb.model).eval()
-    cfg = bb.config_dict
+    cfg = bb.sizes.to_dict()  # n_kv_head/head_dim shape the past
     sess = session(str(path), low_memory=True)
     text = "the quick brown fox"
     diffs = {
@@ -228,7 +231,7 @@ def write_bundle(tmp: Path, path: Path, bb, tasks: list[TaskAdapter], quant: str
         file = tmp / bundle.ADAPTER_DIR / f"{t.name}{bundle.ADAPTER_SUFFIX}"
         write_ort_adapter(file, t.tensors)
         back = {k: list(v.shape) for k, v in read_ort_adapter(file).items()}
-        sizes[t.name] = bundle.check_adapter_against_graph(back, gi, bb.model.config.n_embd, str(file))
+        sizes[t.name] = bundle.check_adapter_against_graph(back, gi, bb.sizes.n_embd, str(file))
     m = manifest(bb, tasks, sizes, quant, log)
     graphio.check_graph_io(m.backbone.io(), *declared_io(final), str(tmp / bundle.BACKBONE_FILE))
     files = {p.relative_to(tmp).as_posix(): bundle.sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
@@ -253,7 +256,8 @@ def manifest(bb, tasks: list[TaskAdapter], sizes: dict, quant: str, log: dict) -
         fingerprint=bb.fingerprint,
         source=bb.path.name,  # the checkpoint's name, not a local path
     )
-    tokenizer = bundle.TokenizerRecord(bundle.TOKENIZER_FILE, eos_token_id=bb.eos_token_id)
+    chat = plain_chat_template(bb.chat_template, eos=bb.tokenizer.id_to_token(bb.eos_token_id) or "")
+    tokenizer = bundle.TokenizerRecord(bundle.TOKENIZER_FILE, eos_token_id=bb.eos_token_id, chat_template=chat)
     entries = {t.name: task_entry(t, sizes[t.name], s.vocab_size, bb.eos_token_id) for t in tasks}
     return bundle.Manifest(backbone, tokenizer, entries, export_log=log)
 

@@ -374,3 +374,58 @@ def test_two_tasks_differ_and_each_matches_its_vlm(llama_bundle, vlm, bb):
             want, _ = vlm(torch.tensor(ids), task=task)
         assert np.abs(out[task] - want.numpy()).max() <= TOL
     assert np.abs(out["alpha"] - out["beta"]).max() > 0.1
+
+
+# -- the chat template for task=None ----------------------------------------------------------------------------
+
+CHAT_JINJA = (
+    "{% for m in messages %}{% if loop.first and m['role'] != 'system' %}<|endoftext|>system: be brief\n{% endif %}"
+    "<|endoftext|>{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}"
+)
+CHAT_PLAIN = "<|endoftext|>system: be brief\n<|endoftext|>user: {input}\nassistant:"
+
+
+def test_chat_template_renders_one_user_turn():
+    from edgevlm.core.errors import ExportError
+    from edgevlm.export.chat import plain_chat_template
+
+    assert plain_chat_template(CHAT_JINJA) == CHAT_PLAIN
+    assert plain_chat_template(None) is None
+    with pytest.raises(ExportError, match="chat_template"):
+        plain_chat_template("{% for m in messages %}{{ m['content'] }}{{ m['content'] }}{% endfor %}")
+    with pytest.raises(ExportError, match="chat_template"):
+        plain_chat_template("{{ raise_exception('no user turns') }}")
+
+
+@pytest.fixture(scope="module")
+def chat_bundle(tmp_path_factory, tiny_llama_dir):
+    """A bundle of the tiny Llama whose tokenizer_config.json carries a Jinja chat template (no tasks)."""
+    import json
+    import shutil
+
+    from edgevlm.export import export_bundle
+
+    src = tmp_path_factory.mktemp("chat-llama") / "model"
+    shutil.copytree(tiny_llama_dir, src)
+    (src / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|endoftext|>", "chat_template": CHAT_JINJA}))
+    return export_bundle(str(src), [], "fp32", out=src.parent / "bundle", progress=False)
+
+
+def test_chat_prompt_through_the_bundle_equals_pytorch(chat_bundle, vlm, bb, llama_bundle):
+    from edgevlm.core.errors import ConfigError
+    from edgevlm.runtime import Runtime
+
+    rt = Runtime.load(chat_bundle, threads=1)
+    assert rt.manifest.tokenizer.chat_template == CHAT_PLAIN
+    question = "what is a cat"
+    prompt = bb.tokenizer.encode(CHAT_PLAIN.replace("{input}", question)).ids
+    assert prompt[0] == bb.eos_token_id  # the markup's special token is one id, not its characters
+    want = _torch_greedy(vlm, prompt, None, N_NEW, bb.eos_token_id)
+    assert rt.generate_tokens(prompt, max_new_tokens=N_NEW) == want
+    chat = rt.generate(question, chat=True, max_new_tokens=N_NEW)  # the same ids as the rendered turn's text
+    assert chat == rt.generate(CHAT_PLAIN.replace("{input}", question), max_new_tokens=N_NEW)
+    assert chat != rt.generate(question, max_new_tokens=N_NEW)
+    with pytest.raises(ConfigError, match="tokenizer.chat_template"):
+        Runtime.load(llama_bundle("fp32"), threads=1).generate(question, chat=True)
+    with pytest.raises(ConfigError, match="task=None"):
+        Runtime.load(llama_bundle("fp32"), threads=1).generate(question, task="alpha", chat=True)

@@ -127,15 +127,19 @@ class Runtime:
 
     # -- generation -----------------------------------------------------------------------------
 
-    def generate(self, text: str | list[str], task: str | None = None, **options) -> str | list[str]:
+    def generate(
+        self, text: str | list[str], task: str | None = None, chat: bool = False, **options
+    ) -> str | list[str]:
         """Generate a continuation of ``text`` (or of each string of a list, batched) with ``task``.
 
         Options (all keyword): ``max_new_tokens`` (default: the task's),
         ``min_new_tokens``, ``do_sample``, ``temperature``, ``top_k``,
         ``top_p``, ``seed``, ``num_beams``, ``length_penalty``, ``stop``
         (strings; output ends before the first one). Decoding ends at the
-        task's EOS. ``task=None`` runs the plain backbone. A list is decoded
-        as one left-padded batch (beam search: one input after the other).
+        task's EOS. ``task=None`` runs the plain backbone; with ``chat=True``
+        the text is the user turn of the model's own chat template (the
+        manifest's ``tokenizer.chat_template``, e.g. an instruct model). A list
+        is decoded as one left-padded batch (beam search: one input after the other).
         """
         t = self.task(task)
         cfg = self._config(t, options)
@@ -144,7 +148,7 @@ class Runtime:
             raise ConfigError(f"input must be a string or a list of strings, got {type(text).__name__}")
         if not texts:
             return []
-        prompts = [self._encode(s, t, cfg) for s in texts]
+        prompts = [self._encode(s, t, cfg, chat) for s in texts]
         rows = self._rows(prompts, t, cfg)
         out = ["".join(r) for r in rows]
         return out[0] if isinstance(text, str) else out
@@ -170,7 +174,7 @@ class Runtime:
             pass
         return row.tokens
 
-    def stream(self, text: str, task: str | None = None, **options) -> Iterator[str]:
+    def stream(self, text: str, task: str | None = None, chat: bool = False, **options) -> Iterator[str]:
         """Yield the output text piece by piece as it decodes (same options as :meth:`generate`, no beams)."""
         t = self.task(task)
         cfg = self._config(t, options)
@@ -178,7 +182,7 @@ class Runtime:
             raise ConfigError("stream() decodes one token at a time: beam search (num_beams > 1) needs generate()")
         if not isinstance(text, str):
             raise ConfigError(f"stream() takes one input string, got {type(text).__name__}")
-        prompt = self._encode(text, t, cfg)
+        prompt = self._encode(text, t, cfg, chat)
         return (p[0] for p in self._decode([prompt], t, cfg, [OutputText(self._table, cfg.stop)]) if p[0])
 
     def generation_config(self, task: str | None = None, **options) -> GenerationConfig:
@@ -199,16 +203,15 @@ class Runtime:
                 f"unknown generation option(s) {unknown}; known: {sorted(GenerationConfig.__dataclass_fields__)}"
             ) from None
 
-    def _encode(self, text: str, task: Task | None, cfg: GenerationConfig) -> list[int]:
-        """Prompt ids (task tokens as ``vocab_size + k``), cut to fit the context."""
+    def _encode(self, text: str, task: Task | None, cfg: GenerationConfig, chat: bool = False) -> list[int]:
+        """Prompt ids (task tokens as ``vocab_size + k``; with ``chat`` the chat template's turn), cut to fit."""
         if not isinstance(text, str):
             raise ConfigError(f"input must be a string, got {type(text).__name__}")
         if not text.strip():
             raise ConfigError("input is empty")
         v = self.graph.vocab_size
-        ids = encode_prompt(
-            self.tokenizer, task.template if task else None, text, task.special_tokens if task else (), v
-        )
+        template = self._chat_template(task) if chat else task.template if task else None
+        ids = encode_prompt(self.tokenizer, template, text, task.special_tokens if task else (), v)
         if task is None:
             return self._fit(ids, None, cfg)
         kept = build_prompt(self.tokenizer, task, text, v, self._budget(ids, cfg))
@@ -221,6 +224,15 @@ class Runtime:
                 stacklevel=3,
             )
         return kept
+
+    def _chat_template(self, task: Task | None) -> str:
+        """The manifest's one-turn chat template (``{input}`` = the user message), for ``chat=True``."""
+        if task is not None:
+            raise ConfigError(f"chat=True is for task=None (the plain model); task {task.name!r} has its own template")
+        template = self.manifest.tokenizer.chat_template
+        if template is None:
+            raise ConfigError(f"chat=True: {self.root / MANIFEST} has no tokenizer.chat_template (not a chat model)")
+        return template
 
     def _budget(self, ids: list[int], cfg: GenerationConfig) -> int:
         """Prompt tokens that fit beside ``max_new_tokens``; ConfigError when not even the task tokens fit."""
