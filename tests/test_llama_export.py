@@ -429,3 +429,39 @@ def test_chat_prompt_through_the_bundle_equals_pytorch(chat_bundle, vlm, bb, lla
         Runtime.load(llama_bundle("fp32"), threads=1).generate(question, chat=True)
     with pytest.raises(ConfigError, match="task=None"):
         Runtime.load(llama_bundle("fp32"), threads=1).generate(question, task="alpha", chat=True)
+
+
+# -- the real SmolLM2-135M-Instruct (slow: ~1 min per export on 2 cores) ------------------------------------------
+
+
+# Teacher-forced top-1 agreement with the dequantized fp32 PyTorch model on one 15-token sentence, measured
+# int8 1.00 (max |logit diff| 1.7) and int4 0.67 (16.4): int4 is NOT yet close to the Q4_1 grid the weights come
+# from (ORT's integer zero points cannot hold Q4_1's float minimum; open, see the export notes).
+SMOL_TOP1 = {"int8": 0.95, "int4": 0.6}
+
+
+@pytest.fixture(scope="module")
+def smol():
+    from edgevlm.train.backbone import load_backbone
+
+    return load_backbone("smollm2-135m")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quant", ["int8", "int4"])
+def test_smollm2_bundle_answers_paris_and_stays_close_to_pytorch(tmp_path, smol, quant):
+    from edgevlm.export import export_bundle
+    from edgevlm.runtime import Runtime
+
+    root = export_bundle("smollm2-135m", [], quant, out=tmp_path / quant, progress=False)
+    rt = Runtime.load(root, threads=2)
+    assert rt.generate("The capital of France is", max_new_tokens=4).lstrip().startswith("Paris")
+    assert "Paris" in rt.generate("What is the capital of France?", chat=True, max_new_tokens=16)
+    ids = smol.tokenizer.encode("The capital of France is Paris. The largest city in Germany is Berlin.").ids
+    sess, m = _session_and_sizes(root)
+    got, *_ = sess.run(None, _feeds([ids], np.ones((1, len(ids))), verify.empty_past(m.backbone)))
+    with torch.no_grad():
+        want = smol.model(torch.tensor([ids])).logits.numpy()
+    agree = float((got.argmax(-1) == want.argmax(-1)).mean())
+    print(f"{quant}: max |logit diff| vs the dequantized fp32 model {np.abs(got - want).max():.3f}, top-1 {agree:.3f}")
+    assert agree >= SMOL_TOP1[quant]
