@@ -35,11 +35,16 @@ def surefire_counts(reports: Path) -> dict[str, dict[str, int]]:
 def test_java_core_matches_python_runtime(tmp_path):
     mvn = shutil.which("mvn")
     if mvn is None:
-        pytest.fail("mvn (Apache Maven) is not on PATH: the Java core's tests need Maven and a JDK 17 (apt install maven)")
+        pytest.fail(
+            "mvn (Apache Maven) is not on PATH: the Java core's tests need Maven and a JDK 17 (apt install maven)"
+        )
     fixtures = tmp_path / "fixtures"
     subprocess.run(
         [sys.executable, str(CORE / "fixtures" / "write_fixtures.py"), "--out", str(fixtures)],
-        check=True, capture_output=True, text=True, cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     reports = CORE / "target" / "surefire-reports"
     shutil.rmtree(reports, ignore_errors=True)  # no stale counts from an earlier run
@@ -47,7 +52,9 @@ def test_java_core_matches_python_runtime(tmp_path):
     run = subprocess.run([mvn, "-q", "-B", "test"], cwd=CORE, env=env, capture_output=True, text=True)
     counts = surefire_counts(reports)
     summary = "\n".join(f"{k}: {v}" for k, v in counts.items())
-    assert run.returncode == 0, f"mvn test failed (exit {run.returncode}):\n{summary}\n{run.stdout[-6000:]}\n{run.stderr[-3000:]}"
+    assert run.returncode == 0, (
+        f"mvn test failed (exit {run.returncode}):\n{summary}\n{run.stdout[-6000:]}\n{run.stderr[-3000:]}"
+    )
     for name in PARITY_CLASSES:
         c = counts.get(name)
         assert c is not None, f"surefire has no report for {name}:\n{summary}"

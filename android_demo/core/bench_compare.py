@@ -46,18 +46,30 @@ def python_round(bundle: str, a: str, b: str, tokens: int, reps: int, threads: i
         timed(x, 1)
         switched.append(timed(y, 1))
     per_token = (statistics.median(many) - statistics.median(one)) / (tokens - 1)
-    return {"engine": "python", "bundle": bundle, "threads": threads, "tokens": tokens, "reps": reps,
-            "load_ms": round(load_ms, 1), "decode_ms_per_token": round(per_token, 4),
-            "tokens_per_s": round(1e3 / per_token, 1), "one_token_call_ms": round(statistics.median(one), 3),
-            "task_switch_ms": round(statistics.median(switched) - statistics.median(same), 4)}
+    return {
+        "engine": "python",
+        "bundle": bundle,
+        "threads": threads,
+        "tokens": tokens,
+        "reps": reps,
+        "load_ms": round(load_ms, 1),
+        "decode_ms_per_token": round(per_token, 4),
+        "tokens_per_s": round(1e3 / per_token, 1),
+        "one_token_call_ms": round(statistics.median(one), 3),
+        "task_switch_ms": round(statistics.median(switched) - statistics.median(same), 4),
+    }
 
 
 def java_round(bundle: str, a: str, b: str, tokens: int, reps: int, threads: int) -> dict:
     jar = CORE / "target" / "edgevlm-core.jar"
     if not jar.is_file():
         raise SystemExit(f"{jar} missing: run mvn -q -B -f {CORE / 'pom.xml'} -DskipTests package")
-    out = subprocess.run(["java", "-cp", str(jar), "io.edgevlm.core.Bench", bundle, a, b, str(tokens), str(reps),
-                          str(threads)], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["java", "-cp", str(jar), "io.edgevlm.core.Bench", bundle, a, b, str(tokens), str(reps), str(threads)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -78,10 +90,12 @@ def main() -> int:
             print(json.dumps(row), flush=True)
     for eng in ("java", "python"):
         mine = [r for r in rows if r["engine"] == eng]
-        print(f"{eng}: decode {statistics.median(r['tokens_per_s'] for r in mine):.1f} tok/s, "
-              f"task switch {statistics.median(r['task_switch_ms'] for r in mine):+.3f} ms, "
-              f"1-token call {statistics.median(r['one_token_call_ms'] for r in mine):.2f} ms, "
-              f"load {statistics.median(r['load_ms'] for r in mine):.0f} ms")
+        print(
+            f"{eng}: decode {statistics.median(r['tokens_per_s'] for r in mine):.1f} tok/s, "
+            f"task switch {statistics.median(r['task_switch_ms'] for r in mine):+.3f} ms, "
+            f"1-token call {statistics.median(r['one_token_call_ms'] for r in mine):.2f} ms, "
+            f"load {statistics.median(r['load_ms'] for r in mine):.0f} ms"
+        )
     return 0
 
 

@@ -24,7 +24,6 @@ import java.util.function.Consumer;
  */
 public final class Bundle implements AutoCloseable {
     public static final int DEFAULT_MAX_NEW_TOKENS = 64; // the plain backbone has no task defaults
-    static final String EOS_TOKEN = "<|endoftext|>";
 
     public final Path root;
     public final Manifest manifest;
@@ -44,9 +43,7 @@ public final class Bundle implements AutoCloseable {
         this.session = session;
         this.tasks = Collections.unmodifiableMap(tasks);
         this.decoder = new Decoder(OrtEnvironment.getEnvironment(), session, graph);
-        Object e = manifest.tokenizerField("eos_token_id", tokenizer.tokenToId(EOS_TOKEN));
-        this.eos = e instanceof Long && (Long) e >= 0 && (Long) e < graph.vocabSize ? (Integer) (int) (long) (Long) e
-                : e instanceof Integer && (Integer) e >= 0 && (Integer) e < graph.vocabSize ? (Integer) e : null;
+        this.eos = manifest.eosTokenId;
     }
 
     /** {@link #load(Path, Integer, boolean)} with all cores and sleeping worker threads. */
@@ -77,9 +74,9 @@ public final class Bundle implements AutoCloseable {
         Map<String, Task> tasks = new LinkedHashMap<>();
         try {
             GraphInfo g = GraphInfo.check(session, m, dir.resolve(m.backboneFile()));
-            for (Map.Entry<String, Map<String, Object>> e : m.tasks().entrySet()) {
+            for (Map.Entry<String, TaskEntry> e : m.tasks.entrySet()) {
                 String name = e.getKey();
-                Path file = m.confined(e.getValue().get("adapter_file"), "tasks." + name + ".adapter_file");
+                Path file = m.confined(e.getValue().adapterFile, "tasks." + name + ".adapter_file");
                 tasks.put(name, TaskLoader.load(name, e.getValue(), file, g, m.where));
             }
             return new Bundle(dir, m, g, tok, session, tasks);

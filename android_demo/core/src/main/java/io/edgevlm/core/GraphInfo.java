@@ -30,15 +30,14 @@ public final class GraphInfo {
     final List<String> adapterInputs;
 
     private GraphInfo(Manifest m) {
-        nLayer = m.backboneInt("n_layer");
-        nHead = m.backboneInt("n_head");
-        nEmbd = m.backboneInt("n_embd");
-        vocabSize = m.backboneInt("vocab_size");
-        nPositions = m.backboneInt("n_positions");
-        Object kv = m.backboneField("n_kv_head"); // Llama-family bundles (GQA); GPT-2: one kv head per head
-        kvHeads = kv == null ? nHead : m.backboneInt("n_kv_head");
-        Object hd = m.backboneField("head_dim");
-        headDim = hd == null ? nEmbd / nHead : m.backboneInt("head_dim");
+        Manifest.Backbone b = m.backbone;
+        nLayer = b.nLayer;
+        nHead = b.nHead;
+        nEmbd = b.nEmbd;
+        vocabSize = b.vocabSize;
+        nPositions = b.nPositions;
+        kvHeads = b.nKvHead; // Llama-family bundles (GQA); GPT-2: one kv head per head
+        headDim = b.headDim;
         pastNames = Names.pastNames(nLayer);
         presentNames = Names.presentNames(nLayer);
         adapterInputs = Names.adapterNames(nLayer);

@@ -10,44 +10,135 @@ import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
 /**
- * A bundle's {@code manifest.json}, checked exactly as Python's {@code edgevlm.bundle} does (same order, same
- * one-line messages): schema version, required fields, io names, every path confined to the bundle, every
- * file's sha256. The only class that reads manifest fields, so new backbone fields are added here.
+ * A bundle's {@code manifest.json}, checked exactly as Python's {@code core.manifest.Manifest.from_json} and
+ * {@code core.bundle.load_manifest} do (same order, same one-line messages naming file and field path): types and
+ * values of every field, io names, every path confined to the bundle, every file's sha256. Optional fields
+ * (backbone architecture/n_kv_head/head_dim, tokenizer eos/chat_template) get Python's defaults; unknown keys are
+ * ignored. The only class that reads manifest JSON.
  */
 public final class Manifest {
     public static final int SCHEMA_VERSION = 1;
     public static final String MANIFEST = "manifest.json";
     static final List<String> QUANT_MODES = List.of("fp32", "int8", "int4");
-    static final List<String> TOP_KEYS = List.of("schema_version", "backbone", "tokenizer", "io", "tasks", "files");
-    static final List<String> BACKBONE_KEYS = List.of("file", "n_layer", "n_head", "n_embd", "vocab_size", "n_positions", "quantization");
-    static final List<String> TASK_KEYS = List.of("adapter_file", "bottleneck", "special_tokens", "special_token_ids", "template", "eos_token_id", "generation");
+    static final List<String> ARCHITECTURES = List.of("gpt2", "llama");
+    static final String TASK_NAME = "[A-Za-z0-9][A-Za-z0-9_\\-]{0,63}";
+    static final String SHA256 = "[0-9a-f]{64}";
 
     public final Path root;
     /** {@code <root>/manifest.json} as the messages print it. */
     public final String where;
-    final Map<String, Object> json;
-    final Map<String, Object> backbone;
-    final Map<String, Object> tokenizer;
-    final Map<String, Object> tasks;
-    final Map<String, Object> files;
+    public final Backbone backbone;
+    /** The tokenizer file, the plain backbone's EOS id (null: none) and chat template (null: none). */
+    public final String tokenizerFile;
+    public final Integer eosTokenId;
+    public final String chatTemplate;
+    /** Task entries by name, in manifest order. */
+    public final Map<String, TaskEntry> tasks;
+    /** Relative path -> sha256. */
+    public final Map<String, String> files;
 
-    private Manifest(Path root, Map<String, Object> json) {
+    /** The frozen backbone (Python's {@code BackboneRecord}); n_kv_head/head_dim default to GPT-2's. */
+    public static final class Backbone {
+        public final String file;
+        public final int nLayer;
+        public final int nHead;
+        public final int nEmbd;
+        public final int vocabSize;
+        public final int nPositions;
+        public final String quantization;
+        public final String architecture;
+        public final int nKvHead;
+        public final int headDim;
+        public final String fingerprint;
+        public final String source;
+
+        Backbone(Fields f) {
+            int[] s = new int[5];
+            String[] keys = {"n_layer", "n_head", "n_embd", "vocab_size", "n_positions"};
+            for (int k = 0; k < keys.length; k++) {
+                s[k] = (int) (long) (Long) f.get(keys[k], Fields::pos, Fields.POS);
+            }
+            nLayer = s[0];
+            nHead = s[1];
+            nEmbd = s[2];
+            vocabSize = s[3];
+            nPositions = s[4];
+            nKvHead = (int) (long) (Long) f.get("n_kv_head", Fields::pos, Fields.POS, (long) nHead);
+            if (nHead % nKvHead != 0) {
+                throw Fields.fail(f.where, f.name("n_kv_head"), "a divisor of n_head=" + nHead, (long) nKvHead);
+            }
+            if (!f.d.containsKey("head_dim") && nEmbd % nHead != 0) {
+                throw new BundleException(f.where + ": " + f.name("head_dim") + ": missing (n_embd is not divisible by n_head)");
+            }
+            file = (String) f.get("file", Fields::str, "a file name");
+            quantization = (String) f.get("quantization", Fields.oneOf(QUANT_MODES), "one of " + Py.repr(QUANT_MODES));
+            architecture = (String) f.get("architecture", Fields.oneOf(ARCHITECTURES), "one of " + Py.repr(ARCHITECTURES),
+                    "gpt2");
+            headDim = (int) (long) (Long) f.get("head_dim", Fields::pos, Fields.POS, (long) (nEmbd / nHead));
+            fingerprint = (String) f.get("fingerprint", v -> v instanceof String, "a string", "");
+            source = (String) f.get("source", v -> v instanceof String, "a string", "");
+        }
+    }
+
+    @SuppressWarnings("unchecked")
+    private Manifest(Path root, Object json) {
         this.root = root;
         this.where = root.resolve(MANIFEST).toString();
-        this.json = json;
-        this.backbone = asMap(json.get("backbone"));
-        this.tokenizer = asMap(json.get("tokenizer"));
-        this.tasks = asMap(json.get("tasks"));
-        this.files = asMap(json.get("files"));
+        Fields f = new Fields(json, where, "");
+        Object version = f.get("schema_version", Fields::isInt, "schema version " + SCHEMA_VERSION);
+        if ((Long) version != SCHEMA_VERSION) {
+            throw new BundleException(where + ": schema_version " + Py.repr(version) + " is not supported (this edgevlm reads "
+                    + SCHEMA_VERSION + ")");
+        }
+        backbone = new Backbone(f.sub("backbone"));
+        if (!f.get("io", v -> true, "an object").equals(ioSpec(backbone.nLayer))) {
+            throw new BundleException(where + ": io: names do not match this edgevlm's graph layout for n_layer="
+                    + backbone.nLayer);
+        }
+        Map<String, Object> taskJson = f.sub("tasks").d;
+        for (String k : taskJson.keySet()) {
+            if (!Fields.pyFullMatch(TASK_NAME, k)) {
+                throw Fields.fail(where, "tasks", "task names of letters, digits, '_' or '-'", k);
+            }
+        }
+        Fields tok = f.sub("tokenizer");
+        String oneInput = "a string with " + Prompts.INPUT_FIELD + " once";
+        chatTemplate = (String) tok.get("chat_template", Fields.opt(v -> Fields.str(v) && countInput((String) v) == 1),
+                oneInput, null);
+        tokenizerFile = (String) tok.get("file", Fields::str, "a file name");
+        Long eos = (Long) tok.get("eos_token_id", Fields.opt(Fields.token(backbone.vocabSize)),
+                "a token id below " + backbone.vocabSize, null);
+        eosTokenId = eos == null ? null : (int) (long) eos;
+        Map<String, TaskEntry> t = new LinkedHashMap<>();
+        taskJson.forEach((k, v) -> t.put(k, TaskEntry.fromJson(v, where, backbone.vocabSize, "tasks." + k)));
+        tasks = Collections.unmodifiableMap(t);
+        Object fl = f.get("files", Manifest::checksums, "an object of file -> sha256 (at least one)");
+        Map<String, String> fm = new LinkedHashMap<>();
+        ((Map<String, Object>) fl).forEach((k, v) -> fm.put(k, (String) v));
+        files = Collections.unmodifiableMap(fm);
+        f.get("export_log", v -> v instanceof Map, "an object", null);
+    }
+
+    private static int countInput(String s) {
+        int n = 0;
+        for (int k = s.indexOf(Prompts.INPUT_FIELD); k >= 0; k = s.indexOf(Prompts.INPUT_FIELD, k + Prompts.INPUT_FIELD.length())) {
+            n++;
+        }
+        return n;
+    }
+
+    private static boolean checksums(Object v) {
+        return v instanceof Map && !((Map<?, ?>) v).isEmpty()
+                && ((Map<?, ?>) v).values().stream().allMatch(s -> Fields.pyFullMatch(SHA256, s));
     }
 
     /** Reads, validates and checksums {@code root}'s manifest (Python's {@code load_manifest(root)}). */
-    @SuppressWarnings("unchecked")
     public static Manifest load(Path root) {
         Path path = root.resolve(MANIFEST);
         if (!Files.isRegularFile(path)) {
@@ -62,65 +153,25 @@ public final class Manifest {
         } catch (IOException e) {
             throw new BundleException(path + ": cannot read (" + e.getMessage() + ")");
         }
-        String where = path.toString();
-        require(m, TOP_KEYS, where);
-        Manifest man = new Manifest(root, (Map<String, Object>) m);
-        man.validate();
+        Manifest man = new Manifest(root, m);
+        man.checkPaths();
         man.verifyFiles();
         return man;
     }
 
-    @SuppressWarnings("unchecked")
-    private static Map<String, Object> asMap(Object o) {
-        return o instanceof Map ? (Map<String, Object>) o : null;
+    /** Every file the manifest points at (Python's {@code referenced_files}). */
+    public List<String> referencedFiles() {
+        List<String> out = new ArrayList<>(List.of(backbone.file, tokenizerFile));
+        tasks.values().forEach(t -> out.add(t.adapterFile));
+        return out;
     }
 
-    /** Python's {@code _require}: an object holding every key. */
-    static void require(Object d, List<String> keys, String where) {
-        if (!(d instanceof Map)) {
-            throw new BundleException(where + ": expected an object");
-        }
-        List<Object> missing = new ArrayList<>();
-        for (String k : keys) {
-            if (!((Map<?, ?>) d).containsKey(k)) {
-                missing.add(k);
-            }
-        }
-        if (!missing.isEmpty()) {
-            throw new BundleException(where + ": missing field(s) " + Py.repr(missing));
-        }
-    }
-
-    private void validate() {
-        Object v = json.get("schema_version");
-        if (!(v instanceof Number) || ((Number) v).doubleValue() != SCHEMA_VERSION || v instanceof Boolean) {
-            throw new BundleException(where + ": schema_version " + Py.repr(v) + " is not supported (this edgevlm reads "
-                    + SCHEMA_VERSION + ")");
-        }
-        require(backbone, BACKBONE_KEYS, where + ": backbone");
-        if (!QUANT_MODES.contains(backbone.get("quantization"))) {
-            throw new BundleException(where + ": backbone.quantization must be one of ('fp32', 'int8', 'int4')");
-        }
-        require(tokenizer, List.of("file"), where + ": tokenizer");
-        Object layers = backbone.get("n_layer");
-        if (!(layers instanceof Long) || !json.get("io").equals(ioSpec((int) (long) (Long) layers))) {
-            throw new BundleException(where + ": io names do not match this edgevlm's graph layout for n_layer=" + layers);
-        }
-        if (files == null || files.isEmpty()) {
-            throw new BundleException(where + ": files must list every file with its sha256");
-        }
+    /** Python's {@code check_paths}: every path confined, every referenced file checksummed. */
+    private void checkPaths() {
         for (String rel : files.keySet()) {
             confined(rel, "file");
         }
-        List<Object> referenced = new ArrayList<>(List.of(backbone.get("file"), tokenizer.get("file")));
-        if (tasks == null) {
-            throw new BundleException(where + ": tasks must be an object");
-        }
-        for (Map.Entry<String, Object> t : tasks.entrySet()) {
-            require(t.getValue(), TASK_KEYS, where + ": tasks." + t.getKey());
-            referenced.add(((Map<?, ?>) t.getValue()).get("adapter_file"));
-        }
-        for (Object rel : referenced) {
+        for (String rel : referencedFiles()) {
             confined(rel, "file");
             if (!files.containsKey(rel)) {
                 throw new BundleException(where + ": " + rel + " is used but has no checksum under 'files'");
@@ -172,7 +223,7 @@ public final class Manifest {
     }
 
     private void verifyFiles() {
-        for (Map.Entry<String, Object> e : files.entrySet()) {
+        for (Map.Entry<String, String> e : files.entrySet()) {
             Path path = confined(e.getKey(), "file");
             if (!Files.isRegularFile(path)) {
                 throw new BundleException(path + ": listed in the manifest but missing");
@@ -200,44 +251,15 @@ public final class Manifest {
         }
     }
 
-    // -- typed accessors --------------------------------------------------------------------------
-
-    /** An integer field of {@code backbone}; BundleException naming it when absent or not an integer. */
-    public int backboneInt(String key) {
-        Object v = backbone.get(key);
-        if (!(v instanceof Long)) {
-            throw new BundleException(where + ": backbone." + key + " must be an integer, got " + Py.repr(v));
-        }
-        return (int) (long) (Long) v;
-    }
-
-    /** A backbone field as stored (null when absent), for fields later architectures add. */
-    public Object backboneField(String key) {
-        return backbone.get(key);
-    }
-
     public String quantization() {
-        return (String) backbone.get("quantization");
+        return backbone.quantization;
     }
 
     public String backboneFile() {
-        return (String) backbone.get("file");
+        return backbone.file;
     }
 
     public String tokenizerFile() {
-        return (String) tokenizer.get("file");
-    }
-
-    /** A {@code tokenizer} field as stored, or {@code dflt} when the key is absent (a stored null stays null). */
-    public Object tokenizerField(String key, Object dflt) {
-        return tokenizer.containsKey(key) ? tokenizer.get(key) : dflt;
-    }
-
-    /** Task entries ({@code tasks.<name>} objects) in manifest order. */
-    @SuppressWarnings("unchecked")
-    public Map<String, Map<String, Object>> tasks() {
-        Map<String, Map<String, Object>> out = new LinkedHashMap<>();
-        tasks.forEach((k, v) -> out.put(k, (Map<String, Object>) v));
-        return out;
+        return tokenizerFile;
     }
 }

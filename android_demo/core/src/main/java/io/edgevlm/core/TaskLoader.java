@@ -13,66 +13,29 @@ import java.util.Set;
 import java.util.TreeSet;
 
 /**
- * A manifest task entry with its adapter file, every field checked against the adapter's tensors and the
- * graph with the same one-line messages as Python's {@code load_task} / {@code check_adapter_against_graph};
- * only then is the file loaded, once, as an {@code OrtLoraAdapter}.
+ * A manifest task entry (fields already checked by {@link Manifest}) with its adapter file: the file's tensors
+ * against the graph and the entry's bottleneck and task-token count against the file, with the same one-line
+ * messages as Python's {@code load_task} / {@code check_adapter_against_graph}; only then is the file loaded,
+ * once, as an {@code OrtLoraAdapter}.
  */
 final class TaskLoader {
     private TaskLoader() {
     }
 
-    static Task load(String name, Map<String, Object> entry, Path path, GraphInfo g, String source) throws OrtException {
+    static Task load(String name, TaskEntry entry, Path path, GraphInfo g, String source) throws OrtException {
         String where = source + ": tasks." + name;
-        Manifest.require(entry, Manifest.TASK_KEYS, where);
         int[] sizes = checkAdapter(path, g);
-        Object specials = entry.get("special_tokens");
-        if (!(specials instanceof List) || !((List<?>) specials).stream().allMatch(s -> s instanceof String)) {
-            throw new BundleException(where + ".special_tokens must be a list of strings");
-        }
-        List<String> sp = new ArrayList<>();
-        ((List<?>) specials).forEach(s -> sp.add((String) s));
-        Object bn = entry.get("bottleneck");
-        if (!(bn instanceof Long) || (Long) bn != sizes[0]) {
-            throw new BundleException(where + ".bottleneck is " + Py.repr(bn) + " but " + path.getFileName()
+        if (entry.bottleneck != sizes[0]) {
+            throw new BundleException(where + ".bottleneck is " + entry.bottleneck + " but " + path.getFileName()
                     + " has bottleneck " + sizes[0]);
         }
-        if (sizes[1] != sp.size()) {
-            throw new BundleException(where + " has " + sp.size() + " special tokens but " + path.getFileName() + " has "
-                    + sizes[1] + " task embeddings");
+        if (sizes[1] != entry.specialTokens.size()) {
+            throw new BundleException(where + " has " + entry.specialTokens.size() + " special tokens but "
+                    + path.getFileName() + " has " + sizes[1] + " task embeddings");
         }
-        List<Object> wantIds = new ArrayList<>();
-        for (int k = 0; k < sp.size(); k++) {
-            wantIds.add((long) g.vocabSize + k);
-        }
-        if (!wantIds.equals(entry.get("special_token_ids"))) {
-            throw new BundleException(where + ".special_token_ids must be vocab_size + k = " + Py.repr(wantIds));
-        }
-        Object template = entry.get("template");
-        String bad = template instanceof String ? Prompts.checkTemplate((String) template, sp) : "must be a string";
-        if (bad != null) {
-            throw new BundleException(where + ".template: " + bad);
-        }
-        Object eos = entry.get("eos_token_id");
-        if (!(eos instanceof Long) || (Long) eos < 0 || (Long) eos >= g.vocabSize) {
-            throw new BundleException(where + ".eos_token_id must be a token id below vocab_size=" + g.vocabSize + ", got "
-                    + Py.repr(eos));
-        }
-        if (!(entry.get("generation") instanceof Map)) {
-            throw new BundleException(where + ".generation must be an object");
-        }
-        Map<?, ?> gen = (Map<?, ?>) entry.get("generation");
-        int maxNew = positive(gen.get("max_new_tokens"), where + ".generation.max_new_tokens");
-        Object ms = gen.get("max_source_tokens");
-        Integer maxSrc = ms == null ? null : positive(ms, where + ".generation.max_source_tokens");
         OrtLoraAdapter adapter = OrtLoraAdapter.create(path.toString());
-        return new Task(name, sizes[0], sp, (String) template, (int) (long) (Long) eos, maxNew, maxSrc, path, adapter);
-    }
-
-    private static int positive(Object v, String where) {
-        if (!(v instanceof Long) || (Long) v <= 0) {
-            throw new BundleException(where + " must be a positive integer, got " + Py.repr(v));
-        }
-        return (int) (long) (Long) v;
+        return new Task(name, entry.bottleneck, entry.specialTokens, entry.template, entry.eosTokenId,
+                entry.maxNewTokens, entry.maxSourceTokens, path, adapter);
     }
 
     /** The adapter's tensors against the graph's adapter inputs; returns {bottleneck, task tokens}. */
