@@ -51,6 +51,14 @@ class Backbone:
             self._fp = (versions, fingerprint(self.model))
         return self._fp[1]
 
+    def save_tokenizer(self, directory: Path) -> None:
+        """tokenizer.json (+ the source's tokenizer_config.json: special tokens, chat template) into ``directory``."""
+        import shutil
+
+        self.tokenizer.save(str(Path(directory) / "tokenizer.json"))
+        if (self.path / "tokenizer_config.json").is_file():
+            shutil.copyfile(self.path / "tokenizer_config.json", Path(directory) / "tokenizer_config.json")
+
 
 def fingerprint(model) -> str:
     """sha256 over the architecture sizes and every weight tensor (catches another checkpoint of the same shape)."""

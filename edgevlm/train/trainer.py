@@ -224,7 +224,7 @@ def save_full_backbone(vlm: VLM, backbone: Backbone, bdir: Path) -> str:
     from edgevlm.train.backbone import fingerprint
 
     vlm.backbone.save_pretrained(bdir, safe_serialization=True)
-    backbone.tokenizer.save(str(bdir / "tokenizer.json"))
+    backbone.save_tokenizer(bdir)
     return fingerprint(vlm.backbone)
 
 
