@@ -1,4 +1,4 @@
-"""Exporter, fp32: graph contract, ONNX vs PyTorch (prefill + cached decode), ORT adapter selection, manifest, atomicity."""
+"""Exporter, fp32: graph contract, ONNX vs PyTorch (prefill + cached decode), ORT adapters, manifest, atomicity."""
 
 from __future__ import annotations
 

@@ -49,7 +49,7 @@ def decode_all(vlm, backbone, cfg: TaskConfig, sources: list[str], max_new_token
     from edgevlm.core.prompts import build_prompt
     from edgevlm.train.decoding import greedy_batch
 
-    budget = vlm.config.n_positions - max_new_tokens
+    budget = vlm.sizes.n_positions - max_new_tokens
     tok, v, eos = backbone.tokenizer, vlm.vocab_size, backbone.eos_token_id
     out: list[str] = []
     step = 256
@@ -75,6 +75,11 @@ def distill_targets(
 
     tdir = find_adapter(teacher_dir, cfg.name, "--distill-from")
     vlm, tbb, meta = load_model(tdir, None if meta_is_full(tdir) else backbone, cfg.name)
+    with vlm:  # closing removes the teacher's hooks: it may share the student's backbone
+        return _distill(vlm, tbb, meta, tdir, cfg, train_examples, out_dir)
+
+
+def _distill(vlm, tbb, meta, tdir: Path, cfg: TaskConfig, train_examples: list[Example], out_dir) -> list[Example]:
     tcfg = meta.task
     if (tcfg.special_tokens, tcfg.template) != (cfg.special_tokens, cfg.template):
         raise ConfigError(f"{tdir}: teacher's task {tcfg.name!r} uses other task tokens/template than the student's")

@@ -69,10 +69,10 @@ class TorchGenerator:
             raise ConfigError(f"--num-beams must be >= 1, got {num_beams}")
         self.vlm, self.backbone, self.cfg, self.num_beams = vlm, backbone, cfg, num_beams
         self.max_new_tokens = max_new_tokens or cfg.max_new_tokens
-        self.budget = vlm.config.n_positions - self.max_new_tokens
+        self.budget = vlm.sizes.n_positions - self.max_new_tokens
         if self.budget <= len(cfg.special_tokens):
             raise ConfigError(
-                f"--max-new-tokens {self.max_new_tokens} leaves no room for the prompt (context {vlm.config.n_positions})"
+                f"--max-new-tokens {self.max_new_tokens} leaves no room for a prompt (context {vlm.sizes.n_positions})"
             )
 
     def prompt(self, source: str) -> list[int]:
@@ -178,7 +178,7 @@ def evaluate_adapter(
     gen = TorchGenerator(vlm, bb, cfg, num_beams, max_new_tokens)
     metrics = evaluate(examples, gen, out, limit, progress=progress)
     kept = {g.source for g in group_by_source(examples)[:limit]}
-    max_len = min(int(meta.training.get("max_len", 256)), vlm.config.n_positions)
+    max_len = min(int(meta.training.get("max_len", 256)), vlm.sizes.n_positions)
     metrics["perplexity"] = perplexity(vlm, bb, cfg, [e for e in examples if e.source in kept], max_len)
     metrics.update(task=cfg.name, primary=cfg.metric, decoding="greedy" if num_beams == 1 else f"beam{num_beams}")
     return metrics

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 DATA_HELP = (
-    "evaluation data: E2E CSV (nlg), PersonaChat/ConvAI2 JSON (dialogue; FILE#valid for a file of splits), "
-    "SRC:TGT two line-aligned files or a .tsv (mt), CNN/DM .jsonl, a .story file or directory (summarization), "
+    "evaluation data: E2E CSV (nlg), PersonaChat/ConvAI2 JSON (dialogue; FILE#valid for a file of splits) or "
+    "ParlAI text (.txt), SRC:TGT two line-aligned files, SRC.xml:REF.xml IWSLT/WIT3 XML or a .tsv (mt), "
+    "CNN/DM .csv or .jsonl, a .story file or directory (summarization), "
     "CoQA JSON (qa), or JSONL with source/target (any task). Default: the built-in mini test split"
 )
 NAMES = {
@@ -30,14 +31,17 @@ def register(sub) -> None:
     p.add_argument("--task", help="task name (default: the adapter's; selects one task of a multi-task output)")
     p.add_argument("--data", help=DATA_HELP)
     p.add_argument(
-        "--format", help="data format, overriding inference (jsonl, e2e, personachat, parallel, tsv, cnndm, coqa)"
+        "--format",
+        help="data format, overriding inference (jsonl, e2e, personachat, parlai, parallel, wit3, tsv, cnndm, coqa)",
     )
     p.add_argument(
         "--backbone", help="'tiny' or a local Hugging Face GPT-2 directory (default: tiny, or a --full output's own)"
     )
     p.add_argument("--num-beams", type=int, default=1, help="beam size (default 1 = greedy, as the paper)")
     p.add_argument("--max-new-tokens", type=int, help="generation limit (default: the task's)")
-    p.add_argument("--limit", type=int, help="evaluate only the first N distinct inputs")
+    p.add_argument(
+        "--limit", type=int, help="evaluate only the first N distinct sources of the file, each with all its references"
+    )
     p.add_argument(
         "--out", help="predictions JSONL (default: ADAPTER/predictions.jsonl); metrics go to OUT with .metrics.json"
     )
