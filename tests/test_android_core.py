@@ -1,13 +1,15 @@
 """The Java core (android_demo/core) against the Python runtime: bundles exported here, mvn test there.
 
-write_fixtures.py exports the tiny backbone with nlg + mt (fp32, int8) through the CLI and records what the
-Python runtime makes of them (greedy tokens and text per task and for the plain backbone, tokenizer golden
-vectors, truncated prompts, refusal messages of broken bundles) as JSON; the JUnit suite must reproduce all
-of it. Surefire's reports are then checked so that no parity class was skipped or empty.
+write_fixtures.py exports the tiny backbone and a tiny random Llama (GQA 4/2) with nlg + mt (fp32, int8) through
+the CLI and records what the Python runtime makes of them (greedy tokens and text per task and for the plain
+backbone, run --list lines, cache layout, tokenizer golden vectors, truncated prompts, refusal messages of broken
+bundles) as JSON; the JUnit suite must reproduce all of it. Surefire's reports are then checked so that no parity
+class was skipped and every recorded case ran.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -32,7 +34,7 @@ def surefire_counts(reports: Path) -> dict[str, dict[str, int]]:
     return out
 
 
-def test_java_core_matches_python_runtime(tmp_path):
+def test_java_core_matches_python_runtime(tmp_path, tiny_llama_dir):
     mvn = shutil.which("mvn")
     if mvn is None:
         pytest.fail(
@@ -40,7 +42,14 @@ def test_java_core_matches_python_runtime(tmp_path):
         )
     fixtures = tmp_path / "fixtures"
     subprocess.run(
-        [sys.executable, str(CORE / "fixtures" / "write_fixtures.py"), "--out", str(fixtures)],
+        [
+            sys.executable,
+            str(CORE / "fixtures" / "write_fixtures.py"),
+            "--out",
+            str(fixtures),
+            "--llama",
+            str(tiny_llama_dir),
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -60,4 +69,11 @@ def test_java_core_matches_python_runtime(tmp_path):
         assert c is not None, f"surefire has no report for {name}:\n{summary}"
         assert c["tests"] > 0 and c["skipped"] == 0, f"{name} did not really run: {c}\n{summary}"
         assert c["failures"] == 0 and c["errors"] == 0, f"{name}: {c}"
-    assert counts["ParityTest"]["tests"] >= 2 * 11, f"every case of both bundles: {counts['ParityTest']}"
+    expected = json.loads((fixtures / "expected.json").read_text())
+    bundles = expected["bundles"]
+    assert sorted(bundles) == ["fp32", "int8", "llama-fp32", "llama-int8"], sorted(bundles)
+    assert bundles["llama-int8"]["cache"]["n_kv_head"] == 2, "the Llama bundle has grouped-query attention (4/2)"
+    # greedy cases + teacher-forced logits + one describe/cache test per bundle
+    n_cases = sum(len(b["cases"]) + len(b["forced"]) + 1 for b in bundles.values())
+    assert counts["ParityTest"]["tests"] == n_cases, f"every case of every bundle: {counts['ParityTest']}"
+    assert counts["BadBundleTest"]["tests"] == len(expected["errors"]), counts["BadBundleTest"]

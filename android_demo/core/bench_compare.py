@@ -1,6 +1,10 @@
 """Decode speed and task switch of the Java core vs the Python runtime on the same bundle, in the same run.
 
     .venv/bin/python android_demo/core/bench_compare.py BUNDLE [--tokens 32] [--reps 15] [--threads 1]
+    .venv/bin/python android_demo/core/bench_compare.py --build gpt2-small --quant int8 --work DIR   # then BUNDLE
+
+``--build SIZE`` makes a bundle of a real-size random-weight backbone with two untrained non-identity adapters
+(``edgevlm.benchmarks.fixtures``, needs torch) under ``--work`` and prints its path.
 
 Runs the Java harness (io.edgevlm.core.Bench, built by ``mvn -DskipTests package``) and the same protocol on
 ``edgevlm.runtime.Runtime``, alternately (java, python, java, python) so machine noise hits both, and prints
@@ -33,7 +37,7 @@ def python_round(bundle: str, a: str, b: str, tokens: int, reps: int, threads: i
         rt.generate(PROMPT, task, max_new_tokens=n, min_new_tokens=n if n > 1 else 0)
         return (time.perf_counter() - t) * 1e3
 
-    for _ in range(5):
+    for _ in range(40):  # the same warm-up as the Java harness (JIT there)
         timed(a, tokens)
         timed(b, 1)
     many, one, same, switched = [], [], [], []
@@ -73,15 +77,33 @@ def java_round(bundle: str, a: str, b: str, tokens: int, reps: int, threads: int
     return json.loads(out.strip().splitlines()[-1])
 
 
+def build(size: str, quant: str, work: Path) -> Path:
+    """A bundle of ``size`` (random weights) with untrained nlg + mt adapters, built once under ``work``."""
+    from edgevlm.benchmarks import fixtures
+
+    ws = fixtures.Workspace(work)
+    bb = fixtures.backbone_dir(ws, size)
+    ads = ws.get(f"{size}-adapters", lambda p: fixtures.make_adapters(bb, p, {"nlg": None, "mt": None}))
+    return ws.get(f"{size}-{quant}", lambda p: fixtures.export(bb, [ads / "nlg", ads / "mt"], quant, p))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("bundle")
+    p.add_argument("bundle", nargs="?")
+    p.add_argument("--build", metavar="SIZE", help="build a random-weight bundle of this size (e.g. gpt2-small)")
+    p.add_argument("--quant", default="int8", choices=["fp32", "int8", "int4"])
+    p.add_argument("--work", type=Path, default=Path("bench-work"))
     p.add_argument("--tasks", nargs=2, default=["nlg", "mt"])
     p.add_argument("--tokens", type=int, default=32)
     p.add_argument("--reps", type=int, default=15)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=2)
     a = p.parse_args()
+    if a.build:
+        print(build(a.build, a.quant, a.work))
+        return 0
+    if a.bundle is None:
+        p.error("BUNDLE is required (or --build SIZE)")
     rows = []
     for _ in range(a.rounds):
         for fn in (java_round, python_round):

@@ -36,7 +36,7 @@ public final class Bench {
             double loadMs = (System.nanoTime() - t0) / 1e6;
             GenerationConfig one = GenerationConfig.builder().maxNewTokens(1).build();
             GenerationConfig many = GenerationConfig.builder().maxNewTokens(tokens).minNewTokens(tokens).build();
-            for (int k = 0; k < 5; k++) { // warm-up: JIT, ORT allocator arenas
+            for (int k = 0; k < 40; k++) { // warm-up: JIT (C2 needs thousands of steps), ORT allocator arenas
                 rt.generate(prompt, a, many);
                 rt.generate(prompt, b, one);
             }

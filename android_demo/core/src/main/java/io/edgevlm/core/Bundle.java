@@ -188,6 +188,15 @@ public final class Bundle implements AutoCloseable {
         }
     }
 
+    /** Logits of the prompt's last position, then after each forced token (for parity checks finer than greedy). */
+    List<float[]> teacherForced(List<Integer> prompt, List<Integer> forced, String task) {
+        try {
+            return decoder.teacherForced(prompt, forced, task(task));
+        } catch (OrtException e) {
+            throw new EdgeVlmException(root + ": ONNX Runtime failed to run the graph (" + firstLine(e) + ")", e);
+        }
+    }
+
     /** Releases the session and the adapters; calls must have finished. */
     @Override
     public void close() {

@@ -118,14 +118,11 @@ public final class Cli {
         return v;
     }
 
+    /** What {@code edgevlm run --list} prints (the describe lines of the manifest). */
     static void listTasks(Bundle rt, PrintStream out) {
-        GraphInfo g = rt.graph;
-        out.println(rt.root + ": n_layer=" + g.nLayer + " n_embd=" + g.nEmbd + " vocab=" + g.vocabSize + " context="
-                + g.nPositions + " quantization=" + rt.manifest.quantization());
-        if (rt.tasks().isEmpty()) {
-            out.println("(no tasks: run with --plain)");
-        }
-        rt.tasks().keySet().stream().sorted().forEach(n -> out.println(rt.tasks().get(n)));
+        List<String> lines = rt.manifest.describe();
+        out.println(rt.root + ": " + lines.get(0));
+        out.println(lines.size() > 1 ? String.join("\n", lines.subList(1, lines.size())) : "(no tasks: run with --plain)");
     }
 
     private static void answer(Bundle rt, String text, String task, GenerationConfig cfg, PrintStream out) {

@@ -1,23 +1,16 @@
 package io.edgevlm.core;
 
-import ai.onnxruntime.OnnxTensor;
-import ai.onnxruntime.OnnxValue;
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
-import java.nio.FloatBuffer;
-import java.nio.LongBuffer;
-import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.SplittableRandom;
 import java.util.function.Consumer;
 
 /**
- * The key/value-cache loop for one call (batch 1): the prompt in one run, then one token per run, each run's
- * {@code present.*} outputs fed back unchanged as the next run's {@code past_key_values.*} (no copy), all under
- * one {@code RunOptions} that selects the call's task adapter. State lives in the call, so calls on several
+ * The key/value-cache loop for one call (batch 1): the prompt in one run, then one token per run ({@link Steps}:
+ * presents fed back as the next past without a copy, reused direct buffers, pinned logits), all under one
+ * {@code RunOptions} that selects the call's task adapter. State lives in the call, so calls on several
  * threads share only the session and the adapters, both read-only.
  */
 final class Decoder {
@@ -49,9 +42,9 @@ final class Decoder {
             for (int k = 0; k < ids.length; k++) {
                 ids[k] = prompt.get(k);
             }
-            OrtSession.Result res = forward(ids, ids.length, null, ro);
-            try {
-                float[] logits = lastLogits(res);
+            try (Steps run = new Steps(env, session, g, ro, ids.length)) {
+                run.prefill(ids);
+                float[] logits = run.logits;
                 tPrefill = System.nanoTime() - t0;
                 int seen = ids.length;
                 for (int n = 0; n < max; n++) {
@@ -64,18 +57,34 @@ final class Decoder {
                         break;
                     }
                     seen++;
-                    OrtSession.Result next = forward(new long[] {t}, seen, res, ro);
-                    res.close(); // after the run: its presents were the inputs
-                    res = next;
-                    logits = lastLogits(res);
+                    run.step(t, seen);
                     steps++;
                 }
-            } finally {
-                res.close();
             }
         }
         emit(row.finish(), text, onText);
         return new Result(row.tokens, text.toString(), note, prompt.size(), tPrefill, System.nanoTime() - t0 - tPrefill, steps);
+    }
+
+    /** Last-position logits [V] of the prompt's run and of each {@code forced} token fed after it (the cache path). */
+    List<float[]> teacherForced(List<Integer> prompt, List<Integer> forced, Task task) throws OrtException {
+        List<float[]> out = new java.util.ArrayList<>();
+        try (OrtSession.RunOptions ro = new OrtSession.RunOptions()) {
+            if (task != null) {
+                ro.addActiveLoraAdapter(task.adapter);
+            }
+            long[] ids = prompt.stream().mapToLong(Integer::longValue).toArray();
+            try (Steps run = new Steps(env, session, g, ro, ids.length)) {
+                run.prefill(ids);
+                out.add(run.logits.clone());
+                int seen = ids.length;
+                for (int t : forced) {
+                    run.step(t, ++seen);
+                    out.add(run.logits.clone());
+                }
+            }
+        }
+        return out;
     }
 
     private static void emit(String piece, StringBuilder text, Consumer<String> onText) {
@@ -85,54 +94,6 @@ final class Decoder {
                 onText.accept(piece);
             }
         }
-    }
-
-    /** One graph run: {@code ids} [1, s] after {@code past} (null: empty cache); mask [1, total] of ones. */
-    private OrtSession.Result forward(long[] ids, int total, OrtSession.Result past, OrtSession.RunOptions ro)
-            throws OrtException {
-        Map<String, OnnxTensor> feeds = new HashMap<>();
-        List<OnnxTensor> owned = new ArrayList<>();
-        try {
-            OnnxTensor in = OnnxTensor.createTensor(env, LongBuffer.wrap(ids), new long[] {1, ids.length});
-            owned.add(in);
-            feeds.put(Names.INPUT_IDS, in);
-            long[] ones = new long[total];
-            java.util.Arrays.fill(ones, 1L);
-            OnnxTensor mask = OnnxTensor.createTensor(env, LongBuffer.wrap(ones), new long[] {1, total});
-            owned.add(mask);
-            feeds.put(Names.ATTENTION_MASK, mask);
-            for (int k = 0; k < g.pastNames.size(); k++) {
-                OnnxTensor p;
-                if (past == null) {
-                    p = OnnxTensor.createTensor(env, FloatBuffer.allocate(0), new long[] {1, g.kvHeads, 0, g.headDim});
-                    owned.add(p);
-                } else {
-                    p = (OnnxTensor) value(past, g.presentNames.get(k));
-                }
-                feeds.put(g.pastNames.get(k), p);
-            }
-            return session.run(feeds, ro);
-        } finally {
-            for (OnnxTensor t : owned) {
-                t.close();
-            }
-        }
-    }
-
-    private static OnnxValue value(OrtSession.Result r, String name) {
-        return r.get(name).orElseThrow(() -> new IllegalStateException("graph gave no output " + name));
-    }
-
-    /** Logits of the last position, [V] (a copy: the prefill's [1, s, V] can go). */
-    private float[] lastLogits(OrtSession.Result r) {
-        OnnxTensor t = (OnnxTensor) value(r, Names.LOGITS);
-        long[] shape = t.getInfo().getShape();
-        int v = (int) shape[2];
-        FloatBuffer fb = t.getFloatBuffer();
-        float[] row = new float[v];
-        fb.position((int) ((shape[1] - 1) * v));
-        fb.get(row);
-        return row;
     }
 
     /** One call's output: new token ids (EOS excluded), text, and timings. */

@@ -251,6 +251,24 @@ public final class Manifest {
         }
     }
 
+    /** Python's {@code core.bundle.describe}: the backbone line, then one line per task sorted by name. */
+    public List<String> describe() {
+        Backbone b = backbone;
+        List<String> lines = new ArrayList<>();
+        lines.add(b.architecture + " " + (b.source.isEmpty() ? "backbone" : b.source) + ": n_layer=" + b.nLayer
+                + " n_embd=" + b.nEmbd + " n_head=" + b.nHead + " n_kv_head=" + b.nKvHead + " vocab=" + b.vocabSize
+                + " context=" + b.nPositions + " quantization=" + b.quantization);
+        tasks.keySet().stream().sorted().forEach(name -> {
+            TaskEntry t = tasks.get(name);
+            String share = new java.math.BigDecimal(t.trainableShare).setScale(2, java.math.RoundingMode.HALF_EVEN)
+                    .toPlainString(); // Python's {:.2f}: the exact binary value, half to even
+            lines.add(name + "\tbottleneck=" + t.bottleneck + "\tparams="
+                    + String.format(java.util.Locale.ROOT, "%,d", t.trainableParams) + " (" + share + "%)\ttokens="
+                    + String.join(" ", t.specialTokens) + "\ttemplate=" + Py.repr(t.template));
+        });
+        return lines;
+    }
+
     public String quantization() {
         return backbone.quantization;
     }

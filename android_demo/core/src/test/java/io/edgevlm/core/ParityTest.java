@@ -11,8 +11,9 @@ import org.junit.jupiter.api.DynamicTest;
 import org.junit.jupiter.api.TestFactory;
 
 /**
- * Token-for-token parity with the Python runtime's greedy output: every case of every bundle (fp32, int8), every
- * task and the plain backbone, over-long inputs (cut exactly as Python cuts them), stop strings, min_new_tokens.
+ * Token-for-token parity with the Python runtime's greedy output: every case of every bundle (tiny GPT-2 and, when
+ * the fixtures have it, a Llama-family backbone with grouped-query attention; fp32 and int8), every task and the
+ * plain backbone, over-long inputs (cut exactly as Python cuts them), stop strings, min_new_tokens.
  */
 class ParityTest {
     @TestFactory
@@ -33,6 +34,49 @@ class ParityTest {
             }
         }
         return tests.stream();
+    }
+
+    /** Per bundle: {@code run --list}'s lines and the key/value cache layout ([batch, n_kv_head, past, head_dim]). */
+    @TestFactory
+    Stream<DynamicTest> bundleFactsMatchPython() {
+        if (Fixtures.missing()) {
+            return Fixtures.skip();
+        }
+        List<DynamicTest> tests = new ArrayList<>();
+        for (Map.Entry<String, Object> b : Fixtures.map(Fixtures.expected().get("bundles")).entrySet()) {
+            Map<String, Object> spec = Fixtures.map(b.getValue());
+            tests.add(DynamicTest.dynamicTest(b.getKey() + " describe + cache", () -> {
+                Bundle rt = Shared.bundle(Path.of((String) spec.get("dir")));
+                assertEquals(spec.get("describe"), rt.manifest.describe(), "run --list lines");
+                Map<String, Object> cache = Fixtures.map(spec.get("cache"));
+                List<Object> want = List.of(cache.get("n_layer"), cache.get("n_kv_head"), cache.get("head_dim"));
+                List<Object> got = List.of((long) rt.graph.nLayer, (long) rt.graph.kvHeads, (long) rt.graph.headDim);
+                assertEquals(want, got, "n_layer, n_kv_head, head_dim of the cache");
+            }));
+            for (Map<String, Object> f : Fixtures.list(spec.get("forced"))) {
+                String name = b.getKey() + " " + Fixtures.label(f.get("task")) + " teacher-forced logits";
+                tests.add(DynamicTest.dynamicTest(name, () -> checkForced(Path.of((String) spec.get("dir")), f)));
+            }
+        }
+        return tests.stream();
+    }
+
+    /** Python's top-10 logits at every cached step, within 1e-4 (same kernels), and the same argmax. */
+    private static void checkForced(Path dir, Map<String, Object> f) {
+        Bundle rt = Shared.bundle(dir);
+        List<float[]> got = rt.teacherForced(Fixtures.ints(f.get("prompt")), Fixtures.ints(f.get("forced")),
+                (String) f.get("task"));
+        List<Map<String, Object>> steps = Fixtures.list(f.get("steps"));
+        assertEquals(steps.size(), got.size(), "one logits row per run");
+        for (int k = 0; k < steps.size(); k++) {
+            List<Integer> ids = Fixtures.ints(steps.get(k).get("ids"));
+            List<?> want = (List<?>) steps.get(k).get("logits");
+            assertEquals(ids.get(0), Sampling.argmax(got.get(k)), "argmax at step " + k);
+            for (int j = 0; j < ids.size(); j++) {
+                double w = ((Number) want.get(j)).doubleValue();
+                assertEquals(w, got.get(k)[ids.get(j)], 1e-4, "logit of id " + ids.get(j) + " at step " + k);
+            }
+        }
     }
 
     private static void check(Path dir, Map<String, Object> c) {

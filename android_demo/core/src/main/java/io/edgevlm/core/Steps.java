@@ -1,0 +1,125 @@
+package io.edgevlm.core;
+
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OnnxTensorLike;
+import ai.onnxruntime.OnnxValue;
+import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtSession;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.FloatBuffer;
+import java.nio.LongBuffer;
+import java.util.HashMap;
+import java.util.LinkedHashSet;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * The graph runs of one call (batch 1) with as little per-step work as the Java API allows: the token id and the
+ * attention mask live in direct native-order buffers (ONNX Runtime reads them in place, nothing copied), the
+ * logits are a pinned output written straight into a direct buffer of which only the last position's row is read,
+ * the feed map is reused, and each run's {@code present.*} outputs are fed back as the next {@code past_key_values.*}
+ * without a copy (the previous result is closed once the run that read it has finished). Not thread-safe: one per call.
+ */
+final class Steps implements AutoCloseable {
+    private final OrtEnvironment env;
+    private final OrtSession session;
+    private final GraphInfo g;
+    private final OrtSession.RunOptions ro;
+    private final LongBuffer ones; // [n_positions] of ones: the mask is its first `total` entries
+    private final LongBuffer id = longs(1); // the decode step's input id, rewritten each step
+    private final OnnxTensor idTensor; // [1, 1] over `id`
+    private final FloatBuffer logitBuf; // [s * V]: the prefill's logits, then each step's [V]
+    private final OnnxTensor stepOut; // [1, 1, V] over the start of `logitBuf`: a step's pinned logits
+    private final Set<String> presents;
+    private final Map<String, OnnxTensorLike> feeds = new HashMap<>();
+    private final Map<String, OnnxValue> pinned = new HashMap<>();
+    private OrtSession.Result last; // its presents are the next run's past
+    /** The last run's last-position logits [V] (overwritten by the next run; callers may edit it). */
+    final float[] logits;
+
+    Steps(OrtEnvironment env, OrtSession session, GraphInfo g, OrtSession.RunOptions ro, int promptLength)
+            throws OrtException {
+        this.env = env;
+        this.session = session;
+        this.g = g;
+        this.ro = ro;
+        this.logits = new float[g.vocabSize];
+        this.ones = longs(g.nPositions);
+        for (int k = 0; k < g.nPositions; k++) {
+            ones.put(k, 1L);
+        }
+        this.idTensor = OnnxTensor.createTensor(env, id, new long[] {1, 1});
+        ByteBuffer raw = ByteBuffer.allocateDirect(4 * promptLength * g.vocabSize).order(ByteOrder.nativeOrder());
+        this.logitBuf = raw.asFloatBuffer();
+        FloatBuffer row = logitBuf.duplicate();
+        row.limit(g.vocabSize);
+        this.stepOut = OnnxTensor.createTensor(env, row, new long[] {1, 1, g.vocabSize});
+        this.presents = new LinkedHashSet<>(g.presentNames);
+    }
+
+    private static LongBuffer longs(int n) {
+        return ByteBuffer.allocateDirect(8 * n).order(ByteOrder.nativeOrder()).asLongBuffer();
+    }
+
+    /** Runs the prompt {@code ids} [1, s] on an empty cache; fills {@link #logits}. */
+    void prefill(long[] ids) throws OrtException {
+        LongBuffer in = longs(ids.length).put(ids);
+        in.rewind();
+        try (OnnxTensor input = OnnxTensor.createTensor(env, in, new long[] {1, ids.length});
+             OnnxTensor empty = OnnxTensor.createTensor(env, FloatBuffer.allocate(0), new long[] {1, g.kvHeads, 0, g.headDim});
+             OnnxTensor out = OnnxTensor.createTensor(env, logitBuf, new long[] {1, ids.length, g.vocabSize})) {
+            for (String name : g.pastNames) {
+                feeds.put(name, empty);
+            }
+            run(input, ids.length, out);
+        }
+        readLogits(ids.length - 1);
+    }
+
+    /** Runs one token after everything so far ({@code total} positions including it); fills {@link #logits}. */
+    void step(long token, int total) throws OrtException {
+        id.put(0, token);
+        for (int k = 0; k < g.pastNames.size(); k++) {
+            feeds.put(g.pastNames.get(k), (OnnxTensor) present(last, g.presentNames.get(k)));
+        }
+        run(idTensor, total, stepOut);
+        readLogits(0);
+    }
+
+    /** One graph run: mask [1, total] of ones, logits pinned to {@code out}, presents kept as {@link #last}. */
+    private void run(OnnxTensor input, int total, OnnxTensor out) throws OrtException {
+        LongBuffer m = ones.duplicate();
+        m.limit(total);
+        try (OnnxTensor mask = OnnxTensor.createTensor(env, m, new long[] {1, total})) {
+            feeds.put(Names.INPUT_IDS, input);
+            feeds.put(Names.ATTENTION_MASK, mask);
+            pinned.put(Names.LOGITS, out);
+            OrtSession.Result next = session.run(feeds, presents, pinned, ro);
+            if (last != null) {
+                last.close(); // after the run: its presents were this run's inputs
+            }
+            last = next;
+        }
+    }
+
+    private void readLogits(int position) {
+        FloatBuffer row = logitBuf.duplicate();
+        row.position(position * g.vocabSize);
+        row.get(logits);
+    }
+
+    private static OnnxValue present(OrtSession.Result r, String name) {
+        return r.get(name).orElseThrow(() -> new IllegalStateException("graph gave no output " + name));
+    }
+
+    @Override
+    public void close() {
+        if (last != null) {
+            last.close();
+        }
+        idTensor.close();
+        stepOut.close();
+    }
+}
