@@ -2,9 +2,10 @@
 
 write_fixtures.py exports the tiny backbone and a tiny random Llama (GQA 4/2) with nlg + mt (fp32, int8) through
 the CLI and records what the Python runtime makes of them (greedy tokens and text per task and for the plain
-backbone, run --list lines, cache layout, tokenizer golden vectors, truncated prompts, refusal messages of broken
-bundles) as JSON; the JUnit suite must reproduce all of it. Surefire's reports are then checked so that no parity
-class was skipped and every recorded case ran.
+backbone, teacher-forced logits, run --list lines, cache layout, tokenizer golden vectors (also of SmolLM2's
+tokenizer: Digits before ByteLevel), truncated prompts, refusal messages of broken bundles) as JSON; the JUnit
+suite must reproduce all of it. Surefire's reports are then checked so that no parity class was skipped and every
+recorded case ran.
 """
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ def surefire_counts(reports: Path) -> dict[str, dict[str, int]]:
     return out
 
 
+def smollm2_tokenizer() -> Path:
+    """SmolLM2's tokenizer.json as load_backbone('smollm2-135m') reads it (converted from the GGUF once, cached)."""
+    from edgevlm.train.backbone import resolve
+
+    return resolve("smollm2-135m") / "tokenizer.json"
+
+
 def test_java_core_matches_python_runtime(tmp_path, tiny_llama_dir):
     mvn = shutil.which("mvn")
     if mvn is None:
@@ -41,15 +49,9 @@ def test_java_core_matches_python_runtime(tmp_path, tiny_llama_dir):
             "mvn (Apache Maven) is not on PATH: the Java core's tests need Maven and a JDK 17 (apt install maven)"
         )
     fixtures = tmp_path / "fixtures"
+    extra = ["--llama", str(tiny_llama_dir), "--tokenizer", str(smollm2_tokenizer())]
     subprocess.run(
-        [
-            sys.executable,
-            str(CORE / "fixtures" / "write_fixtures.py"),
-            "--out",
-            str(fixtures),
-            "--llama",
-            str(tiny_llama_dir),
-        ],
+        [sys.executable, str(CORE / "fixtures" / "write_fixtures.py"), "--out", str(fixtures), *extra],
         check=True,
         capture_output=True,
         text=True,
@@ -75,5 +77,8 @@ def test_java_core_matches_python_runtime(tmp_path, tiny_llama_dir):
     assert bundles["llama-int8"]["cache"]["n_kv_head"] == 2, "the Llama bundle has grouped-query attention (4/2)"
     # greedy cases + teacher-forced logits + one describe/cache test per bundle
     n_cases = sum(len(b["cases"]) + len(b["forced"]) + 1 for b in bundles.values())
+    n_cases += len(expected["chat"]["cases"]) + len(expected["chat"]["errors"])  # chat=True on a templated copy
     assert counts["ParityTest"]["tests"] == n_cases, f"every case of every bundle: {counts['ParityTest']}"
     assert counts["BadBundleTest"]["tests"] == len(expected["errors"]), counts["BadBundleTest"]
+    n_vectors = sum(len(t["cases"]) for t in [expected["tokenizer"], *expected["tokenizers_extra"]])
+    assert len(expected["tokenizers_extra"]) == 1 and counts["TokenizerParityTest"]["tests"] == n_vectors

@@ -152,9 +152,18 @@ public final class Bundle implements AutoCloseable {
 
     /** As {@link #generate(String, String, GenerationConfig)}, handing each piece of text to {@code onText}. */
     public Decoder.Result generate(String text, String task, GenerationConfig cfg, Consumer<String> onText) {
+        return generate(text, task, cfg, onText, false);
+    }
+
+    /**
+     * With {@code chat} (task null only), {@code text} is the user turn of the model's own chat template, the
+     * manifest's {@code tokenizer.chat_template} (Python's {@code generate(..., chat=True)}).
+     */
+    public Decoder.Result generate(String text, String task, GenerationConfig cfg, Consumer<String> onText,
+                                   boolean chat) {
         Task t = task(task);
         GenerationConfig c = cfg.withDefaultMax(t != null ? t.maxNewTokens : DEFAULT_MAX_NEW_TOKENS);
-        return decode(encode(text, t, c), t, c, onText);
+        return decode(encode(text, t, c, chat), t, c, onText);
     }
 
     /** Decodes after already-encoded prompt ids (task tokens as vocab_size + k), cut like Python's _fit. */
@@ -176,8 +185,27 @@ public final class Bundle implements AutoCloseable {
 
     /** The prompt ids a call would decode after (task tokens as vocab_size + k), cut to fit the context. */
     public PromptBuilder.Prompt encode(String text, Task task, GenerationConfig cfg) {
+        return encode(text, task, cfg, false);
+    }
+
+    /** As {@link #encode(String, Task, GenerationConfig)}; with {@code chat}, in the chat template's user turn. */
+    public PromptBuilder.Prompt encode(String text, Task task, GenerationConfig cfg, boolean chat) {
         GenerationConfig c = cfg.withDefaultMax(task != null ? task.maxNewTokens : DEFAULT_MAX_NEW_TOKENS);
+        if (text != null && !Py.strip(text).isEmpty() && chat) { // Python checks the text first, then the template
+            return PromptBuilder.encode(tokenizer, graph, task, text, c.maxNewTokens, chatTemplate(task));
+        }
         return PromptBuilder.encode(tokenizer, graph, task, text, c.maxNewTokens);
+    }
+
+    private String chatTemplate(Task task) {
+        if (task != null) {
+            throw new ConfigException("chat=True is for task=None (the plain model); task " + Py.repr(task.name)
+                    + " has its own template");
+        }
+        if (manifest.chatTemplate == null) {
+            throw new ConfigException("chat=True: " + manifest.where + " has no tokenizer.chat_template (not a chat model)");
+        }
+        return manifest.chatTemplate;
     }
 
     private Decoder.Result decode(PromptBuilder.Prompt p, Task t, GenerationConfig c, Consumer<String> onText) {

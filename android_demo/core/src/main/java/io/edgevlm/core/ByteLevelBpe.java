@@ -12,8 +12,9 @@ import java.util.regex.Pattern;
 /**
  * GPT-2 style byte-level BPE read from a Hugging Face {@code tokenizer.json}: added tokens split out first,
  * the ByteLevel pre-tokenizer's regex, bytes mapped to printable characters, then merges by rank (lowest
- * first, leftmost on ties), as the {@code tokenizers} package does. Anything else in the file (normalizers,
- * other models or pre-tokenizers) is refused rather than approximated. Immutable and thread-safe.
+ * first, leftmost on ties), as the {@code tokenizers} package does; optionally after a Digits pre-tokenizer
+ * (SmolLM2's {@code Sequence[Digits, ByteLevel]}). Anything else in the file (normalizers, other models or
+ * pre-tokenizers) is refused rather than approximated. Immutable and thread-safe.
  */
 public final class ByteLevelBpe {
     /** Unicode White_Space, spelled out: what {@code \\s} means to the Rust regex engine of tokenizers. (Not the
@@ -30,6 +31,8 @@ public final class ByteLevelBpe {
     private final Map<String, Integer> addedIds;
     private final char[] byteChar = new char[256];
     private final boolean addPrefixSpace;
+    /** Digits pre-tokenizer before ByteLevel: null none, true each digit alone, false digit runs. */
+    private final Boolean digitSplit;
     private final boolean useRegex;
     private final int size;
     private final byte[][] tokenBytes;
@@ -44,9 +47,20 @@ public final class ByteLevelBpe {
             throw new IllegalArgumentException("normalizers are not supported (byte-level BPE only)");
         }
         Map<String, Object> pre = obj(json.get("pre_tokenizer"), "pre_tokenizer");
+        Boolean digits = null;
+        if ("Sequence".equals(pre.get("type"))) { // SmolLM2: Sequence[Digits(individual_digits), ByteLevel]
+            List<?> steps = pre.get("pretokenizers") instanceof List ? (List<?>) pre.get("pretokenizers") : List.of();
+            Map<String, Object> first = steps.size() == 2 ? obj(steps.get(0), "pre_tokenizer.pretokenizers[0]") : Map.of();
+            if (!"Digits".equals(first.get("type"))) {
+                throw new IllegalArgumentException("pre_tokenizer Sequence is supported only as [Digits, ByteLevel]");
+            }
+            digits = Boolean.TRUE.equals(first.get("individual_digits"));
+            pre = obj(steps.get(1), "pre_tokenizer.pretokenizers[1]");
+        }
         if (!"ByteLevel".equals(pre.get("type"))) {
             throw new IllegalArgumentException("pre_tokenizer " + Py.repr(pre.get("type")) + " is not ByteLevel");
         }
+        digitSplit = digits;
         for (String k : new String[] {"dropout", "continuing_subword_prefix", "end_of_word_suffix"}) {
             if (model.get(k) != null) {
                 throw new IllegalArgumentException("model." + k + " is not supported");
@@ -183,6 +197,37 @@ public final class ByteLevelBpe {
     }
 
     private void encodeOrdinary(String text, List<Integer> ids) {
+        if (digitSplit == null) {
+            byteLevel(text, ids);
+            return;
+        }
+        int start = 0; // tokenizers' Digits: numeric chars isolated (one each, or contiguous runs)
+        for (int k = 0; k < text.length(); ) {
+            int c = text.codePointAt(k);
+            int next = k + Character.charCount(c);
+            if (numeric(c)) {
+                int end = next;
+                while (!digitSplit && end < text.length() && numeric(text.codePointAt(end))) {
+                    end += Character.charCount(text.codePointAt(end));
+                }
+                byteLevel(text.substring(start, k), ids);
+                byteLevel(text.substring(k, end), ids);
+                start = end;
+                next = end;
+            }
+            k = next;
+        }
+        byteLevel(text.substring(start), ids);
+    }
+
+    /** Rust's {@code char::is_numeric}: general categories Nd, Nl, No. */
+    private static boolean numeric(int c) {
+        int t = Character.getType(c);
+        return t == Character.DECIMAL_DIGIT_NUMBER || t == Character.LETTER_NUMBER || t == Character.OTHER_NUMBER;
+    }
+
+    /** The ByteLevel pre-tokenizer on one split (prefix space per split, as tokenizers does), then BPE. */
+    private void byteLevel(String text, List<Integer> ids) {
         if (text.isEmpty()) {
             return;
         }

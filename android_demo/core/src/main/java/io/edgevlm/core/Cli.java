@@ -27,7 +27,7 @@ public final class Cli {
         }
     }
 
-    static final String USAGE = "usage: java -jar edgevlm-core.jar BUNDLE (--task NAME | --plain | --list) [--max-new-tokens N]"
+    static final String USAGE = "usage: java -jar edgevlm-core.jar BUNDLE (--task NAME | --plain [--chat] | --list) [--max-new-tokens N]"
             + " [--min-new-tokens N] [--sample [--temperature T] [--top-k K] [--top-p P] [--seed S]] [--stop STR]..."
             + " [--threads N] [--spin] [INPUT]";
 
@@ -36,6 +36,7 @@ public final class Cli {
         String input = null;
         String task = null;
         boolean plain = false;
+        boolean chat = false;
         boolean list = false;
         boolean spin = false;
         Integer threads = null;
@@ -51,6 +52,7 @@ public final class Cli {
             switch (a) {
                 case "--task": task = value(args, ++i, a); break;
                 case "--plain": plain = true; break;
+                case "--chat": chat = true; break; // the input is the user turn of the model's chat template
                 case "--list": list = true; break;
                 case "--spin": spin = true; break;
                 case "--sample": sample = true; break;
@@ -87,17 +89,17 @@ public final class Cli {
                 listTasks(rt, out);
                 return 0;
             }
-            if (task == null && !plain) {
+            if (task == null && !plain && !chat) {
                 List<Object> names = new ArrayList<>(rt.tasks().keySet());
                 names.sort(null);
                 throw new ConfigException("--task is required (available: " + Py.repr(names) + "), or --plain for the plain backbone");
             }
-            String name = plain ? null : rt.task(task).name;
+            String name = task == null ? null : rt.task(task).name;
             if (input != null) {
-                answer(rt, input, name, cfg, out);
+                answer(rt, input, name, cfg, chat, out);
                 return 0;
             }
-            return interact(rt, name, cfg, out);
+            return interact(rt, name, cfg, chat, out);
         }
     }
 
@@ -125,18 +127,19 @@ public final class Cli {
         out.println(lines.size() > 1 ? String.join("\n", lines.subList(1, lines.size())) : "(no tasks: run with --plain)");
     }
 
-    private static void answer(Bundle rt, String text, String task, GenerationConfig cfg, PrintStream out) {
+    private static void answer(Bundle rt, String text, String task, GenerationConfig cfg, boolean chat,
+                               PrintStream out) {
         Decoder.Result r = rt.generate(text, task, cfg, piece -> {
             out.print(piece);
             out.flush();
-        });
+        }, chat);
         out.println();
         if (r.note != null) {
             System.err.println("edgevlm-core: note: " + r.note);
         }
     }
 
-    private static int interact(Bundle rt, String task, GenerationConfig cfg, PrintStream out) {
+    private static int interact(Bundle rt, String task, GenerationConfig cfg, boolean chat, PrintStream out) {
         int status = 0;
         try (BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8))) {
             for (String line; (line = in.readLine()) != null; ) {
@@ -144,7 +147,7 @@ public final class Cli {
                     continue;
                 }
                 try {
-                    answer(rt, line, task, cfg, out);
+                    answer(rt, line, task, cfg, chat, out);
                 } catch (EdgeVlmException e) {
                     System.err.println("edgevlm-core: error: " + e.getMessage());
                     status = 2;

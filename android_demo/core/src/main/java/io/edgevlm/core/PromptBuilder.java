@@ -24,6 +24,11 @@ public final class PromptBuilder {
     }
 
     static Prompt encode(ByteLevelBpe tok, GraphInfo g, Task task, String text, int maxNew) {
+        return encode(tok, g, task, text, maxNew, null);
+    }
+
+    /** With {@code chatTemplate} (task null): the text is the user turn of the model's chat template. */
+    static Prompt encode(ByteLevelBpe tok, GraphInfo g, Task task, String text, int maxNew, String chatTemplate) {
         if (text == null) {
             throw new ConfigException("input must be a string, got NoneType");
         }
@@ -31,8 +36,8 @@ public final class PromptBuilder {
             throw new ConfigException("input is empty");
         }
         int v = g.vocabSize;
-        List<Integer> ids = Prompts.encodePrompt(tok, task != null ? task.template : null, text,
-                task != null ? task.specialTokens : List.of(), v);
+        String template = chatTemplate != null ? chatTemplate : task != null ? task.template : null;
+        List<Integer> ids = Prompts.encodePrompt(tok, template, text, task != null ? task.specialTokens : List.of(), v);
         if (task == null) {
             return fit(ids, null, maxNew, g);
         }

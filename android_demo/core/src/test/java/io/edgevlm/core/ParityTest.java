@@ -1,6 +1,7 @@
 package io.edgevlm.core;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -57,6 +58,38 @@ class ParityTest {
                 String name = b.getKey() + " " + Fixtures.label(f.get("task")) + " teacher-forced logits";
                 tests.add(DynamicTest.dynamicTest(name, () -> checkForced(Path.of((String) spec.get("dir")), f)));
             }
+        }
+        return tests.stream();
+    }
+
+    /** {@code chat=True}: the chat template's user turn, token for token; refused with Python's messages. */
+    @TestFactory
+    Stream<DynamicTest> chatMatchesPython() {
+        if (Fixtures.missing()) {
+            return Fixtures.skip();
+        }
+        Map<String, Object> chat = Fixtures.map(Fixtures.expected().get("chat"));
+        Path dir = Path.of((String) chat.get("dir"));
+        List<DynamicTest> tests = new ArrayList<>();
+        for (Map<String, Object> c : Fixtures.list(chat.get("cases"))) {
+            tests.add(DynamicTest.dynamicTest("chat " + Fixtures.label(null), () -> {
+                Bundle rt = Shared.bundle(dir);
+                GenerationConfig cfg = Fixtures.config(Fixtures.map(c.get("options")));
+                PromptBuilder.Prompt p = rt.encode((String) c.get("input"), null, cfg, true);
+                assertEquals(Fixtures.ints(c.get("prompt")), p.ids, "prompt ids");
+                assertEquals(c.get("truncated"), p.note != null, "truncation reported");
+                Decoder.Result r = rt.generate((String) c.get("input"), null, cfg, null, true);
+                assertEquals(Fixtures.ints(c.get("tokens")), r.tokens, "output tokens");
+                assertEquals(c.get("text"), r.text, "output text");
+            }));
+        }
+        for (Map<String, Object> e : Fixtures.list(chat.get("errors"))) {
+            tests.add(DynamicTest.dynamicTest("chat refused: " + Fixtures.label(e.get("task")), () -> {
+                Bundle rt = Shared.bundle(Path.of((String) e.get("dir")));
+                ConfigException x = assertThrows(ConfigException.class,
+                        () -> rt.generate("hello", (String) e.get("task"), GenerationConfig.greedy(), null, true));
+                assertEquals(e.get("message"), x.getMessage());
+            }));
         }
         return tests.stream();
     }
