@@ -18,6 +18,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def main() -> int:
     p.add_argument("bundle", nargs="?")
     p.add_argument("--build", metavar="SIZE", help="build a random-weight bundle of this size (e.g. gpt2-small)")
     p.add_argument("--quant", default="int8", choices=["fp32", "int8", "int4"])
-    p.add_argument("--work", type=Path, default=Path("bench-work"))
+    p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "edgevlm-bench-work")
     p.add_argument("--tasks", nargs=2, default=["nlg", "mt"])
     p.add_argument("--tokens", type=int, default=32)
     p.add_argument("--reps", type=int, default=15)
