@@ -13,10 +13,9 @@ import logging
 
 import onnx
 
-from edgevlm.core import names
 from edgevlm.core.errors import ExportError
 
-from .graph import architecture, sizes
+from .graph import architecture, optional_names, sizes
 
 
 def fuse_graph(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
@@ -27,7 +26,7 @@ def fuse_graph(model: onnx.ModelProto, cfg) -> onnx.ModelProto:
         fused.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
     inputs = {i.name for i in fused.graph.input}
     inits = {t.name for t in fused.graph.initializer}
-    lost = [n for n in names.adapter_names(sizes(cfg).n_layer) if n not in inputs or n not in inits]
+    lost = [n for n in optional_names(sizes(cfg).n_layer) if n not in inputs or n not in inits]
     if lost:
         raise ExportError(f"fusion removed adapter inputs {lost[:3]}; export with fuse=False")
     return fused

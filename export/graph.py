@@ -28,6 +28,7 @@ from .arch.base import (  # noqa: F401  (public helpers re-exported for the writ
     identity_defaults,
     n_layer_of,
     op_counts,
+    optional_names,
 )
 
 ARCHITECTURES: dict[str, ModuleType] = {mt: mod for mod in (gpt2, llama) for mt in mod.MODEL_TYPES}

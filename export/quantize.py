@@ -32,10 +32,9 @@ from pathlib import Path
 
 import onnx
 
-from edgevlm.core import names
 from edgevlm.core.errors import ExportError
 
-from .graph import LM_HEAD_NODE, TOKEN_GATHER, adapter_nodes, n_layer_of
+from .graph import LM_HEAD_NODE, TOKEN_GATHER, adapter_nodes, n_layer_of, optional_names
 
 BLOCK = 32
 INT8_ACCURACY = 4  # int8 activations, per token and block
@@ -128,7 +127,7 @@ def check_adapter_inputs(q: onnx.ModelProto, mode: str) -> None:
     n_layer = n_layer_of(q)
     inputs = {i.name: i.type.tensor_type.elem_type for i in q.graph.input}
     inits = {t.name: t.data_type for t in q.graph.initializer}
-    for n in names.adapter_names(n_layer):
+    for n in optional_names(n_layer):
         if inputs.get(n) != onnx.TensorProto.FLOAT or inits.get(n) != onnx.TensorProto.FLOAT:
             raise ExportError(
                 f"{mode} quantization removed or changed adapter input {n!r} (adapter switching would break)"

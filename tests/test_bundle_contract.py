@@ -52,7 +52,9 @@ def test_builder_declares_exactly_the_spec(tiny_backbone, fused):
     model = build_graph(tiny_backbone.model, fused_attention=fused)
     io = decoder_io(tiny_backbone.model.config)
     graphio.check_graph_io(io, *declared_io(model), "graph")  # raises on any difference
-    assert [i.name for i in model.graph.input] == [s.name for s in io.inputs + io.adapter_inputs]
+    assert [i.name for i in model.graph.input] == [s.name for s in io.inputs + io.adapter_inputs] + [
+        graphio.ADAPTER_COLUMNS.name
+    ]
     assert [o.name for o in model.graph.output] == [s.name for s in io.outputs]
 
 

@@ -50,9 +50,10 @@ def test_graph_contract(tiny_backbone, fused):
         onnx.shape_inference.infer_shapes(model, strict_mode=True)
     c = tiny_backbone.model.config
     spec = decoder_io(c).names()
-    assert [i.name for i in model.graph.input] == spec["inputs"] + spec["adapter_inputs"]
+    assert [i.name for i in model.graph.input] == spec["inputs"] + spec["adapter_inputs"] + [names.ADAPTER_COLUMNS]
     assert [o.name for o in model.graph.output] == spec["outputs"]
     gi = graph_inputs(model)
+    assert gi[names.ADAPTER_COLUMNS] == [names.COLUMN_ROWS_DIM, names.COLUMNS_DIM]
     hd = c.n_embd // c.n_head
     assert gi[names.INPUT_IDS] == [names.BATCH_DIM, names.SEQ_DIM]
     assert gi[names.past_key(0)] == [names.BATCH_DIM, c.n_head, names.PAST_DIM, hd]
@@ -63,6 +64,7 @@ def test_graph_contract(tiny_backbone, fused):
         assert inits[n].dtype == np.float32
         assert inits[n].shape == names.adapter_shape(n, c.n_embd, 1, 1)
         assert np.all(inits[n] == names.identity_value(n))
+    assert np.array_equal(inits[names.ADAPTER_COLUMNS], np.ones((1, 1), np.float32))  # every column: one task
     weights = set(inits) - set(spec["adapter_inputs"])
     matmuls = [n for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
     assert len(matmuls) == 4 * c.n_layer + 1  # every backbone linear layer + the LM head, all with initializer weights

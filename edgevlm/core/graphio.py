@@ -7,7 +7,9 @@ and the verifier feeds them. Past/present key/values are ``[batch,
 n_kv_head, past_sequence | total_sequence, head_dim]``: ``n_kv_head`` is
 ``n_head`` for GPT-2 and fewer for grouped-query attention (Llama), and
 ``head_dim`` need not be ``n_embd // n_head``. Adapter inputs are optional
-(identity defaults) and sized by the hidden size ``n_embd``.
+(identity defaults) and sized by the hidden size ``n_embd``. :data:`ADAPTER_COLUMNS` is one more optional input
+(default ones [1, 1]) that lets one run carry several tasks (:mod:`edgevlm.core.names`); it is not part of the
+manifest's ``io`` names, so bundles exported before it still load (single-task only).
 """
 
 from __future__ import annotations
@@ -95,6 +97,16 @@ def decoder_io_of(sizes: Any) -> DecoderIO:
 
 
 Declared = Mapping[str, tuple[str | None, Sequence]]  # name -> (dtype, dims) as a graph declares them
+
+
+# own dim names: the single-task default [1, 1] must not bind "batch" or "bottleneck"
+ADAPTER_COLUMNS = TensorSpec(names.ADAPTER_COLUMNS, "float32", (names.COLUMN_ROWS_DIM, names.COLUMNS_DIM))
+
+
+def has_mixed_batches(adapter_inputs: Declared) -> bool:
+    """Whether a graph's optional inputs include :data:`ADAPTER_COLUMNS` as declared (mixed-task batches)."""
+    declared = adapter_inputs.get(ADAPTER_COLUMNS.name)
+    return declared is not None and ADAPTER_COLUMNS.mismatch(*declared) is None
 
 
 def check_graph_io(io: DecoderIO, inputs: Declared, adapter_inputs: Declared, outputs: Declared, source: str) -> None:

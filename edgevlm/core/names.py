@@ -21,6 +21,15 @@ name                           shape               identity
 ``B`` (bottleneck) and ``T`` (number of task tokens) are symbolic in the
 graph; the "no task" default uses ``B = T = 1``. Task tokens are
 task-local ids ``vocab_size + k`` for the task's k-th special token.
+
+Mixed-task batches (one task per row, one forward pass): the runtime feeds
+the tasks' adapters side by side along the bottleneck (each task's LayerNorm
+affine folded into its down projection, its up bias as one extra column) and
+``adapter_columns`` [batch, bottleneck] says which columns are each row's
+(1) and which are not (0); the ReLU output is multiplied by it, so every row
+sees only its own task's columns. Its default (ones, [1, 1]) leaves the
+single-task path unchanged. Task tokens of the k-th table of the concatenated
+``task_embeddings`` are shifted by that table's offset.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
 LOGITS = "logits"
 TASK_EMBEDDINGS = "task_embeddings"
+ADAPTER_COLUMNS = "adapter_columns"  # [batch, bottleneck] float32: 1 = this row's task column (mixed batches)
 
 BATCH_DIM = "batch"
 SEQ_DIM = "sequence"
@@ -36,6 +46,8 @@ PAST_DIM = "past_sequence"
 TOTAL_DIM = "total_sequence"
 BOTTLENECK_DIM = "bottleneck"
 TASK_TOKENS_DIM = "task_tokens"
+COLUMN_ROWS_DIM = "column_rows"  # adapter_columns: batch rows, or 1 (broadcast) for the single-task default
+COLUMNS_DIM = "columns"  # adapter_columns: the concatenated bottleneck
 
 ADAPTER_PARTS = ("ln.weight", "ln.bias", "down.weight", "down.bias", "up.weight", "up.bias")
 

@@ -33,16 +33,20 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from edgevlm.core import names
 from edgevlm.core.bundle import MANIFEST, Manifest, confined, find_task_entry, load_manifest
 from edgevlm.core.errors import BundleError, ConfigError, TaskError
 from edgevlm.core.prompts import build_prompt, encode_prompt, truncate_left
 from edgevlm.runtime import decoding
+from edgevlm.runtime.batching import Batch, Row
 from edgevlm.runtime.decoder import Decoder
 from edgevlm.runtime.generation import GenerationConfig
+from edgevlm.runtime.mixing import Folded, Mix, fold, read_adapter
 from edgevlm.runtime.session import Graph, Task, check_graph, load_task, open_session
 from edgevlm.runtime.textstream import OutputText, token_bytes
 
 DEFAULT_MAX_NEW_TOKENS = 64  # the plain backbone (task=None) has no task defaults
+MIX_CACHE = 4  # task sets whose stacked adapters stay built (mixed batches)
 
 
 class InputTruncated(UserWarning):
@@ -67,6 +71,8 @@ class Runtime:
         self._decoder = Decoder(session, graph.n_layer, graph.n_kv_head, graph.head_dim)
         self._table = token_bytes(tokenizer, graph.vocab_size)
         self.eos_token_id = manifest.tokenizer.eos_token_id  # for task=None
+        self._mixes: dict[tuple[str, ...], Mix] = {}  # stacked adapters of the last MIX_CACHE task sets
+        self._folds: dict[str, Folded] = {}  # each task's adapter in mixed-batch form, made on first use
 
     @classmethod
     def load(cls, bundle: str | Path, threads: int | None = None, spin: bool = False) -> Runtime:
@@ -128,9 +134,12 @@ class Runtime:
     # -- generation -----------------------------------------------------------------------------
 
     def generate(
-        self, text: str | list[str], task: str | None = None, chat: bool = False, **options
+        self, text: str | list[str], task: str | None | list[str | None] = None, chat: bool = False, **options
     ) -> str | list[str]:
         """Generate a continuation of ``text`` (or of each string of a list, batched) with ``task``.
+
+        ``task`` may be a list, one task per text (None: the plain backbone): the rows run as one
+        batch (:meth:`batch`), each giving what it gives alone.
 
         Options (all keyword): ``max_new_tokens`` (default: the task's),
         ``min_new_tokens``, ``do_sample``, ``temperature``, ``top_k``,
@@ -141,17 +150,65 @@ class Runtime:
         manifest's ``tokenizer.chat_template``, e.g. an instruct model). A list
         is decoded as one left-padded batch (beam search: one input after the other).
         """
-        t = self.task(task)
-        cfg = self._config(t, options)
         texts = [text] if isinstance(text, str) else list(text) if isinstance(text, (list, tuple)) else None
         if texts is None:
             raise ConfigError(f"input must be a string or a list of strings, got {type(text).__name__}")
+        if isinstance(task, (list, tuple)):
+            return self._generate_mixed(texts, list(task), chat, options)
+        t = self.task(task)
+        cfg = self._config(t, options)
         if not texts:
             return []
         prompts = [self._encode(s, t, cfg, chat) for s in texts]
         rows = self._rows(prompts, t, cfg)
         out = ["".join(r) for r in rows]
         return out[0] if isinstance(text, str) else out
+
+    def _generate_mixed(self, texts: list, tasks: list, chat: bool, options: dict) -> list[str]:
+        """One row per (text, task), decoded together by a :class:`Batch`."""
+        if len(texts) != len(tasks):
+            raise ConfigError(f"task list has {len(tasks)} entries for {len(texts)} inputs (one task per input)")
+        rows = [self.row(s, t, chat, **options) for s, t in zip(texts, tasks)]
+        out = {id(r): [] for r in rows}
+        batch = self.batch()
+        for r in rows:
+            batch.add(r)
+        while batch:
+            for r, piece, _ in batch.step():
+                out[id(r)].append(piece)
+        return ["".join(out[id(r)]) for r in rows]
+
+    def row(self, text: str, task: str | None = None, chat: bool = False, **options) -> Row:
+        """One validated, encoded input for a :class:`Batch` (same options as :meth:`generate`, no beams)."""
+        t = self.task(task)
+        cfg = self._config(t, options)
+        if cfg.num_beams > 1:
+            raise ConfigError("batched rows decode one token at a time: beam search (num_beams > 1) needs generate()")
+        return Row(self._encode(text, t, cfg, chat), t, cfg, self._eos(t), OutputText(self._table, cfg.stop))
+
+    def batch(self) -> Batch:
+        """An empty step-wise batch over this bundle (:mod:`edgevlm.runtime.batching`); rows of several tasks
+        need a graph with ``adapter_columns`` (BundleError otherwise, when they meet)."""
+        return Batch(self)
+
+    def _mix(self, tasks: tuple[str, ...]) -> Mix:
+        """The stacked adapters of ``tasks`` (names, fixed order), folded once per task set and kept."""
+        if not self.graph.mixed:
+            raise BundleError(
+                f"{self.root}: the graph has no {names.ADAPTER_COLUMNS} input (exported before mixed-task "
+                "batches): re-export the bundle to run rows of different tasks together"
+            )
+        with self._lock:
+            mix = self._mixes.pop(tasks, None)
+            if mix is None:
+                for n in tasks:
+                    if n not in self._folds:
+                        self._folds[n] = fold(read_adapter(self._tasks[n].file), self.graph.n_layer)
+                mix = Mix([self._folds[n] for n in tasks], self.graph.n_embd)
+            self._mixes[tasks] = mix  # most recent last
+            while len(self._mixes) > MIX_CACHE:
+                del self._mixes[next(iter(self._mixes))]
+            return mix
 
     def generate_tokens(self, prompt: list[int], task: str | None = None, **options) -> list[int]:
         """Like :meth:`generate` on already-encoded prompt ids; returns the new token ids (EOS excluded).

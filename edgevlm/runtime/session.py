@@ -24,6 +24,7 @@ class Graph:
     n_kv_head: int
     head_dim: int
     adapter_inputs: dict[str, list] = field(repr=False)  # adapter input name -> declared (symbolic) shape
+    mixed: bool = False  # the graph takes adapter_columns: rows of different tasks in one run
 
 
 @dataclass(frozen=True)
@@ -76,10 +77,11 @@ def check_graph(session: ort.InferenceSession, manifest: Manifest, path: Path) -
     """The session's inputs/outputs against the graph IO the manifest's backbone declares."""
     bb, io = manifest.backbone, manifest.backbone.io()
     adapter_names = set(io.names()["adapter_inputs"])
-    adapters = {k: v for k, v in _declared(session.get_overridable_initializers()).items() if k in adapter_names}
+    optional = _declared(session.get_overridable_initializers())
+    adapters = {k: v for k, v in optional.items() if k in adapter_names}
     graphio.check_graph_io(io, _declared(session.get_inputs()), adapters, _declared(session.get_outputs()), str(path))
     sizes = (bb.n_layer, bb.n_head, bb.n_embd, bb.vocab_size, bb.n_positions, bb.n_kv_head, bb.head_dim)
-    return Graph(*sizes, {k: v[1] for k, v in adapters.items()})
+    return Graph(*sizes, {k: v[1] for k, v in adapters.items()}, graphio.has_mixed_batches(optional))
 
 
 def load_adapter(path: Path, graph: Graph) -> tuple[ort.LoraAdapter, int, int]:

@@ -20,6 +20,7 @@ OPSET = 17  # the default; an architecture may need a later one (its builder pas
 FLOAT_MIN = float(np.finfo(np.float32).min)
 TOKEN_GATHER = "embed/tokens"  # the token-embedding lookup: the one Gather the int4 quantizer converts
 LM_HEAD_NODE = "lm_head/MatMul"
+COLUMNS_NODE = "adapter/columns"
 
 
 class Builder:
@@ -112,12 +113,21 @@ def layer_norm(b: Builder, x: str, weight: str, bias: str, name: str, eps: float
     return b.op("LayerNormalization", [x, weight, bias], name, axis=-1, epsilon=eps)
 
 
+def _columns(b: Builder) -> str:
+    """``adapter_columns`` [rows, B] as [rows, 1, B], made once for every layer."""
+    if COLUMNS_NODE not in {n.name for n in b.nodes}:
+        b.node("Unsqueeze", [names.ADAPTER_COLUMNS, b.ints("const.axes1", [1])], [f"{COLUMNS_NODE}_out0"], COLUMNS_NODE)
+    return f"{COLUMNS_NODE}_out0"
+
+
 def adapter(b: Builder, h: str, i: int, eps: float) -> str:
-    """``h + up(relu(down(LN(h))))`` with every weight a graph input. [b, s, E] -> [b, s, E]"""
+    """``h + up(relu(down(LN(h))) * columns)`` with every weight a graph input; ``columns`` (``adapter_columns``,
+    ones by default) keeps each row of a mixed-task batch to its task's bottleneck columns. [b, s, E] -> [b, s, E]"""
     a = lambda part: names.adapter_name(i, part)  # noqa: E731
     p = f"adapter.{i}"
     z = b.op("LayerNormalization", [h, a("ln.weight"), a("ln.bias")], p, axis=-1, epsilon=eps)
     z = b.op("Relu", [b.op("Add", [b.op("MatMul", [z, a("down.weight")], p), a("down.bias")], p)], p)  # [b, s, B]
+    z = b.op("Mul", [z, _columns(b)], p)
     return b.op("Add", [h, b.op("Add", [b.op("MatMul", [z, a("up.weight")], p), a("up.bias")], p)], p)
 
 
@@ -128,11 +138,12 @@ def lm_head(b: Builder, h: str, weight) -> None:
 
 
 def identity_defaults(n_layer: int, n_embd: int) -> dict[str, np.ndarray]:
-    """The "no task" value of every adapter input (bottleneck = task tokens = 1)."""
-    return {
+    """The "no task" value of every adapter input (bottleneck = task tokens = 1), and ``adapter_columns``' ones."""
+    out = {
         n: np.full(names.adapter_shape(n, n_embd, 1, 1), names.identity_value(n), np.float32)
         for n in names.adapter_names(n_layer)
     }
+    return {**out, names.ADAPTER_COLUMNS: np.ones((1, 1), np.float32)}
 
 
 def _value_info(spec: graphio.TensorSpec) -> onnx.ValueInfoProto:
@@ -147,7 +158,7 @@ def finish(b: Builder, io: graphio.DecoderIO, n_embd: int, contrib: bool, opset:
     n_layer = len(io.past) // 2
     for n, v in identity_defaults(n_layer, n_embd).items():
         b.const(n, v)
-    inputs = [_value_info(s) for s in io.inputs + io.adapter_inputs]
+    inputs = [_value_info(s) for s in io.inputs + io.adapter_inputs + (graphio.ADAPTER_COLUMNS,)]
     outputs = [_value_info(s) for s in io.outputs]
     opsets = [helper.make_opsetid("", opset)] + ([helper.make_opsetid("com.microsoft", 1)] if contrib else [])
     model = helper.make_model(
@@ -165,9 +176,14 @@ def n_layer_of(model: onnx.ModelProto) -> int:
     return sum(1 for i in model.graph.input if i.name.startswith("past_key_values.") and i.name.endswith(".key"))
 
 
+def optional_names(n_layer: int) -> list[str]:
+    """Every optional input a built graph has: the adapter inputs and ``adapter_columns``."""
+    return names.adapter_names(n_layer) + [names.ADAPTER_COLUMNS]
+
+
 def adapter_nodes(model: onnx.ModelProto) -> list[str]:
     """Names of the nodes that read an adapter input (kept in float by every quantizer)."""
-    swappable = set(names.adapter_names(n_layer_of(model)))
+    swappable = set(optional_names(n_layer_of(model)))
     return [n.name for n in model.graph.node if swappable & set(n.input)]
 
 
