@@ -62,3 +62,14 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
     from llama_helpers import make_tiny_llama
 
     return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def mixed_bundles(tmp_path_factory, tiny_dir, tiny_llama_dir) -> dict:
+    """{'gpt2', 'llama'} -> ``make(quant)``: tiny bundles with three random tasks (mixed-batch and server tests)."""
+    from mixed_helpers import bundle_factory
+
+    return {
+        "gpt2": bundle_factory(str(tiny_dir), tmp_path_factory.mktemp("mixed-gpt2")),
+        "llama": bundle_factory(str(tiny_llama_dir), tmp_path_factory.mktemp("mixed-llama")),
+    }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from mixed_helpers import TASK_NAMES, bundle_factory
+from mixed_helpers import TASK_NAMES
 
 from edgevlm.core import names
 from edgevlm.core.errors import BundleError, ConfigError, TaskError
@@ -29,18 +29,8 @@ LOGIT_TOL = {"fp32": 1e-4, "int8": 0.05}  # int8: M>1 vs M=1 kernels quantize ac
 
 
 @pytest.fixture(scope="module")
-def gpt2_bundle(tmp_path_factory, tiny_dir):
-    return bundle_factory(str(tiny_dir), tmp_path_factory.mktemp("mixed-gpt2"))
-
-
-@pytest.fixture(scope="module")
-def llama_bundle(tmp_path_factory, tiny_llama_dir):
-    return bundle_factory(str(tiny_llama_dir), tmp_path_factory.mktemp("mixed-llama"))
-
-
-@pytest.fixture(scope="module")
-def bundles(gpt2_bundle, llama_bundle):
-    return {"gpt2": gpt2_bundle, "llama": llama_bundle}
+def bundles(mixed_bundles):
+    return mixed_bundles
 
 
 def _runtime(bundles, arch: str, quant: str):

@@ -11,7 +11,7 @@ from edgevlm.core.env import passive_openmp, quiet_libraries
 from edgevlm.core.errors import EdgeVLMError
 
 # One module per subcommand under edgevlm.apps.commands, each with register(subparsers).
-COMMANDS = ("train", "eval", "export", "run", "bench", "demo")
+COMMANDS = ("train", "eval", "export", "run", "serve", "bench", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -45,6 +45,7 @@ class Row:
     rng: np.random.Generator = field(init=False)
     n: int = 0  # tokens sampled so far
     finished: bool = False
+    reason: str | None = None  # once finished: "stop" (EOS or a stop string) or "length" (max_new_tokens)
     handle: Any = None  # the caller's (a server request)
 
     def __post_init__(self) -> None:
@@ -54,12 +55,12 @@ class Row:
         """Sample the next token from this row's logits [V]; (token, new text). Sets ``finished``."""
         tok = int(sample(suppress_eos(logits[None].copy(), self.eos, self.n, self.cfg), self.cfg, self.rng)[0])
         if tok == self.eos:
-            self.finished = True
+            self.finished, self.reason = True, "stop"
             return tok, self.text.finish()
         piece = self.text.push(tok)
         self.n += 1
         if self.text.done or self.n >= self.cfg.max_new_tokens:
-            self.finished = True
+            self.finished, self.reason = True, "stop" if self.text.done else "length"
             piece += self.text.finish()
         return tok, piece
 
@@ -114,6 +115,11 @@ class Batch:
         if self.rows:
             self._decode(np.array(toks, np.int64)[:, None])
         return events
+
+    def remove(self, rows: list[Row]) -> None:
+        """Let ``rows`` leave before they finish (e.g. a client went away)."""
+        gone = {id(r) for r in rows}
+        self._keep([i for i, r in enumerate(self.rows) if id(r) not in gone])
 
     def _keep(self, keep: list[int]) -> None:
         """Only rows ``keep`` stay; leading cache columns no row attends to are dropped."""
