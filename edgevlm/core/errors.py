@@ -32,3 +32,9 @@ class BundleError(EdgeVLMError):
 
 class ExportError(EdgeVLMError):
     """Export failed validation (numerics, graph/adapter agreement)."""
+
+
+class DistributedError(EdgeVLMError):
+    """A distributed job lost a process or could not form (the message names the rank and what failed)."""
+
+    exit_code = 3

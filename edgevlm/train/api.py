@@ -115,6 +115,10 @@ class TrainSpec:
     distill_from: str | Path | None = None
     resume: bool = False
     progress: bool = True
+    grad_accum: int = 1
+    device: str = "auto"
+    precision: str = "auto"
+    dist_timeout: float = 600.0
 
     def __post_init__(self) -> None:
         self._check_numbers()
@@ -125,7 +129,7 @@ class TrainSpec:
         self._check_paths()
 
     def _check_numbers(self) -> None:
-        for name in ("steps", "batch_size", "eval_every", "save_every", "max_len"):
+        for name in ("steps", "batch_size", "eval_every", "save_every", "max_len", "grad_accum"):
             v = getattr(self, name)
             if not _is_int(v) or v <= 0:
                 raise ConfigError(f"{_flag(name)} must be a positive integer, got {v!r}")
@@ -142,6 +146,17 @@ class TrainSpec:
         for name in ("full", "resume", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{_flag(name)} must be True or False, got {getattr(self, name)!r}")
+        self._check_distributed()
+
+    def _check_distributed(self) -> None:
+        from edgevlm.train.distributed import DEVICES, PRECISIONS
+
+        for name, allowed in (("device", DEVICES), ("precision", PRECISIONS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{_flag(name)} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        t = self.dist_timeout
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not (math.isfinite(t) and t > 0):
+            raise ConfigError(f"--dist-timeout must be a positive number of seconds, got {t!r}")
 
     def _check_data(self) -> None:
         from edgevlm.train.tasks.loaders import ALIASES, FORMATS
@@ -184,7 +199,7 @@ class TrainSpec:
         from edgevlm.train.trainer import TrainConfig
 
         lr = self.lr if self.lr is not None else (5e-4 if self.full else 3e-3)
-        keys = ("steps", "batch_size", "seed", "eval_every", "save_every", "max_len", "full")
+        keys = ("steps", "batch_size", "seed", "eval_every", "save_every", "max_len", "full", "grad_accum")
         return TrainConfig(lr=float(lr), **{k: getattr(self, k) for k in keys})
 
 
@@ -276,12 +291,17 @@ def check_out(spec: TrainSpec) -> None:
 
 
 def train(spec: TrainSpec) -> TrainResult:
-    """Train ``spec`` and write ``OUT/<task>/`` for every task (plus ``OUT/train_summary.json``)."""
+    """Train ``spec`` and write ``OUT/<task>/`` for every task (plus ``OUT/train_summary.json``).
+
+    Under ``torchrun`` / ``accelerate launch`` every process calls this: it joins the launcher's process group
+    (:mod:`edgevlm.train.distributed`), trains its shard of each global batch, and rank 0 writes."""
+    from edgevlm.train.distributed import launch
     from edgevlm.train.trainer import fit
 
     check_out(spec)
-    vlm, backbone, datas, tc = prepare(spec)
-    summary = fit(vlm, backbone, datas, tc, spec.out, resume=spec.resume, progress=spec.progress)
+    with launch(spec.device, spec.precision, spec.dist_timeout) as ctx:
+        vlm, backbone, datas, tc = prepare(spec)
+        summary = fit(vlm, backbone, datas, tc, spec.out, spec.resume, spec.progress, ctx)
     results = tuple(
         TaskResult(
             task=d.cfg,

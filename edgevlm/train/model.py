@@ -191,9 +191,10 @@ class VLM(nn.Module):
     def target_loss(self, input_ids, attention_mask, labels, task: str | None, ignore: int) -> torch.Tensor:
         """Mean next-token cross-entropy where ``labels[:, 1:] != ignore``; the head runs only there. [b, t]
 
-        With ``train_dtype = torch.bfloat16`` the forward runs under CPU autocast (weights stay fp32);
-        evaluation and decoding always run in fp32, like the exported graph."""
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.train_dtype == torch.bfloat16):
+        With ``train_dtype = torch.bfloat16`` the forward runs under autocast on the inputs' device (weights
+        stay fp32); decoding always runs in fp32, like the exported graph."""
+        bf16 = self.train_dtype == torch.bfloat16
+        with torch.autocast(input_ids.device.type, dtype=torch.bfloat16, enabled=bf16):
             h, _ = self.hidden(input_ids, attention_mask, task)  # [b, t, E]
             keep = labels[:, 1:] != ignore  # [b, t-1]
             logits = self.head(h[:, :-1][keep])  # [n, V]

@@ -8,16 +8,18 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from edgevlm.core.config import AdapterMeta, TaskConfig, atomic_write_text
-from edgevlm.core.errors import ConfigError
+from edgevlm.core.errors import ConfigError, DistributedError
 from edgevlm.train.adapters import save_adapter
 from edgevlm.train.backbone import Backbone
 from edgevlm.train.data import IGNORE, Encoded, collate
+from edgevlm.train.distributed import LOCAL, Dist
 from edgevlm.train.layout import BACKBONE_DIR, SUMMARY_JSON, task_dir
 from edgevlm.train.model import VLM
 
@@ -39,9 +41,10 @@ class TrainConfig:
     save_every: int = 100
     max_len: int = 256
     full: bool = False
+    grad_accum: int = 1  # micro-batches per optimizer step (global batch = batch_size x processes x grad_accum)
 
     def __post_init__(self) -> None:
-        for k in ("steps", "batch_size", "max_len", "eval_every", "save_every"):
+        for k in ("steps", "batch_size", "max_len", "eval_every", "save_every", "grad_accum"):
             if getattr(self, k) <= 0:
                 raise ConfigError(f"--{k.replace('_', '-')} must be positive, got {getattr(self, k)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -62,19 +65,25 @@ def lm_loss(vlm: VLM, ids, mask, labels, task: str) -> torch.Tensor:
     return vlm.target_loss(ids, mask, labels, task, IGNORE)
 
 
-@torch.no_grad()
 def validation_loss(vlm: VLM, data: list[Encoded], task: str, pad: int, batch_size: int = 32) -> float:
     """Token-weighted mean target loss over ``data``."""
+    total, count = validation_sums(vlm, data, task, pad, batch_size)
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def validation_sums(vlm: VLM, data: list[Encoded], task: str, pad: int, batch_size: int = 32) -> tuple[float, int]:
+    """(summed target loss, target tokens) over ``data``, on the model's device."""
     was_training = vlm.training
     vlm.eval()
-    total, count = 0.0, 0
+    total, count, device = 0.0, 0, vlm.backbone.device
     for i in range(0, len(data), batch_size):
-        ids, mask, labels = collate(data[i : i + batch_size], pad)
+        ids, mask, labels = (t.to(device) for t in collate(data[i : i + batch_size], pad))
         n = int((labels[:, 1:] != IGNORE).sum())
         total += float(lm_loss(vlm, ids, mask, labels, task)) * n
         count += n
     vlm.train(was_training)
-    return total / max(count, 1)
+    return total, count
 
 
 def trainable(vlm: VLM, tasks: list[str], full: bool) -> list[torch.nn.Parameter]:
@@ -105,10 +114,10 @@ def save_checkpoint(out: Path, params, opt, sched, step: int, gen: torch.Generat
     """Trainable tensors, optimizer moments and RNG state as safetensors + JSON (atomic)."""
     from safetensors.torch import save_file
 
-    tensors = {f"param.{i}": p.detach().contiguous() for i, p in enumerate(params)}
+    tensors = {f"param.{i}": p.detach().cpu().contiguous() for i, p in enumerate(params)}
     for i, p in enumerate(params):
         for k, v in opt.state.get(p, {}).items():
-            tensors[f"opt.{i}.{k}"] = v.detach().reshape(-1) if v.dim() == 0 else v.detach().contiguous()
+            tensors[f"opt.{i}.{k}"] = v.detach().cpu().reshape(-1) if v.dim() == 0 else v.detach().cpu().contiguous()
     tensors["rng.data"] = gen.get_state()
     tensors["rng.torch"] = torch.get_rng_state()
     tmp = out / f".{CHECKPOINT}.tmp"
@@ -120,14 +129,16 @@ def save_checkpoint(out: Path, params, opt, sched, step: int, gen: torch.Generat
     tmp.rename(out / CHECKPOINT)
 
 
-def load_checkpoint(out: Path, params, opt, sched, gen: torch.Generator) -> tuple[int, list]:
-    from safetensors.torch import load_file
+def load_checkpoint(out: Path, params, opt, sched, gen: torch.Generator, ctx: Dist = LOCAL) -> tuple[int, list]:
+    """Restore what :func:`save_checkpoint` wrote; every rank gets rank 0's copy (only rank 0 needs to see it)."""
+    from safetensors.torch import load
 
     ck = out / CHECKPOINT
-    if not (ck / "state.json").is_file():
+    raw = ctx.read_on_main(ck / "state.json")
+    if raw is None:
         raise ConfigError(f"--resume: no checkpoint in {ck}")
-    tensors = load_file(str(ck / "state.safetensors"))
-    meta = json.loads((ck / "state.json").read_text())
+    tensors = load(ctx.read_on_main(ck / "state.safetensors") or b"")
+    meta = json.loads(raw)
     with torch.no_grad():
         for i, p in enumerate(params):
             if tensors[f"param.{i}"].shape != p.shape:
@@ -135,7 +146,7 @@ def load_checkpoint(out: Path, params, opt, sched, gen: torch.Generator) -> tupl
             p.copy_(tensors[f"param.{i}"])
             st = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"opt.{i}.")}
             if st:
-                st["step"] = st["step"].reshape(())
+                st = {k: v.reshape(()) if k == "step" else v.to(p.device) for k, v in st.items()}
                 opt.state[p] = st
     sched.load_state_dict(meta["sched"])
     for group, lr in zip(opt.param_groups, sched.get_last_lr()):
@@ -153,47 +164,92 @@ def fit(
     out: str | Path,
     resume: bool = False,
     progress: bool = True,
+    ctx: Dist = LOCAL,
 ) -> dict:
     """Train the given tasks (grouped batches, round robin), then write ``out/<task>/`` for each.
 
     Returns the summary written to ``out/train_summary.json``: per task its directory, trainable share,
     validation losses and last training loss. :func:`edgevlm.train.api.train` is the public entry point.
+    Under torchrun every rank calls this with its ``ctx``; rank 0 alone prints, checkpoints and writes.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(tc.seed)
-    gen = torch.Generator().manual_seed(tc.seed)
+    state, start, history = start_state(vlm, backbone, datas, tc, out, resume, ctx)
+    if progress and ctx.main:
+        print(ctx.describe(tc.batch_size, tc.grad_accum), file=sys.stderr, flush=True)
+    vlm.train()
+    try:
+        last = run_steps(vlm, datas, tc, out, state, backbone.eos_token_id, start, history, progress, ctx)
+    except DistributedError as e:
+        raise DistributedError(f"{e}; {resume_hint(out, ctx)}") from None
+    vlm.eval()
+    summary = write_outputs(vlm, backbone, datas, tc, out, history, last, ctx)
+    ctx.barrier("waiting for rank 0 to write the outputs")
+    vlm.to("cpu")  # the caller's backbone back where it was loaded
+    return summary
+
+
+def start_state(vlm: VLM, backbone: Backbone, datas: list[TaskData], tc: TrainConfig, out: Path, resume, ctx):
+    """((params, optimizer, schedule, data generator), first step, validation history) on ``ctx.device``,
+    resumed from rank 0's checkpoint or fresh; the trainable parameters are rank 0's on every rank."""
+    if ctx.main:
+        out.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator().manual_seed(tc.seed)  # the same on every rank: all draw the same global batches
+    vlm.to(ctx.device)
+    vlm.train_dtype = ctx.dtype
     params = trainable(vlm, [d.cfg.name for d in datas], tc.full)
     opt, sched = make_optimizer(params, tc)
-    pad = backbone.eos_token_id
     if resume:
-        start, history = load_checkpoint(out, params, opt, sched, gen)
+        start, history = load_checkpoint(out, params, opt, sched, gen, ctx)
     else:
-        start, history = 0, [{"step": 0, **validation_losses(vlm, datas, pad)}]
-    vlm.train()
-    last = run_steps(vlm, datas, tc, out, (params, opt, sched, gen), pad, start, history, progress)
-    vlm.eval()
-    return write_outputs(vlm, backbone, datas, tc, out, history, last)
+        start, history = 0, [{"step": 0, **validation_losses(vlm, datas, backbone.eos_token_id, ctx)}]
+    ctx.broadcast_(params)
+    return (params, opt, sched, gen), start, history
 
 
-def validation_losses(vlm: VLM, datas: list[TaskData], pad: int) -> dict[str, float]:
-    return {d.cfg.name: validation_loss(vlm, d.valid, d.cfg.name, pad) for d in datas if d.valid}
+def resume_hint(out: Path, ctx: Dist) -> str:
+    ck = out / CHECKPOINT
+    if ctx.main and (ck / "state.json").is_file():
+        step = json.loads((ck / "state.json").read_text())["step"]
+        return f"the checkpoint of step {step} is in {ck}: run the same command with --resume to continue"
+    return f"run the same command with --resume to continue from {ck} (written every --save-every steps)"
 
 
-def optimise(vlm: VLM, batch, task: str, state, clip: float) -> float:
-    """One optimizer + schedule step on ``batch`` (ids, mask, labels [b, t]); returns the loss."""
+def validation_losses(vlm: VLM, datas: list[TaskData], pad: int, ctx: Dist = LOCAL) -> dict[str, float]:
+    """Each task's token-weighted validation loss; the ranks score disjoint shares and sum them."""
+    out = {}
+    for d in (d for d in datas if d.valid):
+        total, count = ctx.sum_floats(list(validation_sums(vlm, d.valid[ctx.rank :: ctx.world], d.cfg.name, pad)))
+        out[d.cfg.name] = total / max(count, 1)
+    return out
+
+
+def optimise(vlm: VLM, batches, n_targets: int, task: str, state, clip: float, ctx: Dist = LOCAL) -> float:
+    """One optimizer + schedule step on this rank's micro-batches (ids, mask, labels [b, t]) of a global batch
+    of ``n_targets`` target tokens; gradients and loss are summed over the ranks. Returns the global loss."""
     params, opt, sched, _ = state
-    loss = lm_loss(vlm, *batch, task)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    total = torch.zeros((), device=ctx.device)
+    for ids, mask, labels in batches:
+        share = int((labels[:, 1:] != IGNORE).sum()) / n_targets  # 1.0 for one process, one micro-batch
+        loss = lm_loss(vlm, ids, mask, labels, task) * share
+        loss.backward()
+        total += loss.detach()
+    total = ctx.sum_grads(params, total)
     torch.nn.utils.clip_grad_norm_(params, clip)
     opt.step()
     sched.step()
-    return loss.item()
+    return total.item()
+
+
+def step_batches(d: TaskData, tc: TrainConfig, gen: torch.Generator, pad: int, ctx: Dist):
+    """(this rank's micro-batches on its device, target tokens of the global batch) for one step."""
+    idx = torch.randint(0, len(d.train), (tc.batch_size * ctx.world * tc.grad_accum,), generator=gen).tolist()
+    micro = [[t.to(ctx.device) for t in collate([d.train[i] for i in m], pad)] for m in ctx.shard(idx, tc.batch_size)]
+    return micro, sum(len(d.train[i].target) for i in idx)
 
 
 def run_steps(
-    vlm: VLM, datas: list[TaskData], tc: TrainConfig, out: Path, state, pad: int, start: int, history, progress
+    vlm: VLM, datas: list[TaskData], tc: TrainConfig, out: Path, state, pad: int, start: int, history, progress, ctx
 ):
     """Optimisation steps ``start..tc.steps`` (validation appended to ``history``, checkpoints every
     ``save_every``); returns each task's last training loss."""
@@ -202,20 +258,23 @@ def run_steps(
     params, opt, sched, gen = state
     last: dict[str, float] = {}
     names = "+".join(d.cfg.name for d in datas)
+    show = progress and ctx.main
     bar = tqdm(
-        range(start, tc.steps), initial=start, total=tc.steps, desc=f"train {names}", unit="step", disable=not progress
+        range(start, tc.steps), initial=start, total=tc.steps, desc=f"train {names}", unit="step", disable=not show
     )
     for step in bar:
         d = datas[step % len(datas)]
-        idx = torch.randint(0, len(d.train), (tc.batch_size,), generator=gen).tolist()
-        last[d.cfg.name] = optimise(vlm, collate([d.train[i] for i in idx], pad), d.cfg.name, state, tc.clip)
+        ctx.seed_step(tc.seed, step)
+        last[d.cfg.name] = optimise(vlm, *step_batches(d, tc, gen, pad, ctx), d.cfg.name, state, tc.clip, ctx)
         bar.set_postfix(task=d.cfg.name, loss=f"{last[d.cfg.name]:.3f}")
         if (step + 1) % tc.eval_every == 0 or step + 1 == tc.steps:
-            history.append({"step": step + 1, **validation_losses(vlm, datas, pad)})
+            history.append({"step": step + 1, **validation_losses(vlm, datas, pad, ctx)})
             losses = ", ".join(f"{k}={v:.3f}" for k, v in history[-1].items() if k != "step")
-            bar.write(f"step {step + 1}: validation loss {losses}")
-        if (step + 1) % tc.save_every == 0 and step + 1 < tc.steps:
+            if show:
+                bar.write(f"step {step + 1}: validation loss {losses}")
+        if (step + 1) % tc.save_every == 0 and step + 1 < tc.steps and ctx.main:
             save_checkpoint(out, params, opt, sched, step + 1, gen, history)
+        ctx.fault_point(step + 1)
     return last
 
 
@@ -229,12 +288,20 @@ def save_full_backbone(vlm: VLM, backbone: Backbone, bdir: Path) -> str:
 
 
 def write_outputs(
-    vlm: VLM, backbone: Backbone, datas: list[TaskData], tc: TrainConfig, out: Path, history: list, last: dict
+    vlm: VLM,
+    backbone: Backbone,
+    datas: list[TaskData],
+    tc: TrainConfig,
+    out: Path,
+    history: list,
+    last: dict,
+    ctx: Dist = LOCAL,
 ) -> dict:
     """``out/<task>/`` per task; under --full the backbone in ``out/<task>/backbone`` (one task) or
-    ``out/backbone`` (shared by several tasks). See :mod:`edgevlm.train.layout`."""
+    ``out/backbone`` (shared by several tasks). See :mod:`edgevlm.train.layout`. Only rank 0 writes;
+    every rank returns the summary."""
     fp, cfg = backbone.fingerprint, backbone.config_dict
-    if tc.full:
+    if tc.full and ctx.main:
         shared = len(datas) > 1
         fp = save_full_backbone(vlm, backbone, (out if shared else task_dir(out, datas[0].cfg.name)) / BACKBONE_DIR)
     summary = {}
@@ -244,8 +311,9 @@ def write_outputs(
         if tc.full:
             n, share = vlm.backbone_params() + vlm.task(name).task_embeddings.numel(), 100.0
         tensors = {k: v.detach().cpu().numpy() for k, v in vlm.task(name).tensors().items()}
-        meta = AdapterMeta(d.cfg, fp, cfg, n, share, tc.full, {**asdict(tc), "history": history})
-        path = save_adapter(task_dir(out, name), tensors, meta)
+        training = {**asdict(tc), "processes": ctx.world, "history": history}
+        meta = AdapterMeta(d.cfg, fp, cfg, n, share, tc.full, training)
+        path = save_adapter(task_dir(out, name), tensors, meta) if ctx.main else task_dir(out, name)
         summary[name] = {
             "path": str(path),
             "trainable_params": n,
@@ -253,6 +321,7 @@ def write_outputs(
             "valid_loss": [h[name] for h in history if name in h],
             "train_loss": last.get(name),
         }
-    shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
-    atomic_write_text(out / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")
+    if ctx.main:
+        shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
+        atomic_write_text(out / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")
     return summary

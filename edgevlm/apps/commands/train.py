@@ -33,7 +33,21 @@ def register(sub) -> None:
     )
     p.add_argument("--bottleneck", type=int, help="adapter bottleneck size (default: the task's, as in the paper)")
     p.add_argument("--steps", type=int, default=400, help="optimisation steps (default 400)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="examples per process and micro-batch (default 16)")
+    p.add_argument(
+        "--grad-accum",
+        type=int,
+        default=1,
+        help="micro-batches per optimizer step; global batch = --batch-size x processes x --grad-accum",
+    )
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: this process's GPU if any)")
+    p.add_argument("--precision", default="auto", help="fp32, bf16 or auto (default: bf16 autocast on GPUs)")
+    p.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=600.0,
+        help="seconds a process waits for the others (torchrun / accelerate launch) before failing",
+    )
     p.add_argument("--lr", type=float, help="learning rate (default 3e-3 for adapters, 5e-4 with --full)")
     p.add_argument("--max-len", type=int, default=256, help="max tokens per example (prompt + target)")
     p.add_argument("--eval-every", type=int, default=100)
@@ -52,13 +66,18 @@ def spec_from_args(args):
 
     keys = ("backbone", "data", "valid_data", "format", "bottleneck", "steps", "batch_size", "lr", "seed")
     keys += ("eval_every", "save_every", "max_len", "full", "distill_from", "resume", "out")
+    keys += ("grad_accum", "device", "precision", "dist_timeout")
     return TrainSpec(tasks=args.task, **{k: getattr(args, k) for k in keys})
 
 
 def run(args) -> int:
+    import os
+
     from edgevlm.train.api import train
 
     result = train(spec_from_args(args))
+    if os.environ.get("RANK", "0") != "0":  # under torchrun / accelerate launch rank 0 reports
+        return 0
     for t in result.tasks:
         losses = t.valid_loss
         print(
