@@ -20,7 +20,7 @@ def test_io_spec_is_architecture_neutral():
     past = {s.name: s for s in io.past}
     assert list(past) == names.past_names(2)
     assert past[names.past_value(1)].dims == (names.BATCH_DIM, 2, names.PAST_DIM, 16)  # GQA: kv heads, own head_dim
-    assert io.outputs[0].dims == (names.BATCH_DIM, names.SEQ_DIM, 50)
+    assert io.outputs[0].dims == (names.BATCH_DIM, names.KEPT_DIM, 50)  # the last logits_to_keep positions
     assert io.outputs[1].dims == (names.BATCH_DIM, 2, names.TOTAL_DIM, 16)
     ad = {s.name: s.dims for s in io.adapter_inputs}
     assert ad[names.adapter_name(0, "down.weight")] == (96, names.BOTTLENECK_DIM)
@@ -54,7 +54,7 @@ def test_builder_declares_exactly_the_spec(tiny_backbone, fused):
     graphio.check_graph_io(io, *declared_io(model), "graph")  # raises on any difference
     assert [i.name for i in model.graph.input] == [s.name for s in io.inputs + io.adapter_inputs] + [
         graphio.ADAPTER_COLUMNS.name
-    ]
+    ] + [s.name for s in io.options]
     assert [o.name for o in model.graph.output] == [s.name for s in io.outputs]
 
 

@@ -50,10 +50,14 @@ def test_graph_contract(tiny_backbone, fused):
         onnx.shape_inference.infer_shapes(model, strict_mode=True)
     c = tiny_backbone.model.config
     spec = decoder_io(c).names()
-    assert [i.name for i in model.graph.input] == spec["inputs"] + spec["adapter_inputs"] + [names.ADAPTER_COLUMNS]
+    options = [o.name for o in decoder_io(c).options]
+    assert [i.name for i in model.graph.input] == spec["inputs"] + spec["adapter_inputs"] + [
+        names.ADAPTER_COLUMNS
+    ] + options
     assert [o.name for o in model.graph.output] == spec["outputs"]
     gi = graph_inputs(model)
     assert gi[names.ADAPTER_COLUMNS] == [names.COLUMN_ROWS_DIM, names.COLUMNS_DIM]
+    assert gi[names.LOGITS_TO_KEEP] == [1]
     hd = c.n_embd // c.n_head
     assert gi[names.INPUT_IDS] == [names.BATCH_DIM, names.SEQ_DIM]
     assert gi[names.past_key(0)] == [names.BATCH_DIM, c.n_head, names.PAST_DIM, hd]

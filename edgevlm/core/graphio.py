@@ -10,6 +10,9 @@ n_kv_head, past_sequence | total_sequence, head_dim]``: ``n_kv_head`` is
 (identity defaults) and sized by the hidden size ``n_embd``. :data:`ADAPTER_COLUMNS` is one more optional input
 (default ones [1, 1]) that lets one run carry several tasks (:mod:`edgevlm.core.names`); it is not part of the
 manifest's ``io`` names, so bundles exported before it still load (single-task only).
+Graph *options* are optional inputs too (``logits_to_keep``: the LM head runs on the last k positions only,
+k = 1 in generation; its default 0 keeps every position for evaluation and verification); like
+:data:`ADAPTER_COLUMNS` they are not in the manifest's ``io`` names, and a graph without them runs with their defaults.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class DecoderIO:
     inputs: tuple[TensorSpec, ...]
     adapter_inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    options: tuple[TensorSpec, ...] = ()  # optional non-adapter inputs (not in the manifest's io names)
 
     def names(self) -> dict[str, list[str]]:
         """Names only, as the manifest's ``io`` section lists them."""
@@ -80,10 +84,14 @@ def decoder_io(n_layer: int, n_kv_head: int, head_dim: int, n_embd: int, vocab_s
     f = "float32"
     inputs = [TensorSpec(names.INPUT_IDS, "int64", (b, s)), TensorSpec(names.ATTENTION_MASK, "int64", (b, t))]
     inputs += [TensorSpec(n, f, (b, n_kv_head, p, head_dim)) for n in names.past_names(n_layer)]
-    outputs = [TensorSpec(names.LOGITS, f, (b, s, vocab_size))]
+    outputs = [TensorSpec(names.LOGITS, f, (b, names.KEPT_DIM, vocab_size))]
     outputs += [TensorSpec(n, f, (b, n_kv_head, t, head_dim)) for n in names.present_names(n_layer)]
     adapters = [TensorSpec(n, f, tuple(names.symbolic_adapter_shape(n, n_embd))) for n in names.adapter_names(n_layer)]
-    return DecoderIO(tuple(inputs), tuple(adapters), tuple(outputs))
+    return DecoderIO(tuple(inputs), tuple(adapters), tuple(outputs), OPTIONS)
+
+
+OPTIONS = (TensorSpec(names.LOGITS_TO_KEEP, "int64", (1,)),)
+OPTION_DEFAULTS = {names.LOGITS_TO_KEEP: 0}  # the value of each option's default initializer
 
 
 def decoder_io_of(sizes: Any) -> DecoderIO:
@@ -113,7 +121,7 @@ def check_graph_io(io: DecoderIO, inputs: Declared, adapter_inputs: Declared, ou
     """A graph's declared tensors against ``io``; BundleError naming ``source`` and the first offending tensor.
 
     ``inputs`` are the required inputs, ``adapter_inputs`` the optional ones
-    (graph inputs with a default initializer), ``outputs`` in graph order.
+    (graph inputs with a default initializer: adapters, and the options a graph has), ``outputs`` in graph order.
     """
     want = [s.name for s in io.inputs]
     if set(inputs) != set(want):
@@ -126,7 +134,9 @@ def check_graph_io(io: DecoderIO, inputs: Declared, adapter_inputs: Declared, ou
         )
     if list(outputs) != [s.name for s in io.outputs]:
         raise BundleError(f"{source}: graph outputs {list(outputs)[:3]}... do not match {io.names()['outputs'][:3]}...")
-    for kind, specs, declared in (("input", io.inputs, inputs), ("adapter input", io.adapter_inputs, adapter_inputs)):
+    options = tuple(s for s in io.options if s.name in adapter_inputs)  # absent: an older graph, run with defaults
+    groups = (("input", io.inputs, inputs), ("adapter input", io.adapter_inputs + options, adapter_inputs))
+    for kind, specs, declared in groups:
         for spec in specs:
             _check_one(spec, declared[spec.name], f"{source}: graph {kind}")
     for spec in io.outputs:

@@ -37,6 +37,7 @@ from __future__ import annotations
 INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
 LOGITS = "logits"
+LOGITS_TO_KEEP = "logits_to_keep"  # optional graph input [1]: logits of the last k positions (default 0: all)
 TASK_EMBEDDINGS = "task_embeddings"
 ADAPTER_COLUMNS = "adapter_columns"  # [batch, bottleneck] float32: 1 = this row's task column (mixed batches)
 
@@ -44,6 +45,7 @@ BATCH_DIM = "batch"
 SEQ_DIM = "sequence"
 PAST_DIM = "past_sequence"
 TOTAL_DIM = "total_sequence"
+KEPT_DIM = "kept_sequence"  # logits' positions: the last logits_to_keep of sequence (all by default)
 BOTTLENECK_DIM = "bottleneck"
 TASK_TOKENS_DIM = "task_tokens"
 COLUMN_ROWS_DIM = "column_rows"  # adapter_columns: batch rows, or 1 (broadcast) for the single-task default

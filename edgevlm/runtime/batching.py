@@ -157,6 +157,7 @@ class Batch:
 
     def _run(self, ids, mask, past, ro: ort.RunOptions, extra: dict) -> list:
         feeds = {names.INPUT_IDS: ids, names.ATTENTION_MASK: mask, **dict(zip(self._past_names, past)), **extra}
+        feeds.update(self.rt._decoder.options)  # logits of the last position only (what [:, -1] reads)
         return self.rt.session.run(self._outputs, feeds, ro)
 
 

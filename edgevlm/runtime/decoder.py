@@ -29,12 +29,15 @@ class Decoder:
         self.n_kv_head, self.head_dim = n_kv_head, head_dim  # the cache's heads (fewer than the query's with GQA)
         self.past = names.past_names(n_layer)
         self.outputs = [names.LOGITS] + names.present_names(n_layer)
+        optional = {i.name for i in session.get_overridable_initializers()}
+        keep = np.ones(1, np.int64)  # the LM head on the last position only (graphs without the option: all)
+        self.options = {names.LOGITS_TO_KEEP: keep} if names.LOGITS_TO_KEEP in optional else {}
 
     def _run(self, ids: np.ndarray, mask: np.ndarray, past: list, ro: ort.RunOptions) -> tuple[np.ndarray, list]:
         """One graph run. ids [b, s], mask [b, past + s] -> (last-position logits [b, V], presents)"""
-        feeds = {names.INPUT_IDS: ids, names.ATTENTION_MASK: mask, **dict(zip(self.past, past))}
+        feeds = {names.INPUT_IDS: ids, names.ATTENTION_MASK: mask, **dict(zip(self.past, past)), **self.options}
         out = self.session.run(self.outputs, feeds, ro)
-        return np.array(out[0][:, -1], dtype=np.float32), out[1:]  # copy: the [b, s, V] prefill logits can go
+        return np.array(out[0][:, -1], dtype=np.float32), out[1:]  # copy: a graph without the option gives [b, s, V]
 
     def empty_past(self, batch: int) -> list[np.ndarray]:
         """Zero-length past key/values for a prefill: [batch, n_kv_head, 0, head_dim] float32 each."""

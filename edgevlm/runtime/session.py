@@ -76,10 +76,12 @@ def _declared(args: list) -> dict[str, tuple[str | None, list]]:
 def check_graph(session: ort.InferenceSession, manifest: Manifest, path: Path) -> Graph:
     """The session's inputs/outputs against the graph IO the manifest's backbone declares."""
     bb, io = manifest.backbone, manifest.backbone.io()
-    adapter_names = set(io.names()["adapter_inputs"])
     optional = _declared(session.get_overridable_initializers())
+    adapter_names = set(io.names()["adapter_inputs"])
     adapters = {k: v for k, v in optional.items() if k in adapter_names}
-    graphio.check_graph_io(io, _declared(session.get_inputs()), adapters, _declared(session.get_outputs()), str(path))
+    options = {s.name: optional[s.name] for s in io.options if s.name in optional}
+    args = _declared(session.get_inputs()), {**adapters, **options}, _declared(session.get_outputs())
+    graphio.check_graph_io(io, *args, str(path))
     sizes = (bb.n_layer, bb.n_head, bb.n_embd, bb.vocab_size, bb.n_positions, bb.n_kv_head, bb.head_dim)
     return Graph(*sizes, {k: v[1] for k, v in adapters.items()}, graphio.has_mixed_batches(optional))
 

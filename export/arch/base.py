@@ -5,7 +5,8 @@ past key/value (:mod:`edgevlm.core.graphio`) and returns ``logits`` and the pres
 embeddings with task tokens (ids >= vocab read the ``task_embeddings`` input), positions from the attention
 mask (left padding exact), the causal + padding mask, the paper's adapter after every layer with its weights as
 optional inputs (identity defaults), the LM head as a ``MatMul`` with a pre-transposed initializer (what the
-quantizers convert), and assembling the ModelProto. Architecture modules add their layers between.
+quantizers convert) on the last ``logits_to_keep`` positions, and assembling the ModelProto. Architecture modules
+add their layers between.
 """
 
 from __future__ import annotations
@@ -132,9 +133,12 @@ def adapter(b: Builder, h: str, i: int, eps: float) -> str:
 
 
 def lm_head(b: Builder, h: str, weight) -> None:
-    """``logits = h @ W^T`` with W [V, E] (a torch weight) stored pre-transposed [E, V]. [b, s, E] -> [b, s, V]"""
+    """``logits = h[:, -k:] @ W^T`` with W [V, E] (a torch weight) stored pre-transposed [E, V] and k the
+    ``logits_to_keep`` option (its default 0 slices from 0: every position). [b, s, E] -> [b, k or s, V]"""
     w = b.const("lm_head.weight_t", weight.detach().to("cpu").float().numpy().T.copy())
-    b.node("MatMul", [h, w], [names.LOGITS], name=LM_HEAD_NODE)
+    start = b.op("Neg", [names.LOGITS_TO_KEEP], "lm_head")
+    kept = b.op("Slice", [h, start, b.ints("const.int64_max", [2**62]), b.ints("const.axes1", [1])], "lm_head")
+    b.node("MatMul", [kept, w], [names.LOGITS], name=LM_HEAD_NODE)
 
 
 def identity_defaults(n_layer: int, n_embd: int) -> dict[str, np.ndarray]:
@@ -158,7 +162,9 @@ def finish(b: Builder, io: graphio.DecoderIO, n_embd: int, contrib: bool, opset:
     n_layer = len(io.past) // 2
     for n, v in identity_defaults(n_layer, n_embd).items():
         b.const(n, v)
-    inputs = [_value_info(s) for s in io.inputs + io.adapter_inputs + (graphio.ADAPTER_COLUMNS,)]
+    for spec in io.options:
+        b.const(spec.name, np.full(spec.shape(), graphio.OPTION_DEFAULTS[spec.name], spec.dtype))
+    inputs = [_value_info(s) for s in io.inputs + io.adapter_inputs + (graphio.ADAPTER_COLUMNS,) + io.options]
     outputs = [_value_info(s) for s in io.outputs]
     opsets = [helper.make_opsetid("", opset)] + ([helper.make_opsetid("com.microsoft", 1)] if contrib else [])
     model = helper.make_model(
