@@ -9,6 +9,7 @@ import json
 import math
 import shutil
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -174,13 +175,19 @@ def fit(
     """
     out = Path(out)
     state, start, history = start_state(vlm, backbone, datas, tc, out, resume, ctx)
-    if progress and ctx.main:
-        print(ctx.describe(tc.batch_size, tc.grad_accum), file=sys.stderr, flush=True)
+    say = print if progress and ctx.main else (lambda *a, **k: None)
+    say(ctx.describe(tc.batch_size, tc.grad_accum), file=sys.stderr, flush=True)
     vlm.train()
+    t0 = time.perf_counter()
     try:
         last = run_steps(vlm, datas, tc, out, state, backbone.eos_token_id, start, history, progress, ctx)
     except DistributedError as e:
         raise DistributedError(f"{e}; {resume_hint(out, ctx)}") from None
+    n, secs = tc.steps - start, time.perf_counter() - t0
+    say(
+        f"{n} steps in {secs:.1f} s: {n * tc.batch_size * ctx.world * tc.grad_accum / max(secs, 1e-9):.1f} examples/s",
+        file=sys.stderr,
+    )
     vlm.eval()
     summary = write_outputs(vlm, backbone, datas, tc, out, history, last, ctx)
     ctx.barrier("waiting for rank 0 to write the outputs")
