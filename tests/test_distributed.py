@@ -105,6 +105,39 @@ def test_spec_rejects_bad_distributed_options(tmp_path, kw, needle):
         TrainSpec(tasks=["nlg"], out=tmp_path, **kw)
 
 
+def test_precision_follows_device_and_accelerate_config(monkeypatch):
+    import torch
+
+    from edgevlm.train.distributed import pick_dtype
+
+    cpu = torch.device("cpu")
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    assert pick_dtype("auto", cpu) == torch.float32  # fp32 on the CPU unless asked
+    assert pick_dtype("bf16", cpu) == torch.bfloat16
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # what `accelerate config` chose
+    assert pick_dtype("auto", cpu) == torch.bfloat16 and pick_dtype("fp32", cpu) == torch.float32
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    assert pick_dtype("auto", cpu) == torch.float32
+
+
+@pytest.mark.parametrize(
+    "env, needle",
+    [
+        ({"WORLD_SIZE": "2", "RANK": "2"}, "RANK=2 and WORLD_SIZE=2: expected 0 <= RANK < WORLD_SIZE"),
+        ({"WORLD_SIZE": "two"}, "environment variable WORLD_SIZE='two': expected an integer"),
+    ],
+)
+def test_bad_launcher_environment_is_a_config_error(monkeypatch, env, needle):
+    from edgevlm.core.errors import ConfigError
+    from edgevlm.train.distributed import launch
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ConfigError, match=needle.replace("(", r"\(")):
+        with launch():
+            pass
+
+
 def test_cli_device_cuda_without_a_gpu_is_one_line(tmp_path):
     import torch
 
@@ -118,19 +151,22 @@ def test_cli_device_cuda_without_a_gpu_is_one_line(tmp_path):
     )
 
 
-@pytest.mark.slow  # three launches (kill, resume) and a reference: about 90 s here
-def test_killed_rank_fails_clearly_and_resume_continues(tmp_path):
+@pytest.mark.slow  # two launches (kill, resume) and a reference: about 50 s here per killed rank
+@pytest.mark.parametrize("killed", [1, 0])
+def test_killed_rank_fails_clearly_and_resume_continues(tmp_path, killed):
     one_process(tmp_path / "one")
-    out = tmp_path / "two"
+    out, other = tmp_path / "two", 1 - killed
     args = ("--task", "nlg", "--task", "mt", "--save-every", "2")
-    rc, text, _ = launch(out, *args, env={FAULT_ENV: "1:5"})  # rank 1 is killed after step 5
+    rc, text, _ = launch(out, *args, env={FAULT_ENV: f"{killed}:5"})  # killed after step 5
     assert rc != 0
     assert "SIGKILL" in text, text[-3000:]  # torchrun's summary names the killed rank
-    # rank 0 says why it stopped: its all-reduce failed, or torchrun's SIGTERM came first
-    assert "edgevlm train: error: rank 0 of 2: gradient all-reduce failed" in text or (
-        "edgevlm train: error: rank 0 of 2: stopped by the launcher (SIGTERM" in text
+    # the survivor says why it stopped: its all-reduce failed, or torchrun's SIGTERM came first
+    assert f"edgevlm train: error: rank {other} of 2: gradient all-reduce failed" in text or (
+        f"edgevlm train: error: rank {other} of 2: stopped by the launcher (SIGTERM" in text
     ), text[-3000:]
-    assert f"the checkpoint of step 4 is in {out / 'checkpoint'}: run the same command with --resume" in text
+    if other == 0:  # rank 0 sees the checkpoint it wrote
+        assert f"the checkpoint of step 4 is in {out / 'checkpoint'}: run the same command with --resume" in text
+    assert (out / "checkpoint" / "state.json").is_file()
     assert not (out / "nlg").exists(), "nothing is written by an interrupted run"
     rc, text, _ = launch(out, *args, "--resume")
     assert rc == 0, text[-3000:]

@@ -93,7 +93,9 @@ class TrainSpec:
     (+ ``valid_data``, ``format``; one task only), or in-memory ``examples`` ``{task: (train, valid)}``,
     or by default the built-in mini task. ``backbone``: ``"tiny"``, a local directory, or a loaded
     :class:`~edgevlm.train.backbone.Backbone` (modified in place under ``full``). ``lr`` defaults to
-    3e-3 (adapters) or 5e-4 (``full``).
+    3e-3 (adapters) or 5e-4 (``full``). ``batch_size`` is per process; ``grad_accum`` micro-batches make one
+    step; ``device``, ``precision`` and ``dist_timeout`` are :mod:`edgevlm.train.distributed`'s (under
+    torchrun / accelerate launch every process builds the same spec and calls :func:`train`).
     """
 
     tasks: tuple[TaskConfig, ...]
