@@ -1,15 +1,17 @@
 """Data-parallel training under torchrun / accelerate launch on this CPU (gloo), against one process.
 
 Each distributed run is a real launcher in a subprocess (its own session, killed whole on a timeout), so a
-hang fails the test instead of blocking the suite. The default suite keeps one 2-process run (about 25 s
-here); killed / stopped ranks, --resume, --full and accelerate launch need two or three launches each and are
-``slow`` (``make test-slow``).
+hang fails the test instead of blocking the suite. The default suite keeps one 2-process run (about 45 s on
+this loaded machine); killed / stopped ranks, --resume, --full, two nodes and accelerate launch need two or
+three launches each and are ``slow`` (``make test-slow``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,27 +29,54 @@ TIMEOUT = 240  # seconds for one launch: a hang fails here instead of blocking t
 COMMON = ["--steps", "8", "--batch-size", "2", "--max-len", "128", "--eval-every", "4", "--seed", "3"]
 
 
+def head_of(launcher: str, procs: int) -> list[str]:
+    if launcher == "torchrun":
+        return ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={procs}"]
+    head = ["-m", "accelerate.commands.launch", "--multi_gpu", f"--num_processes={procs}", "--num_machines=1"]
+    return head + ["--mixed_precision=no", "--dynamo_backend=no", "--main_process_port=0"]
+
+
+def start(head: list[str], out: Path, extra, env: dict | None):
+    """``edgevlm train`` under the launcher ``head``, in its own session (to be killed whole)."""
+    cmd = [sys.executable, *head, "-m", "edgevlm.apps.cli", "train", *COMMON, "--out", str(out), *extra]
+    base = {**os.environ, "PYTHONPATH": str(REPO), "OMP_WAIT_POLICY": "PASSIVE", "HF_HOME": str(out.parent)}
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT}
+    return cmd, subprocess.Popen(cmd, cwd=REPO, env={**base, **(env or {})}, text=True, start_new_session=True, **pipes)
+
+
+def wait_all(jobs) -> list[tuple[int, str]]:
+    """(returncode, output) of every started job; all are killed (launchers and workers) past TIMEOUT."""
+    deadline, results = time.monotonic() + TIMEOUT, []
+    try:
+        for _, proc in jobs:
+            text, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            results.append((proc.returncode, text))
+    except subprocess.TimeoutExpired:
+        for _, proc in jobs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+        pytest.fail(f"{' '.join(jobs[len(results)][0])} did not finish within {TIMEOUT} s (a hang)")
+    return results
+
+
 def launch(out: Path, *extra: str, procs: int = 2, env: dict | None = None, launcher: str = "torchrun"):
     """``edgevlm train`` under a real launcher with ``procs`` processes; returns (returncode, output, seconds)."""
-    if launcher == "torchrun":
-        head = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={procs}"]
-    else:
-        head = ["-m", "accelerate.commands.launch", "--multi_gpu", f"--num_processes={procs}", "--num_machines=1"]
-        head += ["--mixed_precision=no", "--dynamo_backend=no", "--main_process_port=0"]
-    cmd = [sys.executable, *head, "-m", "edgevlm.apps.cli", "train", *COMMON, "--out", str(out), *extra]
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_WAIT_POLICY": "PASSIVE", "HF_HOME": str(out.parent)}
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=REPO, env={**full_env, **(env or {})}, text=True, start_new_session=True, **PIPES)
-    try:
-        text, _ = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and every worker
-        proc.communicate()
-        pytest.fail(f"{' '.join(cmd)} did not finish within {TIMEOUT} s (a hang)")
-    return proc.returncode, text, time.monotonic() - t0
+    [(rc, text)] = wait_all([start(head_of(launcher, procs), out, extra, env)])
+    return rc, text, time.monotonic() - t0
 
 
-PIPES = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT}
+def launch_nodes(outs: list[Path], *extra: str, envs=({}, {})) -> list[tuple[int, str]]:
+    """Two "nodes" of one process each (torchrun's static rendezvous, node ranks 0 and 1), each with its own
+    --out: a filesystem the nodes do not share."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    head = ["-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1", "--master-addr=127.0.0.1"]
+    return wait_all(
+        [start([*head, f"--master-port={port}", f"--node-rank={r}"], outs[r], extra, envs[r]) for r in (0, 1)]
+    )
 
 
 def one_process(out: Path, tasks=("nlg", "mt"), batch_size=4, **kw):
@@ -206,3 +235,19 @@ def test_accelerate_launch_trains_the_same_adapters(tmp_path):
     rc, text, _ = launch(tmp_path / "acc", "--task", "nlg", "--task", "mt", launcher="accelerate")
     assert rc == 0, text[-3000:]
     assert_same_adapters(tmp_path / "acc", tmp_path / "one")
+
+
+@pytest.mark.slow  # two 2-node launches and a reference: about 70 s here
+def test_two_nodes_without_a_shared_filesystem_resume_from_rank_0(tmp_path):
+    """Rank 0's node alone holds --out: the checkpoint is read there and broadcast; the other node writes nothing."""
+    one_process(tmp_path / "one")
+    outs = [tmp_path / "node0", tmp_path / "node1"]
+    args = ("--task", "nlg", "--task", "mt", "--save-every", "2")
+    results = launch_nodes(outs, *args, envs=({}, {FAULT_ENV: "1:5"}))
+    assert all(rc != 0 for rc, _ in results), results[0][1][-2000:]
+    assert (outs[0] / "checkpoint" / "state.json").is_file() and not outs[1].exists()
+    results = launch_nodes(outs, *args, "--resume")
+    assert [rc for rc, _ in results] == [0, 0], results[0][1][-2000:] + results[1][1][-2000:]
+    assert_same_adapters(outs[0], tmp_path / "one")
+    assert "trainable parameters" in results[0][1] and "trainable parameters" not in results[1][1]
+    assert not outs[1].exists(), "only rank 0 writes"
