@@ -12,7 +12,7 @@ import torch
 from edgevlm.core import bundle, names
 from edgevlm.core.config import TaskConfig
 from edgevlm.core.errors import BackboneError
-from edgevlm.export import verify
+from edgevlm.export import blockquant, verify
 from edgevlm.export.graph import build_graph, check_config, op_counts
 from edgevlm.export.quantize import check_adapter_inputs, quantize
 
@@ -197,7 +197,11 @@ def test_quantized_graph_converts_every_weight_matmul(hf, quant):
     ops = op_counts(q)
     assert ops["com.microsoft.MatMulNBits"] == 7 * n_layer + 1  # q k v o gate up down per layer + the tied LM head
     assert ops.get("com.microsoft.GatherBlockQuantized", 0) == (1 if quant == "int4" else 0)
-    weights = {t.name for t in q.graph.initializer} - set(names.adapter_names(n_layer))
+    side = blockquant.side_weights(q)  # int4's residual terms: block sums and [K/32, N] residual tables
+    assert len([n for n in q.graph.node if n.op_type == "MatMul" and n.input[1] in side]) == (
+        0 if quant == "int8" else 7 * n_layer + 4 * n_layer  # a residual per weight, a block sum per distinct input
+    )
+    weights = {t.name for t in q.graph.initializer} - set(names.adapter_names(n_layer)) - side
     assert not [n.name for n in q.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
     floats = {t.name: t.data_type for t in q.graph.initializer}
     assert floats["rotary.cos"] == floats["rotary.sin"] == onnx.TensorProto.FLOAT
@@ -226,9 +230,10 @@ def test_configs_the_graph_cannot_express_are_refused(hf, overrides, field):
 # -- bundles (the writer: dispatch, fp32 self-check, quantization) and the runtime ----------------------------------
 
 # Teacher-forced top-1 agreement with fp32 on the *random* tiny Llama, whose logit gaps are small and random
-# (no trained margins): measured int8 0.99 and int4 0.87 here; the real model's figures come from the slow tests.
+# (no trained margins): measured int8 1.00 and int4 0.90 here (0.87 with ORT's own 4-bit quantizer, before the
+# Q4_1-style blocks); the real model's figures come from the slow tests.
 # Wherever fp32's top-2 gap exceeds MARGIN (28 of the 144 positions here) the quantized token must be the same.
-AGREEMENT = {"int8": 0.95, "int4": 0.8}
+AGREEMENT = {"int8": 0.95, "int4": 0.88}
 MARGIN = {"int8": 0.5, "int4": 0.5}
 CACHE_TOL = {"fp32": 1e-4, "int8": 0.1, "int4": 0.1}  # per-token int8 activations jitter a little (as for GPT-2)
 
@@ -429,39 +434,3 @@ def test_chat_prompt_through_the_bundle_equals_pytorch(chat_bundle, vlm, bb, lla
         Runtime.load(llama_bundle("fp32"), threads=1).generate(question, chat=True)
     with pytest.raises(ConfigError, match="task=None"):
         Runtime.load(llama_bundle("fp32"), threads=1).generate(question, task="alpha", chat=True)
-
-
-# -- the real SmolLM2-135M-Instruct (slow: ~1 min per export on 2 cores) ------------------------------------------
-
-
-# Teacher-forced top-1 agreement with the dequantized fp32 PyTorch model on one 15-token sentence, measured
-# int8 1.00 (max |logit diff| 1.7) and int4 0.67 (16.4): int4 is NOT yet close to the Q4_1 grid the weights come
-# from (ORT's integer zero points cannot hold Q4_1's float minimum; open, see the export notes).
-SMOL_TOP1 = {"int8": 0.95, "int4": 0.6}
-
-
-@pytest.fixture(scope="module")
-def smol():
-    from edgevlm.train.backbone import load_backbone
-
-    return load_backbone("smollm2-135m")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("quant", ["int8", "int4"])
-def test_smollm2_bundle_answers_paris_and_stays_close_to_pytorch(tmp_path, smol, quant):
-    from edgevlm.export import export_bundle
-    from edgevlm.runtime import Runtime
-
-    root = export_bundle("smollm2-135m", [], quant, out=tmp_path / quant, progress=False)
-    rt = Runtime.load(root, threads=2)
-    assert rt.generate("The capital of France is", max_new_tokens=4).lstrip().startswith("Paris")
-    assert "Paris" in rt.generate("What is the capital of France?", chat=True, max_new_tokens=16)
-    ids = smol.tokenizer.encode("The capital of France is Paris. The largest city in Germany is Berlin.").ids
-    sess, m = _session_and_sizes(root)
-    got, *_ = sess.run(None, _feeds([ids], np.ones((1, len(ids))), verify.empty_past(m.backbone)))
-    with torch.no_grad():
-        want = smol.model(torch.tensor([ids])).logits.numpy()
-    agree = float((got.argmax(-1) == want.argmax(-1)).mean())
-    print(f"{quant}: max |logit diff| vs the dequantized fp32 model {np.abs(got - want).max():.3f}, top-1 {agree:.3f}")
-    assert agree >= SMOL_TOP1[quant]

