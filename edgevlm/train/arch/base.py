@@ -73,6 +73,12 @@ class Arch:
         """The LM head: hidden states [.., E] -> logits [.., V]."""
         return model.get_output_embeddings()
 
+    def gather_only(self, model) -> list:
+        """Parameters of which a decoded token reads one row (lookup tables): the input embedding unless the head
+        shares it (read whole as the head then)."""
+        emb, head = self.embeddings(model).weight, self.head(model).weight
+        return [] if emb is head else [emb]
+
     @staticmethod
     def block_output(output, hidden=None):
         """A block's hidden states, or (with ``hidden``) the output with them replaced (tensor or tuple)."""

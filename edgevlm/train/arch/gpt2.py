@@ -48,3 +48,6 @@ class GPT2(Arch):
 
     def blocks(self, model):
         return model.transformer.h
+
+    def gather_only(self, model) -> list:
+        return [model.transformer.wpe.weight, *super().gather_only(model)]  # + the learned position table
