@@ -341,17 +341,15 @@ def test_add_task_with_sidecar_json(rt, bundle, tmp_path, sources):
 # -- light ----------------------------------------------------------------------------------------
 
 
-def test_runtime_is_torch_free_and_imports_fast(bundle):
+def test_runtime_is_torch_free(bundle):
+    """Loading and running a bundle imports none of the training/export stack (import time is a benchmark)."""
     code = f"""
-import sys, time
-t = time.perf_counter()
+import sys
 import edgevlm.runtime
-took = time.perf_counter() - t
 rt = edgevlm.runtime.Runtime.load({str(bundle)!r})
 rt.generate("name[Aromi]", "nlg", max_new_tokens=4)
 heavy = sorted({{m.split('.')[0] for m in sys.modules}} & {{'torch', 'transformers', 'optimum', 'onnx'}})
-print(took, heavy)
+print(heavy)
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(" ", 1)
-    assert out[1].strip() == "[]"
-    assert float(out[0]) < 1.0
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
