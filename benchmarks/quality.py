@@ -73,6 +73,7 @@ def train_adapters(
         eval_every=steps,
         save_every=steps,
         full=full,
+        force=True,  # the benchmark's own work directory: a re-run retrains
     )
     return train(spec).out
 

@@ -90,7 +90,9 @@ def torch_vs_graph(
         ref, cache = vlm(ids, task=task)
         logits, past = step(sess, ids.numpy(), np.ones(ids.shape), empty_past(cfg), adapter)
         for k in range(n_decode + 1):
-            worst = max(worst, float(np.abs(logits - ref.numpy()).max()))
+            diff = float(np.abs(logits - ref.numpy()).max())
+            if worst == worst and not diff <= worst:  # once NaN, stays NaN (max() would drop it)
+                worst = diff
             if k == n_decode:
                 break
             nxt = torch.tensor([[int(ref[0, -1].argmax())]])

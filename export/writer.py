@@ -6,14 +6,13 @@ import dataclasses
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import onnx
 
 from edgevlm import __version__
-from edgevlm.core import bundle, graphio
+from edgevlm.core import bundle, fsutil, graphio, identity
 from edgevlm.core.config import atomic_write_text
 from edgevlm.core.errors import ConfigError, ExportError
 
@@ -55,7 +54,7 @@ def export_bundle(
     tasks = load_task_adapters(list(adapters))
     log: dict = {"edgevlm_version": __version__, "quantization": quant, "timings_s": {}}
     bar = tqdm(total=6, desc=f"export {quant}", unit="stage", disable=not progress)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    tmp = fsutil.make_temp_dir(out)
     try:
         with _stage(log, "load", bar):
             bb = load_backbone(backbone)
@@ -139,9 +138,13 @@ def _release_memory() -> None:
 def _check_args(quant: str, out, force: bool) -> Path:
     if quant not in bundle.QUANT_MODES:
         raise ConfigError(f"--quant {quant!r}: expected one of {bundle.QUANT_MODES}")
-    if out is None:
+    if out is None or not str(out):
         raise ConfigError("--out: an output bundle directory is required")
     out = Path(out)
+    if out.parent.is_dir():
+        fsutil.clean_stale(out)  # a killed earlier export: its set-aside bundle back, its temp dirs gone
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory; refusing to replace it even with --force")
     if out.exists() and not force:
         raise ConfigError(f"--out {out}: already exists (pass --force to replace it)")
     if out.exists() and not (out / bundle.MANIFEST).is_file() and any(out.iterdir()):
@@ -202,8 +205,8 @@ def self_check(path: Path, bb, tasks: list[TaskAdapter]) -> dict[str, float]:
         vlm.add_task(t.meta.task).load_tensors({k: torch.from_numpy(v) for k, v in t.tensors.items()}, str(t.source))
         prompt = encode_prompt(bb.tokenizer, t.meta.task.template, text, t.meta.task.special_tokens, cfg["vocab_size"])
         diffs[t.name] = torch_vs_graph(sess, vlm, cfg, prompt, t.name, t.tensors)
-    worst = max(diffs.values())
-    if not worst <= CHECK_TOL:
+    worst = max(diffs.values(), key=lambda d: d if d == d else float("inf"))  # NaN counts as the worst
+    if not all(d <= CHECK_TOL for d in diffs.values()):
         raise ExportError(
             f"exported graph disagrees with PyTorch: max |logit diff| {worst:.2e} > {CHECK_TOL:.0e} ({diffs})"
         )
@@ -213,13 +216,7 @@ def self_check(path: Path, bb, tasks: list[TaskAdapter]) -> dict[str, float]:
 def write_bundle(tmp: Path, path: Path, bb, tasks: list[TaskAdapter], quant: str, log: dict) -> None:
     """Fill the bundle directory ``tmp``: the graph ``path`` (one file, or + external data when large), the
     tokenizer, one ORT adapter file per task (each checked against the graph's inputs) and the manifest."""
-    data = path.with_name(path.name + ".data")
-    large = data.is_file() and data.stat().st_size > EXTERNAL_DATA_BYTES
-    if large:
-        os.replace(path, tmp / bundle.BACKBONE_FILE)
-        os.replace(data, tmp / data.name)
-    else:
-        onnx.save_model(onnx.load(path), tmp / bundle.BACKBONE_FILE)
+    place_graph(path, tmp / bundle.BACKBONE_FILE, identity.graph_metadata(backbone_record(bb, quant)))
     shutil.rmtree(tmp / WORK_DIR)
     onnx.checker.check_model(str(tmp / bundle.BACKBONE_FILE))
     bb.tokenizer.save(str(tmp / bundle.TOKENIZER_FILE))
@@ -234,8 +231,10 @@ def write_bundle(tmp: Path, path: Path, bb, tasks: list[TaskAdapter], quant: str
         sizes[t.name] = bundle.check_adapter_against_graph(back, gi, bb.sizes.n_embd, str(file))
     m = manifest(bb, tasks, sizes, quant, log)
     graphio.check_graph_io(m.backbone.io(), *declared_io(final), str(tmp / bundle.BACKBONE_FILE))
-    files = {p.relative_to(tmp).as_posix(): bundle.sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-    m = bundle.check_paths(dataclasses.replace(m, files=files), tmp)
+    listed = [p for p in sorted(tmp.rglob("*")) if p.is_file()]
+    files = {p.relative_to(tmp).as_posix(): bundle.sha256_file(p) for p in listed}
+    sizes = {p.relative_to(tmp).as_posix(): p.stat().st_size for p in listed}
+    m = bundle.check_paths(dataclasses.replace(m, files=files, sizes=sizes), tmp)
     text = json.dumps(m.to_json(), indent=2) + "\n"
     if bundle.Manifest.from_json(json.loads(text), bundle.MANIFEST) != m:  # what the runtime will read back
         raise ExportError("manifest does not survive its own JSON round trip")
@@ -243,10 +242,31 @@ def write_bundle(tmp: Path, path: Path, bb, tasks: list[TaskAdapter], quant: str
     _publishable(tmp)
 
 
+def place_graph(path: Path, dest: Path, metadata: dict[str, str]) -> None:
+    """The graph ``path`` as ``dest`` (one file, or moved with its external data when large), with
+    ``metadata`` added to its metadata_props (the backbone's identity, checked by the runtime)."""
+    data = path.with_name(path.name + ".data")
+    large = data.is_file() and data.stat().st_size > EXTERNAL_DATA_BYTES
+    if large:
+        os.replace(path, dest)
+        os.replace(data, dest.with_name(data.name))
+    model = onnx.load(dest if large else path, load_external_data=not large)
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, **metadata})
+    onnx.save_model(model, dest)  # large: the structure only, next to its unchanged weight file
+
+
 def manifest(bb, tasks: list[TaskAdapter], sizes: dict, quant: str, log: dict) -> bundle.Manifest:
     """The manifest (``files`` still empty): backbone record, tokenizer, per-task entries and the export log."""
+    chat = plain_chat_template(bb.chat_template, eos=bb.tokenizer.id_to_token(bb.eos_token_id) or "")
+    tokenizer = bundle.TokenizerRecord(bundle.TOKENIZER_FILE, eos_token_id=bb.eos_token_id, chat_template=chat)
+    entries = {t.name: task_entry(t, sizes[t.name], bb.sizes.vocab_size, bb.eos_token_id) for t in tasks}
+    return bundle.Manifest(backbone_record(bb, quant), tokenizer, entries, export_log=log)
+
+
+def backbone_record(bb, quant: str) -> bundle.BackboneRecord:
+    """The manifest's backbone record (also stored in the graph's metadata)."""
     s = bb.sizes
-    backbone = bundle.BackboneRecord(
+    return bundle.BackboneRecord(
         file=bundle.BACKBONE_FILE,
         **{k: int(getattr(s, k)) for k in ("n_layer", "n_head", "n_embd", "vocab_size", "n_positions")},
         quantization=quant,
@@ -256,10 +276,6 @@ def manifest(bb, tasks: list[TaskAdapter], sizes: dict, quant: str, log: dict) -
         fingerprint=bb.fingerprint,
         source=bb.path.name,  # the checkpoint's name, not a local path
     )
-    chat = plain_chat_template(bb.chat_template, eos=bb.tokenizer.id_to_token(bb.eos_token_id) or "")
-    tokenizer = bundle.TokenizerRecord(bundle.TOKENIZER_FILE, eos_token_id=bb.eos_token_id, chat_template=chat)
-    entries = {t.name: task_entry(t, sizes[t.name], s.vocab_size, bb.eos_token_id) for t in tasks}
-    return bundle.Manifest(backbone, tokenizer, entries, export_log=log)
 
 
 def task_entry(t: TaskAdapter, size: tuple[int, int], vocab_size: int, eos: int) -> bundle.TaskEntry:
@@ -275,6 +291,7 @@ def task_entry(t: TaskAdapter, size: tuple[int, int], vocab_size: int, eos: int)
         metric=cfg.metric,
         trainable_params=t.meta.trainable_params,
         trainable_share=t.meta.trainable_share,
+        backbone_fingerprint=t.meta.backbone_fingerprint,
     )
 
 
@@ -287,13 +304,8 @@ def _publishable(root: Path) -> None:
 
 
 def _replace_dir(tmp: Path, out: Path, force: bool) -> None:
-    """Rename ``tmp`` to ``out``; an existing ``out`` (only with ``force``) is moved aside first, then deleted."""
-    if out.exists():
-        if not force:
-            raise ConfigError(f"--out {out}: already exists (pass --force to replace it)")
-        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-        os.replace(out, old / "bundle")
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+    """Swap the complete bundle ``tmp`` into ``out`` (an existing ``out`` only with ``force``): ``out`` is
+    always the old or the new bundle, even when killed (:func:`edgevlm.core.fsutil.replace_dir`)."""
+    if out.exists() and not force:
+        raise ConfigError(f"--out {out}: already exists (pass --force to replace it)")
+    fsutil.replace_dir(tmp, out)

@@ -359,8 +359,13 @@ def test_find_task_entry_from_sidecar_or_entry_names_the_bad_field(tmp_path):
     fields = {**old_manifest()["tasks"]["nlg"], "name": "nlg2"}
     card = tmp_path / "nlg2.onnx_adapter"
     card.with_suffix(".json").write_text(json.dumps(fields))
+    with pytest.raises(BundleError, match=r"nlg2\.json: backbone_fingerprint: missing"):  # a sidecar names its backbone
+        find_task_entry(card, None, mine)
+    fields["backbone_fingerprint"] = mine.fingerprint
+    card.with_suffix(".json").write_text(json.dumps(fields))
     name, entry, _ = find_task_entry(card, None, mine)
-    assert name == "nlg2" and entry == Manifest.from_json(old_manifest(), WHERE).tasks["nlg"]
+    expected = Manifest.from_json(old_manifest(), WHERE).tasks["nlg"]
+    assert name == "nlg2" and entry == dataclasses.replace(expected, backbone_fingerprint=mine.fingerprint)
     card.with_suffix(".json").write_text(json.dumps({**fields, "bottleneck": 0}))
     with pytest.raises(BundleError) as e:
         find_task_entry(card, None, mine)

@@ -289,7 +289,10 @@ def test_adapter_that_does_not_fit_its_manifest_entry(bundle, tmp_path):
     shutil.copy(root / "adapters/qa.onnx_adapter", root / "adapters/nlg.onnx_adapter")
     rewrite_manifest(
         root,
-        lambda m: m["files"].update({"adapters/nlg.onnx_adapter": sha256_file(root / "adapters/nlg.onnx_adapter")}),
+        lambda m: (
+            m["files"].update({"adapters/nlg.onnx_adapter": sha256_file(root / "adapters/nlg.onnx_adapter")}),
+            m["sizes"].update({"adapters/nlg.onnx_adapter": (root / "adapters/nlg.onnx_adapter").stat().st_size}),
+        ),
     )
     with pytest.raises(BundleError, match=r"tasks\.nlg\.bottleneck is 10 but nlg\.onnx_adapter has bottleneck 300"):
         Runtime.load(root)

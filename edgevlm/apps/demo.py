@@ -58,7 +58,14 @@ def train_or_reuse(cache: Path, steps: int, progress: bool) -> dict[str, Path]:
             print(f"  {name}: reusing {d}")
         else:
             spec = TrainSpec(
-                tasks=name, out=out, bottleneck=b, steps=steps, eval_every=steps, save_every=steps, progress=progress
+                tasks=name,
+                out=out,
+                bottleneck=b,
+                steps=steps,
+                eval_every=steps,
+                save_every=steps,
+                progress=progress,
+                force=True,  # the cache's other tasks stay; this task's stale adapter is replaced
             )
             d = train(spec).paths[name]
         dirs[name] = d

@@ -21,11 +21,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgevlm.core import names
+from edgevlm.core import identity, names
 from edgevlm.core.errors import BundleError
 from edgevlm.core.manifest import (  # noqa: F401  (the contract's names, importable from here)
     QUANT_MODES,
     SCHEMA_VERSION,
+    TASK_NAME,
     BackboneRecord,
     GenerationDefaults,
     Manifest,
@@ -38,6 +39,7 @@ BACKBONE_FILE = "backbone.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 ADAPTER_DIR = "adapters"
 ADAPTER_SUFFIX = ".onnx_adapter"
+MAX_JSON_BYTES = 16 << 20  # a manifest of thousands of tasks is ~ 1 MB
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -70,21 +72,35 @@ def check_paths(m: Manifest, root: Path) -> Manifest:
 
 
 def verify_files(m: Manifest, root: Path) -> None:
-    """Every listed file exists and matches its sha256 (the error names the file)."""
-    for rel, digest in m.files.items():
-        path = confined(root, rel, "file")
+    """Every listed file exists, has its recorded size (checked first: no hashing of a wrong file) and
+    matches its sha256 (the error names the file)."""
+    paths = {rel: confined(root, rel, "file") for rel in m.files}
+    for rel, path in paths.items():
         if not path.is_file():
             raise BundleError(f"{path}: listed in the manifest but missing")
+        size = path.stat().st_size
+        if rel in m.sizes and size != m.sizes[rel]:
+            raise BundleError(
+                f"{path}: checksum mismatch (file truncated or modified: {size} bytes, manifest: {m.sizes[rel]})"
+            )
+    for rel, digest in m.files.items():
+        path = paths[rel]
         if sha256_file(path) != digest:
             raise BundleError(f"{path}: checksum mismatch (file truncated or modified)")
 
 
-def read_json(path: Path) -> Any:
-    """A JSON file's content; BundleError naming the file when it is not valid JSON."""
+def read_json(path: Path, limit: int = MAX_JSON_BYTES) -> Any:
+    """A JSON file's content; BundleError naming the file when it is too large, not UTF-8, nested too
+    deeply or not valid JSON."""
+    size = path.stat().st_size
+    if size > limit:
+        raise BundleError(f"{path}: {size} bytes, more than a manifest or sidecar may have ({limit})")
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_bytes().decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BundleError(f"{path}: invalid JSON ({e})") from None
+    except RecursionError:
+        raise BundleError(f"{path}: invalid JSON (nested too deeply)") from None
 
 
 def load_manifest(root: str | Path, verify: bool = True) -> Manifest:
@@ -108,15 +124,15 @@ def find_task_entry(path: Path, entry: Mapping | None, backbone: BackboneRecord)
     quantization of it fits).
     """
     if entry is not None:
-        name = entry.get("name", path.name.split(".")[0])
-        where = "add_task(entry=...)"
-        return name, TaskEntry.from_json(entry, where, backbone.vocab_size, ""), where
+        if not isinstance(entry, Mapping):
+            raise BundleError(f"add_task(entry=...): expected a dict of manifest task fields, got {entry!r:.60}")
+        return _standalone(entry, entry.get("name", path.name.split(".")[0]), "add_task(entry=...)", backbone)
     sidecar = path.with_suffix(".json")
     if sidecar.is_file():
         d = read_json(sidecar)
         if not isinstance(d, Mapping) or not isinstance(d.get("name"), str):
             raise BundleError(f"{sidecar}: expected an object with the task's 'name' and manifest fields")
-        return d["name"], TaskEntry.from_json(d, str(sidecar), backbone.vocab_size, ""), str(sidecar)
+        return _standalone(d, d["name"], str(sidecar), backbone)
     root = path.resolve().parent.parent
     if path.resolve().parent.name == ADAPTER_DIR and (root / MANIFEST).is_file():
         m = load_manifest(root)
@@ -126,6 +142,20 @@ def find_task_entry(path: Path, entry: Mapping | None, backbone: BackboneRecord)
             if confined(root, e.adapter_file, "file") == path.resolve():
                 return name, e, str(root / MANIFEST)
     raise BundleError(f"{path}: no task description (pass entry=..., or put {sidecar.name} next to it)")
+
+
+def _standalone(d: Mapping, name: Any, where: str, backbone: BackboneRecord) -> tuple[str, TaskEntry, str]:
+    """A task description outside a manifest: it must name the backbone its adapter was trained on."""
+    if not (isinstance(name, str) and TASK_NAME.match(name)):
+        raise BundleError(f"{where}: name: expected a task name of letters, digits, '_' or '-', got {name!r:.60}")
+    entry = TaskEntry.from_json(d, where, backbone.vocab_size, "")
+    if not entry.backbone_fingerprint:
+        raise BundleError(
+            f"{where}: backbone_fingerprint: missing (needed to tell which backbone the adapter belongs to; "
+            "copy it from the manifest the adapter was exported with)"
+        )
+    identity.check_task_fingerprint(entry.backbone_fingerprint, backbone.fingerprint, where)
+    return name, entry, where
 
 
 def describe(m: Manifest) -> list[str]:

@@ -27,6 +27,7 @@ QUANT_MODES = ("fp32", "int8", "int4")
 ARCHITECTURES = ("gpt2", "llama")  # what the exporter can build; the runtime only needs the graph IO
 TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")  # as a training task name (core.config)
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+FINGERPRINT = re.compile(r"^[0-9a-f]{16,64}$")
 _MISSING = object()
 
 
@@ -130,7 +131,7 @@ class BackboneRecord:
             architecture=f("architecture", lambda v: v in ARCHITECTURES, f"one of {list(ARCHITECTURES)}", "gpt2"),
             n_kv_head=n_kv,
             head_dim=f("head_dim", _pos, POS, sizes["n_embd"] // sizes["n_head"]),
-            fingerprint=f("fingerprint", lambda v: isinstance(v, str), "a string", ""),
+            fingerprint=f("fingerprint", lambda v: v == "" or _fingerprint(v), "a hex fingerprint", ""),
             source=f("source", lambda v: isinstance(v, str), "a string", ""),
         )
 
@@ -194,6 +195,7 @@ class TaskEntry:
     metric: str | None = None
     trainable_params: int = 0
     trainable_share: float = 0.0  # percent of the backbone's parameters
+    backbone_fingerprint: str = ""  # of the backbone the adapter was trained on ("": a bundle's, older export)
 
     @classmethod
     def from_json(cls, obj: Any, where: str, vocab_size: int, path: str) -> TaskEntry:
@@ -217,6 +219,9 @@ class TaskEntry:
             metric=f("metric", _opt(_str), "a metric name or null", None),
             trainable_params=f("trainable_params", lambda v: _int(v) and v >= 0, "a count >= 0", 0),
             trainable_share=f("trainable_share", _share, "a percentage in [0, 100]", 0.0),
+            backbone_fingerprint=f(
+                "backbone_fingerprint", lambda v: v == "" or _fingerprint(v), "a hex fingerprint", ""
+            ),
         )
 
     def to_json(self) -> dict:
@@ -227,6 +232,10 @@ class TaskEntry:
 
 def _str_list(v: Any) -> bool:
     return isinstance(v, list) and bool(v) and all(_str(s) for s in v) and len(set(v)) == len(v)
+
+
+def _fingerprint(v: Any) -> bool:
+    return isinstance(v, str) and bool(FINGERPRINT.match(v))
 
 
 def _share(v: Any) -> bool:
@@ -241,12 +250,14 @@ class Manifest:
     tokenizer: TokenizerRecord
     tasks: Mapping[str, TaskEntry]
     files: Mapping[str, str] = field(default_factory=dict)  # relative path -> sha256
+    sizes: Mapping[str, int] = field(default_factory=dict)  # relative path -> bytes (checked before hashing)
     export_log: Mapping[str, Any] = field(default_factory=dict, compare=False)  # informational: timings, op counts
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", MappingProxyType(dict(self.tasks)))
         object.__setattr__(self, "files", MappingProxyType(dict(self.files)))
+        object.__setattr__(self, "sizes", MappingProxyType(dict(self.sizes)))
 
     @classmethod
     def from_json(cls, obj: Any, where: str) -> Manifest:
@@ -263,11 +274,18 @@ class Manifest:
         bad = next((k for k in tasks if not (isinstance(k, str) and TASK_NAME.match(k))), None)
         if bad is not None:
             raise _fail(where, "tasks", "task names of letters, digits, '_' or '-'", bad)
+        entries = {k: TaskEntry.from_json(v, where, bb.vocab_size, f"tasks.{k}") for k, v in tasks.items()}
+        for k, e in entries.items():
+            if e.backbone_fingerprint and e.backbone_fingerprint != bb.fingerprint:
+                raise BundleError(f"{where}: tasks.{k}.backbone_fingerprint: not backbone.fingerprint (other backbone)")
+        files = f("files", _checksums, "an object of file -> sha256 (at least one)")
+        sizes = f("sizes", _sizes, "an object of file -> byte count", {})
         return cls(
             backbone=bb,
             tokenizer=TokenizerRecord.from_json(f.sub("tokenizer").d, where, bb.vocab_size),
-            tasks={k: TaskEntry.from_json(v, where, bb.vocab_size, f"tasks.{k}") for k, v in tasks.items()},
-            files=f("files", _checksums, "an object of file -> sha256 (at least one)"),
+            tasks=entries,
+            files=files,
+            sizes=sizes,
             export_log=f("export_log", lambda v: isinstance(v, Mapping), "an object", {}),
         )
 
@@ -279,12 +297,17 @@ class Manifest:
             "io": self.backbone.io().names(),
             "tasks": {k: t.to_json() for k, t in self.tasks.items()},
             "files": dict(self.files),
+            "sizes": dict(self.sizes),
             "export_log": dict(self.export_log),
         }
 
     def referenced_files(self) -> list[str]:
         """Every file the manifest points at (each must be listed under ``files``)."""
         return [self.backbone.file, self.tokenizer.file] + [t.adapter_file for t in self.tasks.values()]
+
+
+def _sizes(v: Any) -> bool:
+    return isinstance(v, Mapping) and all(isinstance(k, str) and _int(n) and n >= 0 for k, n in v.items())
 
 
 def _checksums(v: Any) -> bool:

@@ -36,6 +36,7 @@ from tokenizers import Tokenizer
 from edgevlm.core import names
 from edgevlm.core.bundle import MANIFEST, Manifest, confined, find_task_entry, load_manifest
 from edgevlm.core.errors import BundleError, ConfigError, TaskError
+from edgevlm.core.identity import check_graph_metadata
 from edgevlm.core.prompts import build_prompt, encode_prompt, truncate_left
 from edgevlm.runtime import decoding
 from edgevlm.runtime.batching import Batch, Row
@@ -51,6 +52,18 @@ MIX_CACHE = 4  # task sets whose stacked adapters stay built (mixed batches)
 
 class InputTruncated(UserWarning):
     """The input was longer than the context allows and lost its oldest text."""
+
+
+def check_identity(session: ort.InferenceSession, m: Manifest, tokenizer: Tokenizer, root: Path) -> None:
+    """The graph is the manifest's backbone (fingerprint, sizes and quantization stored in it at export) and
+    the tokenizer's ids fit its vocabulary (a larger tokenizer would map text onto task-embedding ids)."""
+    check_graph_metadata(session.get_modelmeta().custom_metadata_map, m.backbone, str(root / m.backbone.file))
+    n = tokenizer.get_vocab_size(with_added_tokens=True)
+    if n > m.backbone.vocab_size:
+        raise BundleError(
+            f"{root / m.tokenizer.file}: the tokenizer has {n} tokens but the graph's vocabulary only "
+            f"{m.backbone.vocab_size} (tokenizer from another model)"
+        )
 
 
 class Runtime:
@@ -90,6 +103,7 @@ class Runtime:
             raise BundleError(f"{tok_path}: cannot read the tokenizer ({e})") from None
         session = open_session(confined(root, m.backbone.file, "backbone.file"), threads, spin)
         graph = check_graph(session, m, root / m.backbone.file)
+        check_identity(session, m, tokenizer, root)
         tasks = {
             name: load_task(
                 name, e, confined(root, e.adapter_file, f"tasks.{name}.adapter_file"), graph, str(root / MANIFEST)
@@ -266,6 +280,10 @@ class Runtime:
             raise ConfigError(f"input must be a string, got {type(text).__name__}")
         if not text.strip():
             raise ConfigError("input is empty")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:  # lone surrogates: undecodable bytes from argv or a file
+            raise ConfigError(f"input is not valid UTF-8 text (undecodable byte at character {e.start})") from None
         v = self.graph.vocab_size
         template = self._chat_template(task) if chat else task.template if task else None
         ids = encode_prompt(self.tokenizer, template, text, task.special_tokens if task else (), v)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from edgevlm.core import graphio
+from edgevlm.core import graphio, identity
 from edgevlm.core.bundle import Manifest, TaskEntry, check_adapter_against_graph
 from edgevlm.core.errors import BundleError, ConfigError
 
@@ -101,6 +101,7 @@ def load_adapter(path: Path, graph: Graph) -> tuple[ort.LoraAdapter, int, int]:
     bottleneck, n_tokens = check_adapter_against_graph(
         {k: v.shape() for k, v in params.items()}, graph.adapter_inputs, graph.n_embd, str(path)
     )
+    identity.check_values({k: v.numpy() for k, v in params.items()}, str(path), BundleError)  # NaN/Inf/absurd
     del params, fmt
     adapter = ort.LoraAdapter()
     adapter.Load(str(path))

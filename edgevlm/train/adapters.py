@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevlm.core.config import ADAPTER_WEIGHTS, AdapterMeta
+from edgevlm.core.config import ADAPTER_JSON, ADAPTER_WEIGHTS, AdapterMeta
 from edgevlm.core.errors import BackboneError, ConfigError
+from edgevlm.core.identity import check_values
 
 
 def save_adapter(directory: str | Path, tensors: dict[str, np.ndarray], meta: AdapterMeta) -> Path:
@@ -46,9 +47,24 @@ def load_adapter(directory: str | Path) -> tuple[AdapterMeta, dict[str, np.ndarr
     if not weights.is_file():
         raise ConfigError(f"{weights}: missing (expected the adapter's tensors)")
     try:
-        return meta, load_file(str(weights))
+        tensors, stored = load_file(str(weights)), _metadata(weights)
     except Exception as e:  # safetensors raises its own error types for corrupt files
         raise ConfigError(f"{weights}: cannot read safetensors ({e})") from None
+    fp = stored.get("backbone_fingerprint")
+    if fp is not None and fp != meta.backbone_fingerprint:
+        raise ConfigError(
+            f"{weights}: trained on backbone {fp} but {ADAPTER_JSON} names another backbone "
+            f"{meta.backbone_fingerprint} (files of different adapters)"
+        )
+    check_values(tensors, str(weights), ConfigError)
+    return meta, tensors
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as f:
+        return f.metadata() or {}
 
 
 def check_backbone(meta: AdapterMeta, fingerprint: str, source: str | Path) -> None:

@@ -21,6 +21,8 @@ from edgevlm.train.layout import task_dir
 from edgevlm.train.tasks import BUILTIN_TASKS, Example, builtin_task
 
 Split = tuple[Sequence[Example], Sequence[Example]]  # (train, valid)
+MAX_BOTTLENECK_RATIO = 4  # bottleneck <= 4 x n_embd (the tiny backbone's qa adapter: 300 on 128)
+MIN_MAX_LEN = 16  # task tokens + some source + some target
 
 
 def task_config(name: str, bottleneck: int | None) -> TaskConfig:
@@ -116,6 +118,7 @@ class TrainSpec:
     full: bool = False
     distill_from: str | Path | None = None
     resume: bool = False
+    force: bool = False
     progress: bool = True
     grad_accum: int = 1
     device: str = "auto"
@@ -135,6 +138,10 @@ class TrainSpec:
             v = getattr(self, name)
             if not _is_int(v) or v <= 0:
                 raise ConfigError(f"{_flag(name)} must be a positive integer, got {v!r}")
+        if self.max_len < MIN_MAX_LEN:
+            raise ConfigError(
+                f"--max-len must be at least {MIN_MAX_LEN} (task tokens, source and target), got {self.max_len}"
+            )
         if self.bottleneck is not None and (not _is_int(self.bottleneck) or self.bottleneck <= 0):
             raise ConfigError(f"--bottleneck must be a positive integer, got {self.bottleneck!r}")
         if self.lr is not None and (
@@ -145,7 +152,7 @@ class TrainSpec:
             raise ConfigError(f"--lr must be a positive number, got {self.lr!r}")
         if not _is_int(self.seed) or self.seed < 0:
             raise ConfigError(f"--seed must be a non-negative integer, got {self.seed!r}")
-        for name in ("full", "resume", "progress"):
+        for name in ("full", "resume", "force", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{_flag(name)} must be True or False, got {getattr(self, name)!r}")
         self._check_distributed()
@@ -261,6 +268,20 @@ def spec_examples(spec: TrainSpec, backbone) -> list[tuple[TaskConfig, list[Exam
     return out
 
 
+def check_sizes(spec: TrainSpec, sizes) -> None:
+    """Options that must fit the backbone: bottleneck at most MAX_BOTTLENECK_RATIO x its width (the paper's
+    largest is 300 on 768), ``max_len`` within its context."""
+    limit = MAX_BOTTLENECK_RATIO * sizes.n_embd
+    for cfg in spec.tasks:
+        if cfg.bottleneck > limit:
+            raise ConfigError(
+                f"--bottleneck {cfg.bottleneck} (task {cfg.name!r}): at most {MAX_BOTTLENECK_RATIO} x the backbone's "
+                f"width n_embd={sizes.n_embd} = {limit}"
+            )
+    if spec.max_len > sizes.n_positions:
+        raise ConfigError(f"--max-len {spec.max_len}: beyond the backbone's context n_positions={sizes.n_positions}")
+
+
 def prepare(spec: TrainSpec):
     """(vlm, backbone, task datas, train config) for ``spec``: the seeded model with every task added."""
     import torch
@@ -271,6 +292,7 @@ def prepare(spec: TrainSpec):
 
     tc = spec.train_config()
     backbone = load_spec_backbone(spec)
+    check_sizes(spec, backbone.sizes)
     splits = spec_examples(spec, backbone)
     torch.manual_seed(tc.seed)  # adapter initialisation is part of the seeded run
     vlm = VLM(backbone.model)
@@ -284,11 +306,17 @@ def prepare(spec: TrainSpec):
 
 
 def check_out(spec: TrainSpec) -> None:
-    """Refuse an ``out`` holding an adapter of the old single-task layout (it would hide the new task dirs)."""
+    """Refuse an ``out`` holding an adapter of the old single-task layout (it would hide the new task dirs),
+    and a non-empty ``out`` unless ``resume`` or ``force`` (which replaces only this run's task directories)."""
     if (spec.out / ADAPTER_JSON).is_file():
         raise ConfigError(
             f"--out {spec.out}: holds a single-task adapter of the old layout ({ADAPTER_JSON}); "
             f"choose another --out (it now receives one {task_dir(spec.out, '<task>')} per task)"
+        )
+    if spec.out.is_dir() and not (spec.resume or spec.force) and any(spec.out.iterdir()):
+        raise ConfigError(
+            f"--out {spec.out}: is not empty (pass --force to replace this run's task adapters in it, "
+            "--resume to continue its checkpoint, or choose another --out)"
         )
 
 

@@ -65,6 +65,15 @@ def fingerprint(model) -> str:
     return for_model(model).fingerprint(model)
 
 
+def check_weights(model, path: Path) -> None:
+    """Refuse a checkpoint with NaN or infinite weights (BackboneError naming the tensor)."""
+    import torch
+
+    for name, p in model.named_parameters():
+        if not bool(torch.isfinite(p).all()):
+            raise BackboneError(f"{path}: weight {name} holds NaN or infinite values; refused")
+
+
 def load_tokenizer(directory: Path):
     """``tokenizer.json`` if present, else GPT-2's ``vocab.json`` + ``merges.txt``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
@@ -121,8 +130,12 @@ def load_backbone(spec: str | Path) -> Backbone:
     cfg = read_json(cfg_file, "a Hugging Face model directory")
     arch = for_model_type(cfg.get("model_type"), str(cfg_file))
     arch.check_config(cfg, str(cfg_file))
-    model = arch.model_class().from_pretrained(str(path), attn_implementation="eager", dtype="float32")
+    try:
+        model = arch.model_class().from_pretrained(str(path), attn_implementation="eager", dtype="float32")
+    except (OSError, ValueError) as e:  # no or unreadable weight files
+        raise BackboneError(f"{path}: cannot load the weights ({str(e).splitlines()[0][:200]})") from None
     model.eval()
+    check_weights(model, path)
     tok = load_tokenizer(path)
     tcfg_file = path / "tokenizer_config.json"
     tcfg = read_json(tcfg_file, "tokenizer settings") if tcfg_file.is_file() else {}

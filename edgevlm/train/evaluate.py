@@ -157,6 +157,23 @@ def eval_examples(task: str, data: str | None, fmt: str | None) -> list[Example]
     return mini_task(task, "test")
 
 
+MAX_EVAL_BEAMS = 64  # as the runtime's limit (edgevlm.runtime.generation.MAX_BEAMS)
+
+
+def check_eval_options(num_beams: int, limit: int | None, max_new_tokens: int | None) -> None:
+    """One-line ConfigErrors for eval's numeric options (integers, not bools; in range)."""
+
+    def bad(v, low: int, high: int | None = None) -> bool:
+        return not isinstance(v, int) or isinstance(v, bool) or v < low or (high is not None and v > high)
+
+    if bad(num_beams, 1, MAX_EVAL_BEAMS):
+        raise ConfigError(f"--num-beams must be an integer in [1, {MAX_EVAL_BEAMS}], got {num_beams!r}")
+    if limit is not None and bad(limit, 1):
+        raise ConfigError(f"--limit must be a positive integer, got {limit!r}")
+    if max_new_tokens is not None and bad(max_new_tokens, 1):
+        raise ConfigError(f"--max-new-tokens must be a positive integer, got {max_new_tokens!r}")
+
+
 def evaluate_adapter(
     adapter: str | Path,
     data: str | None = None,
@@ -170,8 +187,7 @@ def evaluate_adapter(
     progress: bool = True,
 ) -> dict:
     """``edgevlm eval`` as a call: metrics (plus ``perplexity``) of a trained adapter on ``data``."""
-    if limit is not None and limit <= 0:
-        raise ConfigError(f"--limit must be positive, got {limit}")
+    check_eval_options(num_beams, limit, max_new_tokens)
     vlm, bb, meta = load_model(adapter, backbone, task)
     cfg = meta.task
     examples = eval_examples(cfg.name, data, fmt)

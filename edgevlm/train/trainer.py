@@ -17,6 +17,7 @@ import torch
 
 from edgevlm.core.config import AdapterMeta, TaskConfig, atomic_write_text
 from edgevlm.core.errors import ConfigError, DistributedError
+from edgevlm.train import checkpoint
 from edgevlm.train.adapters import save_adapter
 from edgevlm.train.backbone import Backbone
 from edgevlm.train.data import IGNORE, Encoded, collate
@@ -24,7 +25,7 @@ from edgevlm.train.distributed import LOCAL, Dist
 from edgevlm.train.layout import BACKBONE_DIR, SUMMARY_JSON, task_dir
 from edgevlm.train.model import VLM
 
-CHECKPOINT = "checkpoint"
+CHECKPOINT = checkpoint.CHECKPOINT
 
 
 @dataclass
@@ -121,28 +122,33 @@ def save_checkpoint(out: Path, params, opt, sched, step: int, gen: torch.Generat
             tensors[f"opt.{i}.{k}"] = v.detach().cpu().reshape(-1) if v.dim() == 0 else v.detach().cpu().contiguous()
     tensors["rng.data"] = gen.get_state()
     tensors["rng.torch"] = torch.get_rng_state()
-    tmp = out / f".{CHECKPOINT}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(tensors, str(tmp / "state.safetensors"))
-    (tmp / "state.json").write_text(json.dumps({"step": step, "sched": sched.state_dict(), "history": history}))
-    shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
-    tmp.rename(out / CHECKPOINT)
+    meta = {"step": step, "sched": sched.state_dict(), "history": history}
+    checkpoint.publish(out, lambda d: save_file(tensors, str(d / checkpoint.STATE_TENSORS)), meta)
 
 
-def load_checkpoint(out: Path, params, opt, sched, gen: torch.Generator, ctx: Dist = LOCAL) -> tuple[int, list]:
-    """Restore what :func:`save_checkpoint` wrote; every rank gets rank 0's copy (only rank 0 needs to see it)."""
+def load_checkpoint(
+    out: Path, params, opt, sched, gen: torch.Generator, ctx: Dist = LOCAL, steps: int | None = None
+) -> tuple[int, list]:
+    """Restore what :func:`save_checkpoint` wrote; every rank gets rank 0's copy (only rank 0 needs to see it).
+    A complete checkpoint that a killed swap left beside ``checkpoint/`` is used (:func:`checkpoint.find`)."""
     from safetensors.torch import load
 
+    if ctx.main:
+        checkpoint.find(out)
     ck = out / CHECKPOINT
-    raw = ctx.read_on_main(ck / "state.json")
+    raw = ctx.read_on_main(ck / checkpoint.STATE_JSON)
     if raw is None:
-        raise ConfigError(f"--resume: no checkpoint in {ck}")
-    tensors = load(ctx.read_on_main(ck / "state.safetensors") or b"")
+        raise ConfigError(f"--resume: no complete checkpoint in {ck}")
     meta = json.loads(raw)
+    if steps is not None and meta["step"] >= steps:
+        raise ConfigError(f"--resume: the checkpoint in {out} is at step {meta['step']}, not before --steps {steps}")
+    try:
+        tensors = load(ctx.read_on_main(ck / checkpoint.STATE_TENSORS) or b"")
+    except Exception as e:  # safetensors' own error types for corrupt files
+        raise ConfigError(f"{ck / checkpoint.STATE_TENSORS}: cannot read the checkpoint ({e})") from None
     with torch.no_grad():
         for i, p in enumerate(params):
-            if tensors[f"param.{i}"].shape != p.shape:
+            if f"param.{i}" not in tensors or tensors[f"param.{i}"].shape != p.shape:
                 raise ConfigError(f"{ck}: checkpoint does not match this model/task set (param {i})")
             p.copy_(tensors[f"param.{i}"])
             st = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"opt.{i}.")}
@@ -206,7 +212,7 @@ def start_state(vlm: VLM, backbone: Backbone, datas: list[TaskData], tc: TrainCo
     params = trainable(vlm, [d.cfg.name for d in datas], tc.full)
     opt, sched = make_optimizer(params, tc)
     if resume:
-        start, history = load_checkpoint(out, params, opt, sched, gen, ctx)
+        start, history = load_checkpoint(out, params, opt, sched, gen, ctx, tc.steps)
     else:
         start, history = 0, [{"step": 0, **validation_losses(vlm, datas, backbone.eos_token_id, ctx)}]
     ctx.broadcast_(params)

@@ -122,20 +122,38 @@ def _task(args, rt) -> str | None:
 
 
 def interact(rt, task: str | None, options: dict, chat: bool = False) -> int:
-    """One output per input line until EOF; a bad line gets its one-line error and the loop goes on."""
+    """One output per input line until EOF; a bad line (not UTF-8, empty, too long...) gets its one-line
+    error on stderr and the loop goes on with the next one."""
     from edgevlm.core.errors import EdgeVLMError
 
     status, interactive = 0, sys.stdin.isatty()
-    while True:
-        if interactive:
-            print(f"{task or ('chat' if chat else 'plain')}> ", end="", flush=True)
-        line = sys.stdin.readline()
-        if not line:
-            return status
+    for number, raw in enumerate(_lines(interactive, task or ("chat" if chat else "plain")), 1):
+        try:
+            line = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as e:
+            print(
+                f"edgevlm run: error: stdin line {number}: not UTF-8 text ({e.reason} at byte {e.start})",
+                file=sys.stderr,
+            )
+            status = ConfigError.exit_code
+            continue
         if not line.strip():
             continue
         try:
-            answer(rt, line.rstrip("\n"), task, options, chat=chat)
+            answer(rt, line, task, options, chat=chat)
         except EdgeVLMError as e:
-            print(f"edgevlm run: error: {e}", file=sys.stderr)
+            print(f"edgevlm run: error: stdin line {number}: {e}", file=sys.stderr)
             status = e.exit_code
+    return status
+
+
+def _lines(interactive: bool, prompt: str):
+    """stdin's lines as bytes (decoded one by one, so one bad line cannot end the loop)."""
+    while True:
+        if interactive:
+            print(f"{prompt}> ", end="", flush=True)
+        stream = getattr(sys.stdin, "buffer", None)  # a text-only stream (tests, embedding): re-encoded as read
+        raw = stream.readline() if stream is not None else sys.stdin.readline().encode("utf-8", "surrogateescape")
+        if not raw:
+            return
+        yield raw

@@ -55,6 +55,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--full", action="store_true", help="fully fine-tune the backbone (the paper's baseline)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument(
+        "--force", action="store_true", help="train into a non-empty --out (replaces only this run's task adapters)"
+    )
     p.add_argument("--distill-from", help="teacher directory (a --full output): train on its greedy outputs")
     p.add_argument("--out", required=True, help="output directory: one OUT/<task>/ adapter directory per task")
     p.set_defaults(func=run)
@@ -65,7 +68,7 @@ def spec_from_args(args):
     from edgevlm.train.api import TrainSpec
 
     keys = ("backbone", "data", "valid_data", "format", "bottleneck", "steps", "batch_size", "lr", "seed")
-    keys += ("eval_every", "save_every", "max_len", "full", "distill_from", "resume", "out")
+    keys += ("eval_every", "save_every", "max_len", "full", "distill_from", "resume", "force", "out")
     keys += ("grad_accum", "device", "precision", "dist_timeout")
     return TrainSpec(tasks=args.task, **{k: getattr(args, k) for k in keys})
 

@@ -1,0 +1,76 @@
+"""The backbone's identity inside its graph (stdlib only): the exporter writes the manifest's backbone
+record (weight fingerprint, sizes, quantization) into ``backbone.onnx``'s metadata, and the runtime compares
+the two at load. A graph from another backbone (same layout, other weights), another quantization or
+another context length cannot pass for the one the manifest describes, even with rewritten checksums.
+
+The fingerprint is the sha256 over every fp32 weight tensor of the source checkpoint (and its sizes), see
+:meth:`edgevlm.train.arch.base.Arch.fingerprint`; adapters record the fingerprint of the backbone they
+were trained on, and task entries and adapter sidecars carry it as ``backbone_fingerprint``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from edgevlm.core.errors import BundleError
+
+GRAPH_METADATA_KEY = "edgevlm.backbone"
+FIELDS = ("fingerprint", "architecture", "quantization", "n_layer", "n_head", "n_kv_head", "head_dim", "n_embd")
+FIELDS += ("vocab_size", "n_positions")
+MAX_ABS_WEIGHT = 1e4  # adapter/task-embedding values beyond this are refused as absurd (trained ones are < 10)
+REEXPORT = "re-export the bundle with this edgevlm ('edgevlm export ... --force')"
+
+
+def graph_metadata(backbone: Any) -> dict[str, str]:
+    """The metadata the exporter stores in the graph for ``backbone`` (a manifest BackboneRecord)."""
+    return {GRAPH_METADATA_KEY: json.dumps({k: getattr(backbone, k) for k in FIELDS}, sort_keys=True)}
+
+
+def check_graph_metadata(metadata: Mapping[str, str], backbone: Any, where: str) -> None:
+    """The graph's stored record must equal the manifest's ``backbone`` field by field; BundleError naming
+    ``where`` (the graph file) and the first field that differs."""
+    raw = metadata.get(GRAPH_METADATA_KEY)
+    if raw is None:
+        raise BundleError(f"{where}: the graph carries no backbone fingerprint (older or foreign export); {REEXPORT}")
+    try:
+        stored = json.loads(raw)
+    except ValueError:
+        stored = None
+    if not isinstance(stored, dict):
+        raise BundleError(f"{where}: metadata {GRAPH_METADATA_KEY} is not a JSON object; {REEXPORT}")
+    for k in FIELDS:
+        if stored.get(k) != getattr(backbone, k):
+            raise BundleError(
+                f"{where}: the graph was exported for backbone.{k}={stored.get(k)!r} but the manifest says "
+                f"{getattr(backbone, k)!r} (graph and manifest belong to different exports)"
+            )
+
+
+def check_task_fingerprint(task_fp: str, backbone_fp: str, where: str) -> None:
+    """A task entry's ``backbone_fingerprint`` must be the loaded backbone's."""
+    if task_fp != backbone_fp:
+        raise BundleError(
+            f"{where}: backbone_fingerprint {task_fp!r}: the adapter was trained on another backbone "
+            f"(this one is {backbone_fp!r})"
+        )
+
+
+def check_values(tensors: Mapping[str, Any], where: str, error: type[Exception], limit: float = MAX_ABS_WEIGHT):
+    """Refuse NaN, infinity or a magnitude over ``limit`` in any of ``tensors`` (name -> array) with
+    ``error`` naming ``where`` and the tensor."""
+    for name, t in tensors.items():
+        a = np.asarray(t)
+        if a.dtype.kind != "f" or not a.size:
+            continue
+        bad = ~np.isfinite(a)
+        if not bad.any():
+            bad = np.abs(a) > limit
+        if bad.any():
+            v = float(a[bad].flat[0])
+            what = "NaN" if math.isnan(v) else "infinity" if math.isinf(v) else f"the absurd value {v:.3g}"
+            raise error(f"{where}: tensor {name} holds {what} ({int(bad.sum())} of {a.size} values); refused")
