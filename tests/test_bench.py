@@ -209,7 +209,8 @@ def test_bench_quick_smoke(tmp_path):
         [str(exe), "bench", "--quick", "--out", str(tmp_path)], capture_output=True, text=True, timeout=900, cwd=REPO
     )
     assert p.returncode == 0, p.stderr[-2000:]
-    for suite, plot in (("footprint", "memory_vs_tasks.png"), ("latency", "tokens_per_s.png"), ("quality", "mini.png")):
+    suites = (("footprint", "memory_vs_tasks.png"), ("latency", "tokens_per_s.png"), ("quality", "mini.png"))
+    for suite, plot in (*suites, ("serving", "throughput.png")):
         d = tmp_path / suite
         doc = json.loads((d / "results.json").read_text())
         assert doc["quick"] and doc["command"].startswith("edgevlm bench --quick") and doc["records"]

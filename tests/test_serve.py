@@ -93,6 +93,16 @@ def test_streaming_yields_the_non_streaming_text(server, chat):
         key = (lambda c: c["delta"].get("content", "")) if chat else (lambda c: c["text"])
         assert "".join(key(e["choices"][0]) for e in events) == want
         assert events[-1]["choices"][0]["finish_reason"] == choice["finish_reason"]
+        assert events[-1]["usage"] == json.loads(whole)["usage"]
+
+
+def test_min_tokens_suppresses_eos(server, rt):
+    body = {"model": PLAIN_MODEL, "prompt": "name[Aromi] =>", "max_tokens": 40}
+    short = json.loads(_call(server.url, "/v1/completions", body)[2])
+    assert short["usage"]["completion_tokens"] < 40  # the backbone ends this line early by itself
+    full = json.loads(_call(server.url, "/v1/completions", {**body, "min_tokens": 40})[2])
+    assert full["usage"]["completion_tokens"] == 40 and full["choices"][0]["finish_reason"] == "length"
+    assert full["choices"][0]["text"] == rt.generate("name[Aromi] =>", max_new_tokens=40, min_new_tokens=40)
 
 
 def test_models_and_health(server, rt):
@@ -116,6 +126,7 @@ BAD = [
     ({"model": "nlg", "prompt": "x", "stream": "yes"}, 400, "stream must be true or false"),
     ({"model": "nlg", "prompt": "   "}, 400, "prompt must be a non-empty string"),
     ({"model": "nlg", "prompt": "x", "n": 2}, 400, "n must be 1"),
+    ({"model": "nlg", "prompt": "x", "max_tokens": 3, "min_tokens": 4}, 400, "min_tokens=4 is larger"),
     ("x" * (2 << 20), 413, "over the limit"),
 ]
 

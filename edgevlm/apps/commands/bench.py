@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from edgevlm.core.errors import ConfigError
 
-SUITES = ("footprint", "latency", "quality")
+SUITES = ("footprint", "latency", "quality", "serving")
 
 
 def register(sub) -> None:
     p = sub.add_parser(
         "bench",
-        help="benchmark footprint, latency and quality against PyTorch and optimum",
+        help="benchmark footprint, latency and quality against PyTorch and optimum; mixed-task serving throughput",
         description="Writes JSON, a markdown table and PNG plots per suite under OUT/<suite>/.",
     )
     p.add_argument("--suite", choices=SUITES + ("all",), default="all", help="which suite to run (default all)")
@@ -20,7 +20,7 @@ def register(sub) -> None:
     p.add_argument("--out", help="results root (default benchmarks/results)")
     p.add_argument("--threads", type=int, help="threads per engine (default: all cores)")
     p.add_argument("--work", help="keep built models, bundles and adapters here and reuse them (default: temp dirs)")
-    p.add_argument("--sizes", help="latency: comma-separated sizes among tiny,gpt2-small,gpt2-medium")
+    p.add_argument("--sizes", help="latency, serving: comma-separated sizes among tiny,gpt2-small,gpt2-medium")
     p.add_argument("--size", help="footprint: the backbone (tiny, gpt2-small, gpt2-medium)")
     p.add_argument("--e2e", help="quality: E2E devset CSV (default ../shared/data/e2e/devset.csv)")
     p.set_defaults(func=run)
@@ -41,7 +41,7 @@ def check(args) -> list[str] | None:
 
 
 def run(args) -> int:
-    from edgevlm.benchmarks import footprint, latency, quality
+    from edgevlm.benchmarks import footprint, latency, quality, serving
 
     sizes = check(args)
     suites = SUITES if args.suite == "all" else (args.suite,)
@@ -51,6 +51,8 @@ def run(args) -> int:
             written.append(footprint.run(args.quick, args.out, args.threads, args.size, args.work))
         elif s == "latency":
             written.append(latency.run(args.quick, args.out, args.threads, sizes, args.work))
+        elif s == "serving":
+            written.append(serving.run(args.quick, args.out, args.threads, sizes, args.work))
         else:
             written.append(quality.run(args.quick, args.out, args.threads, args.work, args.e2e))
     for w in written:

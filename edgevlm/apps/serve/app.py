@@ -127,10 +127,10 @@ class Service:
                     yield _sse(RequestError(500, f"generation failed: {item}", "server_error").body())
                     break
                 piece, done = item
-                if piece:
+                if piece or not done:  # one event per token, even one that completes no character yet
                     yield _sse(protocol.chunk(p, piece, None, rid, chat))
                 if done:
-                    yield _sse(protocol.chunk(p, "", row.reason, rid, chat))
+                    yield _sse(protocol.chunk(p, "", row.reason, rid, chat, (len(row.prompt), row.n)))
                     break
             yield "data: [DONE]\n\n"
         finally:

@@ -75,9 +75,12 @@ def options(body: dict, n_positions: int) -> dict:
     temperature = _number(body, "temperature", 0.0, 2.0)
     top_p = _number(body, "top_p", 0.0, 1.0, inclusive_low=False)
     seed = _integer(body, "seed", 0)
+    min_tokens = _integer(body, "min_tokens", 0) or 0  # vLLM's extension: no EOS before this many tokens
+    if max_tokens is not None and min_tokens > max_tokens:
+        raise RequestError(400, f"min_tokens={min_tokens} is larger than max_tokens={max_tokens}")
     if _integer(body, "n", 1) not in (None, 1):
         raise RequestError(400, f"n must be 1 (one choice per request), got {body['n']!r}")
-    opts: dict = {"max_new_tokens": max_tokens, "stop": _stop(body), "seed": seed}
+    opts: dict = {"max_new_tokens": max_tokens, "min_new_tokens": min_tokens, "stop": _stop(body), "seed": seed}
     if temperature:
         opts.update(do_sample=True, temperature=float(temperature), top_p=float(top_p or 1.0))
     return opts
@@ -128,17 +131,20 @@ def completion(p: Parsed, text: str, reason: str | None, usage: tuple[int, int],
     }
 
 
-def chunk(p: Parsed, piece: str, reason: str | None, rid: str, chat: bool) -> dict:
-    """One server-sent event's body while streaming."""
+def chunk(p: Parsed, piece: str, reason: str | None, rid: str, chat: bool, usage: tuple | None = None) -> dict:
+    """One server-sent event's body while streaming (the last one, with ``reason``, also carries ``usage``)."""
     choice: dict = {"index": 0, "finish_reason": reason}
     choice.update({"delta": {"content": piece} if piece else {}} if chat else {"text": piece, "logprobs": None})
-    return {
+    out = {
         "id": rid,
         "object": "chat.completion.chunk" if chat else "text_completion",
         "created": int(time.time()),
         "model": p.model,
         "choices": [choice],
     }
+    if usage is not None:
+        out["usage"] = {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}
+    return out
 
 
 def request_id(chat: bool) -> str:
