@@ -184,16 +184,12 @@ def fit(
     say = print if progress and ctx.main else (lambda *a, **k: None)
     say(ctx.describe(tc.batch_size, tc.grad_accum), file=sys.stderr, flush=True)
     vlm.train()
-    t0 = time.perf_counter()
     try:
-        last = run_steps(vlm, datas, tc, out, state, backbone.eos_token_id, start, history, progress, ctx)
+        last, secs = run_steps(vlm, datas, tc, out, state, backbone.eos_token_id, start, history, progress, ctx)
     except DistributedError as e:
         raise DistributedError(f"{e}; {resume_hint(out, ctx)}") from None
-    n, secs = tc.steps - start, time.perf_counter() - t0
-    say(
-        f"{n} steps in {secs:.1f} s: {n * tc.batch_size * ctx.world * tc.grad_accum / max(secs, 1e-9):.1f} examples/s",
-        file=sys.stderr,
-    )
+    n = (tc.steps - start) * tc.batch_size * ctx.world * tc.grad_accum
+    say(f"{tc.steps - start} steps in {secs:.1f} s: {n / max(secs, 1e-9):.1f} examples/s", file=sys.stderr)
     vlm.eval()
     summary = write_outputs(vlm, backbone, datas, tc, out, history, last, ctx)
     ctx.barrier("waiting for rank 0 to write the outputs")
@@ -265,20 +261,22 @@ def run_steps(
     vlm: VLM, datas: list[TaskData], tc: TrainConfig, out: Path, state, pad: int, start: int, history, progress, ctx
 ):
     """Optimisation steps ``start..tc.steps`` (validation appended to ``history``, checkpoints every
-    ``save_every``); returns each task's last training loss."""
+    ``save_every``); returns each task's last training loss and the seconds spent in optimizer steps."""
     from tqdm.auto import tqdm
 
     params, opt, sched, gen = state
     last: dict[str, float] = {}
     names = "+".join(d.cfg.name for d in datas)
-    show = progress and ctx.main
+    show, busy = progress and ctx.main, 0.0
     bar = tqdm(
         range(start, tc.steps), initial=start, total=tc.steps, desc=f"train {names}", unit="step", disable=not show
     )
     for step in bar:
         d = datas[step % len(datas)]
         ctx.seed_step(tc.seed, step)
+        t0 = time.perf_counter()
         last[d.cfg.name] = optimise(vlm, *step_batches(d, tc, gen, pad, ctx), d.cfg.name, state, tc.clip, ctx)
+        busy += time.perf_counter() - t0
         bar.set_postfix(task=d.cfg.name, loss=f"{last[d.cfg.name]:.3f}")
         if (step + 1) % tc.eval_every == 0 or step + 1 == tc.steps:
             history.append({"step": step + 1, **validation_losses(vlm, datas, pad, ctx)})
@@ -288,7 +286,7 @@ def run_steps(
         if (step + 1) % tc.save_every == 0 and step + 1 < tc.steps and ctx.main:
             save_checkpoint(out, params, opt, sched, step + 1, gen, history)
         ctx.fault_point(step + 1)
-    return last
+    return last, busy
 
 
 def save_full_backbone(vlm: VLM, backbone: Backbone, bdir: Path) -> str:
