@@ -21,7 +21,8 @@ from edgevlm.train.layout import task_dir
 from edgevlm.train.tasks import BUILTIN_TASKS, Example, builtin_task
 
 Split = tuple[Sequence[Example], Sequence[Example]]  # (train, valid)
-MAX_BOTTLENECK_RATIO = 4  # bottleneck <= 4 x n_embd (the tiny backbone's qa adapter: 300 on 128)
+MAX_BOTTLENECK_RATIO = 4  # bottleneck <= max(4 x n_embd, MIN_BOTTLENECK_LIMIT)
+MIN_BOTTLENECK_LIMIT = 512  # the paper's bottlenecks (<= 300) fit any backbone, even a 64-wide test model
 MIN_MAX_LEN = 16  # task tokens + some source + some target
 
 
@@ -269,14 +270,14 @@ def spec_examples(spec: TrainSpec, backbone) -> list[tuple[TaskConfig, list[Exam
 
 
 def check_sizes(spec: TrainSpec, sizes) -> None:
-    """Options that must fit the backbone: bottleneck at most MAX_BOTTLENECK_RATIO x its width (the paper's
-    largest is 300 on 768), ``max_len`` within its context."""
-    limit = MAX_BOTTLENECK_RATIO * sizes.n_embd
+    """Options that must fit the backbone: a bottleneck of at most ``max(4 x n_embd, 512)`` (the paper's
+    largest, 300, fits every backbone; 20,000 would be 370 M parameters on GPT-2), ``max_len`` within its context."""
+    limit = max(MAX_BOTTLENECK_RATIO * sizes.n_embd, MIN_BOTTLENECK_LIMIT)
     for cfg in spec.tasks:
         if cfg.bottleneck > limit:
             raise ConfigError(
-                f"--bottleneck {cfg.bottleneck} (task {cfg.name!r}): at most {MAX_BOTTLENECK_RATIO} x the backbone's "
-                f"width n_embd={sizes.n_embd} = {limit}"
+                f"--bottleneck {cfg.bottleneck} (task {cfg.name!r}): at most max({MAX_BOTTLENECK_RATIO} x n_embd, "
+                f"{MIN_BOTTLENECK_LIMIT}) = {limit} for this backbone (n_embd={sizes.n_embd})"
             )
     if spec.max_len > sizes.n_positions:
         raise ConfigError(f"--max-len {spec.max_len}: beyond the backbone's context n_positions={sizes.n_positions}")

@@ -22,6 +22,8 @@ def records(path: str | Path, keys: tuple[str, ...]) -> Iterator[tuple[int, dict
             rec = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(f"{path}:{line_no}: invalid JSON ({e.msg})") from None
+        except RecursionError:
+            raise DataError(f"{path}:{line_no}: invalid JSON (nested too deeply)") from None
         if not isinstance(rec, dict):
             raise DataError(f"{path}:{line_no}: expected a JSON object with " + " and ".join(f"'{k}'" for k in keys))
         for key in keys:

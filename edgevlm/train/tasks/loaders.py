@@ -62,6 +62,8 @@ def read_json(path: Path):
         return json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    except RecursionError:
+        raise DataError(f"{path}: invalid JSON (nested too deeply)") from None
 
 
 def json_format(obj, path: Path, task: str) -> str:
@@ -97,6 +99,8 @@ def jsonl_format(path: Path, task: str) -> str:
         rec = json.loads(line)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{line_no}: invalid JSON ({e.msg})") from None
+    except RecursionError:
+        raise DataError(f"{path}:{line_no}: invalid JSON (nested too deeply)") from None
     keys = set(rec) if isinstance(rec, dict) else set()
     if {"article", "highlights"} <= keys:
         return "cnndm"
