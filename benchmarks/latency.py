@@ -28,6 +28,7 @@ from pathlib import Path
 
 from edgevlm.core.errors import ConfigError
 
+from . import peers
 from .bandwidth import bound, measure_bandwidth
 from .common import Report, check_threads, median, spread, suite_dir
 from .engines import Engine, optimum_export
@@ -35,6 +36,7 @@ from .fixtures import Workspace, backbone_dir, export, make_adapters
 from .latency_report import OTHER_TASK, TASK, markdown, plot
 from .probe import run_probe
 from .profile import profile
+from .stream import stream
 from .worker import Worker
 
 SUITE = "latency"
@@ -192,6 +194,8 @@ def task_switch(report: Report, size: str, w: Worker, pairs: int) -> dict:
 def measure_size(report: Report, ws: Workspace, size: str, plan: Plan, threads: int, pbar, quick: bool) -> list[dict]:
     """Everything for one model size; returns the per-engine rows. ``quick`` probes cold starts of edgevlm only."""
     engines = build_engines(ws, size, threads, pbar)
+    if not quick and peers.unavailable() is None:
+        engines += peers.llamacpp_engines(ws, size, backbone_dir(ws, size), threads, pbar)
     pbar.set_postfix_str(f"{size}: cold starts")
     cold = cold_start(
         report, size, [e for e in engines if e.kind == "edgevlm" or not quick], threads, 1 if quick else 3
@@ -227,8 +231,10 @@ def measure_size(report: Report, ws: Workspace, size: str, plan: Plan, threads: 
         before=bw,
         after=after,
     )
+    gbps["stream"] = stream_bandwidth(report, size, threads)
     rows = [engine_row(report, size, e, t[e.label], plan, gbps, weights[e.label], cold) for e in engines]
     ratios(report, size, rows)
+    peers.peer_ratios(report, size, rows)
     for r in rows:
         if r["kind_"] == "edgevlm" and r["fmt"] in overhead:
             r["adapter_overhead_pct"] = overhead[r["fmt"]]["overhead_pct"]
@@ -261,9 +267,21 @@ def bandwidths(threads: int) -> dict[int, float]:
     return {n: measure_bandwidth(threads=n)["gb_per_s"] for n in sorted({1, threads})}
 
 
-def engine_row(
-    report: Report, size: str, e: Engine, t: dict, plan: Plan, gbps: dict[int, float], wb: int, cold: dict
-) -> dict:
+def stream_bandwidth(report: Report, size: str, threads: int) -> float:
+    """STREAM-style Copy/Add with the engines' thread count (:mod:`.stream`); the faster kernel's best rate."""
+    r = stream(threads)
+    gb = max(r["copy_gb_per_s"], r["add_gb_per_s"])
+    report.add(
+        f"[{size}] STREAM-style bandwidth, {threads} threads: copy {r['copy_gb_per_s']:.1f} GB/s, "
+        f"add {r['add_gb_per_s']:.1f} GB/s (best of {r['repeats']}; 3 x {r['array_mb']} MB arrays)",
+        kind="stream",
+        size=size,
+        **r,
+    )
+    return gb
+
+
+def engine_row(report: Report, size: str, e: Engine, t: dict, plan: Plan, gbps: dict, wb: int, cold: dict) -> dict:
     d = decode_stats(t, plan.new_tokens)
     b, bt = bound(gbps[1], wb), bound(gbps[e.threads], wb)
     c = cold.get(e.label, {})
@@ -279,6 +297,7 @@ def engine_row(
         "fraction_of_bound": d["tokens_per_s"] / b,
         "bound_threads_tokens_per_s": bt,
         "fraction_of_threads_bound": d["tokens_per_s"] / bt,
+        "fraction_of_stream_bound": d["tokens_per_s"] / bound(gbps["stream"], wb),
         "cold_load_ms": c["load_s"][0] * 1e3 if c else None,
         "peak_rss_mb": c.get("peak_rss_mb"),
     }
@@ -332,7 +351,9 @@ def run(
     plan_of = {s: QUICK_PLAN if quick else PLANS[s] for s in sizes}
     report = Report(SUITE, threads, quick)
     if quick:
-        report.note("quick: PyTorch and optimum cold starts (seconds of torch imports) are not probed")
+        report.note("quick: PyTorch and optimum cold starts (seconds of torch imports) are not probed; no peers")
+    elif peers.unavailable():
+        report.note(peers.unavailable())
     ws = Workspace(work)
     rows: list[dict] = []
     try:

@@ -18,6 +18,7 @@ COLUMNS = [
     ("bound_tokens_per_s", "bound tokens/s"),
     ("fraction_of_bound", "fraction of bound"),
     ("fraction_of_threads_bound", "fraction of n-thread bound"),
+    ("fraction_of_stream_bound", "fraction of STREAM bound"),
     ("prefill_short_ms", "prefill 32 ms"),
     ("prefill_long_ms", "prefill 128 ms"),
     ("adapter_overhead_pct", "adapter overhead %"),
@@ -37,6 +38,23 @@ PROFILE_COLUMNS = [
     ("kernels_ms_per_token", "kernels ms"),
     ("top_ops", "top kernels (ms/token)"),
 ]
+
+
+PEER_COLUMNS = [
+    ("engine", "edgevlm"),
+    ("peer", "llama.cpp"),
+    ("what", "compared"),
+    ("decode_x", "decode speed x"),
+    ("prefill_short_x", "prefill short x"),
+    ("prefill_long_x", "prefill long x"),
+]
+
+
+def peer_table(records: list[dict], size: str) -> str:
+    rows = [r for r in records if r.get("kind") == "peer_ratio" and r["size"] == size]
+    if not rows:
+        return ""
+    return "\nAgainst llama.cpp, same run (> 1: edgevlm faster):\n\n" + md_table(rows, PEER_COLUMNS)
 
 
 def profile_table(records: list[dict], size: str) -> str:
@@ -69,6 +87,7 @@ def markdown(rows: list[dict], plan_of: dict, records: list[dict]) -> str:
             f"median of {p.reps} interleaved repetitions, each engine in its own process. {switch} Bound = bytes "
             "of weights read per token / bandwidth of one numpy sum (the n-thread bound: n sums at once).\n\n"
             + md_table(sub, COLUMNS)
+            + peer_table(records, size)
             + profile_table(records, size)
         )
     return "\n".join(parts) + "\n![tokens/s](tokens_per_s.png)\n"

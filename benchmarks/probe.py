@@ -40,11 +40,13 @@ def _import(kinds: set[str]) -> None:
         import transformers  # noqa: F401
     if "optimum" in kinds:
         import optimum.onnxruntime  # noqa: F401
+    if "llamacpp" in kinds:
+        import llama_cpp  # noqa: F401
 
 
 def probe(spec: dict) -> dict:
     """Run one spec in this process: {"engines": [{kind, fmt, path, task}], "threads", "gen_tokens", "add_tasks"}."""
-    from .engines import Engine
+    from .peers import make_engine as Engine
 
     t0 = time.perf_counter()
     _import({e["kind"] for e in spec["engines"]})

@@ -27,6 +27,8 @@ from pathlib import Path
 from edgevlm.core.errors import EdgeVLMError
 
 MARK = "WORKER_JSON "
+LLAMACPP = "llamacpp"  # the peer engine kind (:mod:`.llamacpp`; needs the ``peers`` extra)
+PASSIVE = "/passive"  # llama.cpp format suffix: its OpenMP threads sleep when idle (OMP_WAIT_POLICY=PASSIVE)
 DEFAULT = "default"  # "task" value meaning: the engine's own task
 
 
@@ -41,8 +43,12 @@ class Worker:
             "TOKENIZERS_PARALLELISM": "false",
             "HF_HUB_OFFLINE": "1",
         }
+        if kind == LLAMACPP:  # llama.cpp's OpenMP threads spin as in a user's process, or sleep ("/passive")
+            env.pop("OMP_WAIT_POLICY", None)
+            if fmt.endswith(PASSIVE):
+                env["OMP_WAIT_POLICY"] = "PASSIVE"
         self.kind, self.fmt, self.path, self.task = kind, fmt, Path(path), task
-        self.label = f"{kind} {fmt}" + (f" task={task}" if kind == "edgevlm" else "")
+        self.label = label(kind, fmt, task)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "edgevlm.benchmarks.worker", json.dumps(spec)],
             stdin=subprocess.PIPE,
@@ -84,12 +90,19 @@ class Worker:
             self.proc.wait(timeout=60)
 
 
+def label(kind: str, fmt: str, task: str | None) -> str:
+    """An engine's row name (the same in the worker and the parent)."""
+    if kind == LLAMACPP:
+        return f"llama.cpp {fmt}"
+    return f"{kind} {fmt}" + (f" task={task}" if kind == "edgevlm" else "")
+
+
 def serve(spec: dict) -> None:
     """The worker side: load the engine, then answer commands until ``quit``."""
-    from .engines import Engine
+    from .peers import make_engine as make
 
     t0 = time.perf_counter()
-    base = Engine(spec["kind"], spec["fmt"], Path(spec["path"]), spec["threads"], spec.get("task"))
+    base = make(spec["kind"], spec["fmt"], Path(spec["path"]), spec["threads"], spec.get("task"))
     base.load()
     engines = {DEFAULT: base}
     prompts: dict[tuple, object] = {}
@@ -104,7 +117,7 @@ def serve(spec: dict) -> None:
             continue
         key = cmd.get("task", DEFAULT)
         if key not in engines:  # the same loaded runtime under another task (or task=None)
-            engines[key] = Engine(base.kind, base.fmt, base.path, base.threads, key)
+            engines[key] = make(base.kind, base.fmt, base.path, base.threads, key)
             engines[key].model, engines[key].tokenizer = base.model, base.tokenizer
         eng = engines[key]
         p = prompts.setdefault((key, cmd["prompt"]), eng.prompt(cmd["prompt"]))

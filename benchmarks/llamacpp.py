@@ -1,0 +1,84 @@
+"""The llama.cpp peer: a GGUF model run through ``llama-cpp-python`` (the ``peers`` extra), timed like the others.
+
+Same interface as :class:`edgevlm.benchmarks.engines.Engine` (``load``, ``prompt``, ``generate``,
+``weight_bytes``) so :mod:`.worker` runs it in its own process. Decoding is greedy on llama.cpp's own
+logits (``llama_get_logits_ith`` of the last token, argmax in numpy as the edgevlm runtime does), exactly
+``n_new`` tokens: one prefill ``llama_decode`` of the prompt, then one per token. Threads: ``n_threads`` =
+``n_threads_batch`` = the benchmark's; llama.cpp's own defaults otherwise (its OpenMP threads spin: the
+worker leaves ``OMP_WAIT_POLICY`` unset for it, as a user's process would have it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgevlm.core.errors import ConfigError
+
+KIND = "llamacpp"
+N_CTX = 1024  # GPT-2's context: room for the long-context rows
+
+
+@dataclass
+class LlamaCppEngine:
+    kind: str
+    fmt: str
+    path: Path
+    threads: int
+    task: str | None = None
+    label: str = ""
+    model: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not Path(self.path).is_file():
+            raise ConfigError(f"llama.cpp engine: GGUF file {self.path} not found")
+        self.label = self.label or f"llama.cpp {self.fmt}"
+
+    def load(self) -> None:
+        from llama_cpp import Llama
+
+        t = self.threads
+        self.model = Llama(
+            str(self.path), n_ctx=N_CTX, n_batch=512, n_threads=t, n_threads_batch=t, verbose=False, logits_all=False
+        )
+
+    def _count(self, text: str) -> int:
+        return len(self.model.tokenize((" " + text.strip()).encode(), add_bos=False, special=False))
+
+    def prompt(self, n_tokens: int) -> list[int]:
+        """Token ids of a text of exactly ``n_tokens`` tokens (llama.cpp's tokenizer of the GGUF)."""
+        from .engines import text_of_length
+
+        text = text_of_length(self._count, n_tokens)
+        return self.model.tokenize((" " + text).encode(), add_bos=False, special=False)
+
+    def generate(self, prompt: list[int], n_new: int) -> int:
+        """Greedy-decode exactly ``n_new`` tokens (no stop on end-of-text); returns ``n_new``."""
+        import llama_cpp
+
+        m = self.model
+        m.reset()
+        m.eval(prompt)
+        ctx, n_vocab = m._ctx.ctx, m.n_vocab()
+        for i in range(n_new):
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(n_vocab,))
+            if i < n_new - 1:
+                m.eval([int(logits.argmax())])
+        return n_new
+
+    def weight_bytes(self) -> dict[str, int]:
+        """Bytes of tensors read per token: all but the position table (a tied token table is the LM head)."""
+        return gguf_weight_bytes(self.path)
+
+
+def gguf_weight_bytes(path: Path) -> dict[str, int]:
+    """Per-token weight bytes of a GGUF: every tensor except embeddings read by row only."""
+    from gguf import GGUFReader
+
+    tensors = {t.name: int(t.n_bytes) for t in GGUFReader(str(path)).tensors}
+    gathered = ["position_embd.weight"] + (["token_embd.weight"] if "output.weight" in tensors else [])
+    g = sum(tensors.get(n, 0) for n in gathered)
+    return {"bytes_per_token": sum(tensors.values()) - g, "gather_only_bytes": g, "initializers": len(tensors)}

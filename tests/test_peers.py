@@ -1,0 +1,96 @@
+"""The latency suite's peers: GGUF conversion with llama.cpp's converter checked against PyTorch, weight bytes,
+the same-width comparison, STREAM-style bandwidth. llama.cpp parts skip when the peers extra is absent."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgevlm.benchmarks import peers
+from edgevlm.benchmarks.common import Report
+from edgevlm.benchmarks.llamacpp import gguf_weight_bytes
+from edgevlm.benchmarks.stream import stream
+
+
+def _gguf(path, tensors: dict[str, np.ndarray]):
+    import gguf
+
+    w = gguf.GGUFWriter(str(path), "gpt2")
+    for name, value in tensors.items():
+        w.add_tensor(name, value)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_gguf_weight_bytes_counts_the_tied_table_once_as_lm_head(tmp_path):
+    t = {"token_embd.weight": np.zeros((50, 8), np.float32), "position_embd.weight": np.zeros((16, 8), np.float32)}
+    t["blk.0.ffn_up.weight"] = np.zeros((32, 8), np.float32)
+    tied = gguf_weight_bytes(_gguf(tmp_path / "tied.gguf", t))
+    assert tied["bytes_per_token"] == (50 * 8 + 32 * 8) * 4  # the token table is the output matrix
+    assert tied["gather_only_bytes"] == 16 * 8 * 4
+    untied = gguf_weight_bytes(_gguf(tmp_path / "untied.gguf", {**t, "output.weight": np.zeros((50, 8), np.float32)}))
+    assert untied["bytes_per_token"] == (50 * 8 + 32 * 8) * 4  # output read, token table gathered by row
+    assert untied["gather_only_bytes"] == (16 * 8 + 50 * 8) * 4
+
+
+def _row(engine, kind, fmt, tps, short=10.0, long_=40.0):
+    return {"engine": engine, "kind_": kind, "fmt": fmt, "tokens_per_s": tps, "prefill_short_ms": short,
+            "prefill_long_ms": long_}  # fmt: skip
+
+
+def test_peer_ratios_take_the_faster_llamacpp_row_of_the_same_width():
+    rows = [
+        _row("edgevlm int4 task=x", "edgevlm", "int4", 100.0),
+        _row("edgevlm int8 task=x", "edgevlm", "int8", 80.0),
+        _row("llama.cpp Q4_0", "llamacpp", "Q4_0", 20.0),
+        _row("llama.cpp Q4_0/passive", "llamacpp", "Q4_0/passive", 90.0, short=5.0, long_=20.0),
+        _row("llama.cpp Q8_0", "llamacpp", "Q8_0", 85.0),
+    ]
+    report = Report("latency", 2, True)
+    peers.peer_ratios(report, "s", rows)
+    got = {(r["engine"], r["peer"], r["what"]): r for r in report.records if r["kind"] == "peer_ratio"}
+    same = got[("edgevlm int4 task=x", "llama.cpp Q4_0/passive", "same width")]
+    assert same["decode_x"] == pytest.approx(100 / 90)
+    assert same["prefill_short_x"] == pytest.approx(0.5)  # llama.cpp's prompt is twice as fast
+    assert got[("edgevlm int8 task=x", "llama.cpp Q8_0", "same width")]["decode_x"] == pytest.approx(80 / 85)
+    best = [r for r in report.records if r.get("what") == "best vs best"]
+    assert [(r["engine"], r["peer"]) for r in best] == [("edgevlm int4 task=x", "llama.cpp Q4_0/passive")]
+
+
+def test_stream_counts_bytes_as_stream_does():
+    r = stream(threads=2, mb=16, repeats=3)
+    assert r["threads"] == 2 and 0.1 < r["copy_gb_per_s"] < 1000 and 0.1 < r["add_gb_per_s"] < 1000
+    assert r["copy_gb_per_s"] >= r["copy_median_gb_per_s"]  # best of the repeats
+
+
+@pytest.fixture(scope="module")
+def llamacpp_ready():
+    why = peers.unavailable()
+    if why:
+        pytest.skip(why)
+
+
+def test_llamacpp_f32_conversion_matches_pytorch(llamacpp_ready, tiny_dir, tmp_path):
+    """llama.cpp's converter + runtime on the tiny GPT-2: the prompt's next-token logits equal PyTorch's."""
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    from edgevlm.benchmarks.gguf_models import gguf_model
+    from edgevlm.benchmarks.llamacpp import LlamaCppEngine
+
+    path = gguf_model(tiny_dir, tmp_path, "F32")
+    eng = LlamaCppEngine("llamacpp", "F32", path, threads=1)
+    eng.load()
+    ids = eng.prompt(12)
+    assert len(ids) == 12
+    eng.model.eval(ids)
+    import llama_cpp
+
+    got = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(eng.model._ctx.ctx, -1), shape=(eng.model.n_vocab(),))
+    with torch.no_grad():
+        want = GPT2LMHeadModel.from_pretrained(str(tiny_dir)).eval()(torch.tensor([ids])).logits[0, -1].numpy()
+    np.testing.assert_allclose(got, want, atol=2e-3, rtol=1e-3)
+    assert eng.generate(ids, 5) == 5
