@@ -56,8 +56,8 @@ $(PEERS_STAMP): $(STAMP) requirements-peers.lock
 	touch $@
 
 bench-peers: $(PEERS_STAMP)
-	$(VENV)/bin/edgevlm bench --suite latency --sizes gpt2-small --threads 2
-	$(VENV)/bin/edgevlm bench --suite latency --sizes gpt2-small --threads 1 --out benchmarks/results/threads1
+	$(VENV)/bin/edgevlm bench --suite latency --sizes gpt2-small --threads 2 --out benchmarks/results/peers
+	$(VENV)/bin/edgevlm bench --suite latency --sizes gpt2-small --threads 1 --out benchmarks/results/peers-1thread
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -68,7 +68,8 @@ def convert(hf_dir: Path, out: Path, ftype: str, pre_tokenizer: str | None = "gp
 
 
 def quantize(src: Path, out: Path, qtype: str, threads: int = 2) -> Path:
-    """llama.cpp's own quantizer (``llama_model_quantize``, default recipe) from a F32/F16 GGUF ``src``."""
+    """llama.cpp's own quantizer (``llama_model_quantize``, default recipe) from a GGUF ``src`` (F32/F16, or an
+    already quantized file: requantized, as ``llama-quantize --allow-requantize`` does)."""
     import logging
 
     import llama_cpp
@@ -77,7 +78,7 @@ def quantize(src: Path, out: Path, qtype: str, threads: int = 2) -> Path:
     if qtype not in QUANTIZE_TYPES:
         raise ConfigError(f"quantization type {qtype!r}: expected one of {list(QUANTIZE_TYPES)}")
     params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype, params.nthread = QUANTIZE_TYPES[qtype], threads
+    params.ftype, params.nthread, params.allow_requantize = QUANTIZE_TYPES[qtype], threads, True
     tmp = out.with_name(out.name + ".tmp")
     if llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), params) != 0:
         raise ConfigError(f"llama_model_quantize failed: {src} -> {qtype}")
@@ -86,10 +87,11 @@ def quantize(src: Path, out: Path, qtype: str, threads: int = 2) -> Path:
 
 
 def gguf_model(hf_dir: Path, out_dir: Path, qtype: str, f32: Path | None = None) -> Path:
-    """``out_dir/model-<qtype>.gguf`` for ``hf_dir``: converted directly where the converter writes the type,
-    else quantized from the F32 conversion ``f32`` (made in ``out_dir`` when not given)."""
+    """``out_dir/model-<qtype>.gguf`` for ``hf_dir``: converted directly where the converter writes the type
+    (unless a source ``f32`` is given), else quantized from ``f32`` (the F32 conversion made in ``out_dir``
+    when not given; or any GGUF, e.g. a shipped Q4_1 file, requantized)."""
     out = out_dir / f"model-{qtype}.gguf"
-    if qtype in CONVERTER_TYPES:
+    if qtype in CONVERTER_TYPES and f32 is None:
         return convert(hf_dir, out, qtype)
     out_dir.mkdir(parents=True, exist_ok=True)
     return quantize(f32 or gguf_model(hf_dir, out_dir, "F32"), out, qtype)

@@ -36,7 +36,7 @@ from .fixtures import Workspace, backbone_dir, export, make_adapters
 from .latency_report import OTHER_TASK, TASK, markdown, plot
 from .probe import run_probe
 from .profile import profile
-from .stream import stream
+from .stream import stream_record
 from .worker import Worker
 
 SUITE = "latency"
@@ -231,7 +231,7 @@ def measure_size(report: Report, ws: Workspace, size: str, plan: Plan, threads: 
         before=bw,
         after=after,
     )
-    gbps["stream"] = stream_bandwidth(report, size, threads)
+    gbps["stream"] = stream_record(report, size, threads)
     rows = [engine_row(report, size, e, t[e.label], plan, gbps, weights[e.label], cold) for e in engines]
     ratios(report, size, rows)
     peers.peer_ratios(report, size, rows)
@@ -265,20 +265,6 @@ def where_time_goes(report: Report, size: str, e: Engine, plan: Plan, threads: i
 def bandwidths(threads: int) -> dict[int, float]:
     """GB/s of one numpy sum (the specified measure) and of ``threads`` sums at once."""
     return {n: measure_bandwidth(threads=n)["gb_per_s"] for n in sorted({1, threads})}
-
-
-def stream_bandwidth(report: Report, size: str, threads: int) -> float:
-    """STREAM-style Copy/Add with the engines' thread count (:mod:`.stream`); the faster kernel's best rate."""
-    r = stream(threads)
-    gb = max(r["copy_gb_per_s"], r["add_gb_per_s"])
-    report.add(
-        f"[{size}] STREAM-style bandwidth, {threads} threads: copy {r['copy_gb_per_s']:.1f} GB/s, "
-        f"add {r['add_gb_per_s']:.1f} GB/s (best of {r['repeats']}; 3 x {r['array_mb']} MB arrays)",
-        kind="stream",
-        size=size,
-        **r,
-    )
-    return gb
 
 
 def engine_row(report: Report, size: str, e: Engine, t: dict, plan: Plan, gbps: dict, wb: int, cold: dict) -> dict:

@@ -16,7 +16,8 @@ from edgevlm.core.errors import ConfigError
 from .worker import LLAMACPP, PASSIVE
 
 GGUF_TYPES = ("F32", "Q8_0", "Q4_0")
-WIDTH = {"F32": "fp32", "Q8_0": "int8", "Q4_0": "int4"}  # the edgevlm mode of the same weight width
+SHIPPED = {"smollm2-135m": "Q4_1"}  # sizes whose source is a GGUF: its type, run as shipped
+WIDTH = {"fp32": ("F32",), "int8": ("Q8_0",), "int4": ("Q4_0", "Q4_1")}  # edgevlm mode -> llama.cpp types
 
 
 def make_engine(kind: str, fmt: str, path: Path, threads: int, task: str | None = None):
@@ -46,16 +47,28 @@ def unavailable() -> str | None:
 
 
 def llamacpp_engines(ws, size: str, hf: Path, threads: int, pbar) -> list:
-    """GGUF F32/Q8_0/Q4_0 of the same Hugging Face directory, each as shipped and ``/passive``."""
+    """GGUF F32/Q8_0/Q4_0 of the same Hugging Face directory (a GGUF-sourced size: its own file and the
+    others requantized from it), each as shipped and ``/passive``."""
     from .gguf_models import gguf_model
 
     pbar.set_postfix_str(f"{size}: GGUF conversions")
-    f32 = ws.get(f"{size}-gguf-F32", lambda p: gguf_model(hf, p, "F32")) / "model-F32.gguf"
-    out = []
-    for t in GGUF_TYPES:
-        path = ws.get(f"{size}-gguf-{t}", lambda p, t=t: gguf_model(hf, p, t, f32)) / f"model-{t}.gguf"
-        out += [make_engine(LLAMACPP, t + mode, path, threads) for mode in ("", PASSIVE)]
-    return out
+    if size in SHIPPED:  # the model's own GGUF as shipped, and requantized from it
+        from edgevlm.train.sources import locate_builtin
+
+        src, shipped = Path(locate_builtin(size)), SHIPPED[size]
+        models = {shipped: src}
+        models.update({t: _gguf(ws, size, hf, t, src) for t in GGUF_TYPES[1:] if t != shipped})
+    else:
+        f32 = ws.get(f"{size}-gguf-F32", lambda p: gguf_model(hf, p, "F32")) / "model-F32.gguf"
+        models = {t: _gguf(ws, size, hf, t, None if t == "Q8_0" else f32) for t in GGUF_TYPES[1:]}
+        models = {"F32": f32, **models}
+    return [make_engine(LLAMACPP, t + mode, path, threads) for t, path in models.items() for mode in ("", PASSIVE)]
+
+
+def _gguf(ws, size: str, hf: Path, qtype: str, src: Path | None) -> Path:
+    from .gguf_models import gguf_model
+
+    return ws.get(f"{size}-gguf-{qtype}", lambda p: gguf_model(hf, p, qtype, src)) / f"model-{qtype}.gguf"
 
 
 def peer_ratios(report, size: str, rows: list[dict]) -> None:
@@ -65,9 +78,9 @@ def peer_ratios(report, size: str, rows: list[dict]) -> None:
     peers = [r for r in rows if r["kind_"] == LLAMACPP]
     if not peers:
         return
-    for gg, mode in WIDTH.items():
+    for mode, types in WIDTH.items():
         ours = next((r for r in rows if r["kind_"] == "edgevlm" and r["fmt"] == mode), None)
-        theirs = [by[n] for n in (f"llama.cpp {gg}", f"llama.cpp {gg}{PASSIVE}") if n in by]
+        theirs = [by[f"llama.cpp {t}{m}"] for t in types for m in ("", PASSIVE) if f"llama.cpp {t}{m}" in by]
         if ours and theirs:
             best = max(theirs, key=lambda r: r["tokens_per_s"])
             _ratio(report, size, ours, best, "same width")

@@ -44,6 +44,19 @@ def stream(threads: int = 1, mb: int = ARRAY_MB, repeats: int = 7) -> dict[str, 
     return out
 
 
+def stream_record(report, size: str, threads: int) -> float:
+    """:func:`stream` as a latency-suite record; returns the faster kernel's best rate (GB/s)."""
+    r = stream(threads)
+    report.add(
+        f"[{size}] STREAM-style bandwidth, {threads} threads: copy {r['copy_gb_per_s']:.1f} GB/s, "
+        f"add {r['add_gb_per_s']:.1f} GB/s (best of {r['repeats']}; 3 x {r['array_mb']} MB arrays)",
+        kind="stream",
+        size=size,
+        **r,
+    )
+    return max(r["copy_gb_per_s"], r["add_gb_per_s"])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m edgevlm.benchmarks.stream", description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=1)
