@@ -18,7 +18,8 @@ import numpy as np
 
 from edgevlm.core.errors import ConfigError
 
-KIND = "llamacpp"
+KIND = "llamacpp"  # the peer engine kind (needs the ``peers`` extra)
+PASSIVE = "/passive"  # format suffix: llama.cpp's OpenMP threads sleep when idle (OMP_WAIT_POLICY=PASSIVE)
 N_CTX = 1024  # GPT-2's context: room for the long-context rows
 
 

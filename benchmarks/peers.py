@@ -13,7 +13,8 @@ from pathlib import Path
 
 from edgevlm.core.errors import ConfigError
 
-from .worker import LLAMACPP, PASSIVE
+from .llamacpp import KIND as LLAMACPP
+from .llamacpp import PASSIVE
 
 GGUF_TYPES = ("F32", "Q8_0", "Q4_0")
 SHIPPED = {"smollm2-135m": "Q4_1"}  # sizes whose source is a GGUF: its type, run as shipped

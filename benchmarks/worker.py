@@ -26,9 +26,10 @@ from pathlib import Path
 
 from edgevlm.core.errors import EdgeVLMError
 
+from .llamacpp import KIND as LLAMACPP
+from .llamacpp import PASSIVE
+
 MARK = "WORKER_JSON "
-LLAMACPP = "llamacpp"  # the peer engine kind (:mod:`.llamacpp`; needs the ``peers`` extra)
-PASSIVE = "/passive"  # llama.cpp format suffix: its OpenMP threads sleep when idle (OMP_WAIT_POLICY=PASSIVE)
 DEFAULT = "default"  # "task" value meaning: the engine's own task
 
 
