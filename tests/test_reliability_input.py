@@ -105,6 +105,7 @@ BAD_OPTIONS = [
     ({"length_penalty": "x"}, r"length_penalty must be a number in \[-10, 10\], got 'x'"),
     ({"length_penalty": -1e30}, r"length_penalty must be a number in \[-10, 10\], got -1e\+30"),
     ({"stop": 5}, r"stop must be a list of non-empty strings, got 5"),
+    ({"stop": ["\udcff"]}, r"stop strings must be valid UTF-8 text"),
     ({"max_new_tokens": 10_000}, r"max_new_tokens=10000 is beyond the context"),
     ({"seed": -1}, r"seed must be a non-negative integer or None, got -1"),
 ]

@@ -5,7 +5,9 @@ line naming the file and the field path (``.../manifest.json:
 backbone.n_layer: expected a positive integer, got 'x'``); ``to_json()``
 gives the JSON object back. Schema version 1; the optional backbone fields
 ``architecture``, ``n_kv_head`` and ``head_dim`` default to GPT-2's values,
-so bundles written before they existed still load. Unknown keys are
+so bundles written before they existed still load; the optional ``sizes``
+(bytes per listed file, checked before hashing) and each task's
+``backbone_fingerprint`` (must be ``backbone.fingerprint``) are newer too. Unknown keys are
 ignored (older exporters wrote a few informational ones). Paths and
 checksums are checked against the directory by :mod:`edgevlm.core.bundle`.
 """

@@ -56,6 +56,8 @@ class GenerationConfig:
             self.stop = [self.stop]
         if not isinstance(self.stop, (list, tuple)) or not all(isinstance(s, str) and s for s in self.stop):
             raise ConfigError(f"stop must be a list of non-empty strings, got {self.stop!r}")
+        if not all(s.isascii() or _utf8(s) for s in self.stop):  # undecodable argv bytes could never match
+            raise ConfigError(f"stop strings must be valid UTF-8 text, got {self.stop!r}")
         self.stop = list(self.stop)
 
     def _check_sampling(self) -> None:
@@ -72,6 +74,14 @@ class GenerationConfig:
                 f"length_penalty must be a number in [-{MAX_LENGTH_PENALTY:g}, {MAX_LENGTH_PENALTY:g}], "
                 f"got {self.length_penalty!r}"
             )
+
+
+def _utf8(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _real(v) -> bool:
