@@ -141,6 +141,9 @@ def test_checkpoint_left_by_a_killed_swap_is_found(tmp_path):
     (orphan / checkpoint.STATE_JSON).write_text(json.dumps({"step": 2}))
     assert checkpoint.step_of(checkpoint.find(out)) == 2
     assert sorted(p.name for p in out.iterdir()) == [checkpoint.CHECKPOINT]
+    (out / ".checkpoint.tmp-999999999-def").mkdir()  # half-written by a killed run
+    checkpoint.publish(out, lambda d: (d / checkpoint.STATE_TENSORS).write_bytes(b"3"), {"step": 3})
+    assert sorted(p.name for p in out.iterdir()) == [checkpoint.CHECKPOINT]  # the next save removes it
 
 
 def test_export_force_killed_keeps_a_bundle(tmp_path, trained_adapters, tiny_bundle):

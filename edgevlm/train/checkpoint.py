@@ -39,6 +39,7 @@ def publish(out: Path, write: Callable[[Path], None], meta: dict) -> Path:
     write(tmp)
     (tmp / STATE_JSON).write_text(json.dumps(meta))
     fsutil.replace_dir(tmp, final)
+    fsutil.clean_stale(final)  # what killed earlier runs left beside it
     return final
 
 
