@@ -34,7 +34,6 @@ from edgevlm.core import names
 
 from .common import RESULTS_DIR, Report, check_threads, median
 from .fixtures import Workspace, backbone_dir, export, make_adapters
-from .plots import lines
 
 TASKS = ("nlg", "mt", "qa", "summarization", "dialogue")
 ROW_TASKS = (*TASKS, None)  # the rows' tasks in turn (None: the plain backbone)
@@ -100,20 +99,32 @@ def columns_kernel_share(rt, tokens: int = NEW_TOKENS) -> float:
             PROMPT, task=OVERHEAD_TASK, max_new_tokens=tokens, min_new_tokens=tokens
         )
         events = json.loads(Path(sess.end_profiling()).read_text())
-    kernels = [e for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
-    ours = sum(e["dur"] for e in kernels if e["name"][: -len("_kernel_time")] in muls)
-    return ours / sum(e["dur"] for e in kernels)
+    return median(_run_shares(events, muls))
 
 
-def single_decode_s(rt, n: int = NEW_TOKENS) -> float:
-    """Seconds per decoded token of one call with a task: (time of n tokens - time of 1) / (n - 1)."""
-    opts = dict(task=OVERHEAD_TASK, min_new_tokens=0)
-    t = time.perf_counter()
-    rt.generate(PROMPT, max_new_tokens=1, **opts)
-    one = time.perf_counter() - t
-    t = time.perf_counter()
+def _run_shares(events: list[dict], nodes: set[str]) -> list[float]:
+    """Per graph run: the kernel time of ``nodes`` / all kernel time (a preempted kernel skews one run only)."""
+    runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")
+    ours, total = [0.0] * len(runs), [0.0] * len(runs)
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            k = next((i for i, (a, b) in enumerate(runs) if a <= e["ts"] <= b), None)
+            if k is not None:
+                total[k] += e["dur"]
+                ours[k] += e["dur"] if e["name"][: -len("_kernel_time")] in nodes else 0.0
+    return [o / t for o, t in zip(ours, total) if t > 0]
+
+
+def single_decode_s(rt, n: int = NEW_TOKENS, cpu: bool = False) -> float:
+    """Seconds (``cpu``: CPU seconds of this process) per decoded token of one call with a task:
+    (time of n tokens - time of 1) / (n - 1)."""
+    clock = time.process_time if cpu else time.perf_counter
+    t = clock()
+    rt.generate(PROMPT, max_new_tokens=1, task=OVERHEAD_TASK)
+    one = clock() - t
+    t = clock()
     rt.generate(PROMPT, max_new_tokens=n, min_new_tokens=n, task=OVERHEAD_TASK)
-    return (time.perf_counter() - t - one) / (n - 1)
+    return (clock() - t - one) / (n - 1)
 
 
 def row_tasks(c: int, start: int) -> list:
@@ -129,14 +140,14 @@ def runtime_rows(rt, tasks: list, n: int = NEW_TOKENS) -> dict:
     t0 = time.perf_counter()
     for r in rows:
         batch.add(r)
-    t1 = time.perf_counter()
+    t1, cpu1 = time.perf_counter(), time.process_time()
     batch.step()
     first = time.perf_counter() - t0
     while batch:
         batch.step()
-    t2 = time.perf_counter()
+    t2, cpu2 = time.perf_counter(), time.process_time()
     assert all(r.n == n for r in rows)
-    return {"tokens_per_s": c * (n - 1) / (t2 - t1), "ttft_s": first}
+    return {"tokens_per_s": c * (n - 1) / (t2 - t1), "cpu_tokens_per_s": c * (n - 1) / (cpu2 - cpu1), "ttft_s": first}
 
 
 def _stream(url: str, body: dict) -> tuple[float, float, int]:
@@ -156,16 +167,17 @@ def _stream(url: str, body: dict) -> tuple[float, float, int]:
     return first or 0.0, time.perf_counter() - t, tokens
 
 
-def server_rows(url: str, tasks: list, n: int = NEW_TOKENS) -> dict:
-    """One concurrent streaming request per task: total tokens/s and median time to first token."""
+def server_rows(server: Server, tasks: list, n: int = NEW_TOKENS) -> dict:
+    """One concurrent streaming request per task: total tokens/s (and per CPU-second of the server process) and
+    median time to first token."""
     c = len(tasks)
     bodies = [{"model": t or "base", "prompt": PROMPT, "max_tokens": n, "min_tokens": n} for t in tasks]
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), server.cpu_s()
     with ThreadPoolExecutor(c) as pool:
-        res = list(pool.map(lambda b: _stream(url, b), bodies, timeout=600))
-    wall = time.perf_counter() - t
+        res = list(pool.map(lambda b: _stream(server.url, b), bodies, timeout=600))
+    wall, cpu = time.perf_counter() - t, server.cpu_s() - cpu
     assert all(r[2] == n for r in res), res
-    return {"tokens_per_s": c * n / wall, "ttft_s": median([r[0] for r in res])}
+    return {"tokens_per_s": c * n / wall, "cpu_tokens_per_s": c * n / cpu, "ttft_s": median([r[0] for r in res])}
 
 
 class Server:
@@ -179,7 +191,14 @@ class Server:
         self.cmd = [sys.executable, "-m", "edgevlm.apps.cli", *args]
         self.url = f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> str:
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system, all threads) the server process has used so far."""
+        import psutil
+
+        t = psutil.Process(self.proc.pid).cpu_times()
+        return t.user + t.system
+
+    def __enter__(self) -> Server:
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and self.proc.poll() is None:
@@ -187,7 +206,7 @@ class Server:
                 c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
                 c.request("GET", "/health")
                 if c.getresponse().status == 200:
-                    return self.url
+                    return self
             except OSError:
                 time.sleep(0.2)
         self.__exit__()
@@ -209,15 +228,16 @@ def measure(report: Report, root: Path, label: str, threads: int, repeats: int, 
     rt = Runtime.load(root, threads=threads)
     plain = strip_columns(rt)
     runs: dict = {via: {c: [] for c in levels} for via in VIAS}
-    runs["ab"] = []
-    with Server(root, threads, max(levels)) as url:
-        runtime_rows(rt, row_tasks(2, 0), 4), server_rows(url, row_tasks(2, 0), 4)  # warm-up
+    runs["ab"], runs["ab_cpu"] = [], []
+    with Server(root, threads, max(levels)) as srv:
+        runtime_rows(rt, row_tasks(2, 0), 4), server_rows(srv, row_tasks(2, 0), 4)  # warm-up
         for rep in range(repeats):
             for c in levels:
                 runs["runtime"][c].append(runtime_rows(rt, row_tasks(c, rep)))
                 runs["runtime, one task"][c].append(runtime_rows(rt, [OVERHEAD_TASK] * c))
-                runs["server"][c].append(server_rows(url, row_tasks(c, rep)))
+                runs["server"][c].append(server_rows(srv, row_tasks(c, rep)))
             runs["ab"].append((single_decode_s(rt), single_decode_s(plain)))
+            runs["ab_cpu"].append((single_decode_s(rt, cpu=True), single_decode_s(plain, cpu=True)))
     runs["kernel_share"] = columns_kernel_share(rt)
     return summarize(report, label, runs, levels)
 
@@ -226,30 +246,38 @@ def summarize(report: Report, label: str, runs: dict, levels) -> dict:
     out = {}
     for via in VIAS:
         alone = median([r["tokens_per_s"] for r in runs[via][1]])
+        cpu_alone = median([r["cpu_tokens_per_s"] for r in runs[via][1]])
         for c in levels:
             tps = median([r["tokens_per_s"] for r in runs[via][c]])
+            cpu = median([r["cpu_tokens_per_s"] for r in runs[via][c]])
             ttft = median([r["ttft_s"] for r in runs[via][c]]) * 1e3
             out[(via, c)] = report.add(
-                f"[{label}] {via} {c} rows: {tps:.1f} tokens/s ({tps / alone:.2f}x alone), first token {ttft:.0f} ms",
+                f"[{label}] {via} {c} rows: {tps:.1f} tokens/s ({tps / alone:.2f}x alone), {cpu:.1f} per CPU-s "
+                f"({cpu / cpu_alone:.2f}x), first token {ttft:.0f} ms",
                 bundle=label,
                 via=via,
                 rows=c,
                 tokens_per_s=tps,
                 speedup=tps / alone,
+                cpu_tokens_per_s=cpu,
+                cpu_speedup=cpu / cpu_alone,
                 ttft_ms=ttft,
                 unit="tokens/s",
             )
     with_cols, without = median([a for a, _ in runs["ab"]]), median([b for _, b in runs["ab"]])
     cost = (with_cols / without - 1) * 100
+    cpu_cost = (median([a for a, _ in runs["ab_cpu"]]) / median([b for _, b in runs["ab_cpu"]]) - 1) * 100
     share = runs["kernel_share"] * 100
     report.add(
         f"[{label}] single task: {1 / with_cols:.1f} tokens/s with adapter_columns, {1 / without:.1f} without "
-        f"({cost:+.1f}% per token, {len(runs['ab'])} A/B pairs); its Mul nodes {share:.2f}% of kernel time",
+        f"({cost:+.1f}% per token, CPU time {cpu_cost:+.1f}%, {len(runs['ab'])} A/B pairs); its Mul nodes {share:.2f}% "
+        "of kernel time",
         bundle=label,
         via="single",
         tokens_per_s=1 / with_cols,
         tokens_per_s_without_columns=1 / without,
         columns_cost_pct=cost,
+        columns_cpu_cost_pct=cpu_cost,
         columns_kernel_pct=share,
         unit="tokens/s",
     )
@@ -258,32 +286,57 @@ def summarize(report: Report, label: str, runs: dict, levels) -> dict:
 
 def markdown(report: Report, levels) -> str:
     rows = [r for r in report.records if r["via"] in VIAS]
-    lines_ = ["| bundle | via | " + " | ".join(f"{c} rows tok/s (x alone)" for c in levels) + " | first token ms |"]
-    lines_.append("|" + "---|" * (3 + len(levels)))
+    head = " | ".join(f"{c} rows: tok/s (x alone), per CPU-s (x)" for c in levels)
+    lines_ = [f"| bundle | via | {head} | first token ms |", "|" + "---|" * (3 + len(levels))]
     for b, via in dict.fromkeys((r["bundle"], r["via"]) for r in rows):
         sel = {r["rows"]: r for r in rows if r["bundle"] == b and r["via"] == via}
-        cells = [f"{sel[c]['tokens_per_s']:.1f} ({sel[c]['speedup']:.2f}x)" for c in levels]
+        cells = [
+            f"{sel[c]['tokens_per_s']:.1f} ({sel[c]['speedup']:.2f}x), {sel[c]['cpu_tokens_per_s']:.1f} "
+            f"({sel[c]['cpu_speedup']:.2f}x)"
+            for c in levels
+        ]
         ttft = " / ".join(f"{sel[c]['ttft_ms']:.0f}" for c in levels)
         lines_.append(f"| {b} | {via} | " + " | ".join(cells) + f" | {ttft} |")
     single = [r for r in report.records if r["via"] == "single"]
-    lines_ += ["", "| bundle | single task tok/s | without adapter_columns | wall-clock A/B | its kernel time |"]
-    lines_ += ["|---|---|---|---|---|"]
+    lines_ += [
+        "",
+        "| bundle | single task tok/s | without adapter_columns | wall A/B | CPU-time A/B | its kernel time |",
+    ]
+    lines_ += ["|---|---|---|---|---|---|"]
     lines_ += [
         f"| {r['bundle']} | {r['tokens_per_s']:.1f} | {r['tokens_per_s_without_columns']:.1f} | "
-        f"{r['columns_cost_pct']:+.1f}% | {r['columns_kernel_pct']:.2f}% |"
+        f"{r['columns_cost_pct']:+.1f}% | {r['columns_cpu_cost_pct']:+.1f}% | {r['columns_kernel_pct']:.2f}% |"
         for r in single
     ]
     return "\n".join(lines_) + "\n"
 
 
-def plot(report: Report, out: Path, levels) -> None:
+def plot(report: Report, out: Path, levels) -> Path:
+    """Tokens/s, tokens per CPU-second and time to first token against concurrency; colour = format, line = via."""
+    from .plots import _plt, _quant_color, save
+
+    plt = _plt()
     rows = [r for r in report.records if r["via"] in VIAS]
-    series = lambda key: {  # noqa: E731
-        f"{b} {via}": (list(levels), [r[key] for r in rows if r["bundle"] == b and r["via"] == via])
-        for b, via in dict.fromkeys((r["bundle"], r["via"]) for r in rows)
-    }
-    panels = {"total tokens/s": series("tokens_per_s"), "time to first token, ms": series("ttft_ms")}
-    lines(out / "throughput.png", {}, "concurrent requests (different tasks)", "", "mixed-task batches", panels)
+    keys = {"tokens_per_s": "total tokens/s", "cpu_tokens_per_s": "tokens per CPU-second", "ttft_ms": "first token, ms"}
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False)
+    for ax, (key, label) in zip(axes[0], keys.items()):
+        for b, via in dict.fromkeys((r["bundle"], r["via"]) for r in rows):
+            y = [r[key] for r in rows if r["bundle"] == b and r["via"] == via]
+            style = {"runtime": "-", "runtime, one task": ":", "server": "--"}[via]
+            ax.plot(list(levels), y, marker="o", linestyle=style, color=_quant_color(b), label=f"{b} {via}")
+        ax.set_xlabel("concurrent requests (different tasks)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("mixed-task batches")
+    return save(fig, out / "throughput.png")
+
+
+def replot(results: Path) -> Path:
+    """Redraw ``throughput.png`` next to a results.json."""
+    doc = json.loads(results.read_text())
+    report = Report("serving", 0, doc["quick"], records=doc["records"])
+    return plot(report, results.parent, CONCURRENCY)
 
 
 def run(quick: bool, out: str | None, threads: int | None, sizes: list[str] | None, work: str | None) -> Path:
