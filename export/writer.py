@@ -186,17 +186,31 @@ def _check_adapters(tasks: list[TaskAdapter], model: onnx.ModelProto, n_embd: in
 
 def self_check(path: Path, bb, tasks: list[TaskAdapter]) -> dict[str, float]:
     """fp32 graph vs PyTorch VLM on a short prompt (prefill + 3 cached steps), no task and every task;
-    ExportError if off."""
+    ExportError if off. The VLM's adapter hooks leave ``bb.model`` again whatever happens."""
+    from edgevlm.train.model import VLM
+
+    from .verify import session
+
+    sess = session(str(path), low_memory=True)
+    with VLM(bb.model) as vlm:
+        diffs = _graph_vs_vlm(sess, vlm.eval(), bb, tasks)
+    worst = max(diffs.values(), key=lambda d: d if d == d else float("inf"))  # NaN counts as the worst
+    if not all(d <= CHECK_TOL for d in diffs.values()):
+        raise ExportError(
+            f"exported graph disagrees with PyTorch: max |logit diff| {worst:.2e} > {CHECK_TOL:.0e} ({diffs})"
+        )
+    return {k: float(f"{v:.3e}") for k, v in diffs.items()}
+
+
+def _graph_vs_vlm(sess, vlm, bb, tasks: list[TaskAdapter]) -> dict[str, float]:
+    """Max |logit diff| per task (``<none>``: the plain backbone) on "the quick brown fox"."""
     import torch
 
     from edgevlm.core.prompts import encode_prompt
-    from edgevlm.train.model import VLM
 
-    from .verify import session, torch_vs_graph
+    from .verify import torch_vs_graph
 
-    vlm = VLM(bb.model).eval()
     cfg = bb.sizes.to_dict()  # n_kv_head/head_dim shape the past
-    sess = session(str(path), low_memory=True)
     text = "the quick brown fox"
     diffs = {
         "<none>": torch_vs_graph(sess, vlm, cfg, encode_prompt(bb.tokenizer, "", text, [], cfg["vocab_size"]), None)
@@ -205,12 +219,7 @@ def self_check(path: Path, bb, tasks: list[TaskAdapter]) -> dict[str, float]:
         vlm.add_task(t.meta.task).load_tensors({k: torch.from_numpy(v) for k, v in t.tensors.items()}, str(t.source))
         prompt = encode_prompt(bb.tokenizer, t.meta.task.template, text, t.meta.task.special_tokens, cfg["vocab_size"])
         diffs[t.name] = torch_vs_graph(sess, vlm, cfg, prompt, t.name, t.tensors)
-    worst = max(diffs.values(), key=lambda d: d if d == d else float("inf"))  # NaN counts as the worst
-    if not all(d <= CHECK_TOL for d in diffs.values()):
-        raise ExportError(
-            f"exported graph disagrees with PyTorch: max |logit diff| {worst:.2e} > {CHECK_TOL:.0e} ({diffs})"
-        )
-    return {k: float(f"{v:.3e}") for k, v in diffs.items()}
+    return diffs
 
 
 def write_bundle(tmp: Path, path: Path, bb, tasks: list[TaskAdapter], quant: str, log: dict) -> None:
