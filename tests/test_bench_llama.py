@@ -52,3 +52,14 @@ def test_pytorch_engine_runs_the_llama_class(llama_bundle, tiny_llama_dir):
         assert len(prompts[e.kind]) == 20 and e.generate(p, 9) == 9
     assert type(e.model).__name__ == "LlamaForCausalLM"
     assert prompts["edgevlm"] == prompts["pytorch"]
+
+
+def test_decode_speed_times_every_bundle_and_thread_count(llama_bundle):
+    from edgevlm.benchmarks.decode_speed import _bundles, measure
+    from edgevlm.core.errors import ConfigError
+
+    rows = measure({"fp32": llama_bundle}, [1, 2], None, prompt=8, new=48, reps=2)
+    assert [(r["bundle"], r["threads"]) for r in rows] == [("fp32", 1), ("fp32", 2)]
+    assert all(len(r["reps"]) == 2 and r["tokens_per_s"] > 0 for r in rows)
+    with pytest.raises(ConfigError, match="LABEL=BUNDLE_DIR"):
+        _bundles(["no-equals-sign"])

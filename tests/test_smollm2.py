@@ -60,3 +60,28 @@ def test_smollm2_bundle_answers_paris_and_stays_close_to_pytorch(tmp_path, smol,
     agree = float((got.argmax(-1) == want.argmax(-1)).mean())
     print(f"{quant}: max |logit diff| vs the dequantized fp32 model {np.abs(got - want).max():.3f}, top-1 {agree:.3f}")
     assert agree >= SMOL_TOP1[quant]
+
+
+def test_train_export_run_on_the_real_model(tmp_path, capsys):
+    """Issue 13's done-when commands through the CLI (2 steps of 4 E2E examples: the plumbing, not the quality):
+    train writes A/nlg, export's fp32 self-check holds the graph with the trained adapter to PyTorch, the int4
+    bundle answers, and `run` prints what the runtime generates."""
+    from conftest import E2E_DEV
+
+    from edgevlm.apps.cli import main
+    from edgevlm.runtime import Runtime
+
+    if not E2E_DEV.is_file():
+        pytest.skip(f"E2E development set not found at {E2E_DEV} (see ../shared/data/README.md)")
+    a, b, text = tmp_path / "A", tmp_path / "B", "name[The Eagle], food[French]"
+    train = ["train", "--backbone", "smollm2-135m", "--task", "nlg", "--data", str(E2E_DEV), "--out", str(a)]
+    assert main([*train, "--steps", "2", "--batch-size", "4"]) == 0
+    assert (a / "nlg" / "adapter.safetensors").is_file()
+    assert main(["export", "--backbone", "smollm2-135m", "--adapter", str(a), "--quant", "int4", "--out", str(b)]) == 0
+    m = bundle.load_manifest(b, verify=True)
+    assert m.backbone.quantization == "int4" and list(m.tasks) == ["nlg"]
+    assert m.export_log["fp32_max_abs_logit_diff"]["nlg"] < 1e-3  # adapter parity, graph vs PyTorch VLM
+    capsys.readouterr()
+    assert main(["run", str(b), "--task", "nlg", text]) == 0
+    out = capsys.readouterr().out
+    assert out.strip() and out == Runtime.load(b, threads=2).generate(text, "nlg") + "\n"
