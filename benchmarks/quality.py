@@ -22,6 +22,7 @@ from pathlib import Path
 from . import plots
 from .common import Report, check_threads, md_table, suite_dir
 from .fixtures import Workspace, export
+from .quality_common import agreement, bundle_scores
 
 SUITE = "quality"
 E2E_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "e2e" / "devset.csv"
@@ -44,16 +45,6 @@ class Plan:
 
 PLAN = Plan(e2e_steps=300, e2e_heldout=120, e2e_eval=100, mini_steps=80, mini_eval=50, valid=64)
 QUICK = Plan(e2e_steps=4, e2e_heldout=12, e2e_eval=6, mini_steps=1, mini_eval=4, valid=4, batch_size=8, train_rows=128)
-
-
-class RuntimeGenerator:
-    """``source -> text`` through the torch-free runtime (greedy, the task's default length)."""
-
-    def __init__(self, rt, task: str):
-        self.rt, self.task = rt, task
-
-    def __call__(self, source: str) -> str:
-        return self.rt.generate(source, task=self.task).strip()
 
 
 def train_adapters(
@@ -85,22 +76,6 @@ def torch_scores(adapter_dir: Path, examples, limit: int, backbone=None) -> dict
     vlm, bb, meta = load_model(adapter_dir, backbone)
     out = evaluate(examples, TorchGenerator(vlm, bb, meta.task), limit=limit, progress=False)
     return {**out, "trainable_pct": meta.trainable_share}
-
-
-def bundle_scores(rt, task: str, examples, limit: int) -> tuple[dict, list[str]]:
-    """Metrics (and predictions) of a loaded bundle's ``task`` through the runtime."""
-    from edgevlm.train.metrics import score
-    from edgevlm.train.tasks.loaders import group_by_source
-
-    gen = RuntimeGenerator(rt, task)
-    groups = group_by_source(examples)[:limit]
-    preds = [gen(g.source) for g in groups]
-    return {"n": len(groups), **score(preds, [g.refs for g in groups])}, preds
-
-
-def agreement(a: list[str], b: list[str]) -> float:
-    """Share of outputs identical to the fp32 bundle's (0-100)."""
-    return 100.0 * sum(x == y for x, y in zip(a, b)) / max(1, len(a))
 
 
 def e2e(report: Report, ws: Workspace, plan: Plan, threads: int, path: Path, bar) -> list[dict]:
@@ -269,13 +244,23 @@ def run(
     threads: int | None = None,
     work: str | Path | None = None,
     e2e_path: str | Path | None = None,
-) -> Path:
-    """Run the suite; returns the results directory.
+    backbone: str = "tiny",
+    profile: str | None = None,
+    tasks: list[str] | None = None,
+) -> Path | None:
+    """Run the suite; returns the results directory. A real ``backbone`` (``smollm2-135m`` or an HF
+    directory) runs :mod:`.quality_real` with ``profile``/``tasks`` instead (None when its data is absent).
 
     Nothing here is timed, so ``threads`` defaults to 1 (training and
     decoding): on a shared 2-core machine two spinning threads per process
     run several times slower than one.
     """
+    if backbone != "tiny":
+        from . import quality_real
+
+        return quality_real.run(
+            backbone, profile or ("smoke" if quick else "cpu"), out, work, tasks, None, threads or 1
+        )
     import torch
     from tqdm.auto import tqdm
 
@@ -310,8 +295,11 @@ def main(argv: list[str] | None = None) -> int:
         "--work", help="keep trained adapters/bundles in this directory and reuse them (default: a temp dir)"
     )
     p.add_argument("--e2e", help=f"E2E devset CSV (default {E2E_DEV})")
+    p.add_argument("--backbone", default="tiny", help="tiny (default), smollm2-135m or a Hugging Face directory")
+    p.add_argument("--profile", help="real backbone: cpu (3 h on 2 cores, default), gpu, reduced, smoke")
+    p.add_argument("--tasks", help="real backbone: comma-separated subset of nlg,mt,summarization,dialogue")
     a = p.parse_args(argv)
-    run(a.quick, a.out, a.threads, a.work, a.e2e)
+    run(a.quick, a.out, a.threads, a.work, a.e2e, a.backbone, a.profile, a.tasks.split(",") if a.tasks else None)
     return 0
 
 

@@ -23,6 +23,9 @@ def register(sub) -> None:
     p.add_argument("--sizes", help="latency, serving: comma-separated sizes among tiny,gpt2-small,gpt2-medium")
     p.add_argument("--size", help="footprint: the backbone (tiny, gpt2-small, gpt2-medium)")
     p.add_argument("--e2e", help="quality: E2E devset CSV (default ../shared/data/e2e/devset.csv)")
+    p.add_argument("--backbone", default="tiny", help="quality: tiny (default), smollm2-135m or a Hugging Face dir")
+    p.add_argument("--profile", help="quality on a real backbone: cpu (3 h on 2 cores; default), gpu, reduced, smoke")
+    p.add_argument("--tasks", help="quality on a real backbone: a subset of nlg,mt,summarization,dialogue")
     p.set_defaults(func=run)
 
 
@@ -54,7 +57,9 @@ def run(args) -> int:
         elif s == "serving":
             written.append(serving.run(args.quick, args.out, args.threads, sizes, args.work))
         else:
-            written.append(quality.run(args.quick, args.out, args.threads, args.work, args.e2e))
+            tasks = args.tasks.split(",") if args.tasks else None
+            q = quality.run(args.quick, args.out, args.threads, args.work, args.e2e, args.backbone, args.profile, tasks)
+            written += [q] if q else []
     for w in written:
         print(f"wrote {w}/results.json, results.md and plots")
     return 0

@@ -1,0 +1,163 @@
+"""Plans of the real-backbone quality suite (:mod:`.quality_real`): data, steps, lengths and the time budget.
+
+Each task trains on the training side of a split by source unit (E2E MR, IWSLT
+talk, dialogue, article) and is decoded on the first ``eval_sources`` held-out
+units' sources. Training pads each batch to its own longest example (up to
+``max_len``) and runs the LM head only at target positions
+(:meth:`edgevlm.train.model.VLM.target_loss`), so the cost of a step is about
+proportional to the tokens of the batch; :func:`estimate` turns that into
+seconds from a measured seconds-per-token and the machine's load.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from edgevlm.core.errors import ConfigError
+
+DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REAL_TASKS = ("nlg", "mt", "summarization", "dialogue")
+# (data spec relative to DATA_ROOT, every file the spec needs)
+DATA = {
+    "nlg": ("e2e/devset.csv", ("e2e/devset.csv",)),
+    "mt": (
+        "iwslt/IWSLT17.TED.tst2016.de-en.de.xml:iwslt/IWSLT17.TED.tst2016.en-de.en.xml",
+        ("iwslt/IWSLT17.TED.tst2016.de-en.de.xml", "iwslt/IWSLT17.TED.tst2016.en-de.en.xml"),
+    ),
+    "summarization": ("cnn_dailymail/validation_first800.csv", ("cnn_dailymail/validation_first800.csv",)),
+    "dialogue": (
+        "personachat/valid_self_original_no_cands.first800.txt",
+        ("personachat/valid_self_original_no_cands.first800.txt",),
+    ),
+}
+# SmolLM2-135M adapter training, batch 8 x 128 tokens, quiet 2-core machine: 3.4 s/step (issue 15's measurement);
+# --full (all 135 M weights, Adam) and decoding (forward only, per prompt or generated token) relative to it.
+ADAPTER_S_PER_TOKEN = 3.4 / (8 * 128)
+FULL_FACTOR = 1.8
+DECODE_S_PER_TOKEN = ADAPTER_S_PER_TOKEN / 3
+BUNDLE_EXPORT_S = 120.0  # one SmolLM2 export (fold, quantize, check against PyTorch)
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    heldout_units: int  # source units held out whole
+    eval_sources: int  # of their sources, decoded and scored (multi-reference)
+    train_rows: int  # training examples (after a seeded shuffle of the training side)
+    max_len: int  # prompt + target tokens of a training example
+    valid: int = 16  # held-out rows not decoded, for the validation loss only
+    mean_len: int = 0  # typical training example length (tokens), for the estimate; 0: max_len
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    steps: int  # per system (adapter, full, distilled), same steps and examples for each
+    batch_size: int
+    tasks: dict[str, TaskPlan]
+    distill: str | None = "nlg"  # the task distilled from its --full model
+    quants: tuple[str, ...] = ("fp32", "int8", "int4")
+    lr_full: float = 1e-4  # 5e-4 (the tiny default) destroys a pretrained 135 M model in few steps
+    label: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+CPU_TASKS = {
+    "nlg": TaskPlan(heldout_units=40, eval_sources=40, train_rows=800, max_len=96, mean_len=60),
+    "mt": TaskPlan(heldout_units=2, eval_sources=40, train_rows=800, max_len=128, mean_len=80),
+    "summarization": TaskPlan(heldout_units=40, eval_sources=24, train_rows=400, max_len=320, mean_len=320),
+    "dialogue": TaskPlan(heldout_units=40, eval_sources=40, train_rows=800, max_len=160, mean_len=140),
+}
+PROFILES = {
+    # fits 3 h on the 2-core machine (see estimate); results labelled cpu
+    "cpu": Profile("cpu", steps=60, batch_size=8, tasks=CPU_TASKS, label="CPU, 2 cores, 60 steps x 8"),
+    # the same suite with 25x the training (steps x batch) and more held-out sources: for a GPU machine
+    "gpu": Profile(
+        "gpu",
+        steps=750,
+        batch_size=16,
+        tasks={
+            t: replace(p, eval_sources=p.eval_sources * 2, train_rows=p.train_rows * 4) for t, p in CPU_TASKS.items()
+        },
+        label="GPU, 750 steps x 16",
+    ),
+    # what was run in this session: E2E only, a handful of steps, to prove the pipeline on the real model
+    "reduced": Profile(
+        "reduced",
+        steps=12,
+        batch_size=8,
+        tasks={"nlg": replace(CPU_TASKS["nlg"], eval_sources=24, train_rows=400)},
+        distill=None,
+        label="reduced CPU run: E2E only, 12 steps x 8",
+    ),
+    # the fast test's plumbing run (a tiny backbone)
+    "smoke": Profile(
+        "smoke",
+        steps=2,
+        batch_size=4,
+        tasks={t: TaskPlan(1 if t == "mt" else 3, 3, 16, 96, valid=4) for t in REAL_TASKS},
+        label="smoke test",
+    ),
+}
+
+
+def get_profile(name: str, tasks: list[str] | None = None) -> Profile:
+    """The named profile, optionally restricted to ``tasks`` (ConfigError naming the option)."""
+    if name not in PROFILES:
+        raise ConfigError(f"--profile: unknown profile {name!r}; expected one of {sorted(PROFILES)}")
+    p = PROFILES[name]
+    if not tasks:
+        return p
+    unknown = [t for t in tasks if t not in p.tasks]
+    if unknown:
+        raise ConfigError(f"--tasks: {unknown} not in profile {name!r} (it has {list(p.tasks)})")
+    return replace(p, tasks={t: p.tasks[t] for t in tasks}, distill=p.distill if p.distill in tasks else None)
+
+
+def load_factor() -> float:
+    """How many times slower than quiet the machine runs now: 1-min load average per core, at least 1."""
+    try:
+        return max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+    except OSError:
+        return 1.0
+
+
+def estimate(p: Profile, s_per_token: float = ADAPTER_S_PER_TOKEN, load: float = 1.0) -> dict[str, float]:
+    """Estimated seconds per task (training all systems + decoding all of them + bundles) on this machine."""
+    out = {}
+    for task, tp in p.tasks.items():
+        step = p.batch_size * (tp.mean_len or tp.max_len) * s_per_token
+        systems = 2 + (p.distill == task)  # adapter + distilled at adapter cost
+        train = p.steps * step * (systems + FULL_FACTOR)
+        decoders = 3 + (p.distill == task) + len(p.quants)  # untrained, adapter, full, (distilled), bundles
+        decode = decoders * tp.eval_sources * (tp.max_len + 40) * s_per_token / 3
+        teacher = tp.train_rows * (tp.max_len + 40) * s_per_token / 3 if p.distill == task else 0.0
+        out[task] = load * (train + decode + teacher) + len(p.quants) * BUNDLE_EXPORT_S
+    return out
+
+
+def describe(p: Profile, load: float) -> str:
+    """The plan and its time budget, printed before the run."""
+    est = estimate(p, load=load)
+    lines = [
+        f"quality plan {p.name!r} ({p.label}): {p.steps} steps x batch {p.batch_size} per system "
+        f"(untrained, adapter at the paper's bottleneck, --full lr {p.lr_full:g}"
+        + (f", distilled {p.distill}" if p.distill else "")
+        + f"); bundles {'/'.join(p.quants)}; LM head on target positions only; batches padded to their longest row"
+    ]
+    for t, tp in p.tasks.items():
+        lines.append(
+            f"  {t:<14} train {tp.train_rows} rows, max_len {tp.max_len}; hold out {tp.heldout_units} units, "
+            f"decode {tp.eval_sources} sources; about {est[t] / 60:.0f} min"
+        )
+    lines.append(
+        f"  estimated total {sum(est.values()) / 3600:.2f} h at load factor {load:.1f} "
+        f"({ADAPTER_S_PER_TOKEN * 8 * 128:.1f} s per adapter step of 8 x 128 tokens when quiet)"
+    )
+    return "\n".join(lines)
+
+
+def missing_data(root: Path, tasks) -> list[str]:
+    """The data files of ``tasks`` that are absent under ``root``."""
+    return [str(root / f) for t in tasks for f in DATA[t][1] if not (root / f).is_file()]

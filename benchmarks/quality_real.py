@@ -1,0 +1,211 @@
+"""Quality on real data with a real backbone (SmolLM2-135M): ``edgevlm bench --suite quality --backbone B``.
+
+Per task (nlg = E2E, mt = IWSLT17 de-en, summarization = CNN/DM, dialogue =
+ConvAI2; files under ``../shared/data``, split by source unit): the untrained
+adapter, an adapter at the paper's bottleneck, full fine-tuning (same steps
+and examples), optionally an adapter distilled from the full model, all
+decoded greedily in PyTorch; then the adapter exported as fp32/int8/int4
+bundles and decoded through the runtime on the same held-out sources (metric
+and share of outputs identical to the fp32 bundle's). Every cell's result is
+a JSON file under ``WORK/cells/``: a rerun skips finished cells. The plan
+(:mod:`.quality_plan`) and its time estimate are printed first.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from edgevlm.core.config import atomic_write_text
+
+from . import quality_plan as qp
+from .common import Report, load_average
+from .fixtures import Workspace, backbone_dir, export
+from .quality_common import agreement, bundle_scores
+
+SUITE = "quality"
+PYTORCH_SYSTEMS = ("untrained", "adapter", "full", "distilled")
+
+
+class Cells:
+    """Per-cell results on disk (``root/<task>.<system>.json``, written atomically): done cells are skipped."""
+
+    def __init__(self, root: Path, threads: int = 1):
+        self.root, self.threads = root, threads  # threads: the runtime's, for the bundles' cells
+        root.mkdir(parents=True, exist_ok=True)
+        self.computed: list[str] = []
+
+    def get(self, task: str, system: str, compute) -> dict:
+        f = self.root / f"{task}.{system}.json"
+        if f.is_file():
+            return json.loads(f.read_text())
+        t0 = time.time()
+        load = load_average()
+        rec = {"task": task, "system": system, **compute()}
+        rec.update(seconds=round(time.time() - t0, 1), load_avg_at_start=load, load_avg_at_end=load_average())
+        atomic_write_text(f, json.dumps(rec, indent=1) + "\n")
+        self.computed.append(f.stem)
+        return rec
+
+
+def splits(task: str, tp: qp.TaskPlan, root: Path) -> tuple[list, list, list]:
+    """(train, valid, test) examples: held-out units whole, their first ``eval_sources`` sources decoded."""
+    from edgevlm.train.tasks.loaders import group_by_source, load_examples, split_by_source
+
+    examples = load_examples(str(root / qp.DATA[task][0]) if ":" not in qp.DATA[task][0] else _pair(task, root), task)
+    train, held = split_by_source(examples, tp.heldout_units, seed=0)
+    random.Random(0).shuffle(train)
+    decoded = {g.source for g in group_by_source(held)[: tp.eval_sources]}
+    test = [e for e in held if e.source in decoded]
+    valid = [e for e in held if e.source not in decoded][: tp.valid] or test[: tp.valid]
+    return train[: tp.train_rows], valid, test
+
+
+def _pair(task: str, root: Path) -> str:
+    src, tgt = qp.DATA[task][0].split(":")
+    return f"{root / src}:{root / tgt}"
+
+
+def train_cell(bb_path: Path, task: str, data: tuple, p: qp.Profile, out: Path, full=False, teacher=None) -> Path:
+    from edgevlm.train.api import TrainSpec, train
+
+    tp = p.tasks[task]
+    spec = TrainSpec(
+        tasks=[task],
+        out=out,
+        backbone=str(bb_path),
+        examples={task: data},
+        steps=p.steps,
+        batch_size=p.batch_size,
+        eval_every=p.steps,
+        save_every=p.steps,
+        max_len=tp.max_len,
+        full=full,
+        lr=p.lr_full if full else None,
+        distill_from=teacher,
+        force=True,
+        progress=True,
+    )
+    return train(spec).paths[task]
+
+
+def torch_cell(adapter_dir: Path | None, bb, task: str, test: list, limit: int) -> dict:
+    """Metrics (+ perplexity for dialogue) of an adapter / --full output, or of a fresh adapter (None)."""
+    import torch
+
+    from edgevlm.train.evaluate import TorchGenerator, evaluate, load_model, perplexity
+    from edgevlm.train.model import VLM
+    from edgevlm.train.tasks import BUILTIN_TASKS
+
+    if adapter_dir is None:
+        torch.manual_seed(0)
+        vlm, cfg, share = VLM(bb.model), BUILTIN_TASKS[task], None
+        vlm.add_task(cfg)
+        share = vlm.trainable_share(task)[1]
+    else:
+        vlm, bb, meta = load_model(adapter_dir, None if _is_full(adapter_dir) else bb, task)
+        cfg, share = meta.task, meta.trainable_share
+    with vlm, tempfile.TemporaryDirectory() as tmp:
+        s = evaluate(test, TorchGenerator(vlm, bb, cfg), Path(tmp) / "p.jsonl", limit, progress=True)
+        s["predictions"] = [json.loads(x)["prediction"] for x in (Path(tmp) / "p.jsonl").read_text().splitlines()]
+        if task == "dialogue":  # of the held-out references given their prompts
+            s["perplexity"] = perplexity(vlm, bb, cfg, test, min(512, vlm.sizes.n_positions))
+    return {**s, "trainable_pct": share, "bottleneck": cfg.bottleneck}
+
+
+def _is_full(d: Path) -> bool:
+    from edgevlm.train.distill import meta_is_full
+
+    return meta_is_full(d)
+
+
+def task_cells(cells: Cells, ws: Workspace, bb_path: Path, task: str, p: qp.Profile, root: Path, bar) -> list:
+    """Every cell of one task, in order: PyTorch systems, then the adapter's bundles."""
+    from edgevlm.train.backbone import load_backbone
+
+    tp = p.tasks[task]
+    train, valid, test = splits(task, tp, root)
+    data = (train, valid)
+    dirs = {
+        "adapter": lambda: ws.get(f"{task}-adapter", lambda o: train_cell(bb_path, task, data, p, o)),
+        "full": lambda: ws.get(f"{task}-full", lambda o: train_cell(bb_path, task, data, p, o, full=True)),
+        "distilled": lambda: ws.get(
+            f"{task}-distilled", lambda o: train_cell(bb_path, task, data, p, o, teacher=dirs["full"]() / task)
+        ),
+    }
+    systems = [s for s in PYTORCH_SYSTEMS if s != "distilled" or p.distill == task]
+    rows, bb = [], None
+    for system in systems:
+        bar.set_postfix_str(f"{task}: {system}")
+
+        def compute(system=system):
+            nonlocal bb
+            bb = bb or load_backbone(bb_path)
+            d = None if system == "untrained" else dirs[system]() / task
+            return {**torch_cell(d, bb, task, test, tp.eval_sources), "train_rows": len(train)}
+
+        rows.append(cells.get(task, system, compute))
+        bar.update(1)
+    return rows + bundle_cells(cells, ws, bb_path, task, p, dirs["adapter"], test, bar)
+
+
+def bundle_cells(cells: Cells, ws: Workspace, bb_path: Path, task: str, p, adapter, test, bar) -> list:
+    """fp32/int8/int4 bundles of the adapter through the runtime; outputs compared with the fp32 bundle's."""
+    from edgevlm.runtime import Runtime
+
+    rows = []
+    for q in p.quants:
+        bar.set_postfix_str(f"{task}: {q} bundle")
+
+        def compute(q=q):
+            b = ws.get(f"{task}-bundle-{q}", lambda o: export(bb_path, [adapter() / task], q, o))
+            s, preds = bundle_scores(Runtime.load(b, threads=cells.threads), task, test, p.tasks[task].eval_sources)
+            return {**s, "predictions": preds}
+
+        rec = cells.get(task, f"bundle-{q}", compute)
+        ref = rows[0]["predictions"] if rows else rec["predictions"]
+        rows.append({**rec, "same_output_as_fp32_pct": agreement(rec["predictions"], ref)})
+        bar.update(1)
+    return rows
+
+
+def n_cells(p: qp.Profile) -> int:
+    return sum(3 + (p.distill == t) + len(p.quants) for t in p.tasks)
+
+
+def run(
+    backbone: str = "smollm2-135m",
+    profile: str = "cpu",
+    out: str | Path | None = None,
+    work: str | Path | None = None,
+    tasks: list[str] | None = None,
+    data_root: str | Path | None = None,
+    threads: int = 1,
+) -> Path | None:
+    """Run (or resume) the suite; returns the results directory, or None when the data is absent."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from . import quality_real_report as rr
+
+    p = qp.get_profile(profile, tasks)
+    root = Path(data_root) if data_root else qp.DATA_ROOT
+    missing = qp.missing_data(root, p.tasks)
+    if missing:
+        print(f"quality ({backbone}) skipped: {missing[0]} not found (see ../shared/data/README.md)")
+        return None
+    torch.set_num_threads(threads)
+    print(qp.describe(p, qp.load_factor()), flush=True)
+    report = Report(SUITE, threads, profile == "smoke")
+    ws = Workspace(Path(work or rr.default_work(backbone)) / p.name)
+    bb_path = backbone_dir(ws, backbone) if backbone in ("tiny", "smollm2-135m") else Path(backbone)
+    cells = Cells(ws.root / "cells", threads)
+    rows = []
+    with tqdm(total=n_cells(p), desc=f"quality {backbone}", unit="cell") as bar:
+        for task in p.tasks:
+            rows += task_cells(cells, ws, bb_path, task, p, root, bar)
+    report.note(f"plan {p.name!r}: {p.label}; cells computed in this run: {cells.computed or 'none (all cached)'}")
+    return rr.write(report, rows, p, backbone, rr.results_dir(out, backbone))

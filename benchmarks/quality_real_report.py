@@ -1,0 +1,104 @@
+"""Results of the real-backbone quality suite: JSON, markdown and plots under ``quality/<backbone>/``.
+
+The tiny backbone's results stay in ``quality/`` itself; each real backbone gets
+a subfolder (``quality/smollm2/``), one results set per profile
+(``results.json`` for the 3-hour CPU plan, ``results-<profile>.json`` otherwise).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import plots
+from . import quality_plan as qp
+from .common import Report, md_table, suite_dir
+
+SHORT = {"smollm2-135m": "smollm2"}
+METRICS = {  # task -> the columns shown (the first is the task's primary metric)
+    "nlg": ("bleu", "rougeL"),
+    "mt": ("bleu",),
+    "summarization": ("rouge1", "rouge2", "rougeL"),
+    "dialogue": ("f1", "perplexity"),
+}
+NAMES = {
+    "untrained": "untrained adapter (PyTorch)",
+    "adapter": "adapter (PyTorch)",
+    "full": "full fine-tuning (PyTorch)",
+    "distilled": "adapter distilled from full (PyTorch)",
+    "bundle-fp32": "fp32 bundle (runtime)",
+    "bundle-int8": "int8 bundle (runtime)",
+    "bundle-int4": "int4 bundle (runtime)",
+}
+
+
+def default_work(backbone: str) -> Path:
+    """Where trained models, bundles and cell results are kept between runs (resumable by default)."""
+    from edgevlm.train.tiny import cache_dir
+
+    return cache_dir() / "bench-quality" / SHORT.get(backbone, Path(backbone).name)
+
+
+def results_dir(out: str | Path | None, backbone: str) -> Path:
+    return suite_dir(out, "quality") / SHORT.get(backbone, Path(backbone).name)
+
+
+def task_table(task: str, rows: list[dict]) -> str:
+    cols = [("system", "system")] + [
+        (m, m if m == "perplexity" else m.replace("rouge", "ROUGE-").upper()) for m in METRICS[task]
+    ]
+    cols += [("trainable_pct", "trainable %"), ("same_output_as_fp32_pct", "outputs = fp32 bundle %"), ("n", "sources")]
+    cols += [("seconds", "cell s")]
+    shown = [{**r, "system": NAMES.get(r["system"], r["system"])} for r in rows]
+    return f"## {task} ({qp.DATA[task][0].split(':')[0].split('/')[0]}, held-out sources)\n\n" + md_table(shown, cols)
+
+
+def markdown(rows: list[dict], p: qp.Profile, backbone: str, png: str) -> str:
+    parts = [
+        f"Backbone {backbone}; plan {p.name!r} ({p.label}): {p.steps} steps x batch {p.batch_size} per trained "
+        f"system, --full at lr {p.lr_full:g}; untrained = a fresh (identity) adapter and untrained task embeddings.\n"
+    ]
+    for t in p.tasks:
+        parts.append(task_table(t, [r for r in rows if r["task"] == t]))
+    parts.append(f"![quality]({png})\n")
+    return "\n".join(parts)
+
+
+def plot(rows: list[dict], p: qp.Profile, path: Path) -> None:
+    systems = list(dict.fromkeys(r["system"] for r in rows))
+    series = {
+        NAMES.get(s, s): [
+            next((r[METRICS[t][0]] for r in rows if r["task"] == t and r["system"] == s), 0.0) for t in p.tasks
+        ]
+        for s in systems
+    }
+    cats = [f"{t} ({METRICS[t][0]})" for t in p.tasks]
+    plots.grouped_bars(path, cats, series, "score", f"Quality on held-out data ({p.label})")
+
+
+def write(report: Report, rows: list[dict], p: qp.Profile, backbone: str, dest: Path) -> Path:
+    """Records, markdown and plot for one profile; returns ``dest``."""
+    for r in rows:
+        m = METRICS[r["task"]]
+        same = r.get("same_output_as_fp32_pct")
+        report.add(
+            f"[{r['task']}] {NAMES.get(r['system'], r['system'])}: "
+            + ", ".join(f"{k} {r[k]:.2f}" for k in m if r.get(k) is not None)
+            + (f", {same:.0f}% outputs identical to fp32" if same is not None else ""),
+            kind="score",
+            dataset=r["task"],
+            backbone=backbone,
+            profile=p.name,
+            **{k: v for k, v in r.items() if k != "predictions"},
+        )
+    stem = "results" if p.name == "cpu" else f"results-{p.name}"
+    png = f"{stem}.png"
+    dest.mkdir(parents=True, exist_ok=True)
+    plot(rows, p, dest / png)
+    extra = {"plan": {"profile": p.name, "label": p.label, "steps": p.steps, "batch_size": p.batch_size}}
+    extra["plan"]["tasks"] = {t: vars(tp) for t, tp in p.tasks.items()}
+    tmp = dest / f".{stem}"
+    report.write(tmp, markdown(rows, p, backbone, png), extra)
+    for ext in ("json", "md"):
+        (tmp / f"results.{ext}").replace(dest / f"{stem}.{ext}")
+    tmp.rmdir()
+    return dest
