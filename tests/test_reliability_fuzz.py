@@ -202,3 +202,17 @@ def test_ort_adapter_file(good, tmp_path_factory, data):
         assert "\n" not in str(e)
         return
     assert (bottleneck, n_tokens) == (10, 2)  # loaded: it must be the nlg adapter's shape
+
+
+def test_bounds_checked_reader_matches_ort(good):
+    """edgevlm.runtime.adapterfile reads what ORT's own reader reads (which segfaulted on some fuzzed files)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from edgevlm.runtime.adapterfile import read_parameters
+
+    for path in sorted((good["root"] / "adapters").iterdir()):
+        fmt = ort.AdapterFormat.read_adapter(str(path))
+        theirs = {k: np.array(v.numpy(), copy=True) for k, v in fmt.get_parameters().items()}
+        ours = read_parameters(path)
+        assert sorted(ours) == sorted(theirs) and all(np.array_equal(ours[k], theirs[k]) for k in ours)

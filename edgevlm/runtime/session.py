@@ -10,6 +10,7 @@ import onnxruntime as ort
 from edgevlm.core import graphio, identity
 from edgevlm.core.bundle import Manifest, TaskEntry, check_adapter_against_graph
 from edgevlm.core.errors import BundleError, ConfigError
+from edgevlm.runtime import adapterfile
 
 
 @dataclass(frozen=True)
@@ -87,24 +88,21 @@ def check_graph(session: ort.InferenceSession, manifest: Manifest, path: Path) -
 
 
 def load_adapter(path: Path, graph: Graph) -> tuple[ort.LoraAdapter, int, int]:
-    """Check an adapter file's tensors against the graph, then load it once. -> (adapter, bottleneck, task tokens)"""
+    """Check an adapter file's structure (bounds-checked: ORT's own reader can crash on a corrupt file), its
+    tensors against the graph and their values, then load it once. -> (adapter, bottleneck, task tokens)"""
     if not path.is_file():
         raise BundleError(f"{path}: adapter file not found")
+    params = adapterfile.read_parameters(path)
+    bottleneck, n_tokens = check_adapter_against_graph(
+        {k: list(v.shape) for k, v in params.items()}, graph.adapter_inputs, graph.n_embd, str(path)
+    )
+    identity.check_values(params, str(path), BundleError)  # NaN/Inf/absurd
+    del params
+    adapter = ort.LoraAdapter()
     try:
-        fmt = ort.AdapterFormat.read_adapter(str(path))  # its parameters point into it: keep it alive while reading
-        params = fmt.get_parameters()
+        adapter.Load(str(path))
     except Exception as e:  # ORT raises RuntimeError/InvalidArgument for unreadable files
         raise BundleError(f"{path}: not a readable ONNX Runtime adapter file ({str(e).splitlines()[0]})") from None
-    bad = [k for k, v in params.items() if v.data_type() != "tensor(float)"]
-    if bad:
-        raise BundleError(f"{path}: adapter tensors must be float32, {bad[0]} is {params[bad[0]].data_type()}")
-    bottleneck, n_tokens = check_adapter_against_graph(
-        {k: v.shape() for k, v in params.items()}, graph.adapter_inputs, graph.n_embd, str(path)
-    )
-    identity.check_values({k: v.numpy() for k, v in params.items()}, str(path), BundleError)  # NaN/Inf/absurd
-    del params, fmt
-    adapter = ort.LoraAdapter()
-    adapter.Load(str(path))
     return adapter, bottleneck, n_tokens
 
 
