@@ -35,7 +35,7 @@ DATA = {
 # SmolLM2-135M adapter training, batch 8 x 128 tokens, quiet 2-core machine: 3.4 s/step (issue 15's measurement);
 # --full (all 135 M weights, Adam) and decoding (forward only, per prompt or generated token) relative to it.
 ADAPTER_S_PER_TOKEN = 3.4 / (8 * 128)
-FULL_FACTOR = 1.8
+FULL_FACTOR = 1.5
 DECODE_S_PER_TOKEN = ADAPTER_S_PER_TOKEN / 3
 BUNDLE_EXPORT_S = 120.0  # one SmolLM2 export (fold, quantize, check against PyTorch)
 
@@ -137,9 +137,23 @@ def estimate(p: Profile, s_per_token: float = ADAPTER_S_PER_TOKEN, load: float =
     return out
 
 
-def describe(p: Profile, load: float) -> str:
-    """The plan and its time budget, printed before the run."""
-    est = estimate(p, load=load)
+def measured_s_per_token(work: Path) -> tuple[float, int] | None:
+    """(median training seconds per token, runs) of the adapters trained under ``work`` (any profile), if any."""
+    import json
+    import statistics
+
+    rates = []
+    for f in sorted(Path(work).glob("*/*/cells/*.adapter.json")):
+        rec = json.loads(f.read_text())
+        if rec.get("train_s_per_step") and rec.get("train_tokens_per_step"):
+            rates.append(rec["train_s_per_step"] / rec["train_tokens_per_step"])
+    return (statistics.median(rates), len(rates)) if rates else None
+
+
+def describe(p: Profile, load: float, measured: tuple[float, int] | None = None) -> str:
+    """The plan and its time budget, printed before the run: from this machine's measured seconds per training
+    token when earlier runs left some (their load included), else from the quiet figure times the load now."""
+    est = estimate(p, measured[0], 1.0) if measured else estimate(p, load=load)
     lines = [
         f"quality plan {p.name!r} ({p.label}): {p.steps} steps x batch {p.batch_size} per system "
         f"(untrained, adapter at the paper's bottleneck, --full lr {p.lr_full:g}"
@@ -151,10 +165,12 @@ def describe(p: Profile, load: float) -> str:
             f"  {t:<14} train {tp.train_rows} rows, max_len {tp.max_len}; hold out {tp.heldout_units} units, "
             f"decode {tp.eval_sources} sources; about {est[t] / 60:.0f} min"
         )
-    lines.append(
-        f"  estimated total {sum(est.values()) / 3600:.2f} h at load factor {load:.1f} "
-        f"({ADAPTER_S_PER_TOKEN * 8 * 128:.1f} s per adapter step of 8 x 128 tokens when quiet)"
+    basis = (
+        f"{measured[0] * 8 * 128:.1f} s per adapter step of 8 x 128 tokens, median of {measured[1]} measured run(s)"
+        if measured
+        else f"{ADAPTER_S_PER_TOKEN * 8 * 128:.1f} s per adapter step of 8 x 128 tokens when quiet x load {load:.1f}"
     )
+    lines.append(f"  estimated total {sum(est.values()) / 3600:.2f} h on this machine ({basis}; CPU figures)")
     return "\n".join(lines)
 
 

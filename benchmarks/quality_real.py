@@ -137,15 +137,19 @@ def task_cells(cells: Cells, ws: Workspace, bb_path: Path, task: str, p: qp.Prof
         ),
     }
     systems = [s for s in PYTORCH_SYSTEMS if s != "distilled" or p.distill == task]
-    rows, bb = [], None
+    rows, bb, tokens = [], None, p.batch_size * (tp.mean_len or tp.max_len)
     for system in systems:
         bar.set_postfix_str(f"{task}: {system}")
 
         def compute(system=system):
             nonlocal bb
             bb = bb or load_backbone(bb_path)
+            t0, trained = time.time(), system != "untrained" and not (ws.root / f"{task}-{system}").exists()
             d = None if system == "untrained" else dirs[system]() / task
-            return {**torch_cell(d, bb, task, test, tp.eval_sources), "train_rows": len(train)}
+            timing = (
+                {"train_s_per_step": (time.time() - t0) / p.steps, "train_tokens_per_step": tokens} if trained else {}
+            )
+            return {**torch_cell(d, bb, task, test, tp.eval_sources), "train_rows": len(train), **timing}
 
         rows.append(cells.get(task, system, compute))
         bar.update(1)
@@ -198,9 +202,10 @@ def run(
         print(f"quality ({backbone}) skipped: {missing[0]} not found (see ../shared/data/README.md)")
         return None
     torch.set_num_threads(threads)
-    print(qp.describe(p, qp.load_factor()), flush=True)
+    work = Path(work or rr.default_work(backbone))
+    print(qp.describe(p, qp.load_factor(), qp.measured_s_per_token(work)), flush=True)
     report = Report(SUITE, threads, profile == "smoke")
-    ws = Workspace(Path(work or rr.default_work(backbone)) / p.name)
+    ws = Workspace(work / p.name)
     bb_path = backbone_dir(ws, backbone) if backbone in ("tiny", "smollm2-135m") else Path(backbone)
     cells = Cells(ws.root / "cells", threads)
     rows = []

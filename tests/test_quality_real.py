@@ -25,7 +25,7 @@ def suite(tiny_llama_dir, tmp_path_factory):
     cells = sorted(work.rglob("cells/*.json"))
     first = {c.name: c.stat().st_mtime_ns for c in cells}
     again = quality_real.run(str(tiny_llama_dir), "smoke", out, work, TASKS)
-    return dest, again, cells, first
+    return dest, again, cells, first, work
 
 
 def records(dest: Path) -> dict[tuple[str, str], dict]:
@@ -34,7 +34,7 @@ def records(dest: Path) -> dict[tuple[str, str], dict]:
 
 
 def test_every_cell_scored(suite):
-    dest, _, cells, _ = suite
+    dest, _, cells, _, _ = suite
     recs, doc = records(dest)
     systems = {"untrained", "adapter", "full", "bundle-fp32", "bundle-int8", "bundle-int4"}
     assert set(recs) == {(t, s) for t in TASKS for s in systems} | {("nlg", "distilled")}
@@ -51,14 +51,14 @@ def test_every_cell_scored(suite):
 
 def test_fp32_bundle_decodes_like_pytorch(suite, tmp_path):
     """The runtime's fp32 bundle reproduces the PyTorch adapter's greedy outputs (same held-out sources)."""
-    _, _, cells, _ = suite
+    _, _, cells, _, _ = suite
     by = {c.name: json.loads(c.read_text()) for c in cells}
     for t in TASKS:
         assert by[f"{t}.bundle-fp32.json"]["predictions"] == by[f"{t}.adapter.json"]["predictions"]
 
 
 def test_rerun_skips_finished_cells(suite):
-    dest, again, cells, first = suite
+    dest, again, cells, first, _ = suite
     assert again == dest
     assert {c.name: c.stat().st_mtime_ns for c in cells} == first  # no cell recomputed or rewritten
     _, doc = records(dest)
@@ -80,6 +80,16 @@ def test_profile_options_checked():
         qp.get_profile("cpu", ["qa"])
     p = qp.get_profile("cpu", ["mt"])
     assert list(p.tasks) == ["mt"] and p.distill is None
+
+
+def test_budget_from_measured_steps(suite):
+    """The adapters' training time per token is kept in the cells; a later plan's estimate is computed from it."""
+    *_, work = suite
+    rate, runs = qp.measured_s_per_token(work)
+    assert runs == len(TASKS) and rate > 0
+    p = qp.PROFILES["cpu"]
+    assert qp.estimate(p, 2 * rate)["mt"] > qp.estimate(p, rate)["mt"]
+    assert f"median of {runs} measured run(s)" in qp.describe(p, 1.0, (rate, runs))
 
 
 def test_budget_fits_three_hours_when_quiet():
