@@ -28,10 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from edgevlm.core import names
-from edgevlm.core.errors import BundleError
+from edgevlm.runtime.adapterfile import read_parameters
 
 
 @dataclass(frozen=True)
@@ -49,12 +48,9 @@ class Folded:
 
 
 def read_adapter(path: Path) -> dict[str, np.ndarray]:
-    """The tensors of an ``.onnx_adapter`` file, copied out of ORT's buffers."""
-    try:
-        fmt = ort.AdapterFormat.read_adapter(str(path))  # owns the buffers: keep it alive while copying
-        return {k: np.array(v.numpy(), dtype=np.float32, copy=True) for k, v in fmt.get_parameters().items()}
-    except Exception as e:  # ORT raises RuntimeError/InvalidArgument for unreadable files
-        raise BundleError(f"{path}: not a readable ONNX Runtime adapter file ({str(e).splitlines()[0]})") from None
+    """The tensors of an ``.onnx_adapter`` file (float32 copies, bounds-checked before use:
+    :func:`edgevlm.runtime.adapterfile.read_parameters`)."""
+    return read_parameters(path)
 
 
 def fold(tensors: dict[str, np.ndarray], n_layer: int) -> Folded:
