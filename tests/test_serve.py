@@ -171,6 +171,24 @@ def test_overload_is_refused_at_once_and_the_server_recovers(bundle, rt):
         assert _call(s.url, "/v1/completions", body)[0] == 200
 
 
+def test_a_client_that_goes_away_frees_its_row(server):
+    host, port = server.url.split("//")[1].split(":")
+    c = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT)
+    body = {"model": "nlg", "prompt": TEXTS[0], "max_tokens": 400, "min_tokens": 400, "stream": True}
+    steps = server.service.scheduler.steps
+    c.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
+    r = c.getresponse()
+    assert r.status == 200 and r.readline().startswith(b"data: {")
+    c.close()  # gone after the first token
+    deadline = time.monotonic() + TIMEOUT
+    while server.service.scheduler.load != (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.service.scheduler.load == (0, 0)
+    ran = server.service.scheduler.steps - steps
+    assert ran < 399, ran  # cancelled, not decoded to the end
+    assert _call(server.url, "/v1/completions", {"model": "nlg", "prompt": TEXTS[0], "max_tokens": 2})[0] == 200
+
+
 def test_serve_cli_refuses_bad_arguments(tmp_path, capsys):
     from edgevlm.apps.cli import main
 
