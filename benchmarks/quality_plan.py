@@ -88,7 +88,6 @@ PROFILES = {
         steps=12,
         batch_size=8,
         tasks={"nlg": replace(CPU_TASKS["nlg"], eval_sources=24, train_rows=400)},
-        distill=None,
         label="reduced CPU run: E2E only, 12 steps x 8",
     ),
     # the fast test's plumbing run (a tiny backbone)

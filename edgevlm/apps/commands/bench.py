@@ -61,5 +61,5 @@ def run(args) -> int:
             q = quality.run(args.quick, args.out, args.threads, args.work, args.e2e, args.backbone, args.profile, tasks)
             written += [q] if q else []
     for w in written:
-        print(f"wrote {w}/results.json, results.md and plots")
+        print(f"wrote the results JSON, markdown and plots under {w}/")
     return 0
