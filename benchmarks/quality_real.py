@@ -122,13 +122,8 @@ def _is_full(d: Path) -> bool:
     return meta_is_full(d)
 
 
-def task_cells(cells: Cells, ws: Workspace, bb_path: Path, task: str, p: qp.Profile, root: Path, bar) -> list:
-    """Every cell of one task, in order: PyTorch systems, then the adapter's bundles."""
-    from edgevlm.train.backbone import load_backbone
-
-    tp = p.tasks[task]
-    train, valid, test = splits(task, tp, root)
-    data = (train, valid)
+def model_dirs(ws: Workspace, bb_path: Path, task: str, data: tuple, p: qp.Profile) -> dict:
+    """``{system: () -> trained directory}``, each trained on first use (the distilled one after --full)."""
     dirs = {
         "adapter": lambda: ws.get(f"{task}-adapter", lambda o: train_cell(bb_path, task, data, p, o)),
         "full": lambda: ws.get(f"{task}-full", lambda o: train_cell(bb_path, task, data, p, o, full=True)),
@@ -136,6 +131,16 @@ def task_cells(cells: Cells, ws: Workspace, bb_path: Path, task: str, p: qp.Prof
             f"{task}-distilled", lambda o: train_cell(bb_path, task, data, p, o, teacher=dirs["full"]() / task)
         ),
     }
+    return dirs
+
+
+def task_cells(cells: Cells, ws: Workspace, bb_path: Path, task: str, p: qp.Profile, root: Path, bar) -> list:
+    """Every cell of one task, in order: PyTorch systems, then the adapter's bundles."""
+    from edgevlm.train.backbone import load_backbone
+
+    tp = p.tasks[task]
+    train, valid, test = splits(task, tp, root)
+    dirs = model_dirs(ws, bb_path, task, (train, valid), p)
     systems = [s for s in PYTORCH_SYSTEMS if s != "distilled" or p.distill == task]
     rows, bb, tokens = [], None, p.batch_size * (tp.mean_len or tp.max_len)
     for system in systems:
@@ -180,6 +185,13 @@ def n_cells(p: qp.Profile) -> int:
     return sum(3 + (p.distill == t) + len(p.quants) for t in p.tasks)
 
 
+def has_data(root: Path, p: qp.Profile, backbone: str) -> bool:
+    missing = qp.missing_data(root, p.tasks)
+    if missing:
+        print(f"quality ({backbone}) skipped: {missing[0]} not found (see ../shared/data/README.md)")
+    return not missing
+
+
 def run(
     backbone: str = "smollm2-135m",
     profile: str = "cpu",
@@ -197,9 +209,7 @@ def run(
 
     p = qp.get_profile(profile, tasks)
     root = Path(data_root) if data_root else qp.DATA_ROOT
-    missing = qp.missing_data(root, p.tasks)
-    if missing:
-        print(f"quality ({backbone}) skipped: {missing[0]} not found (see ../shared/data/README.md)")
+    if not has_data(root, p, backbone):
         return None
     torch.set_num_threads(threads)
     work = Path(work or rr.default_work(backbone))
