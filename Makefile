@@ -52,7 +52,8 @@ $(PEERS_STAMP): $(STAMP) requirements-peers.lock
 	rm -rf $(PEERS) && mkdir -p $(PEERS)/sdist
 	$(PY) -m pip download -q --no-deps --no-binary :all: -d $(PEERS)/sdist $(LLAMA_CPP)
 	tar xzf $(PEERS)/sdist/*.tar.gz -C $(PEERS) --strip-components=2 --wildcards \
-		'*/vendor/llama.cpp/convert_hf_to_gguf.py' '*/vendor/llama.cpp/conversion/*' '*/vendor/llama.cpp/gguf-py/*'
+		'*/vendor/llama.cpp/convert_hf_to_gguf.py' '*/vendor/llama.cpp/convert_lora_to_gguf.py' \
+		'*/vendor/llama.cpp/conversion/*' '*/vendor/llama.cpp/gguf-py/*'
 	touch $@
 
 bench-peers: $(PEERS_STAMP)

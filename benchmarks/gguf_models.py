@@ -20,6 +20,7 @@ from pathlib import Path
 from edgevlm.core.errors import ConfigError
 
 SRC_ENV = "EDGEVLM_LLAMA_CPP_SRC"
+LORA_FILE = "lora.gguf"  # a model directory's LoRA (the llama.cpp engine's "+lora" formats load it)
 CONVERTER_TYPES = {"F32": "ALL_F32", "F16": "MOSTLY_F16", "Q8_0": "MOSTLY_Q8_0"}  # written by the converter
 QUANTIZE_TYPES = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q4_K_M": 15}  # llama_ftype values for llama_model_quantize
 
@@ -95,3 +96,52 @@ def gguf_model(hf_dir: Path, out_dir: Path, qtype: str, f32: Path | None = None)
         return convert(hf_dir, out, qtype)
     out_dir.mkdir(parents=True, exist_ok=True)
     return quantize(f32 or gguf_model(hf_dir, out_dir, "F32"), out, qtype)
+
+
+_LORA = r"""
+import sys, torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM
+hf, out, rank, targets = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4].split(",")
+model = get_peft_model(AutoModelForCausalLM.from_pretrained(hf), LoraConfig(
+    r=rank, lora_alpha=2 * rank, target_modules=targets, fan_in_fan_out=True, lora_dropout=0.0))
+g = torch.Generator().manual_seed(0)
+with torch.no_grad():  # B is zero at init (a no-op): random, so the adapter changes the output
+    for name, t in model.named_parameters():
+        if "lora_B" in name:
+            t.copy_(torch.randn(t.shape, generator=g) * 0.02)
+model.save_pretrained(out)
+if model.peft_config["default"].fan_in_fan_out:  # see lora(): pre-transpose the pairs the converter transposes
+    from safetensors.torch import load_file, save_file
+    f = out + "/adapter_model.safetensors"
+    t = load_file(f)
+    for a in [k for k in t if ".lora_A." in k]:
+        b = a.replace(".lora_A.", ".lora_B.")
+        t[a], t[b] = t[b].T.contiguous(), t[a].T.contiguous()
+    save_file(t, f)
+"""
+GPT2_LORA_TARGETS = "c_attn,c_proj,c_fc"  # every linear layer of a GPT-2 block (HF Conv1D: fan_in_fan_out)
+
+
+def lora(hf_dir: Path, out: Path, rank: int = 8, targets: str = GPT2_LORA_TARGETS) -> Path:
+    """A rank-``rank`` PEFT LoRA on ``hf_dir`` (random B) converted with llama.cpp's ``convert_lora_to_gguf.py``:
+    ``out/lora.gguf`` (F32), next to the PEFT directory ``out/peft`` it came from.
+
+    GPT-2's converter transposes every ``c_attn/c_proj/c_fc`` tensor (HF Conv1D weights are [in, out]) and
+    applies that to a LoRA pair too, but PEFT stores the pair in Linear orientation (A [r, in], B [out, r])
+    even with ``fan_in_fan_out``: unmodified, llama.cpp refuses the result ("incorrect shape") and
+    llama-cpp-python 0.3.36 then crashes in decode. So ``out/peft`` holds each pair as (B^T, A^T), which the
+    converter's transpose turns back into (A, B); the test checks llama.cpp's logits against PEFT's."""
+    out.mkdir(parents=True, exist_ok=True)
+    peft_dir, gguf = out / "peft", out / LORA_FILE
+    steps = [
+        [sys.executable, "-c", _LORA, str(hf_dir), str(peft_dir), str(rank), targets],
+        [sys.executable, str(converter_dir() / "convert_lora_to_gguf.py"), "--base", str(hf_dir)]
+        + ["--outtype", "f32", "--outfile", str(gguf), str(peft_dir)],
+    ]
+    for cmd in steps:
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            tail = (r.stderr.strip().splitlines() or ["no output"])[-1]
+            raise ConfigError(f"LoRA for {hf_dir} failed ({Path(cmd[1]).name if len(cmd) > 2 else cmd}): {tail}")
+    return gguf

@@ -20,6 +20,7 @@ from edgevlm.core.errors import ConfigError
 
 KIND = "llamacpp"  # the peer engine kind (needs the ``peers`` extra)
 PASSIVE = "/passive"  # format suffix: llama.cpp's OpenMP threads sleep when idle (OMP_WAIT_POLICY=PASSIVE)
+LORA = "+lora"  # format suffix: apply the LoRA ``lora.gguf`` beside the model file (``--lora``)
 N_CTX = 1024  # GPT-2's context: room for the long-context rows
 
 
@@ -41,9 +42,13 @@ class LlamaCppEngine:
     def load(self) -> None:
         from llama_cpp import Llama
 
-        t = self.threads
+        from .gguf_models import LORA_FILE
+
+        t, extra = self.threads, {}
+        if self.fmt.endswith(LORA):
+            extra["lora_path"] = str(Path(self.path).with_name(LORA_FILE))
         self.model = Llama(
-            str(self.path), n_ctx=N_CTX, n_batch=512, n_threads=t, n_threads_batch=t, verbose=False, logits_all=False
+            str(self.path), n_ctx=N_CTX, n_batch=512, n_threads=t, n_threads_batch=t, verbose=False, **extra
         )
 
     def _count(self, text: str) -> int:

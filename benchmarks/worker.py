@@ -46,7 +46,7 @@ class Worker:
         }
         if kind == LLAMACPP:  # llama.cpp's OpenMP threads spin as in a user's process, or sleep ("/passive")
             env.pop("OMP_WAIT_POLICY", None)
-            if fmt.endswith(PASSIVE):
+            if PASSIVE in fmt:
                 env["OMP_WAIT_POLICY"] = "PASSIVE"
         self.kind, self.fmt, self.path, self.task = kind, fmt, Path(path), task
         self.label = label(kind, fmt, task)

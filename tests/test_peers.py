@@ -94,3 +94,41 @@ def test_llamacpp_f32_conversion_matches_pytorch(llamacpp_ready, tiny_dir, tmp_p
         want = GPT2LMHeadModel.from_pretrained(str(tiny_dir)).eval()(torch.tensor([ids])).logits[0, -1].numpy()
     np.testing.assert_allclose(got, want, atol=2e-3, rtol=1e-3)
     assert eng.generate(ids, 5) == 5
+
+
+def test_llamacpp_lora_matches_peft(llamacpp_ready, tiny_dir, tmp_path):
+    """A rank-8 PEFT LoRA converted with llama.cpp's LoRA converter: llama.cpp + --lora gives PEFT's logits."""
+    import shutil
+
+    import llama_cpp
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file, save_file
+    from transformers import GPT2LMHeadModel
+
+    from edgevlm.benchmarks.gguf_models import gguf_model, lora
+    from edgevlm.benchmarks.llamacpp import LORA, LlamaCppEngine
+
+    model = gguf_model(tiny_dir, tmp_path / "m", "F32")
+    shutil.copy(lora(tiny_dir, tmp_path / "lora"), model.with_name("lora.gguf"))
+    logits = {}
+    for fmt in ("F32", "F32" + LORA):
+        eng = LlamaCppEngine("llamacpp", fmt, model, threads=1)
+        eng.load()
+        ids = eng.prompt(10)
+        eng.model.eval(ids)
+        ptr = llama_cpp.llama_get_logits_ith(eng.model._ctx.ctx, -1)
+        logits[fmt] = np.ctypeslib.as_array(ptr, shape=(eng.model.n_vocab(),)).copy()
+    base = GPT2LMHeadModel.from_pretrained(str(tiny_dir)).eval()
+    peft_dir = tmp_path / "lora" / "peft"
+    tensors = load_file(peft_dir / "adapter_model.safetensors")
+    for a in [k for k in tensors if ".lora_A." in k]:  # back to PEFT's orientation (see gguf_models.lora)
+        b = a.replace(".lora_A.", ".lora_B.")
+        tensors[a], tensors[b] = tensors[b].T.contiguous(), tensors[a].T.contiguous()
+    save_file(tensors, peft_dir / "adapter_model.safetensors")
+    with torch.no_grad():
+        want = PeftModel.from_pretrained(base, str(peft_dir)).eval()(torch.tensor([ids]))
+    want = want.logits[0, -1].numpy()
+    effect = np.abs(logits["F32"] - want).max()  # what the LoRA changes
+    err = np.abs(logits["F32" + LORA] - want).max()  # llama.cpp keeps its KV cache in f16: ~1e-3 off
+    assert err < 1e-2 and err < 0.1 * effect, (err, effect)
