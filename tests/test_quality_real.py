@@ -98,3 +98,18 @@ def test_budget_fits_three_hours_when_quiet():
     est = qp.estimate(qp.PROFILES["cpu"])
     assert sum(est.values()) < 3 * 3600 and set(est) == set(qp.REAL_TASKS)
     assert sum(qp.estimate(qp.PROFILES["cpu"], load=2).values()) > sum(est.values())
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [(["--profile", "nope"], "--profile: unknown profile 'nope'"), (["--tasks", "qa"], "--tasks: ['qa'] not in")],
+)
+def test_cli_bad_plan_options_one_line(tmp_path, args, needle):
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "edgevlm.apps.cli", "bench", "--suite", "quality", "--backbone", "smollm2-135m"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    p = subprocess.run([*cmd, *args, "--out", str(tmp_path)], capture_output=True, text=True, timeout=120, env=env)
+    assert p.returncode == 2 and needle in p.stderr and len(p.stderr.strip().splitlines()) == 1
