@@ -82,13 +82,13 @@ PROFILES = {
         },
         label="GPU, 750 steps x 16",
     ),
-    # what was run in this session: E2E only, a handful of steps, to prove the pipeline on the real model
+    # what was run in this session: three tasks, a handful of steps, to prove the pipeline on the real model
     "reduced": Profile(
         "reduced",
         steps=12,
         batch_size=8,
-        tasks={"nlg": replace(CPU_TASKS["nlg"], eval_sources=24, train_rows=400)},
-        label="reduced CPU run: E2E only, 12 steps x 8",
+        tasks={t: replace(CPU_TASKS[t], eval_sources=24, train_rows=400) for t in ("nlg", "mt", "dialogue")},
+        label="reduced CPU run: nlg, mt, dialogue, 12 steps x 8",
     ),
     # the fast test's plumbing run (a tiny backbone)
     "smoke": Profile(
