@@ -12,9 +12,8 @@ shifted by up to half a step, the same shift for all 32 weights, so the errors a
 averaging out: on SmolLM2-135M teacher-forced top-1 agreement with fp32 was 0.78 (ORT's own quantizer 0.78);
 with it 0.95, int8's figure (what is left is the per-token int8 activations, ``accuracy_level`` 4, both modes).
 
-On weights already on such a grid (a Q4_1 GGUF) the blocks are found exactly (max reconstruction error 0), and
-only those take this path (:func:`grid_nodes`): float weights (GPT-2, a Hugging Face checkpoint) have no grid to
-keep, and for them ONNX Runtime's own asymmetric quantizer, one kernel per weight, was as close to fp32 and faster.
+On weights already on such a grid (a Q4_1 GGUF) the blocks are found exactly (max reconstruction error 0); on
+float weights this is min/max round-to-nearest with a float minimum, Q4_1's own quantizer.
 """
 
 from __future__ import annotations
@@ -57,24 +56,6 @@ def q4_blocks(w: np.ndarray) -> Q4Blocks:
     zp = np.clip(np.rint(-lo / step), 0, LEVELS)
     residual = lo + zp * step
     return Q4Blocks(q, step.astype(np.float32), zp.astype(np.uint8), residual.T.astype(np.float32))
-
-
-def on_grid(w: np.ndarray) -> bool:
-    """Whether ``w`` [K, N] is stored as Q4_1 blocks: its blocks reproduce it within 0.1 % of each block's step."""
-    blocks = q4_blocks(w)
-    step = np.repeat(blocks.scale.T, BLOCK, 0)[: w.shape[0]]  # [K, N]
-    return bool(np.all(np.abs(blocks.dequantize(w.shape[0]) - w) <= 1e-3 * step))
-
-
-def grid_nodes(model: onnx.ModelProto, skip: set[str]) -> set[str]:
-    """Names of the MatMuls (constant 2-D weight, not in ``skip``) whose weights lie on a Q4_1 grid."""
-    inits = {t.name: t for t in model.graph.initializer}
-    out = set()
-    for node in model.graph.node:
-        t = inits.get(node.input[1]) if node.op_type == "MatMul" and len(node.input) == 2 else None
-        if t is not None and node.name not in skip and len(t.dims) == 2 and on_grid(numpy_helper.to_array(t)):
-            out.add(node.name)
-    return out
 
 
 def pack_nibbles(codes: np.ndarray) -> np.ndarray:

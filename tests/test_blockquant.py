@@ -107,22 +107,6 @@ def test_residual_term_is_what_makes_int4_exact():
     assert err["shipped"] * 10 < min(err["none"], err["ort"]), err
 
 
-def test_only_weights_on_a_q4_1_grid_take_the_residual_path():
-    """int4 keeps Q4_1 blocks (+ residual kernels) only for a Q4_1 source; float weights (GPT-2, HF checkpoints)
-    go to ORT's own quantizer, one kernel each."""
-    rng = np.random.default_rng(5)
-    grid, flt = _q4_1_weight(rng), rng.normal(scale=0.05, size=(K, N)).astype(np.float32)
-    assert blockquant.on_grid(grid) and not blockquant.on_grid(flt)
-    assert not blockquant.on_grid(grid + 1e-2 * np.float32(rng.normal(size=grid.shape)))  # near a grid is not on it
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "s", K])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "s", N])
-    nodes = [helper.make_node("MatMul", ["x", w], [o], name=w) for w, o in (("grid", "a"), ("flt", "b"))]
-    nodes.append(helper.make_node("Add", ["a", "b"], ["y"], name="add"))
-    inits = [numpy_helper.from_array(grid, "grid"), numpy_helper.from_array(flt, "flt")]
-    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=OPSETS, ir_version=10)
-    assert blockquant.grid_nodes(model, set()) == {"grid"} and blockquant.grid_nodes(model, {"grid"}) == set()
-
-
 def test_token_table_gather_is_8_bit_and_exact_on_a_q8_0_grid():
     rng = np.random.default_rng(4)
     scale = rng.uniform(0.001, 0.01, (50, 2))

@@ -197,8 +197,10 @@ def test_quantized_graph_converts_every_weight_matmul(hf, quant):
     ops = op_counts(q)
     assert ops["com.microsoft.MatMulNBits"] == 7 * n_layer + 1  # q k v o gate up down per layer + the tied LM head
     assert ops.get("com.microsoft.GatherBlockQuantized", 0) == (1 if quant == "int4" else 0)
-    side = blockquant.side_weights(q)  # int4's residual terms (block sums, residual tables): Q4_1 sources only
-    assert not side, "random float weights are on no Q4_1 grid: no residual kernels to pay for per token"
+    side = blockquant.side_weights(q)  # int4's residual terms: block sums and [K/32, N] residual tables
+    assert len([n for n in q.graph.node if n.op_type == "MatMul" and n.input[1] in side]) == (
+        0 if quant == "int8" else 7 * n_layer + 4 * n_layer  # a residual per weight, a block sum per distinct input
+    )
     weights = {t.name for t in q.graph.initializer} - set(names.adapter_names(n_layer)) - side
     assert not [n.name for n in q.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
     floats = {t.name: t.data_type for t in q.graph.initializer}
@@ -228,10 +230,10 @@ def test_configs_the_graph_cannot_express_are_refused(hf, overrides, field):
 # -- bundles (the writer: dispatch, fp32 self-check, quantization) and the runtime ----------------------------------
 
 # Teacher-forced top-1 agreement with fp32 on the *random* tiny Llama, whose logit gaps are small and random
-# (no trained margins): measured int8 1.00 and int4 0.87 here (its float weights take ORT's own 4-bit quantizer;
-# the Q4_1-style blocks + residual gave 0.90 at ~25 % slower decode); the real model's figures come from the slow tests.
+# (no trained margins): measured int8 1.00 and int4 0.90 here (0.87 with ORT's own 4-bit quantizer, before the
+# Q4_1-style blocks); the real model's figures come from the slow tests.
 # Wherever fp32's top-2 gap exceeds MARGIN (28 of the 144 positions here) the quantized token must be the same.
-AGREEMENT = {"int8": 0.95, "int4": 0.84}
+AGREEMENT = {"int8": 0.95, "int4": 0.88}
 MARGIN = {"int8": 0.5, "int4": 0.5}
 CACHE_TOL = {"fp32": 1e-4, "int8": 0.1, "int4": 0.1}  # per-token int8 activations jitter a little (as for GPT-2)
 
