@@ -1,29 +1,21 @@
 """Quantize the backbone only, block-wise for ONNX Runtime's ``MatMulNBits`` (blocks of 32 along the input dim).
 
-``int8``: 8-bit weights; activations quantized dynamically *per token* at run time (``accuracy_level=4``, the
-int8 kernels: about 2x faster than fp32 here; level 0, float compute on 8-bit weights, measured 5-10x slower
-than fp32 on this AVX2 CPU). Re-quantizing activations amplifies the last-bit differences between the
-one-token (decode) and many-token (prefill) kernels: cached vs re-run logits differ by up to ~0.035 on the tiny
-bundle, so tokens can differ at near-ties.
+``int8``: 8-bit weights, activations quantized per token at run time (``accuracy_level=4``: ORT's int8
+kernels; float compute on 8-bit weights is several times slower on AVX2).
 
-``int4``: the body as 4-bit Q4_1-style blocks (a scale and a float minimum per 32 weights: :mod:`.blockquant`,
-``MatMulNBits`` with the nearest integer zero point plus an exact block-sum term for the fraction it misses) with
-the int8 kernels (``accuracy_level=4``, per-token int8 activations as in ``int8``: GPT-2 small decoded 81 tokens/s
-against 36 with float compute, level 0, and 57 for int8), the token-embedding table as 8-bit blocks
-(``GatherBlockQuantized``: one row read per token, so bits there buy disk only, and SmolLM2's table is Q8_0 in its
-GGUF), and the LM head at 8 bits. SmolLM2-135M, teacher-forced top-1 agreement with fp32 on 206 tokens: 0.95 (int8
-0.96); ORT's own asymmetric 4-bit quantizer (integer zero point, range widened to hold 0) gave 0.78, its body
-re-rounded off the GGUF's Q4_1 grid. The head is the most sensitive layer (a 4-bit head dropped free-running
-greedy agreement with fp32 on a trained tiny nlg bundle from 94% to 58%) and the largest one (GPT-2 small:
-38.6 M weights). Like ``int8``, cached vs re-run logits jitter a little (bounded in the tests).
+``int4``: the body as Q4_1-style blocks (:mod:`.blockquant`: a scale and a float minimum per 32 weights, run as
+``MatMulNBits`` with the nearest integer zero point plus an exact block-sum term for the fraction it misses) on
+the same int8 kernels; the token table as 8-bit ``GatherBlockQuantized`` blocks (one row read per token: bits
+there buy disk only) and the LM head at 8 bits (the most sensitive layer and the largest). A Q4_1 GGUF source
+(SmolLM2) keeps its blocks exactly; ORT's own quantizer re-rounds them and loses most of the agreement with fp32.
+The block-sum term costs extra kernels per weight (decode speed: README).
 
-Why not ``quantize_dynamic``: its ``DynamicQuantizeLinear`` computes one activation scale over the whole
-input, so a token's logits depend on the other tokens in the call: cached vs re-run logits differed by up to
-0.9 and the argmax changed at 6 of 192 steps on the tiny bundle (kept as :func:`int8_dynamic` for comparison).
+Not ``quantize_dynamic``: one activation scale over the whole input makes a token's logits depend on the
+other tokens in the call, so cached and re-run decoding disagree (:func:`int8_dynamic` kept for comparison).
 
 Every node that reads an adapter input is excluded, so adapter inputs and their identity default
 initializers stay float32 graph inputs (the quantizers otherwise quantize those initializers and the inputs
-vanish); :func:`check_adapter_inputs` verifies it.
+vanish); :func:`check_adapter_inputs` verifies it. Figures for each choice: README and the commit messages.
 """
 
 from __future__ import annotations
