@@ -25,8 +25,8 @@ WORDS = (
 
 
 @dataclass
-class Engine:
-    """One configuration to time. ``kind`` in {edgevlm, pytorch, optimum}; ``path`` a bundle/HF/ONNX dir."""
+class EngineSpec:
+    """What every timed engine is: kind, weight format, model path, threads, task (None: plain), its loaded model."""
 
     kind: str
     fmt: str
@@ -35,6 +35,12 @@ class Engine:
     task: str | None = None
     label: str = ""
     model: Any = field(default=None, repr=False)
+
+
+@dataclass
+class Engine(EngineSpec):
+    """One configuration to time. ``kind`` in {edgevlm, pytorch, optimum}; ``path`` a bundle/HF/ONNX dir."""
+
     tokenizer: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:

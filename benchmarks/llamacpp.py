@@ -10,13 +10,14 @@ worker leaves ``OMP_WAIT_POLICY`` unset for it, as a user's process would have i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edgevlm.core.errors import ConfigError
+
+from .engines import EngineSpec
 
 KIND = "llamacpp"  # the peer engine kind (needs the ``peers`` extra)
 PASSIVE = "/passive"  # format suffix: llama.cpp's OpenMP threads sleep when idle (OMP_WAIT_POLICY=PASSIVE)
@@ -25,14 +26,9 @@ N_CTX = 1024  # GPT-2's context: room for the long-context rows
 
 
 @dataclass
-class LlamaCppEngine:
-    kind: str
-    fmt: str
-    path: Path
-    threads: int
-    task: str | None = None
-    label: str = ""
-    model: Any = field(default=None, repr=False)
+class LlamaCppEngine(EngineSpec):
+    """llama.cpp (llama-cpp-python) on one GGUF file ``path``; a ``fmt`` ending in the LoRA suffix loads the LoRA
+    GGUF beside it."""
 
     def __post_init__(self) -> None:
         if not Path(self.path).is_file():
