@@ -59,6 +59,7 @@ class Profile:
     distill: str | None = "nlg"  # the task distilled from its --full model
     quants: tuple[str, ...] = ("fp32", "int8", "int4")
     lr_full: float = 1e-4  # 5e-4 (the tiny default) destroys a pretrained 135 M model in few steps
+    mean_init: str | None = "nlg"  # the task whose adapter is also trained with task tokens from the table mean
     label: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -111,7 +112,20 @@ def get_profile(name: str, tasks: list[str] | None = None) -> Profile:
     unknown = [t for t in tasks if t not in p.tasks]
     if unknown:
         raise ConfigError(f"--tasks: {unknown} not in profile {name!r} (it has {list(p.tasks)})")
-    return replace(p, tasks={t: p.tasks[t] for t in tasks}, distill=p.distill if p.distill in tasks else None)
+    keep = {t: p.tasks[t] for t in tasks}
+    return replace(p, tasks=keep, distill=p.distill if p.distill in tasks else None, mean_init=_in(p.mean_init, keep))
+
+
+def _in(task: str | None, tasks) -> str | None:
+    return task if task in tasks else None
+
+
+def plan_key(p: Profile) -> str:
+    """Short hash of the named profile's full plan (every task's), part of the work path: a changed plan
+    (steps, rows, lengths, lr) never reuses cells of another; ``--tasks`` subsets share their profile's."""
+    import hashlib
+
+    return hashlib.sha256(repr(PROFILES.get(p.name, p)).encode()).hexdigest()[:8]
 
 
 def load_factor() -> float:
@@ -127,9 +141,9 @@ def estimate(p: Profile, s_per_token: float = ADAPTER_S_PER_TOKEN, load: float =
     out = {}
     for task, tp in p.tasks.items():
         step = p.batch_size * (tp.mean_len or tp.max_len) * s_per_token
-        systems = 2 + (p.distill == task)  # adapter + distilled at adapter cost
+        systems = 1 + (p.distill == task) + (p.mean_init == task)  # adapter (+ distilled, mean-init ones)
         train = p.steps * step * (systems + FULL_FACTOR)
-        decoders = 3 + (p.distill == task) + len(p.quants)  # untrained, adapter, full, (distilled), bundles
+        decoders = 3 + (p.distill == task) + (p.mean_init == task) + len(p.quants)  # + bundles
         decode = decoders * tp.eval_sources * (tp.max_len + 40) * s_per_token / 3
         teacher = tp.train_rows * (tp.max_len + 40) * s_per_token / 3 if p.distill == task else 0.0
         out[task] = load * (train + decode + teacher) + len(p.quants) * BUNDLE_EXPORT_S
@@ -157,6 +171,7 @@ def describe(p: Profile, load: float, measured: tuple[float, int] | None = None)
         f"quality plan {p.name!r} ({p.label}): {p.steps} steps x batch {p.batch_size} per system "
         f"(untrained, adapter at the paper's bottleneck, --full lr {p.lr_full:g}"
         + (f", distilled {p.distill}" if p.distill else "")
+        + (f", mean-init task tokens {p.mean_init}" if p.mean_init else "")
         + f"); bundles {'/'.join(p.quants)}; LM head on target positions only; batches padded to their longest row"
     ]
     for t, tp in p.tasks.items():

@@ -27,7 +27,7 @@ from .fixtures import Workspace, backbone_dir, export
 from .quality_common import agreement, bundle_scores
 
 SUITE = "quality"
-PYTORCH_SYSTEMS = ("untrained", "adapter", "full", "distilled")
+PYTORCH_SYSTEMS = ("untrained", "adapter", "adapter-mean", "full", "distilled")
 
 
 class Cells:
@@ -69,7 +69,7 @@ def _pair(task: str, root: Path) -> str:
     return f"{root / src}:{root / tgt}"
 
 
-def train_cell(bb_path: Path, task: str, data: tuple, p: qp.Profile, out: Path, full=False, teacher=None) -> Path:
+def train_cell(bb_path: Path, task: str, data: tuple, p: qp.Profile, out: Path, full=False, teacher=None, init="words"):
     from edgevlm.train.api import TrainSpec, train
 
     tp = p.tasks[task]
@@ -86,6 +86,7 @@ def train_cell(bb_path: Path, task: str, data: tuple, p: qp.Profile, out: Path, 
         full=full,
         lr=p.lr_full if full else None,
         distill_from=teacher,
+        token_init=init,
         force=True,
         progress=True,
     )
@@ -96,6 +97,7 @@ def torch_cell(adapter_dir: Path | None, bb, task: str, test: list, limit: int) 
     """Metrics (+ perplexity for dialogue) of an adapter / --full output, or of a fresh adapter (None)."""
     import torch
 
+    from edgevlm.train.data import token_init_ids
     from edgevlm.train.evaluate import TorchGenerator, evaluate, load_model, perplexity
     from edgevlm.train.model import VLM
     from edgevlm.train.tasks import BUILTIN_TASKS
@@ -103,7 +105,7 @@ def torch_cell(adapter_dir: Path | None, bb, task: str, test: list, limit: int) 
     if adapter_dir is None:
         torch.manual_seed(0)
         vlm, cfg, share = VLM(bb.model), BUILTIN_TASKS[task], None
-        vlm.add_task(cfg)
+        vlm.add_task(cfg, token_init_ids(bb.tokenizer, cfg))  # as training starts
         share = vlm.trainable_share(task)[1]
     else:
         vlm, bb, meta = load_model(adapter_dir, None if _is_full(adapter_dir) else bb, task)
@@ -126,6 +128,9 @@ def model_dirs(ws: Workspace, bb_path: Path, task: str, data: tuple, p: qp.Profi
     """``{system: () -> trained directory}``, each trained on first use (the distilled one after --full)."""
     dirs = {
         "adapter": lambda: ws.get(f"{task}-adapter", lambda o: train_cell(bb_path, task, data, p, o)),
+        "adapter-mean": lambda: ws.get(
+            f"{task}-adapter-mean", lambda o: train_cell(bb_path, task, data, p, o, init="mean")
+        ),
         "full": lambda: ws.get(f"{task}-full", lambda o: train_cell(bb_path, task, data, p, o, full=True)),
         "distilled": lambda: ws.get(
             f"{task}-distilled", lambda o: train_cell(bb_path, task, data, p, o, teacher=dirs["full"]() / task)
@@ -141,7 +146,8 @@ def task_cells(cells: Cells, ws: Workspace, bb_path: Path, task: str, p: qp.Prof
     tp = p.tasks[task]
     train, valid, test = splits(task, tp, root)
     dirs = model_dirs(ws, bb_path, task, (train, valid), p)
-    systems = [s for s in PYTORCH_SYSTEMS if s != "distilled" or p.distill == task]
+    optional = {"distilled": p.distill, "adapter-mean": p.mean_init}
+    systems = [s for s in PYTORCH_SYSTEMS if optional.get(s, task) == task]
     rows, bb, tokens = [], None, p.batch_size * (tp.mean_len or tp.max_len)
     for system in systems:
         bar.set_postfix_str(f"{task}: {system}")
@@ -182,7 +188,7 @@ def bundle_cells(cells: Cells, ws: Workspace, bb_path: Path, task: str, p, adapt
 
 
 def n_cells(p: qp.Profile) -> int:
-    return sum(3 + (p.distill == t) + len(p.quants) for t in p.tasks)
+    return sum(3 + (p.distill == t) + (p.mean_init == t) + len(p.quants) for t in p.tasks)
 
 
 def has_data(root: Path, p: qp.Profile, backbone: str) -> bool:
@@ -215,7 +221,7 @@ def run(
     work = Path(work or rr.default_work(backbone))
     print(qp.describe(p, qp.load_factor(), qp.measured_s_per_token(work)), flush=True)
     report = Report(SUITE, threads, profile == "smoke")
-    ws = Workspace(work / p.name)
+    ws = Workspace(work / f"{p.name}-{qp.plan_key(p)}")
     bb_path = backbone_dir(ws, backbone) if backbone in ("tiny", "smollm2-135m") else Path(backbone)
     cells = Cells(ws.root / "cells", threads)
     rows = []

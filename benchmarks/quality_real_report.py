@@ -23,6 +23,7 @@ METRICS = {  # task -> the columns shown (the first is the task's primary metric
 NAMES = {
     "untrained": "untrained adapter (PyTorch)",
     "adapter": "adapter (PyTorch)",
+    "adapter-mean": "adapter, task tokens from the table's mean (PyTorch)",
     "full": "full fine-tuning (PyTorch)",
     "distilled": "adapter distilled from full (PyTorch)",
     "bundle-fp32": "fp32 bundle (runtime)",
@@ -55,7 +56,8 @@ def task_table(task: str, rows: list[dict]) -> str:
 def markdown(rows: list[dict], p: qp.Profile, backbone: str, png: str) -> str:
     parts = [
         f"Backbone {backbone}; plan {p.name!r} ({p.label}): {p.steps} steps x batch {p.batch_size} per trained "
-        f"system, --full at lr {p.lr_full:g}; untrained = a fresh (identity) adapter and untrained task embeddings.\n"
+        f"system, --full at lr {p.lr_full:g}; untrained = a fresh (identity) adapter, task tokens at their initial\n"
+        "embedding (the mean of their names' word embeddings).\n"
     ]
     for t in p.tasks:
         parts.append(task_table(t, [r for r in rows if r["task"] == t]))

@@ -63,6 +63,30 @@ def test_fresh_adapter_is_exact_identity():
     assert torch.equal(plain, with_task)
 
 
+def test_task_tokens_start_from_their_words_or_the_table_mean(tiny_backbone):
+    from edgevlm.train.data import token_init_ids
+
+    cfg = TaskConfig("d", 4, ["<persona_b>", "<user>"], "<persona_b> {input} <user>")
+    tok, vlm = tiny_backbone.tokenizer, VLM(tiny_backbone.model)
+    ids = token_init_ids(tok, cfg)
+    assert ids == [
+        tok.encode(" persona b", add_special_tokens=False).ids,
+        tok.encode(" user", add_special_tokens=False).ids,
+    ]
+    assert token_init_ids(tok, cfg, "mean") is None
+    wte = vlm.arch.embeddings(vlm.backbone).weight.detach()
+    words = vlm.add_task(cfg, ids).task_embeddings.detach()
+    for k, row in enumerate(ids):
+        torch.testing.assert_close(words[k], wte[row].mean(0))
+    assert not torch.equal(words[0], words[1])  # the model can tell the persona from the user turn at step 0
+    mean = vlm.add_task(TaskConfig("m", 4, ["<a>", "<b>"], "<a> {input} <b>")).task_embeddings.detach()
+    torch.testing.assert_close(mean, wte.mean(0).expand(2, -1))
+    with pytest.raises(TaskError, match="init_ids has 1 entries, expected one per special token"):
+        vlm.add_task(TaskConfig("x", 4, ["<a>", "<b>"], "<a> {input} <b>"), [[1]])
+    with pytest.raises(ConfigError, match="--token-init must be one of words, mean, got 'x'"):
+        token_init_ids(tok, cfg, "x")
+
+
 def test_tasks_coexist_and_none_is_plain_backbone():
     model = small_gpt2()
     ids = torch.randint(0, 97, (1, 8))

@@ -3,6 +3,7 @@ data in ../shared/data: every cell, the fp32 bundle against PyTorch, resumabilit
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def test_every_cell_scored(suite):
     dest, _, cells, _, _ = suite
     recs, doc = records(dest)
     systems = {"untrained", "adapter", "full", "bundle-fp32", "bundle-int8", "bundle-int4"}
-    assert set(recs) == {(t, s) for t in TASKS for s in systems} | {("nlg", "distilled")}
+    assert set(recs) == {(t, s) for t in TASKS for s in systems} | {("nlg", "distilled"), ("nlg", "adapter-mean")}
     assert len(cells) == len(recs)
     for r in recs.values():
         assert r["n"] == qp.PROFILES["smoke"].tasks[r["task"]].eval_sources and 0 <= r["bleu"] <= 100
@@ -47,6 +48,14 @@ def test_every_cell_scored(suite):
         assert recs[(t, "full")]["trainable_pct"] > recs[(t, "adapter")]["trainable_pct"]
         assert recs[(t, "bundle-fp32")]["same_output_as_fp32_pct"] == 100
     assert doc["plan"]["profile"] == "smoke" and doc["plan"]["tasks"]["nlg"]["train_rows"] == 16
+
+
+def test_plan_key_follows_the_plan_not_the_task_subset():
+    cpu = qp.get_profile("cpu")
+    assert qp.plan_key(qp.get_profile("cpu", ["mt"])) == qp.plan_key(cpu)  # subsets share the profile's cells
+    assert qp.plan_key(dataclasses.replace(cpu, name="other", steps=61)) != qp.plan_key(cpu)
+    assert qp.plan_key(qp.get_profile("reduced")) != qp.plan_key(cpu)
+    assert qp.get_profile("cpu", ["mt"]).mean_init is None and cpu.mean_init == "nlg"
 
 
 def test_fp32_bundle_decodes_like_pytorch(suite, tmp_path):

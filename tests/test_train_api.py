@@ -35,6 +35,7 @@ EX = ([Example("a", "b")], [])
         ({"lr": float("nan")}, "--lr must be a positive number, got nan"),
         ({"seed": -1}, "--seed must be a non-negative integer, got -1"),
         ({"full": "yes"}, "--full must be True or False, got 'yes'"),
+        ({"token_init": "random"}, "--token-init must be one of words, mean, got 'random'"),
         ({"tasks": []}, "--task: at least one task is required"),
         ({"tasks": ["nlg", "nlg"]}, "--task given twice: ['nlg', 'nlg']"),
         ({"tasks": ["nlg", "all"]}, "--task: expected task names ('all' alone) or TaskConfigs, got 'all'"),

@@ -96,9 +96,11 @@ class TrainSpec:
     (+ ``valid_data``, ``format``; one task only), or in-memory ``examples`` ``{task: (train, valid)}``,
     or by default the built-in mini task. ``backbone``: ``"tiny"``, a local directory, or a loaded
     :class:`~edgevlm.train.backbone.Backbone` (modified in place under ``full``). ``lr`` defaults to
-    3e-3 (adapters) or 5e-4 (``full``). ``batch_size`` is per process; ``grad_accum`` micro-batches make one
-    step; ``device``, ``precision`` and ``dist_timeout`` are :mod:`edgevlm.train.distributed`'s (under
-    torchrun / accelerate launch every process builds the same spec and calls :func:`train`).
+    3e-3 (adapters) or 5e-4 (``full``). ``token_init``: task tokens start from their names' embeddings
+    (``"words"``) or all from the table's mean (``"mean"``). ``batch_size`` is per process; ``grad_accum``
+    micro-batches make one step; ``device``, ``precision`` and ``dist_timeout`` are
+    :mod:`edgevlm.train.distributed`'s (under torchrun / accelerate launch every process builds the same
+    spec and calls :func:`train`).
     """
 
     tasks: tuple[TaskConfig, ...]
@@ -125,6 +127,7 @@ class TrainSpec:
     device: str = "auto"
     precision: str = "auto"
     dist_timeout: float = 600.0
+    token_init: str = "words"
 
     def __post_init__(self) -> None:
         self._check_numbers()
@@ -153,6 +156,10 @@ class TrainSpec:
             raise ConfigError(f"--lr must be a positive number, got {self.lr!r}")
         if not _is_int(self.seed) or self.seed < 0:
             raise ConfigError(f"--seed must be a non-negative integer, got {self.seed!r}")
+        from edgevlm.train.data import TOKEN_INITS
+
+        if self.token_init not in TOKEN_INITS:
+            raise ConfigError(f"--token-init must be one of {', '.join(TOKEN_INITS)}, got {self.token_init!r}")
         for name in ("full", "resume", "force", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{_flag(name)} must be True or False, got {getattr(self, name)!r}")
@@ -287,7 +294,7 @@ def prepare(spec: TrainSpec):
     """(vlm, backbone, task datas, train config) for ``spec``: the seeded model with every task added."""
     import torch
 
-    from edgevlm.train.data import encode_example
+    from edgevlm.train.data import encode_example, token_init_ids
     from edgevlm.train.model import VLM
     from edgevlm.train.trainer import TaskData
 
@@ -300,7 +307,7 @@ def prepare(spec: TrainSpec):
     v, eos, tok = backbone.model.config.vocab_size, backbone.eos_token_id, backbone.tokenizer
     datas = []
     for cfg, tr, va in splits:
-        vlm.add_task(cfg)
+        vlm.add_task(cfg, token_init_ids(tok, cfg, spec.token_init))
         enc = [[encode_example(tok, cfg, e, v, eos, tc.max_len) for e in split] for split in (tr, va)]
         datas.append(TaskData(cfg, enc[0], enc[1]))
     return vlm, backbone, datas, tc

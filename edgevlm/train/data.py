@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgevlm.core.config import TaskConfig
+from edgevlm.core.errors import ConfigError
 from edgevlm.core.prompts import build_prompt
 from edgevlm.train.tasks import Example
 
@@ -31,6 +32,23 @@ def encode_example(tokenizer, cfg: TaskConfig, ex: Example, vocab_size: int, eos
     target = encode_target(tokenizer, ex.target, eos, cfg.max_target_tokens)
     target = target[: max_len // 2] if len(target) > max_len // 2 else target
     return Encoded(build_prompt(tokenizer, cfg, ex.source, vocab_size, max_len - len(target)), target)
+
+
+TOKEN_INITS = ("words", "mean")
+
+
+def token_init_ids(tokenizer, cfg: TaskConfig, how: str = "words") -> list[list[int]] | None:
+    """Per special token of ``cfg``, the vocabulary ids whose mean embedding it starts from (``how="words"``:
+    the token's name, ``<persona_b>`` -> " persona b"); None for ``"mean"`` (the table's mean, all alike)."""
+    if how == "mean":
+        return None
+    if how != "words":
+        raise ConfigError(f"--token-init must be one of {', '.join(TOKEN_INITS)}, got {how!r}")
+    return [tokenizer.encode(_words(t), add_special_tokens=False).ids for t in cfg.special_tokens]
+
+
+def _words(token: str) -> str:
+    return " " + token.strip("<>").replace("_", " ").replace("-", " ").strip()
 
 
 def collate(items: list[Encoded], pad_id: int):

@@ -44,7 +44,7 @@ class TaskModule(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.adapters = nn.ModuleList(Adapter(n_embd, cfg.bottleneck, eps) for _ in range(n_layer))
-        t = len(cfg.special_tokens)
+        t = len(cfg.special_tokens)  # init_embedding: [1, E] or [T, E]
         self.task_embeddings = nn.Parameter(init_embedding.detach().clone().expand(t, n_embd).contiguous())  # [T, E]
 
     def tensors(self) -> dict[str, nn.Parameter]:
@@ -115,12 +115,21 @@ class VLM(nn.Module):
     def vocab_size(self) -> int:
         return self.sizes.vocab_size
 
-    def add_task(self, cfg: TaskConfig) -> TaskModule:
-        """Add a fresh (identity) adapter and task embeddings for ``cfg``."""
+    def add_task(self, cfg: TaskConfig, init_ids: list[list[int]] | None = None) -> TaskModule:
+        """Add a fresh (identity) adapter and task embeddings for ``cfg``.
+
+        Task token k starts as the mean embedding of the vocabulary ids ``init_ids[k]`` (see
+        :func:`edgevlm.train.data.token_init_ids`: its name, so a pretrained model reads ``<response>`` as
+        "response" from step 0), or of the whole table when ``init_ids`` is None or the entry is empty."""
         if cfg.name in self.tasks:
             raise TaskError(f"task {cfg.name!r} already exists in this model")
         s, wte = self.sizes, self.arch.embeddings(self.backbone).weight
-        mod = TaskModule(cfg, s.n_layer, s.n_embd, wte.mean(0, keepdim=True), s.norm_eps)
+        if init_ids is not None and len(init_ids) != len(cfg.special_tokens):
+            raise TaskError(f"task {cfg.name!r}: init_ids has {len(init_ids)} entries, expected one per special token")
+        mean = wte.mean(0, keepdim=True)  # [1, E]
+        rows = init_ids or [[]] * len(cfg.special_tokens)
+        init = [wte[list(ids)].mean(0, keepdim=True) if ids else mean for ids in rows]  # T x [1, E]
+        mod = TaskModule(cfg, s.n_layer, s.n_embd, torch.cat(init) if init else mean, s.norm_eps)
         self.tasks[cfg.name] = mod.to(wte.device)
         return mod
 

@@ -53,6 +53,11 @@ def register(sub) -> None:
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--save-every", type=int, default=100, help="checkpoint interval for --resume")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--token-init",
+        default="words",
+        help="task tokens start from the embedding of their names (words, default) or of the table's mean (mean)",
+    )
     p.add_argument("--full", action="store_true", help="fully fine-tune the backbone (the paper's baseline)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument(
@@ -69,7 +74,7 @@ def spec_from_args(args):
 
     keys = ("backbone", "data", "valid_data", "format", "bottleneck", "steps", "batch_size", "lr", "seed")
     keys += ("eval_every", "save_every", "max_len", "full", "distill_from", "resume", "force", "out")
-    keys += ("grad_accum", "device", "precision", "dist_timeout")
+    keys += ("grad_accum", "device", "precision", "dist_timeout", "token_init")
     return TrainSpec(tasks=args.task, **{k: getattr(args, k) for k in keys})
 
 
