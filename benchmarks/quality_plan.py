@@ -152,22 +152,25 @@ def estimate(p: Profile, s_per_token: float = ADAPTER_S_PER_TOKEN, load: float =
 
 
 def measured_s_per_token(work: Path) -> tuple[float, int] | None:
-    """(median training seconds per token, runs) of the adapters trained under ``work`` (any profile), if any."""
+    """(median training seconds per token on a quiet machine, runs) of the adapters trained under ``work`` (any
+    profile), if any: each run's rate divided by its load factor (mean 1-min load at its start and end per core)."""
     import json
     import statistics
 
-    rates = []
+    rates, cores = [], os.cpu_count() or 1
     for f in sorted(Path(work).glob("*/*/cells/*.adapter.json")):
         rec = json.loads(f.read_text())
         if rec.get("train_s_per_step") and rec.get("train_tokens_per_step"):
-            rates.append(rec["train_s_per_step"] / rec["train_tokens_per_step"])
+            loads = [rec.get(k, [cores])[0] for k in ("load_avg_at_start", "load_avg_at_end")]
+            quiet = max(1.0, sum(loads) / len(loads) / cores)
+            rates.append(rec["train_s_per_step"] / rec["train_tokens_per_step"] / quiet)
     return (statistics.median(rates), len(rates)) if rates else None
 
 
 def describe(p: Profile, load: float, measured: tuple[float, int] | None = None) -> str:
     """The plan and its time budget, printed before the run: from this machine's measured seconds per training
-    token when earlier runs left some (their load included), else from the quiet figure times the load now."""
-    est = estimate(p, measured[0], 1.0) if measured else estimate(p, load=load)
+    token when earlier runs left some (each divided by its load), else from the quiet figure; times the load now."""
+    est = estimate(p, measured[0], load) if measured else estimate(p, load=load)
     lines = [
         f"quality plan {p.name!r} ({p.label}): {p.steps} steps x batch {p.batch_size} per system "
         f"(untrained, adapter at the paper's bottleneck lr {p.lr_adapter:g}, --full lr {p.lr_full:g}"
@@ -181,7 +184,8 @@ def describe(p: Profile, load: float, measured: tuple[float, int] | None = None)
             f"decode {tp.eval_sources} sources; about {est[t] / 60:.0f} min"
         )
     basis = (
-        f"{measured[0] * 8 * 128:.1f} s per adapter step of 8 x 128 tokens, median of {measured[1]} measured run(s)"
+        f"{measured[0] * 8 * 128:.1f} s per quiet adapter step of 8 x 128 tokens (median of {measured[1]} measured "
+        f"run(s), each divided by its load) x load {load:.1f}"
         if measured
         else f"{ADAPTER_S_PER_TOKEN * 8 * 128:.1f} s per adapter step of 8 x 128 tokens when quiet x load {load:.1f}"
     )

@@ -122,3 +122,17 @@ def test_cli_bad_plan_options_one_line(tmp_path, args, needle):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     p = subprocess.run([*cmd, *args, "--out", str(tmp_path)], capture_output=True, text=True, timeout=120, env=env)
     assert p.returncode == 2 and needle in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_sweep_trains_and_scores_each_setting(suite, tiny_llama_dir):
+    """quality_sweep's unit: one adapter per (init, lr) on the plan's rows, scored on its held-out sources; the
+    adapter-mean cell of the suite is the same training as init "mean" at the plan's lr."""
+    from edgevlm.benchmarks import quality_sweep
+
+    p = qp.get_profile("smoke", ["nlg"])
+    recs = [quality_sweep.one("nlg", p, init, p.lr_adapter, tiny_llama_dir) for init in ("words", "mean")]
+    assert [r["init"] for r in recs] == ["words", "mean"] and all(r["n"] == p.tasks["nlg"].eval_sources for r in recs)
+    dest, *_ = suite
+    cell, _ = records(dest)
+    assert recs[1]["bleu"] == pytest.approx(cell[("nlg", "adapter-mean")]["bleu"])
+    assert recs[0]["bleu"] == pytest.approx(cell[("nlg", "adapter")]["bleu"])
