@@ -28,7 +28,7 @@ from pathlib import Path
 
 from edgevlm.core.errors import ConfigError
 
-from . import peers
+from . import ortgenai, peers
 from .bandwidth import bound, measure_bandwidth
 from .common import Report, check_threads, median, spread, suite_dir
 from .engines import Engine, optimum_export
@@ -196,6 +196,8 @@ def measure_size(report: Report, ws: Workspace, size: str, plan: Plan, threads: 
     engines = build_engines(ws, size, threads, pbar)
     if not quick and peers.unavailable() is None:
         engines += peers.llamacpp_engines(ws, size, backbone_dir(ws, size), threads, pbar)
+    if not quick and size in peers.GENAI_SIZES and ortgenai.unavailable() is None:
+        engines += peers.genai_engines(ws, size, backbone_dir(ws, size), threads, pbar)
     pbar.set_postfix_str(f"{size}: cold starts")
     cold = cold_start(
         report, size, [e for e in engines if e.kind == "edgevlm" or not quick], threads, 1 if quick else 3
@@ -338,8 +340,10 @@ def run(
     report = Report(SUITE, threads, quick)
     if quick:
         report.note("quick: PyTorch and optimum cold starts (seconds of torch imports) are not probed; no peers")
-    elif peers.unavailable():
-        report.note(peers.unavailable())
+    else:
+        for why in (peers.unavailable(), ortgenai.unavailable()):
+            if why:
+                report.note(why)
     ws = Workspace(work)
     rows: list[dict] = []
     try:

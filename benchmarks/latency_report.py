@@ -42,7 +42,7 @@ PROFILE_COLUMNS = [
 
 PEER_COLUMNS = [
     ("engine", "edgevlm"),
-    ("peer", "llama.cpp"),
+    ("peer", "peer"),
     ("what", "compared"),
     ("decode_x", "decode speed x"),
     ("prefill_short_x", "prefill short x"),
@@ -54,7 +54,8 @@ def peer_table(records: list[dict], size: str) -> str:
     rows = [r for r in records if r.get("kind") == "peer_ratio" and r["size"] == size]
     if not rows:
         return ""
-    return "\nAgainst llama.cpp, same run (> 1: edgevlm faster):\n\n" + md_table(rows, PEER_COLUMNS)
+    head = "\nAgainst the peers (llama.cpp, onnxruntime-genai), same run (> 1: edgevlm faster):\n\n"
+    return head + md_table(rows, PEER_COLUMNS)
 
 
 def profile_table(records: list[dict], size: str) -> str:

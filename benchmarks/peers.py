@@ -1,10 +1,13 @@
-"""Peer engines of the latency suite beside edgevlm, optimum and PyTorch: llama.cpp on GGUF conversions.
+"""Peer engines of the latency suite beside edgevlm, optimum and PyTorch: llama.cpp on GGUF conversions, and
+onnxruntime-genai on its own builder's int4 model (:mod:`.ortgenai`; Llama-family sizes only: its builder has no
+GPT-2).
 
 Present when the ``peers`` extra is installed (``make bench-peers``: llama-cpp-python built from source, and
 llama.cpp's converter unpacked, see :mod:`.gguf_models`); otherwise the suite notes why and goes on. Each
 llama.cpp format runs twice: as shipped (its OpenMP worker threads spin between operations) and with
 ``OMP_WAIT_POLICY=PASSIVE`` (``/passive``: they sleep, as edgevlm's ORT threads do by default) — on a
 machine with other work the spinning threads lose their cores, which the two rows show side by side.
+onnxruntime-genai runs the same way: as shipped (ORT's threads spin) and ``/passive`` (they sleep).
 """
 
 from __future__ import annotations
@@ -13,16 +16,22 @@ from pathlib import Path
 
 from edgevlm.core.errors import ConfigError
 
+from . import ortgenai
 from .llamacpp import KIND as LLAMACPP
 from .llamacpp import PASSIVE
 
 GGUF_TYPES = ("F32", "Q8_0", "Q4_0")
 SHIPPED = {"smollm2-135m": "Q4_1"}  # sizes whose source is a GGUF: its type, run as shipped
 WIDTH = {"fp32": ("F32",), "int8": ("Q8_0",), "int4": ("Q4_0", "Q4_1")}  # edgevlm mode -> llama.cpp types
+GENAI_SIZES = ("smollm2-135m",)  # sizes onnxruntime-genai's builder takes (Llama family; it has no GPT-2)
+GENAI_FORMATS = ("int4", "int4" + ortgenai.PASSIVE)
 
 
 def make_engine(kind: str, fmt: str, path: Path, threads: int, task: str | None = None):
-    """The engine object for ``kind`` (edgevlm/pytorch/optimum: :class:`.engines.Engine`; llamacpp: a peer)."""
+    """The engine object for ``kind`` (edgevlm/pytorch/optimum: :class:`.engines.Engine`; llamacpp, ortgenai:
+    a peer)."""
+    if kind == ortgenai.KIND:
+        return ortgenai.OrtGenaiEngine(kind, fmt, Path(path), threads, task)
     if kind == LLAMACPP:
         from .llamacpp import LlamaCppEngine
 
@@ -66,6 +75,13 @@ def llamacpp_engines(ws, size: str, hf: Path, threads: int, pbar) -> list:
     return [make_engine(LLAMACPP, t + mode, path, threads) for t, path in models.items() for mode in ("", PASSIVE)]
 
 
+def genai_engines(ws, size: str, hf: Path, threads: int, pbar) -> list:
+    """onnxruntime-genai's int4 model of ``hf`` (its builder), as shipped and ``/passive``."""
+    pbar.set_postfix_str(f"{size}: onnxruntime-genai builder")
+    model = ws.get(f"{size}-genai-int4", lambda p: ortgenai.build(hf, p))
+    return [make_engine(ortgenai.KIND, f, model, threads) for f in GENAI_FORMATS]
+
+
 def _gguf(ws, size: str, hf: Path, qtype: str, src: Path | None) -> Path:
     from .gguf_models import gguf_model
 
@@ -73,20 +89,27 @@ def _gguf(ws, size: str, hf: Path, qtype: str, src: Path | None) -> Path:
 
 
 def peer_ratios(report, size: str, rows: list[dict]) -> None:
-    """Decode and prefill of each edgevlm mode against llama.cpp at the same weight width (its faster row), and
-    the best edgevlm mode against the best peer overall."""
-    by = {r["engine"]: r for r in rows}
-    peers = [r for r in rows if r["kind_"] == LLAMACPP]
+    """Decode and prefill of each edgevlm mode against each peer (llama.cpp, onnxruntime-genai) at the same weight
+    width (the peer's faster row), and the best edgevlm mode against the best peer row overall."""
+    peers = [r for r in rows if r["kind_"] in (LLAMACPP, ortgenai.KIND)]
     if not peers:
         return
-    for mode, types in WIDTH.items():
+    for mode in WIDTH:
         ours = next((r for r in rows if r["kind_"] == "edgevlm" and r["fmt"] == mode), None)
-        theirs = [by[f"llama.cpp {t}{m}"] for t in types for m in ("", PASSIVE) if f"llama.cpp {t}{m}" in by]
-        if ours and theirs:
-            best = max(theirs, key=lambda r: r["tokens_per_s"])
-            _ratio(report, size, ours, best, "same width")
+        for kind in (LLAMACPP, ortgenai.KIND):
+            theirs = [r for r in peers if r["kind_"] == kind and width(r) == mode]
+            if ours and theirs:
+                _ratio(report, size, ours, max(theirs, key=lambda r: r["tokens_per_s"]), "same width")
     ours = max((r for r in rows if r["kind_"] == "edgevlm"), key=lambda r: r["tokens_per_s"])
     _ratio(report, size, ours, max(peers, key=lambda r: r["tokens_per_s"]), "best vs best")
+
+
+def width(row: dict) -> str | None:
+    """The edgevlm mode of a peer row's weights (llama.cpp: its GGUF type; onnxruntime-genai: its precision)."""
+    base = row["fmt"].split("/")[0].split("+")[0]
+    if row["kind_"] == ortgenai.KIND:
+        return base
+    return next((mode for mode, types in WIDTH.items() if base in types), None)
 
 
 def _ratio(report, size: str, ours: dict, peer: dict, what: str) -> None:

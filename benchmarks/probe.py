@@ -33,6 +33,10 @@ def vm_kb(field: str) -> int:
 
 
 def _import(kinds: set[str]) -> None:
+    if kinds == {"ortgenai"}:  # its own environment (no edgevlm runtime there)
+        import onnxruntime_genai  # noqa: F401
+
+        return
     import edgevlm.runtime  # noqa: F401  (the bundle engine)
 
     if "pytorch" in kinds or "optimum" in kinds:
@@ -98,9 +102,13 @@ def _median(values: list):
 
 
 def _run_once(spec: dict, timeout: float) -> dict:
+    from .ortgenai import python_for
+
     env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    kinds = {e["kind"] for e in spec["engines"]}
+    python = python_for(kinds.pop() if len(kinds) == 1 else "")  # a peer's own environment, else this one
     proc = subprocess.run(
-        [sys.executable, "-m", "edgevlm.benchmarks.probe", json.dumps(spec, default=str)],
+        [python, "-m", "edgevlm.benchmarks.probe", json.dumps(spec, default=str)],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -5,7 +5,8 @@ and each ORT session's worker threads spin after their own work and steal
 the cores the next engine needs; measured here: optimum fp32 decoded ~3x
 slower next to the other engines than alone). A user's app runs one engine,
 so each runs in its own worker process; the parent sends one command at a
-time, and idle workers block on their pipe.
+time, and idle workers block on their pipe. A peer with its own environment (onnxruntime-genai) runs that
+environment's Python (:func:`.ortgenai.python_for`).
 
     python -m edgevlm.benchmarks.worker SPEC_JSON   # reads JSON commands on stdin
 
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from edgevlm.core.errors import EdgeVLMError
 
+from . import ortgenai
 from .llamacpp import KIND as LLAMACPP
 from .llamacpp import PASSIVE
 
@@ -51,7 +53,7 @@ class Worker:
         self.kind, self.fmt, self.path, self.task = kind, fmt, Path(path), task
         self.label = label(kind, fmt, task)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edgevlm.benchmarks.worker", json.dumps(spec)],
+            [ortgenai.python_for(kind), "-m", "edgevlm.benchmarks.worker", json.dumps(spec)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -95,6 +97,8 @@ def label(kind: str, fmt: str, task: str | None) -> str:
     """An engine's row name (the same in the worker and the parent)."""
     if kind == LLAMACPP:
         return f"llama.cpp {fmt}"
+    if kind == ortgenai.KIND:
+        return f"{ortgenai.NAME} {fmt}"
     return f"{kind} {fmt}" + (f" task={task}" if kind == "edgevlm" else "")
 
 
