@@ -15,6 +15,12 @@ MVN ?= mvn
 LLAMA_CPP := llama-cpp-python==0.3.36
 PEERS := $(VENV)/peers
 PEERS_STAMP := $(PEERS)/.installed
+# onnxruntime-genai (benchmarks/ortgenai.py) needs onnxruntime >= 1.31: its own environment from
+# requirements-genai.lock, and its 0.15.2 model builder (the 0.18.0 one needs transformers 5) with the
+# onnxruntime it quantizes with, unpacked into $(GENAI)/builder and run by .venv's torch/transformers.
+GENAI := $(VENV)/genai
+GENAI_STAMP := $(GENAI)/.installed
+GENAI_BUILDER := onnxruntime-genai==0.15.2 onnxruntime==1.31.1 onnx-ir==1.1.0
 
 .PHONY: demo test test-slow lint java-core bench-quick bench-peers clean
 
@@ -56,9 +62,19 @@ $(PEERS_STAMP): $(STAMP) requirements-peers.lock
 		'*/vendor/llama.cpp/conversion/*' '*/vendor/llama.cpp/gguf-py/*'
 	touch $@
 
-bench-peers: $(PEERS_STAMP)
+$(GENAI_STAMP): $(STAMP) requirements-genai.lock
+	rm -rf $(GENAI) && $(PYTHON) -m venv $(GENAI)
+	$(GENAI)/bin/python -m pip install -q pip==26.3
+	$(GENAI)/bin/python -m pip install -q --no-deps -r requirements-genai.lock
+	$(GENAI)/bin/python -m pip check
+	$(GENAI)/bin/python -m pip install -q --no-deps -e .
+	$(GENAI)/bin/python -m pip install -q --no-deps --target $(GENAI)/builder $(GENAI_BUILDER)
+	touch $@
+
+bench-peers: $(PEERS_STAMP) $(GENAI_STAMP)
 	$(VENV)/bin/edgevlm bench --suite latency --sizes gpt2-small --threads 2 --out benchmarks/results/peers
 	$(VENV)/bin/edgevlm bench --suite latency --sizes gpt2-small --threads 1 --out benchmarks/results/peers-1thread
+	$(VENV)/bin/edgevlm bench --suite latency --sizes smollm2-135m --threads 2 --out benchmarks/results/peers-smollm2
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -9,6 +9,13 @@ builder works with the project's transformers 4.57, so :func:`build` runs it in 
 transformers) with the 0.15.2 wheel, onnxruntime 1.31.1 (its quantizer) and onnx-ir unpacked into
 ``.venv/genai/builder`` ahead of the main packages; its int4 model runs on the 0.18.0 runtime.
 
+LoRA: the builder's ``adapter_path`` option writes a PEFT LoRA *into* the graph (A/B MatMuls + Add per
+projection, as initializers), which ``og.Adapters`` cannot switch. :func:`build` with ``adapter`` keeps those
+MatMuls in fp32 (``nodes_to_exclude``) and :func:`extract_adapter` turns their weights into optional graph
+inputs with zero defaults and an ONNX Runtime adapter file (``lora.onnx_adapter``), as Olive's adapter
+extraction does: the ``+lora`` formats load it through ``og.Adapters`` and ``set_active_adapter``; without it
+(``+lora-graph``: a row name only) the same graph runs the zero LoRA, genai's no-adapter state.
+
 Decoding is greedy, exactly ``n_new`` tokens (``min_length = max_length``: no stop on end-of-text), one
 ``append_tokens`` of the prompt and one ``generate_next_token`` per token. Threads: ``intra_op_num_threads``
 in the genai config's ``session_options``; ORT's threads spin between operations as genai ships them, or
@@ -32,6 +39,11 @@ from .engines import EngineSpec, text_of_length
 KIND = "ortgenai"
 NAME = "onnxruntime-genai"  # row label prefix
 PASSIVE = "/passive"  # format suffix: ORT's intra-op threads sleep when idle
+LORA = "+lora"  # format suffix: activate the model directory's adapter file
+LORA_GRAPH = "+lora-graph"  # format suffix naming a row of the LoRA graph with no adapter active
+ADAPTER_FILE = "lora.onnx_adapter"
+ADAPTER_NAME = "lora"
+LLAMA_BLOCKS = {"q_proj": "attn", "k_proj": "attn", "v_proj": "attn", "o_proj": "attn"}  # others: "mlp"
 CONFIG = "genai_config.json"
 ENV_DIR = "genai"  # under the main environment's prefix (.venv/genai)
 PYTHON_ENV = "EDGEVLM_GENAI_PYTHON"  # another genai environment's python
@@ -67,19 +79,86 @@ def unavailable() -> str | None:
     return None
 
 
-def build(hf_dir: Path, out: Path, adapter: Path | None = None) -> Path:
-    """``out``: the genai int4 CPU model of ``hf_dir`` (its builder, in a child process); with ``adapter`` (a
-    PEFT LoRA directory) the builder's ``adapter_path`` option."""
+def build(hf_dir: Path, out: Path, adapter: Path | None = None, precision: str = "int4") -> Path:
+    """``out``: the genai CPU model of ``hf_dir`` (its builder, in a child process); with ``adapter`` (a PEFT LoRA
+    directory) the LoRA as a switchable adapter (:func:`extract_adapter`)."""
     cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-m", str(hf_dir), "-o", str(out)]
-    cmd += ["-p", "int4", "-e", "cpu", "-c", str(out.parent / ".genai-cache")]
+    cmd += ["-p", precision, "-e", "cpu", "-c", str(out.parent / ".genai-cache")]
     if adapter is not None:
-        cmd += ["--extra_options", f"adapter_path={adapter}"]
+        cmd += [
+            "--extra_options",
+            f"adapter_path={adapter}",
+            "nodes_to_exclude=" + ",".join(lora_nodes(hf_dir, adapter)),
+        ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(builder_dir()), os.environ.get("PYTHONPATH", "")])}
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if r.returncode != 0 or not (out / CONFIG).is_file():
-        tail = (r.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ConfigError(f"onnxruntime-genai builder failed on {hf_dir}: {tail}")
+    _check(subprocess.run(cmd, capture_output=True, text=True, env=env), f"builder on {hf_dir}")
+    if adapter is not None:  # in the genai environment: its onnxruntime writes the adapter file it reads
+        code = "import sys; from edgevlm.benchmarks.ortgenai import extract_adapter; extract_adapter(sys.argv[1])"
+        _check(subprocess.run([str(genai_python()), "-c", code, str(out)], capture_output=True, text=True), "LoRA")
+    if not (out / CONFIG).is_file():
+        raise ConfigError(f"onnxruntime-genai builder wrote no {CONFIG} in {out}")
     return out
+
+
+def _check(r: subprocess.CompletedProcess, what: str) -> None:
+    if r.returncode != 0:
+        tail = (r.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ConfigError(f"onnxruntime-genai {what} failed: {tail}")
+
+
+def lora_nodes(hf_dir: Path, adapter: Path) -> list[str]:
+    """The builder's names of the LoRA A/B MatMuls of a Llama-family model (kept fp32, not quantized)."""
+    layers = json.loads((Path(hf_dir) / "config.json").read_text())["num_hidden_layers"]
+    targets = json.loads((Path(adapter) / "adapter_config.json").read_text())["target_modules"]
+    return [
+        f"/model/layers.{i}/{LLAMA_BLOCKS.get(t, 'mlp')}/{t}/{ab}/MatMul"
+        for i in range(layers)
+        for t in sorted(targets)
+        for ab in ("lora_A", "lora_B")
+    ]
+
+
+def extract_adapter(model_dir: str | Path) -> Path:
+    """Move the LoRA weights of a builder graph into ``lora.onnx_adapter``; they become graph inputs whose
+    defaults are zeros (no adapter). Runs in the genai environment (onnx, onnxruntime >= 1.31)."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    d = Path(model_dir)
+    model = onnx.load(str(d / "model.onnx"))
+    keep: list = []  # the arrays behind the OrtValues, alive until the file is written
+    params = {}
+    for init in model.graph.initializer:
+        if ".lora_A." in init.name or ".lora_B." in init.name:
+            keep.append(np.ascontiguousarray(numpy_helper.to_array(init)))
+            params[init.name] = ort.OrtValue.ortvalue_from_numpy(keep[-1])
+            init.CopyFrom(numpy_helper.from_array(np.zeros_like(keep[-1]), init.name))
+            model.graph.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+    if not params:
+        raise ConfigError(f"{d / 'model.onnx'}: no LoRA weights (lora_A/lora_B initializers) to extract")
+    _save(model, d)
+    fmt = ort.AdapterFormat()
+    fmt.set_adapter_version(1)
+    fmt.set_model_version(1)
+    fmt.set_parameters(params)
+    tmp = d / (ADAPTER_FILE + ".tmp")
+    fmt.export_adapter(str(tmp))
+    os.replace(tmp, d / ADAPTER_FILE)
+    return d / ADAPTER_FILE
+
+
+def _save(model, d: Path) -> None:
+    """The graph back over ``d/model.onnx`` (+ its external data), written beside it first, then renamed."""
+    import onnx
+
+    tmp = d / ".extract.tmp"
+    tmp.mkdir(exist_ok=True)
+    onnx.save(model, str(tmp / "model.onnx"), save_as_external_data=True, location="model.onnx.data")
+    for name in ("model.onnx.data", "model.onnx"):
+        os.replace(tmp / name, d / name)
+    tmp.rmdir()
 
 
 def session_overlay(threads: int, passive: bool) -> dict:
@@ -95,6 +174,7 @@ class OrtGenaiEngine(EngineSpec):
     """onnxruntime-genai on a model directory ``path`` made by :func:`build`."""
 
     tokenizer: Any = field(default=None, repr=False)
+    adapters: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not (Path(self.path) / CONFIG).is_file():
@@ -108,6 +188,11 @@ class OrtGenaiEngine(EngineSpec):
         cfg.overlay(json.dumps(session_overlay(self.threads, PASSIVE in self.fmt)))
         self.model = og.Model(cfg)
         self.tokenizer = og.Tokenizer(self.model)
+        if self.fmt.endswith(LORA):
+            if not (Path(self.path) / ADAPTER_FILE).is_file():
+                raise ConfigError(f"onnxruntime-genai {self.fmt}: no {ADAPTER_FILE} in {self.path} (build with a LoRA)")
+            self.adapters = og.Adapters(self.model)
+            self.adapters.load(str(Path(self.path) / ADAPTER_FILE), ADAPTER_NAME)
 
     def _count(self, text: str) -> int:
         return len(self.tokenizer.encode(" " + text.strip()))
@@ -124,6 +209,8 @@ class OrtGenaiEngine(EngineSpec):
         total = len(prompt) + n_new
         params.set_search_options(do_sample=False, max_length=total, min_length=total)
         gen = og.Generator(self.model, params)
+        if self.adapters is not None:
+            gen.set_active_adapter(self.adapters, ADAPTER_NAME)
         gen.append_tokens(prompt)
         n = 0
         while not gen.is_done():
@@ -136,3 +223,23 @@ class OrtGenaiEngine(EngineSpec):
         from .bandwidth import onnx_weight_bytes
 
         return onnx_weight_bytes(Path(self.path) / "model.onnx")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m edgevlm.benchmarks.ortgenai HF_DIR OUT [--adapter PEFT_DIR] [--precision int4|fp32]``."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m edgevlm.benchmarks.ortgenai", description=build.__doc__.split(";")[0])
+    p.add_argument("hf_dir", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--adapter", type=Path, help="a PEFT LoRA directory: written as lora.onnx_adapter")
+    p.add_argument("--precision", default="int4", choices=("int4", "fp32"))
+    a = p.parse_args(argv)
+    print(build(a.hf_dir, a.out, a.adapter, a.precision))
+    return 0
+
+
+if __name__ == "__main__":
+    from .common import run_main
+
+    sys.exit(run_main(main))
