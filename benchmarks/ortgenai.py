@@ -161,9 +161,9 @@ def _save(model, d: Path) -> None:
     tmp.rmdir()
 
 
-def session_overlay(threads: int, passive: bool) -> dict:
-    """The genai config overlay that sets the decoder session's threads (and spinning)."""
-    so: dict[str, Any] = {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
+def session_overlay(threads: int, passive: bool, **extra) -> dict:
+    """The genai config overlay that sets the decoder session's threads (and spinning, and ``extra`` options)."""
+    so: dict[str, Any] = {"intra_op_num_threads": threads, "inter_op_num_threads": 1, **extra}
     if passive:  # genai passes a session option it does not know, with a string value, on as a config entry
         so["session.intra_op.allow_spinning"] = "0"
     return {"model": {"decoder": {"session_options": so}}}
@@ -175,6 +175,7 @@ class OrtGenaiEngine(EngineSpec):
 
     tokenizer: Any = field(default=None, repr=False)
     adapters: Any = field(default=None, repr=False)
+    session_extra: dict = field(default_factory=dict)  # more genai session_options (e.g. enable_profiling)
 
     def __post_init__(self) -> None:
         if not (Path(self.path) / CONFIG).is_file():
@@ -185,7 +186,7 @@ class OrtGenaiEngine(EngineSpec):
         import onnxruntime_genai as og
 
         cfg = og.Config(str(self.path))
-        cfg.overlay(json.dumps(session_overlay(self.threads, PASSIVE in self.fmt)))
+        cfg.overlay(json.dumps(session_overlay(self.threads, PASSIVE in self.fmt, **self.session_extra)))
         self.model = og.Model(cfg)
         self.tokenizer = og.Tokenizer(self.model)
         if self.fmt.endswith(LORA):
@@ -225,17 +226,62 @@ class OrtGenaiEngine(EngineSpec):
         return onnx_weight_bytes(Path(self.path) / "model.onnx")
 
 
+def profile(model_dir: Path, threads: int = 2, new: int = 64, prompt: int = 32) -> dict:
+    """Per decode step of a genai model (``/passive``): ORT's model-run ms and kernel ms by op type, from ORT's
+    profiler enabled through the genai config (the prefill run left out). Runs in the genai environment."""
+    import gc
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        eng = OrtGenaiEngine(KIND, "int4" + PASSIVE, Path(model_dir), threads, session_extra={})
+        eng.session_extra["enable_profiling"] = str(Path(tmp) / "genai")
+        eng.load()
+        eng.generate(eng.prompt(prompt), new)
+        eng.model = eng.tokenizer = None  # ORT writes the trace when the session closes
+        gc.collect()
+        trace = json.loads(next(Path(tmp).glob("genai*.json")).read_text())
+    return per_step(trace)
+
+
+def per_step(trace: list[dict]) -> dict:
+    """An ORT profiler trace -> ms per model run and kernel ms per op type, over all runs but the first."""
+    import bisect
+
+    runs = sorted((e["ts"], e["dur"]) for e in trace if e.get("cat") == "Session" and e["name"] == "model_run")
+    if len(runs) < 2:
+        raise ConfigError(f"the profile has {len(runs)} model runs; expected a prefill and decode steps")
+    starts, ops = [t for t, _ in runs], {}
+    for e in trace:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and bisect.bisect_right(starts, e["ts"]) > 1:
+            ops[e["args"]["op_name"]] = ops.get(e["args"]["op_name"], 0.0) + e["dur"] / 1e3
+    steps = len(runs) - 1
+    ops = {k: v / steps for k, v in sorted(ops.items(), key=lambda kv: -kv[1])}
+    run_ms = sum(d for _, d in runs[1:]) / 1e3 / steps
+    return {"steps": steps, "run_ms_per_step": run_ms, "kernels_ms_per_step": sum(ops.values()), "ops_ms": ops}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m edgevlm.benchmarks.ortgenai HF_DIR OUT [--adapter PEFT_DIR] [--precision int4|fp32]``."""
+    """``python -m edgevlm.benchmarks.ortgenai build HF_DIR OUT [--adapter PEFT_DIR] [--precision int4|fp32]``, or
+    ``profile MODEL_DIR [--threads 2] [--tokens 64]`` (with the genai environment's python)."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m edgevlm.benchmarks.ortgenai", description=build.__doc__.split(";")[0])
-    p.add_argument("hf_dir", type=Path)
-    p.add_argument("out", type=Path)
-    p.add_argument("--adapter", type=Path, help="a PEFT LoRA directory: written as lora.onnx_adapter")
-    p.add_argument("--precision", default="int4", choices=("int4", "fp32"))
+    p = argparse.ArgumentParser(prog="python -m edgevlm.benchmarks.ortgenai", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="the genai CPU model of a Hugging Face directory (its 0.15.2 builder)")
+    b.add_argument("hf_dir", type=Path)
+    b.add_argument("out", type=Path)
+    b.add_argument("--adapter", type=Path, help="a PEFT LoRA directory: written as lora.onnx_adapter")
+    b.add_argument("--precision", default="int4", choices=("int4", "fp32"))
+    f = sub.add_parser("profile", help="kernel ms per decode step by op type (run with .venv/genai/bin/python)")
+    f.add_argument("model_dir", type=Path)
+    f.add_argument("--threads", type=int, default=2)
+    f.add_argument("--tokens", type=int, default=64)
     a = p.parse_args(argv)
-    print(build(a.hf_dir, a.out, a.adapter, a.precision))
+    if a.cmd == "build":
+        print(build(a.hf_dir, a.out, a.adapter, a.precision))
+        return 0
+    meta = {"model": str(a.model_dir), "threads": a.threads, "tokens": a.tokens, "load_average": os.getloadavg()[0]}
+    print(json.dumps({**meta, **profile(a.model_dir, a.threads, a.tokens)}, indent=1))
     return 0
 
 

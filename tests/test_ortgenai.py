@@ -48,6 +48,23 @@ def test_threads_and_spinning_go_into_the_decoder_session_options():
     assert so == {"intra_op_num_threads": 1, "inter_op_num_threads": 1}  # as shipped: ORT's threads spin
 
 
+def test_profile_counts_kernels_per_decode_step_without_the_prefill():
+    def run(ts, dur):
+        return {"cat": "Session", "name": "model_run", "ts": ts, "dur": dur}
+
+    def node(ts, op, dur):
+        return {"cat": "Node", "name": f"n{ts}_kernel_time", "ts": ts, "dur": dur, "args": {"op_name": op}}
+
+    trace = [run(0, 9000), node(10, "MatMulNBits", 7000), run(10000, 3000), node(10010, "MatMulNBits", 2000)]
+    trace += [node(10020, "GroupQueryAttention", 500), run(20000, 5000), node(20010, "MatMulNBits", 4000)]
+    got = ortgenai.per_step(trace)
+    assert got["steps"] == 2 and got["run_ms_per_step"] == pytest.approx(4.0)
+    assert got["ops_ms"] == {"MatMulNBits": pytest.approx(3.0), "GroupQueryAttention": pytest.approx(0.25)}
+    assert list(got["ops_ms"]) == ["MatMulNBits", "GroupQueryAttention"]  # largest first
+    with pytest.raises(ConfigError, match="1 model runs"):
+        ortgenai.per_step([run(0, 1)])
+
+
 def _row(engine, kind, fmt, tps):
     return {"engine": engine, "kind_": kind, "fmt": fmt, "tokens_per_s": tps, "prefill_short_ms": 10.0,
             "prefill_long_ms": 40.0}  # fmt: skip
