@@ -4,10 +4,11 @@ onnxruntime-genai 0.18.0 needs onnxruntime >= 1.31 while the project pins 1.23.2
 environment, ``.venv/genai`` (``make bench-peers``: onnxruntime 1.31.1, onnxruntime-genai 0.18.0, numpy and
 onnx from ``requirements-genai.lock``, plus edgevlm itself without dependencies so the worker protocol of
 :mod:`.worker` runs there), and the engine's worker and probe processes run that environment's Python
-(:func:`python_for`). The 0.18.0 builder needs transformers 5 and an undeclared ``onnx_ir``; the 0.15.2
-builder works with the project's transformers 4.57, so :func:`build` runs it in the main environment (torch,
-transformers) with the 0.15.2 wheel, onnxruntime 1.31.1 (its quantizer) and onnx-ir unpacked into
-``.venv/genai/builder`` ahead of the main packages; its int4 model runs on the 0.18.0 runtime.
+(:func:`python_for`). The 0.18.0 builder needs transformers 5 (it imports ``Qwen3_5ForConditionalGeneration``)
+and an undeclared ``onnx_ir``; the 0.15.2 builder works with the project's transformers 4.57, so :func:`build`
+runs it in the main environment (torch, transformers) with the 0.15.2 wheel, onnxruntime 1.31.1 (its quantizer)
+and onnx-ir unpacked into ``.venv/genai/builder`` ahead of the main packages; its int4 model runs on the 0.18.0
+runtime.
 
 LoRA: the builder's ``adapter_path`` option writes a PEFT LoRA *into* the graph (A/B MatMuls + Add per
 projection, as initializers), which ``og.Adapters`` cannot switch. :func:`build` with ``adapter`` keeps those
