@@ -8,6 +8,7 @@ import onnx
 import pytest
 
 from edgevlm.benchmarks import adapter_cost as ac
+from edgevlm.benchmarks import adapter_kernels as ak
 from edgevlm.benchmarks import adapter_variants as av
 
 # max |logit diff|, int8 vs fp32 adapter; tiny backbone measured <= 0.028 (fp32 bundle), <= 0.11 (int8/int4)
@@ -105,3 +106,13 @@ def test_cli_refuses_unknown_variant(capsys):
     with pytest.raises(SystemExit) as e:
         ac.main(["--bundle", "x", "--variants", "fp16"])
     assert e.value.code == 2 and "--variants: unknown ['fp16']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ak.KINDS)
+def test_every_kernel_candidate_computes_x_times_w(kind):
+    rng = np.random.default_rng(1)
+    w, x = rng.normal(0, 0.02, (96, 20)).astype(np.float32), rng.normal(0, 1, (1, 3, 96)).astype(np.float32)
+    level = "ORT_ENABLE_EXTENDED" if kind == "fp16-cast" else "ORT_ENABLE_ALL"
+    got = ak.session(ak.graph(96, 20, kind), 1, level).run(None, {"x": x, **ak.feeds(w, kind)})[0]
+    bound = {"fp32": 1e-6, "fp32-transposed": 1e-6, "fp16-cast": 1e-3}.get(kind, 0.02)  # int8: weights + acts
+    assert got.shape == (1, 3, 20) and np.abs(got - x @ w).max() <= bound, (kind, np.abs(got - x @ w).max())
