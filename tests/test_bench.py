@@ -153,6 +153,20 @@ def test_profile_splits_decode_time(bench_bundle):
     assert "kernels" in render(p) and profile(bench_bundle, None, tokens=3, threads=1)["task"] is None
 
 
+def test_graph_ab_times_interleaved_steps_and_pairs_each_round(bench_bundle, tmp_path):
+    from edgevlm.benchmarks import graph_ab
+    from edgevlm.core.errors import ConfigError
+
+    args = ["--bundle", f"a={bench_bundle}", "--bundle", f"b={bench_bundle}", "--threads-list", "1"]
+    assert graph_ab.main([*args, "--steps", "2", "--rounds", "3", "--out", str(tmp_path)]) == 0
+    rows = {r["bundle"]: r for r in json.loads((tmp_path / "graph_ab" / "results.json").read_text())["records"]}
+    assert set(rows) == {"a", "b"} and all(len(r["rounds_ms"]) == 3 for r in rows.values())
+    assert rows["a"]["ratio_to_first"] == 1.0 and rows["b"]["ratio_to_first"] > 0  # a paired with itself
+    assert all(0 < r["best_step_ms"] <= r["step_ms"] and r["cpu_ms"] > 0 for r in rows.values())
+    with pytest.raises(ConfigError, match="at least two"):
+        graph_ab.main(args[:2])
+
+
 def test_probe_runtime_is_torch_free_and_reports_memory(bench_bundle):
     from edgevlm.benchmarks.probe import run_probe
 
