@@ -195,11 +195,11 @@ def test_quantized_graph_converts_every_weight_matmul(hf, quant):
     q = quantize(build_graph(hf), quant)
     check_adapter_inputs(q, quant)  # raises if an adapter input or its default was lost
     ops = op_counts(q)
-    assert ops["com.microsoft.MatMulNBits"] == 7 * n_layer + 1  # q k v o gate up down per layer + the tied LM head
+    assert ops["com.microsoft.MatMulNBits"] == 4 * n_layer + 1  # qkv o gate_up down per layer + the tied LM head
     assert ops.get("com.microsoft.GatherBlockQuantized", 0) == (1 if quant == "int4" else 0)
     side = blockquant.side_weights(q)  # int4's residual terms: block sums and [K/32, N] residual tables
     assert len([n for n in q.graph.node if n.op_type == "MatMul" and n.input[1] in side]) == (
-        0 if quant == "int8" else 7 * n_layer + 4 * n_layer  # a residual per weight, a block sum per distinct input
+        0 if quant == "int8" else 4 * n_layer + 4 * n_layer  # a residual per weight, a block sum per distinct input
     )
     weights = {t.name for t in q.graph.initializer} - set(names.adapter_names(n_layer)) - side
     assert not [n.name for n in q.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
@@ -295,7 +295,7 @@ def test_bundle_records_architecture_and_kv_heads(llama_bundle):
 def test_quantized_bundle_agrees_with_fp32(llama_bundle, bb, quant):
     ref_root, q_root = llama_bundle("fp32"), llama_bundle(quant)
     (ref, m), (sess, mq) = _session_and_sizes(ref_root), _session_and_sizes(q_root)
-    assert mq.export_log["op_counts"]["final"]["com.microsoft.MatMulNBits"] == 7 * m.backbone.n_layer + 1
+    assert mq.export_log["op_counts"]["final"]["com.microsoft.MatMulNBits"] == 4 * m.backbone.n_layer + 1
     agree = total = n_wide = 0
     for task in [None, *TASKS]:
         for p in _task_prompts(bb, task):

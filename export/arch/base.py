@@ -124,12 +124,33 @@ def _columns(b: Builder) -> str:
 def adapter(b: Builder, h: str, i: int, eps: float) -> str:
     """``h + up(relu(down(LN(h))) * columns)`` with every weight a graph input; ``columns`` (``adapter_columns``,
     ones by default) keeps each row of a mixed-task batch to its task's bottleneck columns. [b, s, E] -> [b, s, E]"""
-    a = lambda part: names.adapter_name(i, part)  # noqa: E731
+    z = b.op("LayerNormalization", [h, _adapter(i, "ln.weight"), _adapter(i, "ln.bias")], f"adapter.{i}", axis=-1,
+             epsilon=eps)  # fmt: skip
+    return b.op("Add", [h, _adapter_delta(b, z, i)], f"adapter.{i}")
+
+
+def skip_adapter(b: Builder, h: str, skip: str, i: int, eps: float) -> tuple[str, str]:
+    """The adapter on ``h + skip`` with ONNX Runtime's ``SkipLayerNormalization`` (the residual add and the
+    adapter's LayerNorm in one kernel): (``h + skip``, the adapter's delta ``up(..)``), to be added by the caller
+    (a following skip norm). [b, s, E] -> ([b, s, E], [b, s, E])"""
     p = f"adapter.{i}"
-    z = b.op("LayerNormalization", [h, a("ln.weight"), a("ln.bias")], p, axis=-1, epsilon=eps)
-    z = b.op("Relu", [b.op("Add", [b.op("MatMul", [z, a("down.weight")], p), a("down.bias")], p)], p)  # [b, s, B]
-    z = b.op("Mul", [z, _columns(b)], p)
-    return b.op("Add", [h, b.op("Add", [b.op("MatMul", [z, a("up.weight")], p), a("up.bias")], p)], p)
+    z, total = f"{p}/SkipLayerNormalization_out0", f"{p}/SkipLayerNormalization_out3"
+    b.node("SkipLayerNormalization", [h, skip, _adapter(i, "ln.weight"), _adapter(i, "ln.bias")], [z, "", "", total],
+           name=f"{p}/SkipLayerNormalization", domain="com.microsoft", epsilon=eps)  # fmt: skip
+    return total, _adapter_delta(b, z, i)
+
+
+def _adapter(i: int, part: str) -> str:
+    return names.adapter_name(i, part)
+
+
+def _adapter_delta(b: Builder, z: str, i: int) -> str:
+    """``up(relu(down(z)) * columns)`` on the adapter's normalized input ``z``. [b, s, E] -> [b, s, E]"""
+    p = f"adapter.{i}"
+    z = b.op("Add", [b.op("MatMul", [z, _adapter(i, "down.weight")], p), _adapter(i, "down.bias")], p)
+    z = b.op("Relu", [z], p)
+    z = b.op("Mul", [z, _columns(b)], p)  # [b, s, B]
+    return b.op("Add", [b.op("MatMul", [z, _adapter(i, "up.weight")], p), _adapter(i, "up.bias")], p)
 
 
 def lm_head(b: Builder, h: str, weight) -> None:

@@ -1,14 +1,19 @@
 """The Llama family's decoder graph (Llama, SmolLM/SmolLM2, Mistral, Qwen2): RMSNorm, rotary positions,
 grouped-query attention, SwiGLU, (tied) LM head, the paper's adapter after every decoder layer.
 
-Rotary: the model's own cos/sin tables for positions 0 .. n_positions-1 (computed once by its HF rotary module,
-so any static rope setting is baked in exactly) are gathered at the attention-mask positions, so left padding
-is exact. The cache holds ``n_kv_head`` heads; heads ``h*g .. h*g+g-1`` share kv head ``h`` (HF's repeat_kv).
-Attention with standard ops multiplies q viewed as [b, n_kv_head, g*s, D] with the cache (no kv copy); with
-``fused_attention`` it is ONNX Runtime's ``MultiHeadAttention`` on the kv heads repeated to ``n_head``
-(``GroupQueryAttention`` is not used: it takes no attention mask, so left-padded batches would not be exact).
-RMSNorm is written as ``x / sqrt(mean(x^2) + eps) * w``, the pattern ONNX Runtime's session optimizer fuses
-into ``SimplifiedLayerNormalization``.
+Few kernels per layer (a decode step at batch 1 pays for every node it runs):
+q/k/v are one MatMul on their weights concatenated along the output dim, then a Split, and so are gate/up
+(every output column keeps its own 32-row blocks, so int4 keeps a Q4_1 GGUF's blocks exactly). Rotary is ONNX
+Runtime's ``RotaryEmbedding`` on the model's own cos/sin tables (computed once by its HF rotary module, so any
+static rope setting is baked in exactly) at positions taken from the attention mask, so left padding is exact.
+Residual adds run inside the norms: ``SkipSimplifiedLayerNormalization`` (residual + RMSNorm) and the adapter's
+``SkipLayerNormalization`` (residual + its LayerNorm); the one RMSNorm with no residual before it (layer 0) is
+written ``x / sqrt(mean(x^2) + eps) * w`` with ``Pow``, the pattern the session optimizer fuses.
+The cache holds ``n_kv_head`` heads; heads ``h*g .. h*g+g-1`` share kv head ``h`` (HF's repeat_kv). Attention
+with standard ops multiplies q viewed as [b, n_kv_head, g*s, D] with the cache; with ``fused_attention`` it is
+ONNX Runtime's ``MultiHeadAttention`` over the kv heads with each head's g query heads as one query sequence
+(no kv copy). ``GroupQueryAttention`` is not used: it takes no attention mask, so left-padded batches would
+not be exact.
 """
 
 from __future__ import annotations
@@ -54,32 +59,57 @@ def _linear(b: Builder, x: str, lin, name: str) -> str:
     return y if lin.bias is None else b.op("Add", [y, b.weight(f"{name}.bias", lin.bias)], name)
 
 
+def _packed_linear(b: Builder, x: str, lins: list, name: str) -> list[str]:
+    """Several torch Linears reading the same ``x`` as ONE MatMul on their weights concatenated along the output
+    dim ([in, sum(out)], so every output column keeps its own blocks for the quantizers), then a Split."""
+    w = np.concatenate([lin.weight.detach().float().numpy().T for lin in lins], axis=1)
+    y = b.op("MatMul", [x, b.const(f"{name}.weight_t", w)], name)
+    if any(lin.bias is not None for lin in lins):
+        zeros = [np.zeros(lin.out_features, np.float32) for lin in lins]
+        bias = [z if lin.bias is None else lin.bias.detach().float().numpy() for z, lin in zip(zeros, lins)]
+        y = b.op("Add", [y, b.const(f"{name}.bias", np.concatenate(bias))], name)
+    widths = b.ints(f"{name}.split", [lin.out_features for lin in lins])
+    return b.op("Split", [y, widths], name, n_out=len(lins), axis=-1)
+
+
 def _rms_norm(b: Builder, x: str, norm, name: str, eps: float) -> str:
     """``x / sqrt(mean(x^2, -1) + eps) * weight``. [.., E] -> [.., E]"""
-    ms = b.op("ReduceMean", [b.op("Mul", [x, x], name), b.ints("const.axes_last", [-1])], name, keepdims=1)
+    sq = b.op("Pow", [x, b.scalar("const.two", 2.0, np.float32)], name)  # Pow, not Mul: what ORT's fusion matches
+    ms = b.op("ReduceMean", [sq, b.ints("const.axes_last", [-1])], name, keepdims=1)
     rms = b.op("Sqrt", [b.op("Add", [ms, b.scalar(f"{name}.eps", eps, np.float32)], name)], name)
     return b.op("Mul", [b.op("Div", [x, rms], name), b.weight(f"{name}.weight", norm.weight)], name)
 
 
-def _rotary_tables(b: Builder, model, seq: str, n_pos: int) -> tuple[str, str]:
-    """(cos, sin) [b, s, 1, D] at the mask positions, gathered from the model's own tables [n_pos, D]."""
+def _skip_rms_norm(b: Builder, h: str, skip: str, norm, name: str, eps: float) -> tuple[str, str]:
+    """(RMSNorm(h + skip), h + skip) as ONNX Runtime's ``SkipSimplifiedLayerNormalization``: the residual add
+    and the norm in one kernel. [b, s, E] -> ([b, s, E], [b, s, E])"""
+    out, total = f"{name}/SkipSimplifiedLayerNormalization_out0", f"{name}/SkipSimplifiedLayerNormalization_out3"
+    b.node("SkipSimplifiedLayerNormalization", [h, skip, b.weight(f"{name}.weight", norm.weight)], [out, "", "", total],
+           name=f"{name}/SkipSimplifiedLayerNormalization", domain="com.microsoft", epsilon=eps)  # fmt: skip
+    return out, total
+
+
+def _rotary_tables(b: Builder, model, seq: str, n_pos: int) -> tuple[str, str, str]:
+    """(position ids [b, s] at the mask positions, cos cache, sin cache [n_pos, D/2]): the model's own tables.
+
+    HF's tables are ``cat(freqs, freqs)`` along D, so their first half is what ``RotaryEmbedding`` takes."""
     import torch
 
     ids = torch.arange(n_pos)[None]  # [1, P]
     cos, sin = model.model.rotary_emb(torch.zeros(1, dtype=torch.float32), ids)  # [1, P, D] each
-    pos, axis = base.position_ids(b, seq), b.ints("const.axes2", [2])
-    return tuple(
-        b.op("Unsqueeze", [b.op("Gather", [b.weight(f"rotary.{n}", t[0]), pos], "rope"), axis], "rope")
-        for n, t in (("cos", cos), ("sin", sin))
-    )
+    half = cos.shape[-1] // 2
+    if not (torch.equal(cos[..., :half], cos[..., half:]) and torch.equal(sin[..., :half], sin[..., half:])):
+        raise BackboneError("rotary tables: expected cat(freqs, freqs) halves (rotate_half rotary embedding)")
+    caches = [b.weight(f"rotary.{n}", t[0, :, :half]) for n, t in (("cos", cos), ("sin", sin))]
+    return base.position_ids(b, seq), *caches
 
 
-def _rotate(b: Builder, x: str, rope: tuple[str, str], head_dim: int, p: str) -> str:
-    """``x * cos + rotate_half(x) * sin`` on [b, s, n, D] (rotate_half(x) = [-x2, x1])."""
-    half = b.ints(f"const.rope_split{head_dim}", [head_dim // 2, head_dim // 2])
-    x1, x2 = b.op("Split", [x, half], p, n_out=2, axis=-1)
-    rot = b.op("Concat", [b.op("Neg", [x2], p), x1], p, axis=-1)
-    return b.op("Add", [b.op("Mul", [x, rope[0]], p), b.op("Mul", [rot, rope[1]], p)], p)
+def _rotate(b: Builder, x: str, rope: tuple[str, str, str], n_head: int) -> str:
+    """ONNX Runtime's ``RotaryEmbedding`` (rotate_half form) on [b, s, n*D] at the given positions."""
+    out = f"{x}_rotary"
+    b.node("RotaryEmbedding", [x, *rope], [out], name=f"{x}/RotaryEmbedding", domain="com.microsoft",
+           num_heads=n_head, interleaved=0)  # fmt: skip
+    return out
 
 
 def _heads(b: Builder, x: str, n: int, d: int, p: str) -> str:
@@ -96,15 +126,15 @@ def _cache(b: Builder, past: str, present: str, x: str, i: int, p: str) -> str:
 def _attention(b: Builder, x: str, attn, mask: tuple[str, str], rope, i: int, s, fused: bool) -> str:
     """Grouped-query self-attention with the past; writes present.{i}.key/value. [b, s, E] -> [b, s, E]"""
     p, d, name = f"layers.{i}.attn", s.head_dim, f"model.layers.{i}.self_attn"
-    q = _rotate(b, _heads(b, _linear(b, x, attn.q_proj, f"{name}.q_proj"), s.n_head, d, p), rope, d, p)
-    k = _rotate(b, _heads(b, _linear(b, x, attn.k_proj, f"{name}.k_proj"), s.n_kv_head, d, p), rope, d, p)
-    v = _heads(b, _linear(b, x, attn.v_proj, f"{name}.v_proj"), s.n_kv_head, d, p)
-    k = _cache(b, names.past_key(i), names.present_key(i), k, i, p)  # [b, Hkv, T, D]
-    v = _cache(b, names.past_value(i), names.present_value(i), v, i, p)
+    q, k, v = _packed_linear(b, x, [attn.q_proj, attn.k_proj, attn.v_proj], f"{name}.qkv_proj")
+    q, k = _rotate(b, q, rope, s.n_head), _rotate(b, k, rope, s.n_kv_head)  # [b, s, n*D]
+    k = _cache(b, names.past_key(i), names.present_key(i), _heads(b, k, s.n_kv_head, d, p), i, p)  # [b, Hkv, T, D]
+    v = _cache(b, names.past_value(i), names.present_value(i), _heads(b, v, s.n_kv_head, d, p), i, p)
     if fused:
         ctx = _fused_attention(b, q, k, v, mask[1], s, p)
     else:
-        ctx = _grouped_attention(b, b.op("Transpose", [q], p, perm=[0, 2, 1, 3]), k, v, mask[0], s, p)
+        q = b.op("Transpose", [_heads(b, q, s.n_head, d, p)], p, perm=[0, 2, 1, 3])
+        ctx = _grouped_attention(b, q, k, v, mask[0], s, p)
     return _linear(b, ctx, attn.o_proj, f"{name}.o_proj")
 
 
@@ -121,48 +151,56 @@ def _grouped_attention(b: Builder, q: str, k: str, v: str, allowed: str, s, p: s
     return b.op("Reshape", [b.op("Transpose", [ctx], p, perm=[0, 2, 1, 3]), b.ints(f"{p}.merge", [0, 0, h * d])], p)
 
 
-def _repeat_kv(b: Builder, x: str, s, p: str) -> str:
-    """[b, Hkv, T, D] -> [b, H, T, D], each kv head repeated g = H / Hkv times in place."""
+def _grouped_bias(b: Builder, mask: tuple[str, str], s) -> tuple[str, str]:
+    """The additive mask [b, 1, s, T] tiled to [b, 1, g*s, T] for :func:`_fused_attention`'s query groups (once
+    for every layer)."""
     g = s.n_head // s.n_kv_head
-    if g == 1:
-        return x
-    x = b.op("Unsqueeze", [x, b.ints("const.axes2", [2])], p)  # [b, Hkv, 1, T, D]
-    x = b.op("Expand", [x, b.ints(f"const.repeat{g}", [1, 1, g, 1, 1])], p)  # [b, Hkv, g, T, D]
-    return b.op("Reshape", [x, b.ints(f"{p}.repeat_shape", [0, s.n_head, -1, s.head_dim])], p)
+    if g == 1 or not mask[1]:
+        return mask
+    return mask[0], b.op("Tile", [mask[1], b.ints("const.group_tile", [1, 1, g, 1])], "mask")
 
 
 def _fused_attention(b: Builder, q: str, k: str, v: str, bias: str, s, p: str) -> str:
-    """ONNX Runtime's ``MultiHeadAttention``: q [b, s, H*D], full-length k/v as [b, H, T, D], additive mask."""
-    q3 = b.op("Reshape", [q, b.ints(f"{p}.merge", [0, 0, s.n_head * s.head_dim])], p)
-    out = f"{p}/MultiHeadAttention_out"
-    b.node(
-        "MultiHeadAttention",
-        [q3, _repeat_kv(b, k, s, p), _repeat_kv(b, v, s, p), "", "", bias],
-        [out],
-        name=f"{p}/MultiHeadAttention",
-        domain="com.microsoft",
-        num_heads=s.n_head,
-        scale=s.head_dim**-0.5,
-    )
-    return out
+    """ONNX Runtime's ``MultiHeadAttention`` on the kv heads, so the cache [b, Hkv, T, D] is read as it is (no
+    repeat): the g = H/Hkv query heads sharing kv head h (HF's repeat_kv: heads h*g .. h*g+g-1) become one
+    query sequence of length g*s for head h, [b, s, H*D] -> [b, g*s, Hkv*D]; ``bias`` is tiled to match."""
+    h, hkv, d = s.n_head, s.n_kv_head, s.head_dim
+    g, out = h // hkv, f"{p}/MultiHeadAttention_out"
+    if g > 1:
+        q = b.op("Reshape", [q, b.ints(f"const.q_groups{hkv}x{g}x{d}", [0, 0, hkv, g, d])], p)  # [b, s, Hkv, g, D]
+        q = b.op("Reshape", [b.op("Transpose", [q], p, perm=[0, 3, 1, 2, 4]), b.ints(f"const.q_seq{hkv * d}",
+                 [0, -1, hkv * d])], p)  # fmt: skip
+    b.node("MultiHeadAttention", [q, k, v, "", "", bias], [out], name=f"{p}/MultiHeadAttention",
+           domain="com.microsoft", num_heads=hkv, scale=d**-0.5)  # fmt: skip
+    if g == 1:
+        return out
+    ctx = b.op("Reshape", [out, b.ints(f"const.ctx_groups{hkv}x{g}x{d}", [0, g, -1, hkv, d])], p)  # [b, g, s, Hkv, D]
+    ctx = b.op("Transpose", [ctx], p, perm=[0, 2, 3, 1, 4])  # [b, s, Hkv, g, D]
+    return b.op("Reshape", [ctx, b.ints(f"const.merge{h * d}", [0, 0, h * d])], p)
 
 
 def _mlp(b: Builder, x: str, mlp, name: str) -> str:
     """SwiGLU: down(silu(gate(x)) * up(x)). [b, s, E] -> [b, s, E]"""
-    gate = _linear(b, x, mlp.gate_proj, f"{name}.gate_proj")
+    gate, up = _packed_linear(b, x, [mlp.gate_proj, mlp.up_proj], f"{name}.gate_up_proj")
     act = b.op("Mul", [gate, b.op("Sigmoid", [gate], name)], name)
-    return _linear(
-        b, b.op("Mul", [act, _linear(b, x, mlp.up_proj, f"{name}.up_proj")], name), mlp.down_proj, f"{name}.down_proj"
-    )
+    return _linear(b, b.op("Mul", [act, up], name), mlp.down_proj, f"{name}.down_proj")
 
 
-def _layer(b: Builder, h: str, layer, mask, rope, i: int, s, fused: bool) -> str:
+def _layer(b: Builder, h: tuple[str, str | None], layer, mask, rope, i: int, s, fused: bool) -> tuple[str, str]:
+    """One decoder layer and its adapter on the residual stream ``h`` = (value, pending delta or None): the
+    adds are left to the next skip norm. -> (value, the adapter's delta)"""
     eps, name = s.norm_eps, f"model.layers.{i}"
-    x = _rms_norm(b, h, layer.input_layernorm, f"{name}.input_layernorm", eps)
-    h = b.op("Add", [h, _attention(b, x, layer.self_attn, mask, rope, i, s, fused)], f"layers.{i}")
-    x = _rms_norm(b, h, layer.post_attention_layernorm, f"{name}.post_attention_layernorm", eps)
-    h = b.op("Add", [h, _mlp(b, x, layer.mlp, f"{name}.mlp")], f"layers.{i}")
-    return base.adapter(b, h, i, eps)
+    x, h = _norm(b, h, layer.input_layernorm, f"{name}.input_layernorm", eps)
+    attn = _attention(b, x, layer.self_attn, mask, rope, i, s, fused)
+    x, h = _skip_rms_norm(b, h, attn, layer.post_attention_layernorm, f"{name}.post_attention_layernorm", eps)
+    return base.skip_adapter(b, h, _mlp(b, x, layer.mlp, f"{name}.mlp"), i, eps)
+
+
+def _norm(b: Builder, h: tuple[str, str | None], norm, name: str, eps: float) -> tuple[str, str]:
+    """(RMSNorm of the stream, the stream's value) for ``h`` = (value, pending delta or None)."""
+    if h[1] is None:
+        return _rms_norm(b, h[0], norm, name, eps), h[0]
+    return _skip_rms_norm(b, h[0], h[1], norm, name, eps)
 
 
 def build_graph(hf_model, fused_attention: bool = False) -> onnx.ModelProto:
@@ -175,9 +213,10 @@ def build_graph(hf_model, fused_attention: bool = False) -> onnx.ModelProto:
     with torch.no_grad():
         seq, total = base.lengths(b)
         h = base.embed(b, b.weight("model.embed_tokens.weight", m.embed_tokens.weight), s.vocab_size)  # [b, s, E]
-        mask = base.causal_mask(b, seq, total, fused_attention)
+        mask = _grouped_bias(b, base.causal_mask(b, seq, total, fused_attention), s)
         rope = _rotary_tables(b, hf_model, seq, s.n_positions)
+        h = (h, None)
         for i, layer in enumerate(m.layers):
             h = _layer(b, h, layer, mask, rope, i, s, fused_attention)
-        base.lm_head(b, _rms_norm(b, h, m.norm, "model.norm", s.norm_eps), hf_model.lm_head.weight)
-    return base.finish(b, decoder_io(cfg), s.n_embd, contrib=fused_attention, opset=OPSET)
+        base.lm_head(b, _norm(b, h, m.norm, "model.norm", s.norm_eps)[0], hf_model.lm_head.weight)
+    return base.finish(b, decoder_io(cfg), s.n_embd, contrib=True, opset=OPSET)  # RotaryEmbedding: com.microsoft
