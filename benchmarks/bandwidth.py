@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 ARRAY_MB = 512
-GATHERS = {"Gather", "GatherBlockQuantized"}  # embedding lookups: read one row per token
+# lookups that read one row per token: embeddings, and RotaryEmbedding's cos/sin caches at the positions
+GATHERS = {"Gather", "GatherBlockQuantized", "RotaryEmbedding"}
 
 
 def measure_bandwidth(mb: int = ARRAY_MB, repeats: int = 7, threads: int = 1) -> dict[str, float]:
