@@ -177,7 +177,12 @@ def server_rows(server: Server, tasks: list, n: int = NEW_TOKENS) -> dict:
         res = list(pool.map(lambda b: _stream(server.url, b), bodies, timeout=600))
     wall, cpu = time.perf_counter() - t, server.cpu_s() - cpu
     assert all(r[2] == n for r in res), res
-    return {"tokens_per_s": c * n / wall, "cpu_tokens_per_s": c * n / cpu, "ttft_s": median([r[0] for r in res])}
+    return {"tokens_per_s": c * n / wall, "cpu_tokens_per_s": c * n / _cpu(cpu), "ttft_s": median([r[0] for r in res])}
+
+
+def _cpu(seconds: float) -> float:
+    """A server CPU-time delta (psutil: 10 ms ticks), at least one tick: a tiny model's short run can read 0."""
+    return max(seconds, 0.01)
 
 
 class Server:
