@@ -23,22 +23,19 @@ from . import quality_plan as qp
 
 
 def one(task: str, p: qp.Profile, init: str, lr: float, bb_path: Path) -> dict:
-    """Train one adapter (``init``, ``lr``) and score it on the held-out sources."""
-    from edgevlm.train.api import TrainSpec, train
+    """Train one adapter (``init``, ``lr``) as the suite trains its adapter cell, and score it on the held-out
+    sources."""
+    from dataclasses import replace
+
     from edgevlm.train.backbone import load_backbone
 
-    from .quality_real import splits, torch_cell
+    from .quality_real import splits, torch_cell, train_cell
 
     tp = p.tasks[task]
     train_rows, valid, test = splits(task, tp, qp.DATA_ROOT)
     with tempfile.TemporaryDirectory() as out:
         t0 = time.time()
-        spec = TrainSpec(
-            tasks=[task], out=out, backbone=str(bb_path), examples={task: (train_rows, valid)}, steps=p.steps,
-            batch_size=p.batch_size, eval_every=p.steps, save_every=p.steps, max_len=tp.max_len, lr=lr,
-            token_init=init, force=True, progress=False,
-        )  # fmt: skip
-        path = train(spec).paths[task]
+        path = train_cell(bb_path, task, (train_rows, valid), replace(p, lr_adapter=lr), Path(out), init=init)
         t1 = time.time()
         s = torch_cell(path, load_backbone(bb_path), task, test, tp.eval_sources)
     keep = ("bleu", "rougeL", "rouge1", "rouge2", "f1", "perplexity")
