@@ -150,7 +150,7 @@ def hf(tiny_llama_dir):
 def test_plain_graph_matches_hf_llama_with_left_padding_and_cache(hf, fused):
     model = build_graph(hf, fused_attention=fused)
     ops = op_counts(model)
-    assert ops.get("com.microsoft.MultiHeadAttention", 0) == (3 if fused else 0), ops
+    assert ops.get("com.microsoft.GroupQueryAttention", 0) == (3 if fused else 0), ops
     sess = verify.session(model)
     ids, mask = _prompts(hf.config.vocab_size, None)
     diff = _max_diff(sess, _hf_ref(hf), ids, mask, _empty(hf, 2))
@@ -288,7 +288,7 @@ def test_bundle_records_architecture_and_kv_heads(llama_bundle):
     assert (b.architecture, b.n_layer, b.n_head, b.n_kv_head, b.head_dim) == ("llama", 3, 4, 2, 16)
     assert max(m.export_log["fp32_max_abs_logit_diff"].values()) <= TOL  # the writer's self-check ran, all tasks
     assert set(m.export_log["fp32_max_abs_logit_diff"]) == {"<none>", *TASKS}
-    assert m.export_log["op_counts"]["fused"]["com.microsoft.MultiHeadAttention"] == b.n_layer
+    assert m.export_log["op_counts"]["fused"]["com.microsoft.GroupQueryAttention"] == b.n_layer
 
 
 @pytest.mark.parametrize("quant", ["int8", "int4"])

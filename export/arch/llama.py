@@ -11,15 +11,16 @@ Residual adds run inside the norms: ``SkipSimplifiedLayerNormalization`` (residu
 written ``x / sqrt(mean(x^2) + eps) * w`` with ``Pow``, the pattern the session optimizer fuses.
 The cache holds ``n_kv_head`` heads; heads ``h*g .. h*g+g-1`` share kv head ``h`` (HF's repeat_kv). Attention
 with standard ops multiplies q viewed as [b, n_kv_head, g*s, D] with the cache; with ``fused_attention`` it is
-ONNX Runtime's ``MultiHeadAttention`` over the kv heads with each head's g query heads as one query sequence
-(no kv copy). ``GroupQueryAttention`` is not used: it takes no attention mask, so left-padded batches would
-not be exact.
+ONNX Runtime's ``GroupQueryAttention``: cache append, grouped heads and causal attention in one kernel reading
+q/k/v as the projections give them (no reshapes, no kv copy outside the kernel), with the padding mask as its
+``attention_bias`` so left-padded batches stay exact.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import onnx
+from onnx import TensorProto
 
 from edgevlm.core import graphio, names
 from edgevlm.core.errors import BackboneError
@@ -128,11 +129,11 @@ def _attention(b: Builder, x: str, attn, mask: tuple[str, str], rope, i: int, s,
     p, d, name = f"layers.{i}.attn", s.head_dim, f"model.layers.{i}.self_attn"
     q, k, v = _packed_linear(b, x, [attn.q_proj, attn.k_proj, attn.v_proj], f"{name}.qkv_proj")
     q, k = _rotate(b, q, rope, s.n_head), _rotate(b, k, rope, s.n_kv_head)  # [b, s, n*D]
-    k = _cache(b, names.past_key(i), names.present_key(i), _heads(b, k, s.n_kv_head, d, p), i, p)  # [b, Hkv, T, D]
-    v = _cache(b, names.past_value(i), names.present_value(i), _heads(b, v, s.n_kv_head, d, p), i, p)
     if fused:
-        ctx = _fused_attention(b, q, k, v, mask[1], s, p)
+        ctx = _gqa(b, q, k, v, mask, i, s, p)
     else:
+        k = _cache(b, names.past_key(i), names.present_key(i), _heads(b, k, s.n_kv_head, d, p), i, p)  # [b, Hkv, T, D]
+        v = _cache(b, names.past_value(i), names.present_value(i), _heads(b, v, s.n_kv_head, d, p), i, p)
         q = b.op("Transpose", [_heads(b, q, s.n_head, d, p)], p, perm=[0, 2, 1, 3])
         ctx = _grouped_attention(b, q, k, v, mask[0], s, p)
     return _linear(b, ctx, attn.o_proj, f"{name}.o_proj")
@@ -151,32 +152,28 @@ def _grouped_attention(b: Builder, q: str, k: str, v: str, allowed: str, s, p: s
     return b.op("Reshape", [b.op("Transpose", [ctx], p, perm=[0, 2, 1, 3]), b.ints(f"{p}.merge", [0, 0, h * d])], p)
 
 
-def _grouped_bias(b: Builder, mask: tuple[str, str], s) -> tuple[str, str]:
-    """The additive mask [b, 1, s, T] tiled to [b, 1, g*s, T] for :func:`_fused_attention`'s query groups (once
-    for every layer)."""
-    g = s.n_head // s.n_kv_head
-    if g == 1 or not mask[1]:
-        return mask
-    return mask[0], b.op("Tile", [mask[1], b.ints("const.group_tile", [1, 1, g, 1])], "mask")
+def _gqa_lengths(b: Builder, total: str) -> tuple[str, str]:
+    """``GroupQueryAttention``'s lengths, made once for every layer: (seqlens_k [b] int32 = total - 1 for every
+    row, total_sequence_length int32 scalar). Left-padded rows all span ``total`` (pad keys are masked by the
+    bias), so one length serves the batch."""
+    p, one = "gqa", b.scalar("const.one", 1, np.int64)
+    batch = b.op("Gather", [b.op("Shape", [names.INPUT_IDS], p), b.scalar("const.zero", 0, np.int64)], p, axis=0)
+    last = b.op("Expand", [b.op("Sub", [total, one], p), b.op("Unsqueeze", [batch, b.ints("const.axes0", [0])], p)], p)
+    return b.op("Cast", [last], p, to=TensorProto.INT32), b.op("Cast", [total], p, to=TensorProto.INT32)
 
 
-def _fused_attention(b: Builder, q: str, k: str, v: str, bias: str, s, p: str) -> str:
-    """ONNX Runtime's ``MultiHeadAttention`` on the kv heads, so the cache [b, Hkv, T, D] is read as it is (no
-    repeat): the g = H/Hkv query heads sharing kv head h (HF's repeat_kv: heads h*g .. h*g+g-1) become one
-    query sequence of length g*s for head h, [b, s, H*D] -> [b, g*s, Hkv*D]; ``bias`` is tiled to match."""
-    h, hkv, d = s.n_head, s.n_kv_head, s.head_dim
-    g, out = h // hkv, f"{p}/MultiHeadAttention_out"
-    if g > 1:
-        q = b.op("Reshape", [q, b.ints(f"const.q_groups{hkv}x{g}x{d}", [0, 0, hkv, g, d])], p)  # [b, s, Hkv, g, D]
-        q = b.op("Reshape", [b.op("Transpose", [q], p, perm=[0, 3, 1, 2, 4]), b.ints(f"const.q_seq{hkv * d}",
-                 [0, -1, hkv * d])], p)  # fmt: skip
-    b.node("MultiHeadAttention", [q, k, v, "", "", bias], [out], name=f"{p}/MultiHeadAttention",
-           domain="com.microsoft", num_heads=hkv, scale=d**-0.5)  # fmt: skip
-    if g == 1:
-        return out
-    ctx = b.op("Reshape", [out, b.ints(f"const.ctx_groups{hkv}x{g}x{d}", [0, g, -1, hkv, d])], p)  # [b, g, s, Hkv, D]
-    ctx = b.op("Transpose", [ctx], p, perm=[0, 2, 3, 1, 4])  # [b, s, Hkv, g, D]
-    return b.op("Reshape", [ctx, b.ints(f"const.merge{h * d}", [0, 0, h * d])], p)
+def _gqa(b: Builder, q: str, k: str, v: str, mask: tuple, i: int, s, p: str) -> str:
+    """ONNX Runtime's ``GroupQueryAttention``: the past and this run's k/v [b, s, Hkv*D] into the presents
+    [b, Hkv, T, D] and causal attention of the H query heads over the Hkv kv heads (HF's repeat_kv grouping, no
+    copy) in one kernel; ``mask`` = (_, the padding + causal bias [b, 1, s, T], :func:`_gqa_lengths`): the bias
+    makes left padding exact. Rotary stays outside: the kernel's own starts every row of a prompt at one position,
+    which left-padded rows do not share. q [b, s, H*D] -> [b, s, H*D]"""
+    out = f"{p}/GroupQueryAttention_out"
+    ins = [q, k, v, names.past_key(i), names.past_value(i), *mask[2], "", "", "", mask[1]]
+    b.node("GroupQueryAttention", ins, [out, names.present_key(i), names.present_value(i)],
+           name=f"{p}/GroupQueryAttention", domain="com.microsoft", num_heads=s.n_head, kv_num_heads=s.n_kv_head,
+           scale=s.head_dim**-0.5)  # fmt: skip
+    return out
 
 
 def _mlp(b: Builder, x: str, mlp, name: str) -> str:
@@ -213,7 +210,8 @@ def build_graph(hf_model, fused_attention: bool = False) -> onnx.ModelProto:
     with torch.no_grad():
         seq, total = base.lengths(b)
         h = base.embed(b, b.weight("model.embed_tokens.weight", m.embed_tokens.weight), s.vocab_size)  # [b, s, E]
-        mask = _grouped_bias(b, base.causal_mask(b, seq, total, fused_attention), s)
+        mask = base.causal_mask(b, seq, total, fused_attention)
+        mask = (*mask, _gqa_lengths(b, total)) if fused_attention else mask
         rope = _rotary_tables(b, hf_model, seq, s.n_positions)
         h = (h, None)
         for i, layer in enumerate(m.layers):
