@@ -14,7 +14,7 @@ from types import ModuleType
 
 import onnx
 
-from edgevlm.core import graphio
+from edgevlm.core import graphio, names
 from edgevlm.core.errors import BackboneError
 
 from .arch import gpt2, llama
@@ -66,3 +66,13 @@ def build_graph(hf_model, fused_attention: bool = False) -> onnx.ModelProto:
     GPT-2, ``GroupQueryAttention`` for Llama; the graph then needs ONNX Runtime), otherwise standard ONNX ops only.
     """
     return architecture(hf_model.config).build_graph(hf_model, fused_attention)
+
+
+def kv_cache_mode(model: onnx.ModelProto) -> str:
+    """The manifest's ``backbone.kv_cache`` for a built graph: "shared" when every present key/value is written
+    by a ``GroupQueryAttention`` node (which appends in place when past and present are one buffer), else
+    "concat" (:data:`edgevlm.core.manifest.KV_CACHES`)."""
+    n_layer = n_layer_of(model)
+    writers = {o: n.op_type for n in model.graph.node for o in n.output}
+    gqa = all(writers.get(p) == "GroupQueryAttention" for p in names.present_names(n_layer))
+    return "shared" if gqa else "concat"

@@ -18,7 +18,7 @@ from edgevlm.core.errors import ConfigError, ExportError
 
 from .adapters import TaskAdapter, check_fingerprints, load_task_adapters, read_ort_adapter, write_ort_adapter
 from .chat import plain_chat_template
-from .graph import build_graph, check_config, declared_io, graph_inputs, op_counts
+from .graph import build_graph, check_config, declared_io, graph_inputs, kv_cache_mode, op_counts
 from .quantize import quantize
 
 EXTERNAL_DATA_BYTES = 1 << 30  # graphs with more weight bytes keep them in backbone.onnx.data
@@ -225,7 +225,8 @@ def _graph_vs_vlm(sess, vlm, bb, tasks: list[TaskAdapter]) -> dict[str, float]:
 def write_bundle(tmp: Path, path: Path, bb, tasks: list[TaskAdapter], quant: str, log: dict) -> None:
     """Fill the bundle directory ``tmp``: the graph ``path`` (one file, or + external data when large), the
     tokenizer, one ORT adapter file per task (each checked against the graph's inputs) and the manifest."""
-    place_graph(path, tmp / bundle.BACKBONE_FILE, identity.graph_metadata(backbone_record(bb, quant)))
+    kv_cache = kv_cache_mode(onnx.load(path, load_external_data=False))
+    place_graph(path, tmp / bundle.BACKBONE_FILE, identity.graph_metadata(backbone_record(bb, quant, kv_cache)))
     shutil.rmtree(tmp / WORK_DIR)
     onnx.checker.check_model(str(tmp / bundle.BACKBONE_FILE))
     bb.tokenizer.save(str(tmp / bundle.TOKENIZER_FILE))
@@ -238,7 +239,7 @@ def write_bundle(tmp: Path, path: Path, bb, tasks: list[TaskAdapter], quant: str
         write_ort_adapter(file, t.tensors)
         back = {k: list(v.shape) for k, v in read_ort_adapter(file).items()}
         sizes[t.name] = bundle.check_adapter_against_graph(back, gi, bb.sizes.n_embd, str(file))
-    m = manifest(bb, tasks, sizes, quant, log)
+    m = manifest(bb, tasks, sizes, quant, log, kv_cache)
     graphio.check_graph_io(m.backbone.io(), *declared_io(final), str(tmp / bundle.BACKBONE_FILE))
     listed = [p for p in sorted(tmp.rglob("*")) if p.is_file()]
     files = {p.relative_to(tmp).as_posix(): bundle.sha256_file(p) for p in listed}
@@ -264,15 +265,15 @@ def place_graph(path: Path, dest: Path, metadata: dict[str, str]) -> None:
     onnx.save_model(model, dest)  # large: the structure only, next to its unchanged weight file
 
 
-def manifest(bb, tasks: list[TaskAdapter], sizes: dict, quant: str, log: dict) -> bundle.Manifest:
+def manifest(bb, tasks: list[TaskAdapter], sizes: dict, quant: str, log: dict, kv_cache: str) -> bundle.Manifest:
     """The manifest (``files`` still empty): backbone record, tokenizer, per-task entries and the export log."""
     chat = plain_chat_template(bb.chat_template, eos=bb.tokenizer.id_to_token(bb.eos_token_id) or "")
     tokenizer = bundle.TokenizerRecord(bundle.TOKENIZER_FILE, eos_token_id=bb.eos_token_id, chat_template=chat)
     entries = {t.name: task_entry(t, sizes[t.name], bb.sizes.vocab_size, bb.eos_token_id) for t in tasks}
-    return bundle.Manifest(backbone_record(bb, quant), tokenizer, entries, export_log=log)
+    return bundle.Manifest(backbone_record(bb, quant, kv_cache), tokenizer, entries, export_log=log)
 
 
-def backbone_record(bb, quant: str) -> bundle.BackboneRecord:
+def backbone_record(bb, quant: str, kv_cache: str) -> bundle.BackboneRecord:
     """The manifest's backbone record (also stored in the graph's metadata)."""
     s = bb.sizes
     return bundle.BackboneRecord(
@@ -284,6 +285,7 @@ def backbone_record(bb, quant: str) -> bundle.BackboneRecord:
         head_dim=int(s.head_dim),
         fingerprint=bb.fingerprint,
         source=bb.path.name,  # the checkpoint's name, not a local path
+        kv_cache=kv_cache,
     )
 
 

@@ -217,6 +217,7 @@ BAD = [
     ("backbone.head_dim", 0, "backbone.head_dim: expected a positive integer, got 0"),
     ("backbone.quantization", "int2", "backbone.quantization: expected one of ['fp32', 'int8', 'int4'], got 'int2'"),
     ("backbone.architecture", "gtp2", "backbone.architecture: expected one of ['gpt2', 'llama'], got 'gtp2'"),
+    ("backbone.kv_cache", "paged", "backbone.kv_cache: expected one of ['concat', 'shared'], got 'paged'"),
     ("backbone.file", "", "backbone.file: expected a file name, got ''"),
     ("tokenizer.eos_token_id", 1024, "tokenizer.eos_token_id: expected a token id below 1024, got 1024"),
     (

@@ -21,7 +21,8 @@ from edgevlm.core.errors import BundleError
 
 GRAPH_METADATA_KEY = "edgevlm.backbone"
 FIELDS = ("fingerprint", "architecture", "quantization", "n_layer", "n_head", "n_kv_head", "head_dim", "n_embd")
-FIELDS += ("vocab_size", "n_positions")
+FIELDS += ("vocab_size", "n_positions", "kv_cache")
+LATER_FIELDS = {"kv_cache": "concat"}  # fields graphs exported before them lack: their value then
 MAX_ABS_WEIGHT = 1e4  # adapter/task-embedding values beyond this are refused as absurd (trained ones are < 10)
 REEXPORT = "re-export the bundle with this edgevlm ('edgevlm export ... --force')"
 
@@ -44,9 +45,10 @@ def check_graph_metadata(metadata: Mapping[str, str], backbone: Any, where: str)
     if not isinstance(stored, dict):
         raise BundleError(f"{where}: metadata {GRAPH_METADATA_KEY} is not a JSON object; {REEXPORT}")
     for k in FIELDS:
-        if stored.get(k) != getattr(backbone, k):
+        value = stored.get(k, LATER_FIELDS.get(k))
+        if value != getattr(backbone, k):
             raise BundleError(
-                f"{where}: the graph was exported for backbone.{k}={stored.get(k)!r} but the manifest says "
+                f"{where}: the graph was exported for backbone.{k}={value!r} but the manifest says "
                 f"{getattr(backbone, k)!r} (graph and manifest belong to different exports)"
             )
 

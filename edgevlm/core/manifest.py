@@ -27,6 +27,10 @@ from edgevlm.core.prompts import INPUT_FIELD, check_template
 SCHEMA_VERSION = 1
 QUANT_MODES = ("fp32", "int8", "int4")
 ARCHITECTURES = ("gpt2", "llama")  # what the exporter can build; the runtime only needs the graph IO
+# How the graph's cache may be fed: "concat" = past [b, Hkv, P, D] in, present [b, Hkv, P + s, D] out (a new
+# tensor per run); "shared" = also past and present bound to ONE buffer [b, Hkv, capacity, D] that the graph's
+# attention (GroupQueryAttention) appends to in place, the run's length taken from attention_mask.
+KV_CACHES = ("concat", "shared")
 TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")  # as a training task name (core.config)
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 FINGERPRINT = re.compile(r"^[0-9a-f]{16,64}$")
@@ -108,6 +112,7 @@ class BackboneRecord:
     head_dim: int = 0  # 0: n_embd // n_head
     fingerprint: str = ""  # of the fp32 weights: adapters fit every quantization of the same backbone
     source: str = ""  # the checkpoint's name (never a local path)
+    kv_cache: str = "concat"  # one of KV_CACHES (bundles before 2026-12-01: concat)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "n_kv_head", self.n_kv_head or self.n_head)
@@ -135,6 +140,7 @@ class BackboneRecord:
             head_dim=f("head_dim", _pos, POS, sizes["n_embd"] // sizes["n_head"]),
             fingerprint=f("fingerprint", lambda v: v == "" or _fingerprint(v), "a hex fingerprint", ""),
             source=f("source", lambda v: isinstance(v, str), "a string", ""),
+            kv_cache=f("kv_cache", lambda v: v in KV_CACHES, f"one of {list(KV_CACHES)}", "concat"),
         )
 
     def to_json(self) -> dict:

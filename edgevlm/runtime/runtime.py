@@ -8,8 +8,12 @@
 One ONNX Runtime session holds the frozen backbone; each task's adapter
 file is loaded once as an ``onnxruntime.LoraAdapter`` and selected per call
 with ``RunOptions.add_active_adapter`` (no weights are copied, nothing is
-reloaded when the task changes). Calls share only read-only state, so
-concurrent calls from several threads are safe; each call owns its cache.
+reloaded when the task changes). On a ``kv_cache: shared`` graph, greedy and
+sampled decoding run on one preallocated cache buffer per layer
+(:class:`~edgevlm.runtime.decoder.SharedCache`), the task's adapter tensors
+bound as inputs (read once per task from its file). Calls share only
+read-only state, so concurrent calls from several threads are safe; each call
+owns its cache.
 
 Over-long text input is cut exactly as in training and evaluation, by
 :func:`edgevlm.core.prompts.build_prompt` within ``n_positions -
@@ -86,6 +90,8 @@ class Runtime:
         self.eos_token_id = manifest.tokenizer.eos_token_id  # for task=None
         self._mixes: dict[tuple[str, ...], Mix] = {}  # stacked adapters of the last MIX_CACHE task sets
         self._folds: dict[str, Folded] = {}  # each task's adapter in mixed-batch form, made on first use
+        self._shared = manifest.backbone.kv_cache == "shared" and names.LOGITS_TO_KEEP in self._decoder.options
+        self._bound: dict[str, tuple[dict, dict]] = {}  # task -> (its adapter arrays, OrtValues on them)
 
     @classmethod
     def load(cls, bundle: str | Path, threads: int | None = None, spin: bool = False) -> Runtime:
@@ -344,9 +350,22 @@ class Runtime:
             ro.add_active_adapter(task.adapter)
         return ro
 
-    def _step(self, task: Task | None) -> decoding.StepFn:
-        """The graph as a step function under ``task``'s adapter."""
-        return self._decoder.step_fn(self._run_options(task))
+    def _step(self, task: Task | None, capacity: int | None = None) -> decoding.StepFn:
+        """The graph as a step function under ``task``'s adapter; with ``capacity`` (positions the call will
+        reach) on a shared-cache graph, one that appends to a :class:`SharedCache` (no past reordering)."""
+        if capacity is None or not self._shared:
+            return self._decoder.step_fn(self._run_options(task))
+        return self._decoder.shared_step_fn(self._adapter_values(task), capacity)
+
+    def _adapter_values(self, task: Task | None) -> dict[str, ort.OrtValue]:
+        """``task``'s adapter tensors as OrtValues (none for the plain backbone), read from its file once."""
+        if task is None:
+            return {}
+        with self._lock:
+            if task.name not in self._bound:
+                arrays = read_adapter(task.file)  # the OrtValues do not own memory: the arrays stay with them
+                self._bound[task.name] = arrays, {k: ort.OrtValue.ortvalue_from_numpy(v) for k, v in arrays.items()}
+            return self._bound[task.name][1]
 
     def _eos(self, task: Task | None) -> int | None:
         return task.eos_token_id if task else self.eos_token_id
@@ -371,8 +390,9 @@ class Runtime:
         self, prompts: list[list[int]], task: Task | None, cfg: GenerationConfig, rows: list[OutputText]
     ) -> Iterator[list[str]]:
         """Greedy or sampled decoding of left-padded prompts; yields each step's new text per row."""
-        eos = self._eos(task)
-        steps = decoding.tokens(self._step(task), prompts, cfg, eos, stopped=lambda: np.array([r.done for r in rows]))
+        eos, capacity = self._eos(task), max(len(p) for p in prompts) + cfg.max_new_tokens
+        step = self._step(task, capacity)
+        steps = decoding.tokens(step, prompts, cfg, eos, stopped=lambda: np.array([r.done for r in rows]))
         for nxt in steps:
             yield ["" if r.done else r.finish() if t == eos else r.push(int(t)) for r, t in zip(rows, nxt)]
         yield [r.finish() for r in rows]
