@@ -17,6 +17,7 @@ from typing import Any
 
 from edgevlm.core.errors import ConfigError
 
+SPIN = "/spin"  # edgevlm format suffix: ORT's intra-op threads spin between kernels (Runtime.load(spin=True))
 FILLER = ("the", "a", "is", "in", "of", "and", "to", "it")
 WORDS = (
     "the restaurant near the river serves cheap food and the coffee shop in the city centre has a high "
@@ -55,7 +56,7 @@ class Engine(EngineSpec):
     def _load_edgevlm(self) -> None:
         from edgevlm.runtime import Runtime
 
-        self.model = Runtime.load(self.path, threads=self.threads)
+        self.model = Runtime.load(self.path, threads=self.threads, spin=self.fmt.endswith(SPIN))
         self.tokenizer = self.model.tokenizer
 
     def _load_pytorch(self) -> None:

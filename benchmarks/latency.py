@@ -31,7 +31,7 @@ from edgevlm.core.errors import ConfigError
 from . import ortgenai, peers
 from .bandwidth import bound, measure_bandwidth
 from .common import Report, check_threads, median, spread, suite_dir
-from .engines import Engine, optimum_export
+from .engines import SPIN, Engine, optimum_export
 from .fixtures import Workspace, backbone_dir, export, make_adapters
 from .latency_report import OTHER_TASK, TASK, markdown, plot
 from .probe import run_probe
@@ -69,11 +69,13 @@ def build_engines(ws: Workspace, size: str, threads: int, pbar) -> list[Engine]:
     """Bundles (fp32/int8/int4, two tasks), the optimum exports (fp32/int8) and the HF directory for ``size``."""
     hf = backbone_dir(ws, size)
     ad = ws.get(f"{size}-latency-adapters", lambda p: make_adapters(hf, p, {TASK: 100, OTHER_TASK: 100}))
-    engines = []
+    engines, bundles = [], {}
     for q in QUANTS:
         pbar.set_postfix_str(f"{size}: export {q} bundle")
-        bundle = ws.get(f"{size}-latency-bundle-{q}", lambda p, q=q: export(hf, [ad / TASK, ad / OTHER_TASK], q, p))
-        engines.append(Engine("edgevlm", q, bundle, threads, TASK))
+        bundles[q] = ws.get(f"{size}-latency-bundle-{q}", lambda p, q=q: export(hf, [ad / TASK, ad / OTHER_TASK], q, p))
+        engines.append(Engine("edgevlm", q, bundles[q], threads, TASK))
+    if threads > 1:  # the quantized modes with spinning threads too, as the peers ship theirs
+        engines += [Engine("edgevlm", q + SPIN, bundles[q], threads, TASK) for q in ("int8", "int4")]
     for q in ("fp32", "int8"):
         pbar.set_postfix_str(f"{size}: optimum export {q}")
         engines.append(
@@ -213,7 +215,7 @@ def measure_size(report: Report, ws: Workspace, size: str, plan: Plan, threads: 
         overhead = {
             w.fmt: adapter_overhead(report, size, w, plan)
             for w in workers
-            if w.kind == "edgevlm" and plan.overhead_pairs
+            if w.kind == "edgevlm" and SPIN not in w.fmt and plan.overhead_pairs
         }
         weights = {w.label: w.call(op="weight_bytes")["bytes_per_token"] for w in workers}
     finally:
@@ -242,7 +244,7 @@ def measure_size(report: Report, ws: Workspace, size: str, plan: Plan, threads: 
             r["adapter_overhead_pct"] = overhead[r["fmt"]]["overhead_pct"]
     pbar.set_postfix_str(f"{size}: profiles")
     for e in engines:
-        if e.kind == "edgevlm":
+        if e.kind == "edgevlm" and SPIN not in e.fmt:
             where_time_goes(report, size, e, plan, threads)
     if switch:
         rows.append({"size": size, "engine": "task switch", "switch_ms": switch["switch_ms"]})

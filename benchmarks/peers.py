@@ -17,6 +17,7 @@ from pathlib import Path
 from edgevlm.core.errors import ConfigError
 
 from . import ortgenai
+from .engines import SPIN
 from .llamacpp import KIND as LLAMACPP
 from .llamacpp import PASSIVE
 
@@ -89,19 +90,29 @@ def _gguf(ws, size: str, hf: Path, qtype: str, src: Path | None) -> Path:
 
 
 def peer_ratios(report, size: str, rows: list[dict]) -> None:
-    """Decode and prefill of each edgevlm mode against each peer (llama.cpp, onnxruntime-genai) at the same weight
-    width (the peer's faster row), and the best edgevlm mode against the best peer row overall."""
+    """Decode and prefill of each edgevlm row against each peer (llama.cpp, onnxruntime-genai) at the same weight
+    width and the same thread policy (sleeping or spinning, :func:`policy`), and the best edgevlm row against the
+    best peer row overall."""
     peers = [r for r in rows if r["kind_"] in (LLAMACPP, ortgenai.KIND)]
     if not peers:
         return
-    for mode in WIDTH:
-        ours = next((r for r in rows if r["kind_"] == "edgevlm" and r["fmt"] == mode), None)
+    for ours in (r for r in rows if r["kind_"] == "edgevlm" and r["fmt"].split("/")[0] in WIDTH):
         for kind in (LLAMACPP, ortgenai.KIND):
-            theirs = [r for r in peers if r["kind_"] == kind and width(r) == mode]
-            if ours and theirs:
-                _ratio(report, size, ours, max(theirs, key=lambda r: r["tokens_per_s"]), "same width")
+            theirs = [r for r in peers if r["kind_"] == kind and width(r) == ours["fmt"].split("/")[0]]
+            theirs = [r for r in theirs if policy(r) == policy(ours)]
+            if theirs:
+                best = max(theirs, key=lambda r: r["tokens_per_s"])
+                _ratio(report, size, ours, best, f"same width, threads {policy(ours)}")
     ours = max((r for r in rows if r["kind_"] == "edgevlm"), key=lambda r: r["tokens_per_s"])
     _ratio(report, size, ours, max(peers, key=lambda r: r["tokens_per_s"]), "best vs best")
+
+
+def policy(row: dict) -> str:
+    """How a row's worker threads wait: "spin" (edgevlm ``/spin``, a peer as shipped) or "sleep" (edgevlm's
+    default, a peer's ``/passive``)."""
+    if row["kind_"] == "edgevlm":
+        return "spin" if row["fmt"].endswith(SPIN) else "sleep"
+    return "sleep" if PASSIVE in row["fmt"] else "spin"
 
 
 def width(row: dict) -> str | None:

@@ -82,8 +82,8 @@ def test_peer_ratios_compare_each_peer_at_the_same_width():
     peers.peer_ratios(report, "s", rows)
     got = [(r["engine"], r["peer"], r["what"], round(r["decode_x"], 3)) for r in report.records]
     assert got == [
-        ("edgevlm int4 task=x", "llama.cpp Q4_0/passive", "same width", round(100 / 90, 3)),
-        ("edgevlm int4 task=x", "onnxruntime-genai int4/passive", "same width", round(100 / 150, 3)),
+        ("edgevlm int4 task=x", "llama.cpp Q4_0/passive", "same width, threads sleep", round(100 / 90, 3)),
+        ("edgevlm int4 task=x", "onnxruntime-genai int4/passive", "same width, threads sleep", round(100 / 150, 3)),
         ("edgevlm int8 task=x", "onnxruntime-genai int4/passive", "best vs best", 0.8),
     ]
 

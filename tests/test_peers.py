@@ -41,10 +41,13 @@ def _row(engine, kind, fmt, tps, short=10.0, long_=40.0):
             "prefill_long_ms": long_}  # fmt: skip
 
 
-def test_peer_ratios_take_the_faster_llamacpp_row_of_the_same_width():
+def test_peer_ratios_match_width_and_thread_policy():
+    """Each edgevlm row meets the faster peer row of its width whose threads wait the same way (sleeping edgevlm vs
+    a peer's /passive, edgevlm /spin vs a peer as shipped); no such peer row, no ratio."""
     rows = [
         _row("edgevlm int4 task=x", "edgevlm", "int4", 100.0),
         _row("edgevlm int8 task=x", "edgevlm", "int8", 80.0),
+        _row("edgevlm int8/spin task=x", "edgevlm", "int8/spin", 95.0),
         _row("llama.cpp Q4_0", "llamacpp", "Q4_0", 20.0),
         _row("llama.cpp Q4_0/passive", "llamacpp", "Q4_0/passive", 90.0, short=5.0, long_=20.0),
         _row("llama.cpp Q8_0", "llamacpp", "Q8_0", 85.0),
@@ -52,10 +55,12 @@ def test_peer_ratios_take_the_faster_llamacpp_row_of_the_same_width():
     report = Report("latency", 2, True)
     peers.peer_ratios(report, "s", rows)
     got = {(r["engine"], r["peer"], r["what"]): r for r in report.records if r["kind"] == "peer_ratio"}
-    same = got[("edgevlm int4 task=x", "llama.cpp Q4_0/passive", "same width")]
+    same = got[("edgevlm int4 task=x", "llama.cpp Q4_0/passive", "same width, threads sleep")]
     assert same["decode_x"] == pytest.approx(100 / 90)
     assert same["prefill_short_x"] == pytest.approx(0.5)  # llama.cpp's prompt is twice as fast
-    assert got[("edgevlm int8 task=x", "llama.cpp Q8_0", "same width")]["decode_x"] == pytest.approx(80 / 85)
+    spin = got[("edgevlm int8/spin task=x", "llama.cpp Q8_0", "same width, threads spin")]
+    assert spin["decode_x"] == pytest.approx(95 / 85)
+    assert not [k for k in got if k[0] == "edgevlm int8 task=x"]  # no sleeping Q8_0 row to meet
     best = [r for r in report.records if r.get("what") == "best vs best"]
     assert [(r["engine"], r["peer"]) for r in best] == [("edgevlm int4 task=x", "llama.cpp Q4_0/passive")]
 
