@@ -2,7 +2,8 @@
 
 write_fixtures.py exports the tiny backbone and a tiny random Llama (GQA 4/2) with nlg + mt (fp32, int8) through
 the CLI and records what the Python runtime makes of them (greedy tokens and text per task and for the plain
-backbone, teacher-forced logits, run --list lines, cache layout, tokenizer golden vectors (also of SmolLM2's
+backbone, teacher-forced logits, run --list lines, cache layout, whether logits_to_keep is fed (and a copy of the
+fp32 bundle whose graph lacks that option), tokenizer golden vectors (also of SmolLM2's
 tokenizer: Digits before ByteLevel), truncated prompts, refusal messages of broken bundles) as JSON; the JUnit
 suite must reproduce all of it. Surefire's reports are then checked so that no parity class was skipped and every
 recorded case ran.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -73,8 +75,16 @@ def test_java_core_matches_python_runtime(tmp_path, tiny_llama_dir):
         assert c["failures"] == 0 and c["errors"] == 0, f"{name}: {c}"
     expected = json.loads((fixtures / "expected.json").read_text())
     bundles = expected["bundles"]
-    assert sorted(bundles) == ["fp32", "int8", "llama-fp32", "llama-int8"], sorted(bundles)
+    assert sorted(bundles) == ["fp32", "fp32-nokeep", "int8", "llama-fp32", "llama-int8"], sorted(bundles)
     assert bundles["llama-int8"]["cache"]["n_kv_head"] == 2, "the Llama bundle has grouped-query attention (4/2)"
+    for k in ("llama-fp32", "llama-int8"):  # ONNX Runtime's fused kernel, run by the Java core's pinned version
+        ops = json.loads((Path(bundles[k]["dir"]) / "manifest.json").read_text())["export_log"]["op_counts"]["final"]
+        assert "com.microsoft.GroupQueryAttention" in ops, f"{k}: {sorted(ops)}"
+    # the Java side asserts its prompt logits are [1, 1, V] exactly where Python feeds logits_to_keep ([1, s, V]
+    # on the copy without the option) and its tokens equal Python's on every bundle
+    assert {k: b["keeps_logits"] for k, b in bundles.items()} == {k: k != "fp32-nokeep" for k in bundles}
+    tokens = {k: [c["tokens"] for c in bundles[k]["cases"]] for k in ("fp32", "fp32-nokeep")}
+    assert tokens["fp32"] == tokens["fp32-nokeep"], "the option changes no greedy token (Python side)"
     # greedy cases + teacher-forced logits + one describe/cache test per bundle
     n_cases = sum(len(b["cases"]) + len(b["forced"]) + 1 for b in bundles.values())
     n_cases += len(expected["chat"]["cases"]) + len(expected["chat"]["errors"])  # chat=True on a templated copy
@@ -82,3 +92,15 @@ def test_java_core_matches_python_runtime(tmp_path, tiny_llama_dir):
     assert counts["BadBundleTest"]["tests"] == len(expected["errors"]), counts["BadBundleTest"]
     n_vectors = sum(len(t["cases"]) for t in [expected["tokenizer"], *expected["tokenizers_extra"]])
     assert len(expected["tokenizers_extra"]) == 1 and counts["TokenizerParityTest"]["tests"] == n_vectors
+
+
+def test_java_names_match_python_names():
+    """Names.java's string constants and adapter parts are edgevlm.core.names' (the graph contract, declared once)."""
+    from edgevlm.core import names
+
+    src = (CORE / "src" / "main" / "java" / "io" / "edgevlm" / "core" / "Names.java").read_text()
+    consts = dict(re.findall(r'public static final String (\w+) = "([^"]*)";', src))
+    assert "LOGITS_TO_KEEP" in consts and len(consts) >= 7, sorted(consts)
+    assert {k: getattr(names, k, None) for k in consts} == consts
+    parts = re.search(r"ADAPTER_PARTS = \{([^}]*)\}", src).group(1)
+    assert tuple(re.findall(r'"([^"]*)"', parts)) == names.ADAPTER_PARTS

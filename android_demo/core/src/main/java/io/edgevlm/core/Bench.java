@@ -10,7 +10,8 @@ import java.util.List;
  * the same protocol as {@code android_demo/core/bench_compare.py} uses for the Python runtime, so the two can be
  * compared on the same bundle in the same run.
  *
- * <pre>java -cp target/edgevlm-core.jar io.edgevlm.core.Bench BUNDLE TASK_A TASK_B [tokens=32] [reps=15] [threads=1]</pre>
+ * <pre>java -cp target/edgevlm-core.jar io.edgevlm.core.Bench BUNDLE TASK_A TASK_B [tokens=32] [reps=15] [threads=1]
+ * java -cp target/edgevlm-core.jar io.edgevlm.core.Bench --prefill BUNDLE TASK [tokens=128] [reps=21] [threads=1]</pre>
  *
  * Decode: per-token time = (median time of a call making {@code tokens} tokens - median of a 1-token call) /
  * (tokens - 1), EOS suppressed so every call makes exactly that many. Task switch: median time of a 1-token call
@@ -21,6 +22,10 @@ public final class Bench {
     }
 
     public static void main(String[] args) {
+        if (args.length > 0 && args[0].equals("--prefill")) {
+            prefill(args);
+            return;
+        }
         if (args.length < 3) {
             System.err.println("usage: Bench BUNDLE TASK_A TASK_B [tokens] [reps] [threads]");
             System.exit(2);
@@ -62,6 +67,45 @@ public final class Bench {
                     args[0], threads, tokens, reps, loadMs, perToken, 1e3 / perToken, median(tOne),
                     median(switched) - median(same), usedHeapMb());
         }
+    }
+
+    /**
+     * {@code Bench --prefill BUNDLE TASK [tokens=128] [reps=21] [threads=1]}: the prompt's run (1-token calls on a
+     * {@code tokens}-id prompt) with the graph option logits_to_keep = 1 and without it (every position's logits),
+     * alternated in one JVM after 20 warm-up pairs; medians.
+     */
+    private static void prefill(String[] args) {
+        int tokens = args.length > 3 ? Integer.parseInt(args[3]) : 128;
+        int reps = args.length > 4 ? Integer.parseInt(args[4]) : 21;
+        int threads = args.length > 5 ? Integer.parseInt(args[5]) : 1;
+        try (Bundle rt = Bundle.load(Path.of(args[1]), threads, false)) {
+            List<Integer> ids = new ArrayList<>();
+            for (int k = 0; k < tokens; k++) {
+                ids.add((k * 37 + 11) % rt.graph.vocabSize); // ordinary ids; the content does not change the cost
+            }
+            GenerationConfig one = GenerationConfig.builder().maxNewTokens(1).build();
+            List<Double> kept = new ArrayList<>();
+            List<Double> all = new ArrayList<>();
+            for (int r = -20; r < reps; r++) {
+                double a = timeIds(rt, ids, args[2], one, true);
+                double b = timeIds(rt, ids, args[2], one, false);
+                if (r >= 0) {
+                    kept.add(a);
+                    all.add(b);
+                }
+            }
+            int n = rt.generateTokens(ids, args[2], one).promptTokens;
+            System.out.printf(java.util.Locale.ROOT, "{\"engine\": \"java\", \"bundle\": \"%s\", \"threads\": %d, "
+                    + "\"prompt_tokens\": %d, \"reps\": %d, \"keeps_logits\": %b, \"prefill_ms_last_only\": %.3f, "
+                    + "\"prefill_ms_all_positions\": %.3f, \"ratio\": %.3f}%n", args[1], threads, n, reps,
+                    rt.graph.keepsLogits, median(kept), median(all), median(kept) / median(all));
+        }
+    }
+
+    private static double timeIds(Bundle rt, List<Integer> ids, String task, GenerationConfig cfg, boolean options) {
+        long t = System.nanoTime();
+        rt.generateTokens(ids, task, cfg, options);
+        return (System.nanoTime() - t) / 1e6;
     }
 
     private static double time(Bundle rt, String prompt, String task, GenerationConfig cfg) {

@@ -3,6 +3,7 @@ package io.edgevlm.core;
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtLoggingLevel;
+import ai.onnxruntime.OrtLoraAdapter;
 import ai.onnxruntime.OrtSession;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -31,18 +32,22 @@ public final class Bundle implements AutoCloseable {
     public final ByteLevelBpe tokenizer;
     private final OrtSession session;
     private final Map<String, Task> tasks;
+    private final OrtLoraAdapter options; // logits_to_keep = 1 when the graph has the option, else null
     private final Decoder decoder;
+    private final Decoder allLogits; // without the graph options: every prompt position's logits (A/B benchmark)
     private final Integer eos; // for task=null
 
     private Bundle(Path root, Manifest manifest, GraphInfo graph, ByteLevelBpe tokenizer, OrtSession session,
-                   Map<String, Task> tasks) {
+                   Map<String, Task> tasks, OrtLoraAdapter options) {
         this.root = root;
         this.manifest = manifest;
         this.graph = graph;
         this.tokenizer = tokenizer;
         this.session = session;
         this.tasks = Collections.unmodifiableMap(tasks);
-        this.decoder = new Decoder(OrtEnvironment.getEnvironment(), session, graph);
+        this.options = options;
+        this.decoder = new Decoder(OrtEnvironment.getEnvironment(), session, graph, options);
+        this.allLogits = new Decoder(OrtEnvironment.getEnvironment(), session, graph, null);
         this.eos = manifest.eosTokenId;
     }
 
@@ -79,7 +84,9 @@ public final class Bundle implements AutoCloseable {
                 Path file = m.confined(e.getValue().adapterFile, "tasks." + name + ".adapter_file");
                 tasks.put(name, TaskLoader.load(name, e.getValue(), file, g, m.where));
             }
-            return new Bundle(dir, m, g, tok, session, tasks);
+            OrtLoraAdapter options = g.keepsLogits
+                    ? OrtLoraAdapter.create(OptionAdapter.int64(Names.LOGITS_TO_KEEP, 1)) : null;
+            return new Bundle(dir, m, g, tok, session, tasks, options);
         } catch (OrtException | RuntimeException e) {
             tasks.values().forEach(t -> t.adapter.close());
             closeQuietly(session);
@@ -163,11 +170,16 @@ public final class Bundle implements AutoCloseable {
                                    boolean chat) {
         Task t = task(task);
         GenerationConfig c = cfg.withDefaultMax(t != null ? t.maxNewTokens : DEFAULT_MAX_NEW_TOKENS);
-        return decode(encode(text, t, c, chat), t, c, onText);
+        return decode(decoder, encode(text, t, c, chat), t, c, onText);
     }
 
     /** Decodes after already-encoded prompt ids (task tokens as vocab_size + k), cut like Python's _fit. */
     public Decoder.Result generateTokens(List<Integer> prompt, String task, GenerationConfig cfg) {
+        return generateTokens(prompt, task, cfg, true);
+    }
+
+    /** {@code graphOptions} false: without {@code logits_to_keep} (the prompt's logits at every position; A/B). */
+    Decoder.Result generateTokens(List<Integer> prompt, String task, GenerationConfig cfg, boolean graphOptions) {
         Task t = task(task);
         GenerationConfig c = cfg.withDefaultMax(t != null ? t.maxNewTokens : DEFAULT_MAX_NEW_TOKENS);
         if (prompt.isEmpty()) {
@@ -180,7 +192,8 @@ public final class Bundle implements AutoCloseable {
                         + ") for task " + Py.repr(task));
             }
         }
-        return decode(PromptBuilder.fit(prompt, t, c.maxNewTokens, graph), t, c, null);
+        return decode(graphOptions ? decoder : allLogits, PromptBuilder.fit(prompt, t, c.maxNewTokens, graph), t, c,
+                null);
     }
 
     /** The prompt ids a call would decode after (task tokens as vocab_size + k), cut to fit the context. */
@@ -208,9 +221,10 @@ public final class Bundle implements AutoCloseable {
         return manifest.chatTemplate;
     }
 
-    private Decoder.Result decode(PromptBuilder.Prompt p, Task t, GenerationConfig c, Consumer<String> onText) {
+    private Decoder.Result decode(Decoder d, PromptBuilder.Prompt p, Task t, GenerationConfig c,
+                                  Consumer<String> onText) {
         try {
-            return decoder.run(p.ids, p.note, t, t != null ? t.eosTokenId : eos, c, tokenizer, onText);
+            return d.run(p.ids, p.note, t, t != null ? t.eosTokenId : eos, c, tokenizer, onText);
         } catch (OrtException e) {
             throw new EdgeVlmException(root + ": ONNX Runtime failed to run the graph (" + firstLine(e) + ")", e);
         }
@@ -225,10 +239,22 @@ public final class Bundle implements AutoCloseable {
         }
     }
 
+    /** The shape of the logits of {@code prompt}'s run (no cache) as the graph makes it: [1, 1, V] with the option. */
+    long[] prefillShape(List<Integer> prompt, String task) {
+        try {
+            return decoder.prefillShape(prompt, task(task));
+        } catch (OrtException e) {
+            throw new EdgeVlmException(root + ": ONNX Runtime failed to run the graph (" + firstLine(e) + ")", e);
+        }
+    }
+
     /** Releases the session and the adapters; calls must have finished. */
     @Override
     public void close() {
         tasks.values().forEach(t -> t.adapter.close());
+        if (options != null) {
+            options.close();
+        }
         closeQuietly(session);
     }
 }

@@ -2,6 +2,7 @@ package io.edgevlm.core;
 
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtLoraAdapter;
 import ai.onnxruntime.OrtSession;
 import java.util.List;
 import java.util.SplittableRandom;
@@ -17,11 +18,41 @@ final class Decoder {
     private final OrtEnvironment env;
     private final OrtSession session;
     private final GraphInfo g;
+    private final OrtLoraAdapter options; // the graph options (logits_to_keep = 1), active in every run; or null
 
-    Decoder(OrtEnvironment env, OrtSession session, GraphInfo g) {
+    Decoder(OrtEnvironment env, OrtSession session, GraphInfo g, OrtLoraAdapter options) {
         this.env = env;
         this.session = session;
         this.g = g;
+        this.options = options;
+    }
+
+    /** Run options selecting {@code task}'s adapter (null: none) and the graph options. */
+    private OrtSession.RunOptions runOptions(Task task) throws OrtException {
+        OrtSession.RunOptions ro = new OrtSession.RunOptions();
+        try {
+            if (task != null) {
+                ro.addActiveLoraAdapter(task.adapter); // task switch: nothing reloaded, nothing copied
+            }
+            if (options != null) {
+                ro.addActiveLoraAdapter(options);
+            }
+            return ro;
+        } catch (OrtException | RuntimeException e) {
+            ro.close();
+            throw e;
+        }
+    }
+
+    private Steps steps(OrtSession.RunOptions ro, int promptLength) throws OrtException {
+        return new Steps(env, session, g, ro, promptLength, options != null);
+    }
+
+    /** The shape of the prompt's logits as the graph makes them under this decoder's options (for tests). */
+    long[] prefillShape(List<Integer> prompt, Task task) throws OrtException {
+        try (OrtSession.RunOptions ro = runOptions(task); Steps run = steps(ro, prompt.size())) {
+            return run.prefillShape(prompt.stream().mapToLong(Integer::longValue).toArray());
+        }
     }
 
     /** Decodes after {@code prompt}; {@code onText} gets each non-empty piece of text as it completes. */
@@ -34,15 +65,12 @@ final class Decoder {
         long t0 = System.nanoTime();
         long tPrefill = 0;
         int steps = 0;
-        try (OrtSession.RunOptions ro = new OrtSession.RunOptions()) {
-            if (task != null) {
-                ro.addActiveLoraAdapter(task.adapter); // task switch: nothing reloaded, nothing copied
-            }
+        try (OrtSession.RunOptions ro = runOptions(task)) {
             long[] ids = new long[prompt.size()];
             for (int k = 0; k < ids.length; k++) {
                 ids[k] = prompt.get(k);
             }
-            try (Steps run = new Steps(env, session, g, ro, ids.length)) {
+            try (Steps run = steps(ro, ids.length)) {
                 run.prefill(ids);
                 float[] logits = run.logits;
                 tPrefill = System.nanoTime() - t0;
@@ -69,12 +97,9 @@ final class Decoder {
     /** Last-position logits [V] of the prompt's run and of each {@code forced} token fed after it (the cache path). */
     List<float[]> teacherForced(List<Integer> prompt, List<Integer> forced, Task task) throws OrtException {
         List<float[]> out = new java.util.ArrayList<>();
-        try (OrtSession.RunOptions ro = new OrtSession.RunOptions()) {
-            if (task != null) {
-                ro.addActiveLoraAdapter(task.adapter);
-            }
+        try (OrtSession.RunOptions ro = runOptions(task)) {
             long[] ids = prompt.stream().mapToLong(Integer::longValue).toArray();
-            try (Steps run = new Steps(env, session, g, ro, ids.length)) {
+            try (Steps run = steps(ro, ids.length)) {
                 run.prefill(ids);
                 out.add(run.logits.clone());
                 int seen = ids.length;

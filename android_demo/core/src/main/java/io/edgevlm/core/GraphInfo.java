@@ -4,6 +4,7 @@ import ai.onnxruntime.NodeInfo;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
 import ai.onnxruntime.TensorInfo;
+import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -17,6 +18,7 @@ import java.util.Map;
  * graph's declared inputs, so a grouped-query-attention backbone only needs its manifest fields here.
  */
 public final class GraphInfo {
+    private static final int INT64 = 7; // ONNX TensorProto.DataType
     public final int nLayer;
     public final int nHead;
     public final int nEmbd;
@@ -28,8 +30,11 @@ public final class GraphInfo {
     final List<String> pastNames;
     final List<String> presentNames;
     final List<String> adapterInputs;
+    /** Whether the graph has the {@code logits_to_keep} option (older graphs: every position's logits). */
+    public final boolean keepsLogits;
 
-    private GraphInfo(Manifest m) {
+    private GraphInfo(Manifest m, boolean keepsLogits) {
+        this.keepsLogits = keepsLogits;
         Manifest.Backbone b = m.backbone;
         nLayer = b.nLayer;
         nHead = b.nHead;
@@ -45,7 +50,7 @@ public final class GraphInfo {
 
     /** The session's inputs and outputs against the manifest's io names and backbone sizes. */
     static GraphInfo check(OrtSession session, Manifest m, Path path) throws OrtException {
-        GraphInfo g = new GraphInfo(m);
+        GraphInfo g = new GraphInfo(m, hasOption(path, Names.LOGITS_TO_KEEP));
         Map<String, NodeInfo> inputs = session.getInputInfo();
         List<String> want = new ArrayList<>(List.of(Names.INPUT_IDS, Names.ATTENTION_MASK));
         want.addAll(g.pastNames);
@@ -72,6 +77,24 @@ public final class GraphInfo {
         }
         checkDims(path, Names.LOGITS, outputs.get(Names.LOGITS), new Long[] {null, null, (long) g.vocabSize});
         return g;
+    }
+
+    /**
+     * Whether the graph declares option {@code name} as an optional int64 [1] input (a graph input with a default
+     * initializer; Python reads it from {@code get_overridable_initializers()}, which the Java API lacks).
+     */
+    private static boolean hasOption(Path path, String name) {
+        OnnxInputs.Declared d;
+        try {
+            d = OnnxInputs.optional(path).get(name);
+        } catch (IOException e) {
+            throw new BundleException(path + ": cannot read the graph's optional inputs (" + e.getMessage() + ")");
+        }
+        if (d != null && (d.elemType != INT64 || !List.of(1L).equals(d.dims))) {
+            throw new BundleException(path + ": graph adapter input " + name + " is declared "
+                    + AdapterFile.typeName(d.elemType) + Py.repr(d.dims) + ", expected int64[1]");
+        }
+        return d != null;
     }
 
     /** The declared shape fits {@code want} (fixed dims equal, null = any). */

@@ -8,6 +8,8 @@ public final class Names {
     public static final String INPUT_IDS = "input_ids";
     public static final String ATTENTION_MASK = "attention_mask";
     public static final String LOGITS = "logits";
+    /** Graph option (optional input int64 [1]): logits of the last k positions only; its default 0 keeps all. */
+    public static final String LOGITS_TO_KEEP = "logits_to_keep";
     public static final String TASK_EMBEDDINGS = "task_embeddings";
     public static final String BOTTLENECK_DIM = "bottleneck";
     public static final String TASK_TOKENS_DIM = "task_tokens";

@@ -10,6 +10,7 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
 import java.nio.LongBuffer;
+import java.util.Collections;
 import java.util.HashMap;
 import java.util.LinkedHashSet;
 import java.util.Map;
@@ -27,10 +28,11 @@ final class Steps implements AutoCloseable {
     private final OrtSession session;
     private final GraphInfo g;
     private final OrtSession.RunOptions ro;
+    private final int kept; // positions of the prefill's logits: 1 with logits_to_keep, else the prompt's length
     private final LongBuffer ones; // [n_positions] of ones: the mask is its first `total` entries
     private final LongBuffer id = longs(1); // the decode step's input id, rewritten each step
     private final OnnxTensor idTensor; // [1, 1] over `id`
-    private final FloatBuffer logitBuf; // [s * V]: the prefill's logits, then each step's [V]
+    private final FloatBuffer logitBuf; // [kept * V]: the prefill's logits, then each step's [V]
     private final OnnxTensor stepOut; // [1, 1, V] over the start of `logitBuf`: a step's pinned logits
     private final Set<String> presents;
     private final Map<String, OnnxTensorLike> feeds = new HashMap<>();
@@ -39,8 +41,13 @@ final class Steps implements AutoCloseable {
     /** The last run's last-position logits [V] (overwritten by the next run; callers may edit it). */
     final float[] logits;
 
-    Steps(OrtEnvironment env, OrtSession session, GraphInfo g, OrtSession.RunOptions ro, int promptLength)
-            throws OrtException {
+    /**
+     * {@code lastOnly}: {@code ro} feeds the graph option {@code logits_to_keep} = 1, so the prefill's logits are
+     * [1, 1, V] (else [1, s, V], of which the last row is read).
+     */
+    Steps(OrtEnvironment env, OrtSession session, GraphInfo g, OrtSession.RunOptions ro, int promptLength,
+          boolean lastOnly) throws OrtException {
+        this.kept = lastOnly ? 1 : promptLength;
         this.env = env;
         this.session = session;
         this.g = g;
@@ -51,7 +58,7 @@ final class Steps implements AutoCloseable {
             ones.put(k, 1L);
         }
         this.idTensor = OnnxTensor.createTensor(env, id, new long[] {1, 1});
-        ByteBuffer raw = ByteBuffer.allocateDirect(4 * promptLength * g.vocabSize).order(ByteOrder.nativeOrder());
+        ByteBuffer raw = ByteBuffer.allocateDirect(4 * kept * g.vocabSize).order(ByteOrder.nativeOrder());
         this.logitBuf = raw.asFloatBuffer();
         FloatBuffer row = logitBuf.duplicate();
         row.limit(g.vocabSize);
@@ -69,13 +76,32 @@ final class Steps implements AutoCloseable {
         in.rewind();
         try (OnnxTensor input = OnnxTensor.createTensor(env, in, new long[] {1, ids.length});
              OnnxTensor empty = OnnxTensor.createTensor(env, FloatBuffer.allocate(0), new long[] {1, g.kvHeads, 0, g.headDim});
-             OnnxTensor out = OnnxTensor.createTensor(env, logitBuf, new long[] {1, ids.length, g.vocabSize})) {
+             OnnxTensor out = OnnxTensor.createTensor(env, logitBuf, new long[] {1, kept, g.vocabSize})) {
             for (String name : g.pastNames) {
                 feeds.put(name, empty);
             }
             run(input, ids.length, out);
         }
-        readLogits(ids.length - 1);
+        readLogits(kept - 1);
+    }
+
+    /** The logits' shape of the prompt's run as the graph makes it (not pinned): [1, kept, V]. For tests. */
+    long[] prefillShape(long[] ids) throws OrtException {
+        LongBuffer in = longs(ids.length).put(ids);
+        in.rewind();
+        LongBuffer m = ones.duplicate();
+        m.limit(ids.length);
+        try (OnnxTensor input = OnnxTensor.createTensor(env, in, new long[] {1, ids.length});
+             OnnxTensor mask = OnnxTensor.createTensor(env, m, new long[] {1, ids.length});
+             OnnxTensor empty = OnnxTensor.createTensor(env, FloatBuffer.allocate(0), new long[] {1, g.kvHeads, 0, g.headDim})) {
+            Map<String, OnnxTensorLike> in0 = new HashMap<>();
+            in0.put(Names.INPUT_IDS, input);
+            in0.put(Names.ATTENTION_MASK, mask);
+            g.pastNames.forEach(name -> in0.put(name, empty));
+            try (OrtSession.Result r = session.run(in0, Collections.singleton(Names.LOGITS), ro)) {
+                return ((OnnxTensor) present(r, Names.LOGITS)).getInfo().getShape();
+            }
+        }
     }
 
     /** Runs one token after everything so far ({@code total} positions including it); fills {@link #logits}. */

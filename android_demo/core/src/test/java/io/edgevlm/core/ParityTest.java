@@ -53,6 +53,7 @@ class ParityTest {
                 List<Object> want = List.of(cache.get("n_layer"), cache.get("n_kv_head"), cache.get("head_dim"));
                 List<Object> got = List.of((long) rt.graph.nLayer, (long) rt.graph.kvHeads, (long) rt.graph.headDim);
                 assertEquals(want, got, "n_layer, n_kv_head, head_dim of the cache");
+                checkKeptLogits(rt, spec);
             }));
             for (Map<String, Object> f : Fixtures.list(spec.get("forced"))) {
                 String name = b.getKey() + " " + Fixtures.label(f.get("task")) + " teacher-forced logits";
@@ -92,6 +93,19 @@ class ParityTest {
             }));
         }
         return tests.stream();
+    }
+
+    /**
+     * The graph option logits_to_keep: fed exactly when Python feeds it, so that the prompt's run makes logits
+     * [1, 1, V] (the LM head on the last position only); a graph without it ([1, s, V]) still runs.
+     */
+    private static void checkKeptLogits(Bundle rt, Map<String, Object> spec) {
+        boolean keeps = (Boolean) spec.get("keeps_logits");
+        assertEquals(keeps, rt.graph.keepsLogits, "the graph has the logits_to_keep option");
+        List<Integer> prompt = Fixtures.ints(Fixtures.list(spec.get("cases")).get(0).get("prompt"));
+        long[] shape = rt.prefillShape(prompt, "nlg");
+        long[] want = {1, keeps ? 1 : prompt.size(), rt.graph.vocabSize};
+        assertEquals(java.util.Arrays.toString(want), java.util.Arrays.toString(shape), "prompt logits' shape");
     }
 
     /** Python's top-10 logits at every cached step, within 1e-4 (same kernels), and the same argmax. */
