@@ -27,6 +27,8 @@ public final class Manifest {
     public static final String MANIFEST = "manifest.json";
     static final List<String> QUANT_MODES = List.of("fp32", "int8", "int4");
     static final List<String> ARCHITECTURES = List.of("gpt2", "llama");
+    /** How the graph's cache may be fed (Python's KV_CACHES); the Java core feeds every graph the concat way. */
+    static final List<String> KV_CACHES = List.of("concat", "shared");
     static final String TASK_NAME = "[A-Za-z0-9][A-Za-z0-9_\\-]{0,63}";
     static final String SHA256 = "[0-9a-f]{64}";
 
@@ -57,6 +59,8 @@ public final class Manifest {
         public final int headDim;
         public final String fingerprint;
         public final String source;
+        /** "concat" (bundles before 2026-12-01) or "shared": the graph can also append to one bound buffer. */
+        public final String kvCache;
 
         Backbone(Fields f) {
             int[] s = new int[5];
@@ -83,6 +87,7 @@ public final class Manifest {
             headDim = (int) (long) (Long) f.get("head_dim", Fields::pos, Fields.POS, (long) (nEmbd / nHead));
             fingerprint = (String) f.get("fingerprint", v -> v instanceof String, "a string", "");
             source = (String) f.get("source", v -> v instanceof String, "a string", "");
+            kvCache = (String) f.get("kv_cache", Fields.oneOf(KV_CACHES), "one of " + Py.repr(KV_CACHES), "concat");
         }
     }
 
