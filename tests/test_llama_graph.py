@@ -8,6 +8,7 @@ import onnx
 import pytest
 import torch
 
+from edgevlm.core import names
 from edgevlm.export import blockquant
 from edgevlm.export.graph import build_graph, op_counts
 
@@ -34,6 +35,10 @@ def test_layers_use_packed_projections_and_fused_kernels(hf):
         if fused:  # cache append, head grouping and attention inside GroupQueryAttention: nothing copies the cache
             assert ops["com.microsoft.GroupQueryAttention"] == n_layer and "Concat" not in ops, ops
             assert "Transpose" not in ops and "Softmax" not in ops, ops
+        model = build_graph(hf, fused_attention=fused)
+        readers = {x: n.op_type for n in model.graph.node for x in n.input}
+        for i in range(n_layer):  # the adapter's up bias is the next skip norm's bias input, not an Add of its own
+            assert readers[names.adapter_name(i, "up.bias")] == "SkipSimplifiedLayerNormalization"
         weights = 4 * n_layer + n_layer * 2 + 1  # qkv o gate_up down, the adapter's two, the LM head
         assert ops["MatMul"] == weights + (0 if fused else 2 * n_layer), ops
 

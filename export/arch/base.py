@@ -129,28 +129,31 @@ def adapter(b: Builder, h: str, i: int, eps: float) -> str:
     return b.op("Add", [h, _adapter_delta(b, z, i)], f"adapter.{i}")
 
 
-def skip_adapter(b: Builder, h: str, skip: str, i: int, eps: float) -> tuple[str, str]:
+def skip_adapter(b: Builder, h: str, skip: str, i: int, eps: float) -> tuple[str, str, str]:
     """The adapter on ``h + skip`` with ONNX Runtime's ``SkipLayerNormalization`` (the residual add and the
-    adapter's LayerNorm in one kernel): (``h + skip``, the adapter's delta ``up(..)``), to be added by the caller
-    (a following skip norm). [b, s, E] -> ([b, s, E], [b, s, E])"""
+    adapter's LayerNorm in one kernel): (``h + skip``, the adapter's delta ``up(..)`` without its bias, the up
+    bias), both to be added by the caller (a following skip norm takes the bias as its own: one Add fewer).
+    [b, s, E] -> ([b, s, E], [b, s, E], [E])"""
     p = f"adapter.{i}"
     z, total = f"{p}/SkipLayerNormalization_out0", f"{p}/SkipLayerNormalization_out3"
     b.node("SkipLayerNormalization", [h, skip, _adapter(i, "ln.weight"), _adapter(i, "ln.bias")], [z, "", "", total],
            name=f"{p}/SkipLayerNormalization", domain="com.microsoft", epsilon=eps)  # fmt: skip
-    return total, _adapter_delta(b, z, i)
+    return total, _adapter_delta(b, z, i, bias=False), _adapter(i, "up.bias")
 
 
 def _adapter(i: int, part: str) -> str:
     return names.adapter_name(i, part)
 
 
-def _adapter_delta(b: Builder, z: str, i: int) -> str:
-    """``up(relu(down(z)) * columns)`` on the adapter's normalized input ``z``. [b, s, E] -> [b, s, E]"""
+def _adapter_delta(b: Builder, z: str, i: int, bias: bool = True) -> str:
+    """``up(relu(down(z)) * columns)`` on the adapter's normalized input ``z`` (without up's bias unless
+    ``bias``). [b, s, E] -> [b, s, E]"""
     p = f"adapter.{i}"
     z = b.op("Add", [b.op("MatMul", [z, _adapter(i, "down.weight")], p), _adapter(i, "down.bias")], p)
     z = b.op("Relu", [z], p)
     z = b.op("Mul", [z, _columns(b)], p)  # [b, s, B]
-    return b.op("Add", [b.op("MatMul", [z, _adapter(i, "up.weight")], p), _adapter(i, "up.bias")], p)
+    up = b.op("MatMul", [z, _adapter(i, "up.weight")], p)
+    return b.op("Add", [up, _adapter(i, "up.bias")], p) if bias else up
 
 
 def lm_head(b: Builder, h: str, weight) -> None:

@@ -81,11 +81,12 @@ def _rms_norm(b: Builder, x: str, norm, name: str, eps: float) -> str:
     return b.op("Mul", [b.op("Div", [x, rms], name), b.weight(f"{name}.weight", norm.weight)], name)
 
 
-def _skip_rms_norm(b: Builder, h: str, skip: str, norm, name: str, eps: float) -> tuple[str, str]:
-    """(RMSNorm(h + skip), h + skip) as ONNX Runtime's ``SkipSimplifiedLayerNormalization``: the residual add
-    and the norm in one kernel. [b, s, E] -> ([b, s, E], [b, s, E])"""
+def _skip_rms_norm(b: Builder, h: str, skip: str, norm, name: str, eps: float, bias: str = "") -> tuple[str, str]:
+    """(RMSNorm(h + skip + bias), h + skip + bias) as ONNX Runtime's ``SkipSimplifiedLayerNormalization``: the
+    residual add and the norm in one kernel (``bias`` [E]: optional). [b, s, E] -> ([b, s, E], [b, s, E])"""
     out, total = f"{name}/SkipSimplifiedLayerNormalization_out0", f"{name}/SkipSimplifiedLayerNormalization_out3"
-    b.node("SkipSimplifiedLayerNormalization", [h, skip, b.weight(f"{name}.weight", norm.weight)], [out, "", "", total],
+    ins = [h, skip, b.weight(f"{name}.weight", norm.weight)] + ([bias] if bias else [])
+    b.node("SkipSimplifiedLayerNormalization", ins, [out, "", "", total],
            name=f"{name}/SkipSimplifiedLayerNormalization", domain="com.microsoft", epsilon=eps)  # fmt: skip
     return out, total
 
@@ -183,9 +184,9 @@ def _mlp(b: Builder, x: str, mlp, name: str) -> str:
     return _linear(b, b.op("Mul", [act, up], name), mlp.down_proj, f"{name}.down_proj")
 
 
-def _layer(b: Builder, h: tuple[str, str | None], layer, mask, rope, i: int, s, fused: bool) -> tuple[str, str]:
-    """One decoder layer and its adapter on the residual stream ``h`` = (value, pending delta or None): the
-    adds are left to the next skip norm. -> (value, the adapter's delta)"""
+def _layer(b: Builder, h: tuple, layer, mask, rope, i: int, s, fused: bool) -> tuple[str, str, str]:
+    """One decoder layer and its adapter on the residual stream ``h`` = (value, pending delta or None, pending
+    bias or ""): the adds are left to the next skip norm. -> (value, the adapter's delta, its up bias)"""
     eps, name = s.norm_eps, f"model.layers.{i}"
     x, h = _norm(b, h, layer.input_layernorm, f"{name}.input_layernorm", eps)
     attn = _attention(b, x, layer.self_attn, mask, rope, i, s, fused)
@@ -193,11 +194,11 @@ def _layer(b: Builder, h: tuple[str, str | None], layer, mask, rope, i: int, s, 
     return base.skip_adapter(b, h, _mlp(b, x, layer.mlp, f"{name}.mlp"), i, eps)
 
 
-def _norm(b: Builder, h: tuple[str, str | None], norm, name: str, eps: float) -> tuple[str, str]:
-    """(RMSNorm of the stream, the stream's value) for ``h`` = (value, pending delta or None)."""
+def _norm(b: Builder, h: tuple, norm, name: str, eps: float) -> tuple[str, str]:
+    """(RMSNorm of the stream, the stream's value) for ``h`` = (value, pending delta or None, pending bias)."""
     if h[1] is None:
         return _rms_norm(b, h[0], norm, name, eps), h[0]
-    return _skip_rms_norm(b, h[0], h[1], norm, name, eps)
+    return _skip_rms_norm(b, h[0], h[1], norm, name, eps, h[2])
 
 
 def build_graph(hf_model, fused_attention: bool = False) -> onnx.ModelProto:
@@ -213,7 +214,7 @@ def build_graph(hf_model, fused_attention: bool = False) -> onnx.ModelProto:
         mask = base.causal_mask(b, seq, total, fused_attention)
         mask = (*mask, _gqa_lengths(b, total)) if fused_attention else mask
         rope = _rotary_tables(b, hf_model, seq, s.n_positions)
-        h = (h, None)
+        h = (h, None, "")
         for i, layer in enumerate(m.layers):
             h = _layer(b, h, layer, mask, rope, i, s, fused_attention)
         base.lm_head(b, _norm(b, h, m.norm, "model.norm", s.norm_eps)[0], hf_model.lm_head.weight)
