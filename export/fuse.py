@@ -1,7 +1,7 @@
 """Kernel fusion: ONNX Runtime's transformer optimizer passes named by the architecture (offline, hardware-independent).
 
-Attention is fused by construction (``build_graph(..., fused_attention=True)`` emits ``MultiHeadAttention``
-(GPT-2) or ``GroupQueryAttention`` (Llama) with separate past/present key and value, our IO contract; ORT's own
+Attention is fused by construction (``build_graph(..., fused_attention=True)`` emits ``GroupQueryAttention``
+(GPT-2 and Llama) with separate past/present key and value, our IO contract; ORT's own
 attention fusions pack the past into one tensor, so they stay off). An architecture's ``FUSION`` names the
 optimizer model type whose remaining passes run (GPT-2: residual Add + LayerNorm -> ``SkipLayerNormalization``,
 tanh-GELU -> ``FastGelu``); None runs none. Adapter inputs and their identity defaults must come through

@@ -62,8 +62,8 @@ def decoder_io(cfg) -> graphio.DecoderIO:
 def build_graph(hf_model, fused_attention: bool = False) -> onnx.ModelProto:
     """The decoder graph of a frozen, eval-mode HF causal LM of a registered architecture.
 
-    With ``fused_attention`` attention is ONNX Runtime's fused kernel (``com.microsoft.MultiHeadAttention`` for
-    GPT-2, ``GroupQueryAttention`` for Llama; the graph then needs ONNX Runtime), otherwise standard ONNX ops only.
+    With ``fused_attention`` attention is ONNX Runtime's ``com.microsoft.GroupQueryAttention`` (the graph then
+    needs ONNX Runtime), otherwise standard ONNX ops only.
     """
     return architecture(hf_model.config).build_graph(hf_model, fused_attention)
 

@@ -76,6 +76,22 @@ def test_graph_contract(tiny_backbone, fused):
     assert not [n for n in model.graph.node if n.op_type in ("Gemm", "Constant")]
 
 
+def test_fused_graph_attends_packed_qkv_and_appends_cache_in_one_kernel(tiny_backbone):
+    """Fused: each layer's GroupQueryAttention reads c_attn's packed [q | k | v] and the graph's past as they are
+    and writes the presents itself; nothing on the cache path copies (Concat) or reorders (Transpose) it."""
+    model = build_graph(tiny_backbone.model, fused_attention=True)
+    c = tiny_backbone.model.config
+    gqa = [n for n in model.graph.node if n.op_type == "GroupQueryAttention"]
+    assert len(gqa) == c.n_layer and not {"Concat", "Transpose", "Split"} & {n.op_type for n in model.graph.node}
+    for i, n in enumerate(gqa):
+        assert list(n.input[1:5]) == ["", "", names.past_key(i), names.past_value(i)], n.input  # packed QKV
+        assert list(n.output[1:]) == [names.present_key(i), names.present_value(i)]
+        assert {a.name: a.i for a in n.attribute if a.name.endswith("num_heads")} == {
+            "num_heads": c.n_head,
+            "kv_num_heads": c.n_head,
+        }
+
+
 def test_manifest_and_files(fp32, trained_adapters):
     m = bundle.load_manifest(fp32, verify=True)
     assert m.backbone.quantization == "fp32" and m.tokenizer.file == bundle.TOKENIZER_FILE
@@ -91,7 +107,8 @@ def test_manifest_and_files(fp32, trained_adapters):
     counts, n_layer = m.export_log["op_counts"], m.backbone.n_layer
     assert counts["graph"]["LayerNormalization"] == 3 * n_layer + 1 and "Softmax" in counts["graph"]
     fused = counts["fused"]
-    assert fused["com.microsoft.MultiHeadAttention"] == n_layer and "Softmax" not in fused
+    assert fused["com.microsoft.GroupQueryAttention"] == n_layer and "Softmax" not in fused
+    assert not {"Concat", "Transpose", "Reshape", "Split"} & set(fused), fused  # no cache copy, no head reshapes
     assert fused["com.microsoft.FastGelu"] == n_layer and "Tanh" not in fused
     assert fused["com.microsoft.SkipLayerNormalization"] + fused.get("LayerNormalization", 0) == 3 * n_layer + 1
     assert fused["com.microsoft.SkipLayerNormalization"] >= 2 * n_layer  # incl. every adapter LayerNorm

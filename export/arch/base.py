@@ -110,6 +110,16 @@ def causal_mask(b: Builder, seq: str, total: str, fused: bool) -> tuple[str, str
     return allowed, b.op("Where", [allowed, fz, fmin], p)
 
 
+def gqa_lengths(b: Builder, total: str) -> tuple[str, str]:
+    """``GroupQueryAttention``'s lengths, made once for every layer: (seqlens_k [b] int32 = total - 1 for every
+    row, total_sequence_length int32 scalar). Left-padded rows all span ``total`` (pad keys are masked by the
+    bias), so one length serves the batch."""
+    p, one = "gqa", b.scalar("const.one", 1, np.int64)
+    batch = b.op("Gather", [b.op("Shape", [names.INPUT_IDS], p), b.scalar("const.zero", 0, np.int64)], p, axis=0)
+    last = b.op("Expand", [b.op("Sub", [total, one], p), b.op("Unsqueeze", [batch, b.ints("const.axes0", [0])], p)], p)
+    return b.op("Cast", [last], p, to=TensorProto.INT32), b.op("Cast", [total], p, to=TensorProto.INT32)
+
+
 def layer_norm(b: Builder, x: str, weight: str, bias: str, name: str, eps: float) -> str:
     return b.op("LayerNormalization", [x, weight, bias], name, axis=-1, epsilon=eps)
 

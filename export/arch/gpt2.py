@@ -1,7 +1,8 @@
 """GPT-2's decoder graph: learned positions, LayerNorm, fused QKV (HF Conv1D, weights already [in, out]), GELU.
 
 Every linear layer is a ``MatMul`` with an initializer weight. With ``fused_attention`` each layer's attention
-is ONNX Runtime's ``com.microsoft.MultiHeadAttention`` (same inputs/outputs), otherwise standard ONNX ops;
+is ONNX Runtime's ``com.microsoft.GroupQueryAttention`` on the packed QKV (same inputs/outputs; the cache append
+inside the kernel), otherwise standard ONNX ops;
 :data:`FUSION` names ONNX Runtime's optimizer passes the exporter's fuse step runs on this graph.
 """
 
@@ -87,19 +88,18 @@ def _gelu(b: Builder, x: str, kind: str, p: str) -> str:
     )
 
 
-def _attention(b: Builder, x: str, attn, mask: tuple[str, str], i: int, cfg, fused: bool) -> str:
-    """Causal self-attention with the past concatenated; writes present.{i}.key/value. [b, s, E] -> [b, s, E]"""
+def _attention(b: Builder, x: str, attn, mask: tuple, i: int, cfg, fused: bool) -> str:
+    """Causal self-attention over the past; writes present.{i}.key/value. [b, s, E] -> [b, s, E]"""
     p, nh, hd = f"h.{i}.attn", cfg.n_head, cfg.n_embd // cfg.n_head
     qkv = _linear(b, x, attn.c_attn, f"transformer.h.{i}.attn.c_attn")  # [b, s, 3E]
-    q, k, v = b.op(
-        "Split", [qkv, b.const(f"{p}.split", np.array([cfg.n_embd] * 3, np.int64))], p, n_out=3, axis=-1
-    )  # [b, s, E]
     scale = (math.sqrt(hd) if cfg.scale_attn_weights else 1.0) * (
         i + 1 if getattr(cfg, "scale_attn_by_inverse_layer_idx", False) else 1
     )
     if fused:
-        ctx = _fused_attention(b, q, k, v, mask[1], i, nh, scale)
+        ctx = _fused_attention(b, qkv, mask, i, nh, scale)
     else:
+        split = b.const(f"{p}.split", np.array([cfg.n_embd] * 3, np.int64))
+        q, k, v = b.op("Split", [qkv, split], p, n_out=3, axis=-1)  # [b, s, E]
         ctx = _plain_attention(b, q, k, v, mask[0], i, nh, hd, scale)
     return _linear(b, ctx, attn.c_proj, f"transformer.h.{i}.attn.c_proj")
 
@@ -134,24 +134,20 @@ def _plain_attention(b: Builder, q: str, k: str, v: str, allowed: str, i: int, n
     )
 
 
-def _fused_attention(b: Builder, q: str, k: str, v: str, bias: str, i: int, nh: int, scale: float) -> str:
-    """ONNX Runtime's fused ``MultiHeadAttention`` kernel with the additive mask bias and the past. -> [b, s, E]"""
-    outs = [f"h.{i}.attn/MultiHeadAttention_out", names.present_key(i), names.present_value(i)]
-    b.nodes.append(
-        helper.make_node(
-            "MultiHeadAttention",
-            [q, k, v, "", "", bias, names.past_key(i), names.past_value(i)],
-            outs,
-            name=f"h.{i}.attn/MultiHeadAttention",
-            domain="com.microsoft",
-            num_heads=nh,
-            scale=1.0 / scale,
-        )
-    )
-    return outs[0]
+def _fused_attention(b: Builder, qkv: str, mask: tuple, i: int, nh: int, scale: float) -> str:
+    """ONNX Runtime's ``GroupQueryAttention`` (kv heads = heads) on c_attn's packed output [q | k | v] [b, s, 3E]
+    as it is (no split, no head reshapes): the cache append into the presents [b, H, T, D] and causal attention in
+    one kernel; ``mask`` = (_, the padding + causal bias [b, 1, s, T], :func:`base.gqa_lengths`): the bias keeps
+    left padding exact. -> [b, s, E]"""
+    out = f"h.{i}.attn/GroupQueryAttention_out"
+    ins = [qkv, "", "", names.past_key(i), names.past_value(i), *mask[2], "", "", "", mask[1]]
+    b.node("GroupQueryAttention", ins, [out, names.present_key(i), names.present_value(i)],
+           name=f"h.{i}.attn/GroupQueryAttention", domain="com.microsoft", num_heads=nh, kv_num_heads=nh,
+           scale=1.0 / scale)  # fmt: skip
+    return out
 
 
-def _block(b: Builder, h: str, blk, mask: tuple[str, str], i: int, cfg, fused: bool) -> str:
+def _block(b: Builder, h: str, blk, mask: tuple, i: int, cfg, fused: bool) -> str:
     eps, p = cfg.layer_norm_epsilon, f"transformer.h.{i}"
     h = b.op(
         "Add",
@@ -175,6 +171,7 @@ def build_graph(hf_model, fused_attention: bool = False) -> onnx.ModelProto:
         table = b.weight("transformer.wte.weight", tr.wte.weight)
         h = b.op("Add", [base.embed(b, table, cfg.vocab_size), _positions(b, tr, seq)], "embed")  # [b, s, E]
         mask = base.causal_mask(b, seq, total, fused_attention)
+        mask = (*mask, base.gqa_lengths(b, total)) if fused_attention else mask
         for i, blk in enumerate(tr.h):
             h = _block(b, h, blk, mask, i, cfg, fused_attention)
         h = _layer_norm(b, h, tr.ln_f, "transformer.ln_f", cfg.layer_norm_epsilon)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto
 
 from edgevlm.core import graphio, names
 from edgevlm.core.errors import BackboneError
@@ -153,20 +152,10 @@ def _grouped_attention(b: Builder, q: str, k: str, v: str, allowed: str, s, p: s
     return b.op("Reshape", [b.op("Transpose", [ctx], p, perm=[0, 2, 1, 3]), b.ints(f"{p}.merge", [0, 0, h * d])], p)
 
 
-def _gqa_lengths(b: Builder, total: str) -> tuple[str, str]:
-    """``GroupQueryAttention``'s lengths, made once for every layer: (seqlens_k [b] int32 = total - 1 for every
-    row, total_sequence_length int32 scalar). Left-padded rows all span ``total`` (pad keys are masked by the
-    bias), so one length serves the batch."""
-    p, one = "gqa", b.scalar("const.one", 1, np.int64)
-    batch = b.op("Gather", [b.op("Shape", [names.INPUT_IDS], p), b.scalar("const.zero", 0, np.int64)], p, axis=0)
-    last = b.op("Expand", [b.op("Sub", [total, one], p), b.op("Unsqueeze", [batch, b.ints("const.axes0", [0])], p)], p)
-    return b.op("Cast", [last], p, to=TensorProto.INT32), b.op("Cast", [total], p, to=TensorProto.INT32)
-
-
 def _gqa(b: Builder, q: str, k: str, v: str, mask: tuple, i: int, s, p: str) -> str:
     """ONNX Runtime's ``GroupQueryAttention``: the past and this run's k/v [b, s, Hkv*D] into the presents
     [b, Hkv, T, D] and causal attention of the H query heads over the Hkv kv heads (HF's repeat_kv grouping, no
-    copy) in one kernel; ``mask`` = (_, the padding + causal bias [b, 1, s, T], :func:`_gqa_lengths`): the bias
+    copy) in one kernel; ``mask`` = (_, the padding + causal bias [b, 1, s, T], :func:`base.gqa_lengths`): the bias
     makes left padding exact. Rotary stays outside: the kernel's own starts every row of a prompt at one position,
     which left-padded rows do not share. q [b, s, H*D] -> [b, s, H*D]"""
     out = f"{p}/GroupQueryAttention_out"
@@ -212,7 +201,7 @@ def build_graph(hf_model, fused_attention: bool = False) -> onnx.ModelProto:
         seq, total = base.lengths(b)
         h = base.embed(b, b.weight("model.embed_tokens.weight", m.embed_tokens.weight), s.vocab_size)  # [b, s, E]
         mask = base.causal_mask(b, seq, total, fused_attention)
-        mask = (*mask, _gqa_lengths(b, total)) if fused_attention else mask
+        mask = (*mask, base.gqa_lengths(b, total)) if fused_attention else mask
         rope = _rotary_tables(b, hf_model, seq, s.n_positions)
         h = (h, None, "")
         for i, layer in enumerate(m.layers):
