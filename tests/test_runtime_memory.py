@@ -89,10 +89,28 @@ def test_missing_external_data_and_unreadable_graphs_are_one_clear_error(tmp_pat
     empty.write_bytes(b"")
     with pytest.raises(BundleError, match=r"empty\.onnx: not a readable ONNX graph"):
         open_session(empty, 1)
+    inner = b""
+    for _ in range(5000):  # graph -> node -> attribute -> graph ...: ORT's own limit aside, no RecursionError
+        attribute = b"\x32" + _len(inner) + inner
+        node = b"\x2a" + _len(attribute) + attribute
+        inner = b"\x0a" + _len(node) + node
+    deep = tmp_path / "deep.onnx"
+    deep.write_bytes(b"\x3a" + _len(inner) + inner)
+    with pytest.raises(BundleError, match=r"deep\.onnx: not a readable ONNX graph \(subgraphs nested too deeply\)"):
+        open_session(deep, 1)
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"\x0f" * 64)  # wire type 7: not protobuf
     with pytest.raises(BundleError, match=r"junk\.onnx: not a readable ONNX graph"):
         open_session(junk, 1)
+
+
+def _len(b: bytes) -> bytes:
+    """A protobuf varint length prefix."""
+    n, out = len(b), bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    return bytes(out + bytes([n]))
 
 
 PROBE = """

@@ -136,6 +136,8 @@ def external_data_files(path: Path) -> set[str]:
             return set(_locations(mm, "model", 0, len(mm)))
     except (OSError, ValueError) as e:  # mmap of an empty file, a truncated or foreign file
         raise BundleError(f"{path}: not a readable ONNX graph ({e})") from None
+    except RecursionError:  # subgraphs nested thousands deep
+        raise BundleError(f"{path}: not a readable ONNX graph (subgraphs nested too deeply)") from None
 
 
 def check_external_data(path: Path) -> None:
