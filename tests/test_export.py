@@ -109,6 +109,7 @@ def test_manifest_and_files(fp32, trained_adapters):
     fused = counts["fused"]
     assert fused["com.microsoft.GroupQueryAttention"] == n_layer and "Softmax" not in fused
     assert not {"Concat", "Transpose", "Reshape", "Split"} & set(fused), fused  # no cache copy, no head reshapes
+    assert m.backbone.kv_cache == "shared"  # GroupQueryAttention writes every present: the runtime shares the buffer
     assert fused["com.microsoft.FastGelu"] == n_layer and "Tanh" not in fused
     assert fused["com.microsoft.SkipLayerNormalization"] + fused.get("LayerNormalization", 0) == 3 * n_layer + 1
     assert fused["com.microsoft.SkipLayerNormalization"] >= 2 * n_layer  # incl. every adapter LayerNorm

@@ -28,7 +28,8 @@ def test_bundles_declare_what_their_graph_does(mixed_bundles):
         root = mixed_bundles[arch]("int8")
         m = bundle.load_manifest(root)
         assert m.backbone.kv_cache == kv_cache_mode(onnx.load(root / m.backbone.file, load_external_data=False))
-    assert bundle.load_manifest(mixed_bundles["llama"]("int8")).backbone.kv_cache == "shared"
+    for arch in ("gpt2", "llama"):  # both fused graphs attend with GroupQueryAttention
+        assert bundle.load_manifest(mixed_bundles[arch]("int8")).backbone.kv_cache == "shared", arch
 
 
 def _steps(rt: Runtime, task, shared: bool, prompts, tokens: np.ndarray) -> list[np.ndarray]:
@@ -46,9 +47,10 @@ def _steps(rt: Runtime, task, shared: bool, prompts, tokens: np.ndarray) -> list
     return out
 
 
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
 @pytest.mark.parametrize("quant", ["fp32", "int8", "int4"])
-def test_shared_cache_equals_the_concat_path_step_by_step(mixed_bundles, quant):
-    rt = Runtime.load(mixed_bundles["llama"](quant), threads=1)
+def test_shared_cache_equals_the_concat_path_step_by_step(mixed_bundles, arch, quant):
+    rt = Runtime.load(mixed_bundles[arch](quant), threads=1)
     tokens = np.random.default_rng(3).integers(5, 1000, (6, 2))
     for task in (None, "nlg", "qa"):
         want = _steps(rt, task, False, _prompts(), tokens)
@@ -59,9 +61,10 @@ def test_shared_cache_equals_the_concat_path_step_by_step(mixed_bundles, quant):
     assert np.abs(plain[-1] - nlg[-1]).max() > 1e-2  # the bound adapter is in effect (IOBinding ignores RunOptions)
 
 
-def test_runtime_generates_the_same_on_both_paths(mixed_bundles):
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_runtime_generates_the_same_on_both_paths(mixed_bundles, arch):
     """Public API: greedy batch, seeded sampling and the plain backbone give the same with the shared cache."""
-    rt = Runtime.load(mixed_bundles["llama"]("fp32"), threads=1)
+    rt = Runtime.load(mixed_bundles[arch]("fp32"), threads=1)
     assert rt._shared
     calls = [
         lambda: rt.generate(["a short one", "a somewhat longer input text here"], task="nlg", max_new_tokens=8),
