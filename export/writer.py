@@ -21,7 +21,6 @@ from .chat import plain_chat_template
 from .graph import build_graph, check_config, declared_io, graph_inputs, kv_cache_mode, op_counts
 from .quantize import quantize
 
-EXTERNAL_DATA_BYTES = 1 << 30  # graphs with more weight bytes keep them in backbone.onnx.data
 WORK_DIR = ".work"  # intermediate graphs, inside the temporary bundle directory
 MATRIX_BYTES = 1 << 20  # fusion runs with tensors over this size (weight matrices, embeddings) left on disk
 CHECK_TOL = 1e-3  # export-time fp32 self-check (tests hold the graph to 1e-4)
@@ -253,16 +252,20 @@ def write_bundle(tmp: Path, path: Path, bb, tasks: list[TaskAdapter], quant: str
 
 
 def place_graph(path: Path, dest: Path, metadata: dict[str, str]) -> None:
-    """The graph ``path`` as ``dest`` (one file, or moved with its external data when large), with
+    """The graph ``path`` as ``dest`` with its weights in ``dest.data`` (ORT maps that file, so a loaded session
+    holds the weights about once instead of a parsed proto plus its copy: README "Where the memory goes"), and
     ``metadata`` added to its metadata_props (the backbone's identity, checked by the runtime)."""
     data = path.with_name(path.name + ".data")
-    large = data.is_file() and data.stat().st_size > EXTERNAL_DATA_BYTES
-    if large:
-        os.replace(path, dest)
-        os.replace(data, dest.with_name(data.name))
-    model = onnx.load(dest if large else path, load_external_data=not large)
+    if not data.is_file():  # every tensor was small enough to stay inline so far
+        model = onnx.load(path)
+        onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, **metadata})
+        spill(model, dest)
+        return
+    os.replace(path, dest)
+    os.replace(data, dest.with_name(data.name))
+    model = onnx.load(dest, load_external_data=False)
     onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, **metadata})
-    onnx.save_model(model, dest)  # large: the structure only, next to its unchanged weight file
+    onnx.save_model(model, dest)  # the structure only, next to its unchanged weight file
 
 
 def manifest(bb, tasks: list[TaskAdapter], sizes: dict, quant: str, log: dict, kv_cache: str) -> bundle.Manifest:
