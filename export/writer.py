@@ -256,16 +256,16 @@ def place_graph(path: Path, dest: Path, metadata: dict[str, str]) -> None:
     holds the weights about once instead of a parsed proto plus its copy: README "Where the memory goes"), and
     ``metadata`` added to its metadata_props (the backbone's identity, checked by the runtime)."""
     data = path.with_name(path.name + ".data")
-    if not data.is_file():  # every tensor was small enough to stay inline so far
-        model = onnx.load(path)
-        onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, **metadata})
-        spill(model, dest)
-        return
-    os.replace(path, dest)
-    os.replace(data, dest.with_name(data.name))
-    model = onnx.load(dest, load_external_data=False)
+    inline = not data.is_file()  # every tensor was small enough to stay inline so far
+    if not inline:
+        os.replace(path, dest)
+        os.replace(data, dest.with_name(data.name))
+    model = onnx.load(path if inline else dest, load_external_data=inline)
     onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, **metadata})
-    onnx.save_model(model, dest)  # the structure only, next to its unchanged weight file
+    if inline:
+        spill(model, dest)
+    else:
+        onnx.save_model(model, dest)  # the structure only, next to its unchanged weight file
 
 
 def manifest(bb, tasks: list[TaskAdapter], sizes: dict, quant: str, log: dict, kv_cache: str) -> bundle.Manifest:
