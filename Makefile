@@ -24,7 +24,7 @@ GENAI_BUILDER := onnxruntime-genai==0.15.2 onnxruntime==1.31.1 onnx-ir==1.1.0
 
 .PHONY: demo test test-slow lint java-core bench-quick bench-peers clean
 
-$(STAMP): setup.cfg requirements.lock Makefile android_demo/core/pom.xml
+$(STAMP): setup.py setup.cfg requirements.lock Makefile android_demo/core/pom.xml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q pip==26.3
 	$(PY) -m pip install -q --no-deps -r requirements.lock

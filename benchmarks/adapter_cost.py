@@ -58,9 +58,13 @@ def open_graph(root: Path, variant: str, threads: int, profile_dir: str | None =
 
 
 def decoder(session, bb):
-    from edgevlm.runtime.decoder import Decoder
+    """The runtime's graph runs (:class:`edgevlm.runtime.steps.Steps`) on ``session``."""
+    from edgevlm.runtime.session import Graph
+    from edgevlm.runtime.steps import Steps
 
-    return Decoder(session, bb.n_layer, bb.n_kv_head, bb.head_dim)
+    sizes = {k: getattr(bb, k) for k in ("n_layer", "n_head", "n_embd", "vocab_size", "n_positions")}
+    graph = Graph(**sizes, n_kv_head=bb.n_kv_head, head_dim=bb.head_dim, adapter_inputs={})
+    return Steps(session, graph, shared=False, where="adapter_cost")
 
 
 def adapters(bb, variant: str, bottlenecks: list[int], tmp: str, seed: int = SEED) -> dict[int, object]:
@@ -92,7 +96,11 @@ def run_options(adapter):
 
 def decode(dec, adapter, steps: int, vocab: int, forced: list[int] | None = None):
     """Prompt + ``steps`` greedy (or ``forced``) tokens -> (wall s/step, CPU s/step, tokens, logits per step)."""
-    step = dec.step_fn(run_options(adapter))
+    ro = run_options(adapter)
+
+    def step(ids, mask, past):  # the runtime's graph run under ``adapter``
+        return dec.run(ids, mask, dec.empty_past(ids.shape[0]) if past is None else past, ro)
+
     ids = np.random.default_rng(SEED).integers(0, vocab, (1, PROMPT))
     logits, past = step(ids, np.ones((1, PROMPT), np.int64), None)
     tokens, seen = [], [logits[0]]

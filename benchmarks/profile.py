@@ -53,11 +53,7 @@ def profiling_runtime(bundle: Path, threads: int | None, prefix: str):
     from edgevlm.runtime.session import session_options
 
     rt = Runtime.load(bundle, threads=threads)
-    dec = getattr(rt, "_decoder", None)
-    if dec is None or not hasattr(dec, "session"):
-        raise ConfigError(
-            "this runtime has no _decoder.session to profile (the profiler follows the runtime's internals)"
-        )
+    dec = rt.steps  # every graph run of the runtime goes through its session
     so = session_options(threads)
     so.enable_profiling = True
     so.profile_file_prefix = prefix

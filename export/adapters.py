@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevlm.core.adapterfile import read_parameters
 from edgevlm.core.config import ADAPTER_JSON, AdapterMeta
 from edgevlm.core.errors import ConfigError, TaskError
 from edgevlm.train.adapters import check_backbone, load_adapter
@@ -74,12 +75,8 @@ def write_ort_adapter(path: str | Path, tensors: dict[str, np.ndarray]) -> None:
 
 
 def read_ort_adapter(path: str | Path) -> dict[str, np.ndarray]:
-    """Parameters of an ONNX Runtime adapter file as numpy arrays (copies)."""
-    import onnxruntime as ort
-
+    """Parameters of an ONNX Runtime adapter file as numpy arrays (copies), read by the runtime's own
+    bounds-checked reader (:mod:`edgevlm.core.adapterfile`), not ORT's, which trusts the file's offsets."""
     if not Path(path).is_file():
         raise ConfigError(f"{path}: adapter file not found")
-    fmt = ort.AdapterFormat.read_adapter(str(path))  # owns the buffers: keep it alive while copying
-    out = {k: np.array(v.numpy(), copy=True) for k, v in fmt.get_parameters().items()}
-    del fmt
-    return out
+    return read_parameters(Path(path))

@@ -133,7 +133,7 @@ def decode_speed(bundle: Path, prompt_len: int = 32, n_new: int = 32, threads: i
     import onnxruntime as ort
 
     from edgevlm.core import bundle as bfmt
-    from edgevlm.runtime.decoding import tokens
+    from edgevlm.runtime.decoder import tokens
     from edgevlm.runtime.generation import GenerationConfig
 
     from .verify import session, step_fn

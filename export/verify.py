@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
-from edgevlm.core import graphio, names
-from edgevlm.runtime import decoding
+from edgevlm.core import graphio, names, onnxproto
+from edgevlm.runtime import decoder as decoding
 
 
 def session(model, threads: int | None = None, low_memory: bool = False):
@@ -23,7 +24,9 @@ def session(model, threads: int | None = None, low_memory: bool = False):
         so.add_session_config_entry("session.disable_prepacking", "1")
     if threads:
         so.intra_op_num_threads = threads
-    src = model if isinstance(model, str) else (str(model) if hasattr(model, "is_file") else model.SerializeToString())
+    if isinstance(model, (str, Path)):
+        onnxproto.check_external_data(Path(model))  # the runtime's check: data files stay beside the graph
+    src = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
     return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 
 
@@ -50,7 +53,7 @@ def step(sess, ids, mask, past, adapter=None, run_options=None) -> tuple[np.ndar
 
 
 def step_fn(sess, cfg: Mapping, adapter=None, run_options=None, cache: bool = True) -> decoding.StepFn:
-    """``sess`` as a step function for :mod:`edgevlm.runtime.decoding` (adapter by tensors or run options).
+    """``sess`` as a step function for :mod:`edgevlm.runtime.decoder` (adapter by tensors or run options).
 
     Without ``cache`` its "past" is the ids so far and every step re-runs the whole sequence from an empty
     cache: the reference that cached decoding must equal.

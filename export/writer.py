@@ -12,7 +12,7 @@ from pathlib import Path
 import onnx
 
 from edgevlm import __version__
-from edgevlm.core import bundle, fsutil, graphio, identity
+from edgevlm.core import bundle, fsutil, graphio, identity, onnxproto
 from edgevlm.core.config import atomic_write_text
 from edgevlm.core.errors import ConfigError, ExportError
 
@@ -228,6 +228,7 @@ def write_bundle(tmp: Path, path: Path, bb, tasks: list[TaskAdapter], quant: str
     place_graph(path, tmp / bundle.BACKBONE_FILE, identity.graph_metadata(backbone_record(bb, quant, kv_cache)))
     shutil.rmtree(tmp / WORK_DIR)
     onnx.checker.check_model(str(tmp / bundle.BACKBONE_FILE))
+    onnxproto.check_external_data(tmp / bundle.BACKBONE_FILE)  # as the runtime will, before ORT opens it
     bb.tokenizer.save(str(tmp / bundle.TOKENIZER_FILE))
     (tmp / bundle.ADAPTER_DIR).mkdir()
     final = onnx.load(tmp / bundle.BACKBONE_FILE, load_external_data=False)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgevlm.runtime import decoding
+from edgevlm.runtime import decoder as decoding
 from edgevlm.runtime.generation import GenerationConfig, log_softmax
 from edgevlm.train.decoding import beam_search as torch_beam_search
 from edgevlm.train.decoding import greedy, vlm_beam_search

@@ -15,7 +15,7 @@ from edgevlm.runtime import Runtime
 def _feeds(rt: Runtime, ids: np.ndarray) -> dict:
     g = rt.graph
     past = np.zeros((ids.shape[0], g.n_kv_head, 0, g.head_dim), np.float32)
-    return {names.INPUT_IDS: ids, names.ATTENTION_MASK: np.ones_like(ids), **dict.fromkeys(rt._decoder.past, past)}
+    return {names.INPUT_IDS: ids, names.ATTENTION_MASK: np.ones_like(ids), **dict.fromkeys(rt.steps.past, past)}
 
 
 @pytest.mark.parametrize("quant", ["fp32", "int8"])
@@ -33,9 +33,9 @@ def test_logits_to_keep_is_the_tail_of_the_full_logits(tiny_bundle, quant):
 
 def test_runtime_feeds_one_position(tiny_bundle):
     rt = Runtime.load(tiny_bundle("fp32"), threads=1)
-    assert rt._decoder.options[names.LOGITS_TO_KEEP].tolist() == [1]
+    assert rt.steps.options[names.LOGITS_TO_KEEP].tolist() == [1]
     ids = np.arange(5, dtype=np.int64)[None]
-    logits, _ = rt._decoder.step_fn(ort.RunOptions())(ids, np.ones_like(ids), None)
+    logits, _ = rt.steps.step_fn(None)(ids, np.ones_like(ids), None)
     sess = ort.InferenceSession(str(tiny_bundle("fp32") / BACKBONE_FILE), providers=["CPUExecutionProvider"])
     (full,) = sess.run([names.LOGITS], _feeds(rt, ids))
     np.testing.assert_allclose(logits, full[:, -1], rtol=1e-5, atol=1e-5)

@@ -111,13 +111,13 @@ def test_stacked_adapters_shift_task_tokens_for_a_mixed_prefill(bundles):
     """A mixed *prefill* (task tokens from the stacked tables) gives each row's logits alone."""
     rt = _runtime(bundles, "gpt2", "fp32")
     rows = [rt.row(s, t, max_new_tokens=4) for s, t in zip(TEXTS[:4], TASKS[:4])]
-    mix = rt._mix(tuple(sorted(TASK_NAMES)))
+    mix = rt.steps.mix(tuple(rt.task(n) for n in sorted(TASK_NAMES)))
     where = [None if r.task is None else sorted(TASK_NAMES).index(r.task.name) for r in rows]
-    from edgevlm.runtime.decoding import left_pad
+    from edgevlm.runtime.decoder import left_pad
 
     ids, mask = left_pad([r.prompt for r in rows], 0)
     feeds = {names.INPUT_IDS: mix.shift_ids(ids, where, rt.graph.vocab_size), names.ATTENTION_MASK: mask}
-    feeds.update(zip(names.past_names(rt.graph.n_layer), rt._decoder.empty_past(len(rows))))
+    feeds.update(zip(names.past_names(rt.graph.n_layer), rt.steps.empty_past(len(rows))))
     feeds.update({**mix.feeds, names.ADAPTER_COLUMNS: mix.columns(where)})
     logits = rt.session.run([names.LOGITS], feeds)[0][:, -1]
     for r, row in zip(logits, rows):
@@ -160,3 +160,38 @@ def test_graph_without_adapter_columns_refuses_mixing_only(bundles):
     )
     with pytest.raises(BundleError, match="re-export"):
         old.generate(TEXTS[:2], task=["nlg", "qa"], max_new_tokens=4)
+
+
+def test_a_row_decodes_in_one_batch_once(bundles):
+    """The same row twice would interleave two caches into one output; a finished or removed row would decode
+    again from a stale state: each is refused in one line, and the batch is left as it was."""
+    rt = _runtime(bundles, "gpt2", "fp32")
+    want = rt.generate(TEXTS[0], task="nlg", max_new_tokens=6)
+    batch, other = rt.batch(), rt.batch()
+    row = rt.row(TEXTS[0], "nlg", max_new_tokens=6)
+    batch.add(row)
+    with pytest.raises(ConfigError, match="already decoding in this batch"):
+        batch.add(row)
+    with pytest.raises(ConfigError, match="already decoding in another batch"):
+        other.add(row)
+    assert len(batch) == 1 and len(other) == 0
+    pieces = []
+    while batch:
+        pieces += [p for _, p, _ in batch.step()]
+    assert "".join(pieces) == want  # one cache, one output: exactly the row alone
+    with pytest.raises(ConfigError, match="already decoded"):
+        batch.add(row)
+    gone = rt.row(TEXTS[1], "dialogue", max_new_tokens=6)
+    batch.add(gone)
+    batch.remove([gone])
+    assert len(batch) == 0
+    with pytest.raises(ConfigError, match="already decoded"):
+        other.add(gone)
+
+
+def test_batch_add_refuses_what_is_not_a_row_of_this_runtime(bundles):
+    rt, rt2 = _runtime(bundles, "gpt2", "fp32"), _runtime(bundles, "gpt2", "fp32")
+    with pytest.raises(ConfigError, match="takes a Row made by Runtime.row.*got str"):
+        rt.batch().add("a string")
+    with pytest.raises(ConfigError, match="task 'nlg' is not a task of this batch's runtime"):
+        rt.batch().add(rt2.row(TEXTS[0], "nlg"))

@@ -205,11 +205,11 @@ def test_ort_adapter_file(good, tmp_path_factory, data):
 
 
 def test_bounds_checked_reader_matches_ort(good):
-    """edgevlm.runtime.adapterfile reads what ORT's own reader reads (which segfaulted on some fuzzed files)."""
+    """edgevlm.core.adapterfile reads what ORT's own reader reads (which segfaulted on some fuzzed files)."""
     import numpy as np
     import onnxruntime as ort
 
-    from edgevlm.runtime.adapterfile import read_parameters
+    from edgevlm.core.adapterfile import read_parameters
 
     for path in sorted((good["root"] / "adapters").iterdir()):
         fmt = ort.AdapterFormat.read_adapter(str(path))

@@ -160,9 +160,9 @@ def test_sampling_is_seeded_and_beams_score_at_least_greedy(rt, sources):
             {
                 "input_ids": np.array([seq[:-1]]),
                 "attention_mask": np.ones((1, len(seq) - 1), np.int64),
-                **{n: np.zeros((1, g.n_head, 0, g.head_dim), np.float32) for n in rt._decoder.past},
+                **{n: np.zeros((1, g.n_head, 0, g.head_dim), np.float32) for n in rt.steps.past},
             },
-            rt._run_options(rt.task("dialogue")),
+            rt.steps.run_options(rt.task("dialogue")),
         )[0][0]
         return float(sum(log_softmax(logits[i : i + 1])[0, seq[i + 1]] for i in range(len(ids) - 1, len(seq) - 1)))
 

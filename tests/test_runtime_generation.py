@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgevlm.core.errors import ConfigError
-from edgevlm.runtime.decoding import BeamSearch
+from edgevlm.runtime.decoder import BeamSearch
 from edgevlm.runtime.generation import GenerationConfig, candidates, log_softmax, sample, suppress_eos
 from edgevlm.runtime.textstream import OutputText, StopMatcher, TextStream, token_bytes
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from edgevlm.core.errors import BundleError
-from edgevlm.runtime.session import external_data_files, open_session
+from edgevlm.core.onnxproto import external_data_files
+from edgevlm.runtime.session import open_session
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402

@@ -14,7 +14,7 @@ from edgevlm.core import bundle, identity
 from edgevlm.core.errors import BundleError
 from edgevlm.export.graph import kv_cache_mode
 from edgevlm.runtime import Runtime
-from edgevlm.runtime.decoding import left_pad
+from edgevlm.runtime.decoder import left_pad
 
 
 def _prompts() -> list[list[int]]:
@@ -37,7 +37,7 @@ def _steps(rt: Runtime, task, shared: bool, prompts, tokens: np.ndarray) -> list
     t = rt.task(task)
     ids, mask = left_pad(prompts, 0)
     capacity = ids.shape[1] + len(tokens)
-    step = rt._decoder.shared_step_fn(rt._adapter_values(t), capacity) if shared else rt._step(t)
+    step = rt.steps.step_fn(t, capacity) if shared else rt.steps.step_fn(t)
     logits, past = step(ids, mask, None)
     out = [logits]
     for tok in tokens:
@@ -65,20 +65,20 @@ def test_shared_cache_equals_the_concat_path_step_by_step(mixed_bundles, arch, q
 def test_runtime_generates_the_same_on_both_paths(mixed_bundles, arch):
     """Public API: greedy batch, seeded sampling and the plain backbone give the same with the shared cache."""
     rt = Runtime.load(mixed_bundles[arch]("fp32"), threads=1)
-    assert rt._shared
+    assert rt.steps.shared
     calls = [
         lambda: rt.generate(["a short one", "a somewhat longer input text here"], task="nlg", max_new_tokens=8),
         lambda: rt.generate("sampled", task="qa", max_new_tokens=8, do_sample=True, seed=4, temperature=0.9),
         lambda: rt.generate_tokens(_prompts()[0], None, max_new_tokens=8, min_new_tokens=8),
     ]
     shared = [c() for c in calls]
-    rt._shared = False
+    rt.steps.shared = False
     assert [c() for c in calls] == shared
 
 
 def test_a_run_past_the_capacity_is_refused(mixed_bundles):
     rt = Runtime.load(mixed_bundles["llama"]("fp32"), threads=1)
-    step = rt._decoder.shared_step_fn({}, 4)
+    step = rt.steps.step_fn(None, 4)
     _, cache = step(np.ones((1, 4), np.int64), np.ones((1, 4), np.int64), None)
     with pytest.raises(RuntimeError, match="capacity 4"):
         step(np.ones((1, 1), np.int64), np.ones((1, 5), np.int64), cache)

@@ -8,7 +8,8 @@ print(rt.generate(["name[Aromi]", "hallo welt"], task=["nlg", "mt"]))  # one bat
 
 from edgevlm.runtime.batching import Batch, Row
 from edgevlm.runtime.generation import GenerationConfig
-from edgevlm.runtime.runtime import InputTruncated, Runtime
+from edgevlm.runtime.prompt_builder import InputTruncated
+from edgevlm.runtime.runtime import Runtime
 from edgevlm.runtime.session import Task
 
 __all__ = ["Batch", "GenerationConfig", "InputTruncated", "Row", "Runtime", "Task"]

@@ -17,7 +17,10 @@ another task's. Decode steps run all rows at once: through the task's
 adapters of :mod:`edgevlm.runtime.mixing`. Each row samples from its own
 logits with its own generator (``default_rng(seed)``), so a row's output is
 what ``rt.generate(text, task=...)`` gives alone (up to the last bits of
-kernels run at another batch size). Not thread-safe: one thread drives a batch.
+kernels run at another batch size). A row belongs to one batch, once, until it
+finishes or is removed; a finished row cannot decode again. Every graph run goes
+through the runtime's :class:`~edgevlm.runtime.steps.Steps`. Not thread-safe: one
+thread drives a batch.
 """
 
 from __future__ import annotations
@@ -26,9 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
-from edgevlm.core import names
+from edgevlm.core.errors import ConfigError
 from edgevlm.runtime.generation import GenerationConfig, sample, suppress_eos
 from edgevlm.runtime.textstream import OutputText
 
@@ -47,6 +49,7 @@ class Row:
     finished: bool = False
     reason: str | None = None  # once finished: "stop" (EOS or a stop string) or "length" (max_new_tokens)
     handle: Any = None  # the caller's (a server request)
+    batch: Any = field(default=None, init=False, repr=False)  # the Batch it decodes in, while it does
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.cfg.seed)
@@ -69,12 +72,10 @@ class Batch:
     """The rows decoding together and their cache (see the module docstring). Made by ``Runtime.batch()``."""
 
     def __init__(self, rt):
-        self.rt, self.rows = rt, []
+        self.rt, self.steps, self.rows = rt, rt.steps, []
         self._past: list[np.ndarray] = []  # per graph past input: [b, n_kv_head, T, head_dim]
         self._mask = np.zeros((0, 0), np.int64)  # [b, T]
         self._logits = np.zeros((0, rt.graph.vocab_size), np.float32)  # [b, V]: each row's next-token logits
-        self._past_names = names.past_names(rt.graph.n_layer)
-        self._outputs = [names.LOGITS] + names.present_names(rt.graph.n_layer)
         self._mix_key: tuple | None = None
         self._mix_feeds: dict[str, np.ndarray] = {}
 
@@ -82,23 +83,35 @@ class Batch:
         return len(self.rows)
 
     def add(self, row: Row) -> None:
-        """Prefill ``row`` alone under its task and join its cache to the batch's."""
+        """Prefill ``row`` alone under its task and join its cache to the batch's.
+        ConfigError for anything but a fresh :class:`Row` (made by ``Runtime.row``) of this bundle."""
+        self._check_new(row)
         ids = np.array([row.prompt], np.int64)
         mask = np.ones_like(ids)
-        past = self.rt._decoder.empty_past(1)
-        out = self._run(ids, mask, past, self.rt._run_options(row.task), {})
-        self._merge(row, mask, out)
+        logits, presents = self.steps.run(ids, mask, self.steps.empty_past(1), self.steps.run_options(row.task))
+        self._merge(row, mask, logits, presents)
+        row.batch = self
 
-    def _merge(self, row: Row, mask: np.ndarray, out: list) -> None:
+    def _check_new(self, row: Row) -> None:
+        if not isinstance(row, Row):
+            raise ConfigError(f"Batch.add takes a Row made by Runtime.row(text, task), got {type(row).__name__}")
+        if row.batch is not None:
+            where = "this batch" if row.batch is self else "another batch"
+            raise ConfigError(f"this row is already decoding in {where}: a row joins one batch once")
+        if row.finished or row.n:
+            raise ConfigError(f"this row has already decoded {row.n} token(s): make a new one with Runtime.row()")
+        if row.task is not None and self.rt.tasks.get(row.task.name) is not row.task:
+            raise ConfigError(f"the row's task {row.task.name!r} is not a task of this batch's runtime")
+
+    def _merge(self, row: Row, mask: np.ndarray, logits: np.ndarray, presents: list) -> None:
         width = max(self._mask.shape[1], mask.shape[1])
         self._mask = np.concatenate([_left_pad(self._mask, width), _left_pad(mask, width)], 0)
-        presents = out[1:]
         if self._past:
             pairs = zip(self._past, presents)
             self._past = [np.concatenate([_left_pad(a, width), _left_pad(p, width)], 0) for a, p in pairs]
         else:
             self._past = [np.ascontiguousarray(p) for p in presents]
-        self._logits = np.concatenate([self._logits, np.asarray(out[0][:, -1], np.float32)], 0)
+        self._logits = np.concatenate([self._logits, logits], 0)
         self.rows.append(row)
 
     def step(self) -> list[tuple[Row, str, bool]]:
@@ -117,14 +130,18 @@ class Batch:
         return events
 
     def remove(self, rows: list[Row]) -> None:
-        """Let ``rows`` leave before they finish (e.g. a client went away)."""
+        """Let ``rows`` leave before they finish (e.g. a client went away); they cannot decode again."""
         gone = {id(r) for r in rows}
         self._keep([i for i, r in enumerate(self.rows) if id(r) not in gone])
+        for r in rows:
+            r.finished, r.reason = True, r.reason or "removed"
 
     def _keep(self, keep: list[int]) -> None:
         """Only rows ``keep`` stay; leading cache columns no row attends to are dropped."""
         if len(keep) == len(self.rows):
             return
+        for r in set(range(len(self.rows))) - set(keep):
+            self.rows[r].batch = None
         self.rows = [self.rows[r] for r in keep]
         mask = self._mask[keep]
         used = np.flatnonzero(mask.any(0))
@@ -135,30 +152,20 @@ class Batch:
 
     def _decode(self, ids: np.ndarray) -> None:
         self._mask = np.concatenate([self._mask, np.ones((len(self.rows), 1), np.int64)], 1)
-        tasks = {id(row.task): row.task for row in self.rows}
+        tasks = {id(row.task) for row in self.rows}
         if len(tasks) == 1:
-            ro, extra = self.rt._run_options(self.rows[0].task), {}
+            ro, extra = self.steps.run_options(self.rows[0].task), None
         else:
-            ro, extra = ort.RunOptions(), self._mixed(ids)
-        out = self._run(ids, self._mask, self._past, ro, extra)
-        self._past = out[1:]
-        self._logits = np.asarray(out[0][:, -1], np.float32)
+            ro, extra = self.steps.run_options(None), self._mixed()
+        self._logits, self._past = self.steps.run(ids, self._mask, self._past, ro, extra)
 
-    def _mixed(self, ids: np.ndarray) -> dict[str, np.ndarray]:
-        """The stacked adapters of the rows' tasks and each row's columns (rebuilt when the tasks change)."""
-        tasks = sorted({row.task.name for row in self.rows if row.task is not None})
-        key = (tuple(tasks), tuple(row.task.name if row.task else None for row in self.rows))
+    def _mixed(self) -> dict[str, np.ndarray]:
+        """The stacked adapters of the rows' tasks and each row's columns (rebuilt when the rows' tasks change)."""
+        key = tuple(id(row.task) for row in self.rows)
         if key != self._mix_key:
-            mix = self.rt._mix(tuple(tasks))
-            where = [None if row.task is None else tasks.index(row.task.name) for row in self.rows]
-            self._mix_feeds = {**mix.feeds, names.ADAPTER_COLUMNS: mix.columns(where)}
+            self._mix_feeds = self.steps.mixed_inputs([row.task for row in self.rows])[1]
             self._mix_key = key
         return self._mix_feeds  # decode ids are never task tokens: no id shift needed
-
-    def _run(self, ids, mask, past, ro: ort.RunOptions, extra: dict) -> list:
-        feeds = {names.INPUT_IDS: ids, names.ATTENTION_MASK: mask, **dict(zip(self._past_names, past)), **extra}
-        feeds.update(self.rt._decoder.options)  # logits of the last position only (what [:, -1] reads)
-        return self.rt.session.run(self._outputs, feeds, ro)
 
 
 def _left_pad(x: np.ndarray, width: int) -> np.ndarray:

@@ -1,105 +1,210 @@
-"""The bundle's graph as a step function for :mod:`edgevlm.runtime.decoding`.
+"""The numpy decoder: greedy, seeded sampling and beam search over any step function.
 
-The bundle's single graph serves prefill and decode: on prefill the past
-inputs have length 0; afterwards each run's ``present.*`` outputs are fed
-back as the next run's ``past_key_values.*`` inputs. On the CPU, ONNX
-Runtime's ``run`` hands outputs back as numpy arrays that *share* its
-buffers and takes numpy inputs in place, so the cache is never copied in
-Python; the graph itself still writes past + new into a new present each run.
+A step function runs the model once::
 
-A graph whose manifest says ``kv_cache: shared`` (GroupQueryAttention) can
-instead keep each layer's past and present in ONE buffer sized for the whole
-call (:class:`SharedCache`): each run appends its keys/values in place and
-reads the cache once, nothing is copied. That path runs through IOBinding,
-which ignores ``RunOptions``' active adapters, so the task's adapter tensors
-are bound as inputs instead.
+    step(ids [b, s] int64, mask [b, past + s] int64, past | None) -> (last-position logits [b, V], past)
 
-A step function is bound to one task (its ``RunOptions`` or its bound adapter
-inputs) when it is made, so a decode started under one task cannot be
-continued under another; it keeps no state between calls (thread-safe).
+``past=None`` is the prefill (the step function makes its own empty cache);
+``past`` is a list of arrays with the batch first, opaque here except that
+beam search reorders its rows. The runtime's :class:`~edgevlm.runtime.steps.Steps`,
+the exporter's verifier and the scale check all decode through this module.
+
+Beam search (the same rule as :mod:`edgevlm.train.decoding`, so ``edgevlm eval
+--num-beams`` and ``edgevlm run --beams`` agree): a hypothesis scores
+``sum(log p) / length ** length_penalty`` (EOS counts towards the length).
+Each step takes the ``2 * num_beams`` best extensions; an EOS among the first
+``num_beams`` of them ends a hypothesis (the ``num_beams`` best finished ones
+are kept), the best non-EOS ones are the next beams. The search stops when
+``num_beams`` hypotheses have finished and the best running beam, scored at its
+current length, cannot beat the worst of them (Hugging Face's default,
+``early_stopping=False``), or at ``max_new_tokens``, where running beams
+count as finished.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator
 
 import numpy as np
-import onnxruntime as ort
 
-from edgevlm.core import names
-from edgevlm.runtime.decoding import StepFn
+from edgevlm.runtime.generation import GenerationConfig, log_softmax, sample, suppress_eos
 
-
-class Decoder:
-    """Runs the bundle's graph of one session; :meth:`step_fn` binds it to a task's run options."""
-
-    def __init__(self, session: ort.InferenceSession, n_layer: int, n_kv_head: int, head_dim: int):
-        self.session = session
-        self.n_kv_head, self.head_dim = n_kv_head, head_dim  # the cache's heads (fewer than the query's with GQA)
-        self.past, self.present = names.past_names(n_layer), names.present_names(n_layer)
-        self.outputs = [names.LOGITS] + self.present
-        optional = {i.name for i in session.get_overridable_initializers()}
-        keep = np.ones(1, np.int64)  # the LM head on the last position only (graphs without the option: all)
-        self.options = {names.LOGITS_TO_KEEP: keep} if names.LOGITS_TO_KEEP in optional else {}
-
-    def _run(self, ids: np.ndarray, mask: np.ndarray, past: list, ro: ort.RunOptions) -> tuple[np.ndarray, list]:
-        """One graph run. ids [b, s], mask [b, past + s] -> (last-position logits [b, V], presents)"""
-        feeds = {names.INPUT_IDS: ids, names.ATTENTION_MASK: mask, **dict(zip(self.past, past)), **self.options}
-        out = self.session.run(self.outputs, feeds, ro)
-        return np.array(out[0][:, -1], dtype=np.float32), out[1:]  # copy: a graph without the option gives [b, s, V]
-
-    def empty_past(self, batch: int) -> list[np.ndarray]:
-        """Zero-length past key/values for a prefill: [batch, n_kv_head, 0, head_dim] float32 each."""
-        return [np.zeros((batch, self.n_kv_head, 0, self.head_dim), np.float32)] * len(self.past)
-
-    def step_fn(self, run_options: ort.RunOptions) -> StepFn:
-        """A step function running the graph under ``run_options`` (past: presents in graph order)."""
-
-        def step(ids: np.ndarray, mask: np.ndarray, past: list | None) -> tuple[np.ndarray, list]:
-            return self._run(ids, mask, self.empty_past(ids.shape[0]) if past is None else past, run_options)
-
-        return step
-
-    def shared_step_fn(self, inputs: Mapping[str, ort.OrtValue], capacity: int) -> StepFn:
-        """A step function on a :class:`SharedCache` of ``capacity`` positions made at prefill (its "past"),
-        with ``inputs`` (a task's adapter tensors; empty: the plain backbone) bound for every run. Only for
-        graphs whose manifest says ``kv_cache: shared``; beam search (which reorders the past) uses :meth:`step_fn`."""
-
-        def step(ids: np.ndarray, mask: np.ndarray, past: SharedCache | None) -> tuple[np.ndarray, SharedCache]:
-            cache = SharedCache(self, ids.shape[0], capacity, inputs) if past is None else past
-            return cache.run(ids, mask), cache
-
-        return step
+StepFn = Callable[[np.ndarray, np.ndarray, list | None], tuple[np.ndarray, list]]
+DONE = -1  # the token yielded for a row that finished on an earlier step
 
 
-class SharedCache:
-    """One call's cache as one buffer per past/present pair, [b, n_kv_head, capacity, head_dim], bound as both
-    the graph's past input and its present output; the graph reads the run's length from ``attention_mask``.
-    Logits go to one preallocated [b, 1, V] buffer (``logits_to_keep`` = 1)."""
+def left_pad(prompts: list[list[int]], pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """Left-padded ids and attention mask, both [b, longest] int64 (positions follow the mask in the graph)."""
+    width = max(len(p) for p in prompts)
+    ids = np.full((len(prompts), width), pad, dtype=np.int64)
+    mask = np.zeros((len(prompts), width), dtype=np.int64)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p) :] = p
+        mask[i, width - len(p) :] = 1
+    return ids, mask
 
-    def __init__(self, dec: Decoder, batch: int, capacity: int, inputs: Mapping[str, ort.OrtValue]):
-        shape = (batch, dec.n_kv_head, capacity, dec.head_dim)
-        self.capacity, self._session, self._io = capacity, dec.session, dec.session.io_binding()
-        self._buffers = [ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32) for _ in dec.past]
-        vocab = dec.session.get_outputs()[0].shape[-1]
-        self._logits = ort.OrtValue.ortvalue_from_shape_and_type((batch, 1, vocab), np.float32)
-        self._io.bind_ortvalue_output(names.LOGITS, self._logits)
-        for past, present, buf in zip(dec.past, dec.present, self._buffers):
-            self._io.bind_ortvalue_input(past, buf)
-            self._io.bind_ortvalue_output(present, buf)
-        keep = dec.options.get(names.LOGITS_TO_KEEP)
-        if keep is None:
-            raise RuntimeError("a shared cache needs a graph with the logits_to_keep option")
-        self._keep = ort.OrtValue.ortvalue_from_numpy(keep)  # (bind_cpu_input refuses an overridable initializer)
-        self._io.bind_ortvalue_input(names.LOGITS_TO_KEEP, self._keep)
-        for name, value in inputs.items():
-            self._io.bind_ortvalue_input(name, value)
 
-    def run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """One graph run appending to the cache. ids [b, s], mask [b, past + s] -> last-position logits [b, V]"""
-        if mask.shape[1] > self.capacity:
-            raise RuntimeError(f"a run of {mask.shape[1]} positions is past the cache's capacity {self.capacity}")
-        self._io.bind_cpu_input(names.INPUT_IDS, ids)
-        self._io.bind_cpu_input(names.ATTENTION_MASK, mask)
-        self._session.run_with_iobinding(self._io)
-        return self._logits.numpy()[:, -1].copy()
+class Sequences:
+    """One call's decoding state: the step function, its past and one attention-mask buffer.
+
+    The mask lives in a buffer allocated at prefill, so a step does O(1)
+    Python work besides the model run (a view when the batch is 1).
+    """
+
+    def __init__(self, step: StepFn, prompts: list[list[int]], max_new: int, pad: int):
+        ids, mask = left_pad(prompts, pad)
+        b, s = ids.shape
+        self._step = step
+        self.mask = np.ones((b, s + max_new), np.int64)  # [b, prompt + max_new]: left padding zeros, then ones
+        self.mask[:, :s] = mask
+        self.length = s  # columns of mask in use
+        self.logits, self.past = step(ids, mask, None)  # [b, V], the step function's cache
+
+    def advance(self, tokens: np.ndarray) -> np.ndarray:
+        """Feed one token per row. tokens [b] -> logits [b, V]"""
+        if self.length >= self.mask.shape[1]:
+            raise RuntimeError("decode step past the length reserved at prefill")
+        self.length += 1
+        view = self.mask[:, : self.length]
+        view = view if view.flags.c_contiguous else np.ascontiguousarray(view)
+        self.logits, self.past = self._step(tokens.astype(np.int64).reshape(-1, 1), view, self.past)
+        return self.logits
+
+    def reorder(self, rows: np.ndarray) -> None:
+        """Row i continues from row ``rows[i]`` (one gather of the mask and the past)."""
+        self.mask = self.mask[rows]
+        self.past = [p[rows] for p in self.past]
+        self.logits = self.logits[rows]
+
+
+def tokens(
+    step: StepFn,
+    prompts: list[list[int]],
+    cfg: GenerationConfig,
+    eos: int | None,
+    stopped: Callable[[], np.ndarray] | None = None,
+) -> Iterator[np.ndarray]:
+    """Greedy or sampled decoding of a left-padded batch; yields each step's token per row [b].
+
+    A row ends at ``eos`` (yielded once) or when ``stopped()`` (called after
+    each yield, [b] bool) says so; it then yields :data:`DONE`. Sampling draws
+    from ``np.random.default_rng(cfg.seed)``.
+    """
+    rng, pad = np.random.default_rng(cfg.seed), 0 if eos is None else eos
+    seqs = Sequences(step, prompts, cfg.max_new_tokens, pad)
+    finished = np.zeros(len(prompts), dtype=bool)
+    logits = seqs.logits
+    for n in range(cfg.max_new_tokens):
+        nxt = sample(suppress_eos(logits, eos, n, cfg), cfg, rng)  # [b]
+        yield np.where(finished, DONE, nxt)
+        if eos is not None:
+            finished |= nxt == eos
+        if stopped is not None:
+            finished |= stopped()
+        if finished.all() or n + 1 == cfg.max_new_tokens:
+            return
+        logits = seqs.advance(np.where(finished, pad, nxt))
+
+
+def generate(step: StepFn, prompts: list[list[int]], cfg: GenerationConfig, eos: int | None) -> list[list[int]]:
+    """Each prompt's new token ids (EOS excluded): beam search when ``cfg.num_beams > 1``, else :func:`tokens`."""
+    if cfg.num_beams > 1:
+        return [beam_search(step, p, cfg, eos) for p in prompts]
+    out: list[list[int]] = [[] for _ in prompts]
+    for nxt in tokens(step, prompts, cfg, eos):
+        for row, t in zip(out, nxt.tolist()):
+            if t != DONE and t != eos:
+                row.append(t)
+    return out
+
+
+def greedy(step: StepFn, prompts: list[list[int]], max_new_tokens: int, eos: int | None) -> list[list[int]]:
+    """Greedy continuations (EOS excluded; ``eos=None``: exactly ``max_new_tokens`` each)."""
+    return generate(step, prompts, GenerationConfig(max_new_tokens=max_new_tokens), eos)
+
+
+def beam_search(step: StepFn, prompt: list[int], cfg: GenerationConfig, eos: int | None) -> list[int]:
+    """The best hypothesis for one prompt (EOS excluded) under the module's stopping rule."""
+    seqs = Sequences(step, [prompt], cfg.max_new_tokens, 0 if eos is None else eos)
+    seqs.reorder(np.zeros(cfg.num_beams, dtype=np.int64))  # every beam starts from the prompt
+    beams, logits = BeamSearch(cfg.num_beams, eos, cfg.length_penalty), seqs.logits
+    for n in range(cfg.max_new_tokens):
+        parents, toks = beams.step(suppress_eos(log_softmax(logits), eos, n, cfg))
+        if beams.done() or n + 1 == cfg.max_new_tokens:
+            break
+        seqs.reorder(parents)
+        logits = seqs.advance(toks)
+    return beams.best()
+
+
+class BeamSearch:
+    """The bookkeeping of :func:`beam_search`: ``num_beams`` running beams and the finished hypotheses.
+
+    Tokens are kept as back-pointers (one parent and one token per beam per
+    step), and a finished hypothesis as (step, beam), so a step costs
+    O(beams) and not O(beams x length); tokens are read back once, at the end.
+    """
+
+    def __init__(self, num_beams: int, eos: int | None, length_penalty: float = 1.0):
+        self.n, self.eos, self.lp = num_beams, eos, length_penalty
+        self.scores = np.full(num_beams, -np.inf)
+        self.scores[0] = 0.0  # every beam starts from the same prompt: only one of them is live
+        self.parents: list[np.ndarray] = []  # per step [n]: which beam each beam came from
+        self.tokens: list[np.ndarray] = []  # per step [n]: the token each beam appended
+        self.finished: list[tuple[float, int, int]] = []  # (normalised score, step, beam), best first
+
+    def _history(self, beam: int, upto: int) -> list[int]:
+        out = []
+        for t in range(upto - 1, -1, -1):
+            out.append(int(self.tokens[t][beam]))
+            beam = int(self.parents[t][beam])
+        return out[::-1]
+
+    def _finish(self, step: int, beam: int, score: float, length: int) -> None:
+        """Keep the hypothesis ending with ``beam`` after ``step`` tokens, if it is among the n best."""
+        self.finished.append((score / max(length, 1) ** self.lp, step, beam))
+        self.finished.sort(key=lambda h: -h[0])  # stable: an earlier hypothesis wins a tie
+        del self.finished[self.n :]
+
+    def step(self, logprobs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Advance every beam by one token. logprobs [n, V] -> (parent beam [n], next token [n])"""
+        v = logprobs.shape[1]
+        flat = (self.scores[:, None] + logprobs).ravel()  # [n * V]
+        k = min(2 * self.n, flat.size)
+        top = np.argpartition(-flat, k - 1)[:k]
+        top = top[np.argsort(-flat[top], kind="stable")]
+        parents, toks, scores = [], [], []
+        for rank, j in enumerate(top):
+            b, t, s = int(j // v), int(j % v), float(flat[j])
+            if s == -np.inf:
+                break
+            if t == self.eos:
+                if rank < self.n:  # EOS counts only among the n best candidates
+                    self._finish(len(self.tokens), b, s, len(self.tokens) + 1)  # EOS counts towards the length
+                continue
+            parents.append(b)
+            toks.append(t)
+            scores.append(s)
+            if len(toks) == self.n:
+                break
+        while len(toks) < self.n:  # fewer live candidates than beams: pad with dead beams
+            parents.append(0)
+            toks.append(self.eos or 0)
+            scores.append(-np.inf)
+        self.parents.append(np.array(parents))
+        self.tokens.append(np.array(toks))
+        self.scores = np.array(scores)
+        return self.parents[-1], self.tokens[-1]
+
+    def done(self) -> bool:
+        """True when no running beam can beat the worst kept hypothesis (see the module docstring)."""
+        if len(self.finished) < self.n:
+            return not np.isfinite(self.scores).any()
+        return self.scores.max() / max(len(self.tokens), 1) ** self.lp <= self.finished[-1][0]
+
+    def best(self) -> list[int]:
+        """Tokens of the best hypothesis (running beams count as finished at the length limit); EOS excluded."""
+        for b in range(self.n):
+            if np.isfinite(self.scores[b]):
+                self._finish(len(self.tokens), b, float(self.scores[b]), len(self.tokens))
+        return self._history(self.finished[0][2], self.finished[0][1]) if self.finished else []

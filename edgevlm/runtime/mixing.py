@@ -25,12 +25,10 @@ bits of the adapter's arithmetic against the single-task path
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from edgevlm.core import names
-from edgevlm.runtime.adapterfile import read_parameters
 
 
 @dataclass(frozen=True)
@@ -45,12 +43,6 @@ class Folded:
     @property
     def columns(self) -> int:
         return int(self.down_bias[0].shape[0])
-
-
-def read_adapter(path: Path) -> dict[str, np.ndarray]:
-    """The tensors of an ``.onnx_adapter`` file (float32 copies, bounds-checked before use:
-    :func:`edgevlm.runtime.adapterfile.read_parameters`)."""
-    return read_parameters(path)
 
 
 def fold(tensors: dict[str, np.ndarray], n_layer: int) -> Folded:

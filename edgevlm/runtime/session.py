@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import mmap
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnxruntime as ort
 
-from edgevlm.core import graphio, identity
+from edgevlm.core import adapterfile, graphio, identity
 from edgevlm.core.bundle import Manifest, TaskEntry, check_adapter_against_graph
 from edgevlm.core.errors import BundleError, ConfigError
-from edgevlm.runtime import adapterfile
+from edgevlm.core.onnxproto import check_external_data
 
 
 @dataclass(frozen=True)
@@ -30,9 +28,10 @@ class Graph:
     mixed: bool = False  # the graph takes adapter_columns: rows of different tasks in one run
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Task:
-    """One task of a loaded bundle: prompt format, generation defaults and its ORT adapter (loaded once)."""
+    """One task of a loaded bundle: prompt format, generation defaults and its ORT adapter (loaded once).
+    Compared and hashed by identity: a task loaded again from another file is another task."""
 
     name: str
     bottleneck: int
@@ -73,81 +72,6 @@ def open_session(path: Path, threads: int | None, spin: bool = False) -> ort.Inf
         return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     except Exception as e:  # ORT raises its own exception types for unreadable graphs
         raise BundleError(f"{path}: ONNX Runtime cannot load the graph ({str(e).splitlines()[0]})") from None
-
-
-# ONNX protobuf messages -> {field number: message type} for the fields that may hold a TensorProto
-_SCHEMA = {
-    "model": {7: "graph", 25: "function"},
-    "function": {7: "node"},
-    "graph": {1: "node", 5: "tensor", 15: "sparse"},
-    "node": {5: "attribute"},
-    "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse", 23: "sparse"},
-    "sparse": {1: "tensor", 2: "tensor"},
-    "tensor": {13: "entry"},
-}
-
-
-def _varint(buf, i: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if i >= len(buf) or shift > 63:
-            raise ValueError("truncated varint")
-        byte = buf[i]
-        value, i, shift = value | (byte & 0x7F) << shift, i + 1, shift + 7
-        if byte < 0x80:
-            return value, i
-
-
-def _messages(buf, start: int, end: int) -> Iterator[tuple[int, int, int]]:
-    """(field number, start, end) of each length-delimited field of the protobuf message ``buf[start:end]``."""
-    i = start
-    while i < end:
-        key, i = _varint(buf, i)
-        wire = key & 7
-        if wire == 2:
-            n, i = _varint(buf, i)
-            if i + n > end:
-                raise ValueError("field runs past its message")
-            yield key >> 3, i, i + n
-            i += n
-        elif wire in (0, 1, 5):
-            i = _varint(buf, i)[1] if wire == 0 else i + (8 if wire == 1 else 4)
-        else:
-            raise ValueError(f"wire type {wire}")
-
-
-def _locations(buf, kind: str, start: int, end: int) -> Iterator[str]:
-    """The external-data ``location`` values of every TensorProto under the ``kind`` message buf[start:end]."""
-    if kind == "entry":
-        entry = {f: buf[a:b] for f, a, b in _messages(buf, start, end)}
-        if entry.get(1) == b"location":
-            yield entry.get(2, b"").decode("utf-8", "replace")
-        return
-    for f, a, b in _messages(buf, start, end):
-        if f in _SCHEMA[kind]:
-            yield from _locations(buf, _SCHEMA[kind][f], a, b)
-
-
-def external_data_files(path: Path) -> set[str]:
-    """The external data files a graph names (its TensorProtos' ``location``s), read from the mapped file
-    without parsing the weights. BundleError for a file that is not an ONNX protobuf."""
-    try:
-        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            return set(_locations(mm, "model", 0, len(mm)))
-    except (OSError, ValueError) as e:  # mmap of an empty file, a truncated or foreign file
-        raise BundleError(f"{path}: not a readable ONNX graph ({e})") from None
-    except RecursionError:  # subgraphs nested thousands deep
-        raise BundleError(f"{path}: not a readable ONNX graph (subgraphs nested too deeply)") from None
-
-
-def check_external_data(path: Path) -> None:
-    """Every external data file of the graph is a relative path that stays in the graph's folder."""
-    folder = path.parent.resolve()
-    for loc in sorted(external_data_files(path)):
-        if not loc or Path(loc).is_absolute() or "\\" in loc or not (folder / loc).resolve().is_relative_to(folder):
-            raise BundleError(f"{path}: external data location {loc!r} must be a relative path inside {folder}")
-        if not (folder / loc).is_file():
-            raise BundleError(f"{path}: external data file {loc!r} not found next to the graph")
 
 
 def _declared(args: list) -> dict[str, tuple[str | None, list]]:

@@ -1,7 +1,7 @@
 """The torch decoder for the VLM (training-time evaluation, distillation): batched greedy and beam search.
 
 Both run with the KV cache. Beam search follows the runtime's rule exactly
-(:mod:`edgevlm.runtime.decoding` documents it): scores are ``sum(log p) /
+(:mod:`edgevlm.runtime.decoder` documents it): scores are ``sum(log p) /
 length ** length_penalty`` with EOS counted in the length, an EOS ends a
 hypothesis only among the ``num_beams`` best candidates, and the search stops
 once ``num_beams`` have finished and the best running beam at its current

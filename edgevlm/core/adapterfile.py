@@ -1,11 +1,10 @@
 """A bounds-checked reader of ONNX Runtime adapter files (``.onnx_adapter``), run before ORT sees the file.
 
 ONNX Runtime's ``AdapterFormat.read_adapter`` trusts the flatbuffer's offsets: a file with a few flipped bytes can
-crash the process (found by tests/test_reliability_fuzz.py). This module walks the same schema
-(``onnxruntime/core/flatbuffers/schema/adapter.fbs``: root ``Adapter {format_version, adapter_version,
-model_version, parameters: [Parameter {name: string, dims: [int64], data_type: int32, raw_data: [uint8]}]}``,
-file identifier ``TORT``) checking every offset, length and the data size of every tensor, and returns
-name -> (shape, float32 array) or raises BundleError naming the file and what is wrong.
+crash the process (found by the readers' fuzz tests). This module walks the same schema (:mod:`edgevlm.core.formats`)
+checking every offset, length and the data size of every tensor, and returns name -> float32 array or raises
+BundleError naming the file and what is wrong. The runtime, the exporter (reading back what it wrote) and the
+verifier all read adapter files here (numpy only, like gguf-py's reader).
 """
 
 from __future__ import annotations
@@ -16,12 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevlm.core import formats as fmt
 from edgevlm.core.errors import BundleError
-
-IDENTIFIER = b"TORT"
-FLOAT = 1  # TensorDataType FLOAT (ONNX's numbering)
-FORMAT_VERSION = 1  # what ONNX Runtime 1.20-1.23 write and read
-MAX_PARAMETERS = 1 << 16
 
 
 class _Buffer:
@@ -60,17 +55,21 @@ class _Buffer:
 
 def read_parameters(path: Path) -> dict[str, np.ndarray]:
     """The file's tensors by name (float32 copies), every structure bounds-checked first."""
-    buf = _Buffer(Path(path).read_bytes(), str(path))
-    if len(buf.b) < 8 or buf.b[4:8] != IDENTIFIER:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise BundleError(f"{path}: cannot read the adapter file ({e.strerror or e})") from None
+    buf = _Buffer(data, str(path))
+    if len(buf.b) < 8 or buf.b[4:8] != fmt.ADAPTER_IDENTIFIER:
         raise buf.fail("no TORT file identifier")
     root, fields = buf.table(buf.read("<I", 0))
     if len(fields) < 4 or not fields[3]:
         raise buf.fail("no parameters")
     version = buf.read("<i", root + fields[0]) if fields[0] else 0
-    if version != FORMAT_VERSION:
-        raise buf.fail(f"format version {version}, expected {FORMAT_VERSION}")
+    if version != fmt.ADAPTER_FORMAT_VERSION:
+        raise buf.fail(f"format version {version}, expected {fmt.ADAPTER_FORMAT_VERSION}")
     start, n = buf.vector(root + fields[3], 4)
-    if n > MAX_PARAMETERS:
+    if n > fmt.ADAPTER_MAX_PARAMETERS:
         raise buf.fail(f"{n} parameters")
     out: dict[str, np.ndarray] = {}
     for k in range(n):
@@ -92,9 +91,9 @@ def _parameter(buf: _Buffer, slot: int) -> tuple[str, np.ndarray]:
         raise buf.fail(f"parameter name at {s} is not UTF-8") from None
     d, rank = buf.vector(pos + f[1], 8)
     dims = [buf.read("<q", d + 8 * i) for i in range(rank)]
-    if rank > 8 or any(x < 0 for x in dims):
+    if rank > fmt.MAX_RANK or any(x < 0 for x in dims):
         raise buf.fail(f"parameter {name!r} has dims {dims}")
-    if buf.read("<i", pos + f[2]) != FLOAT:
+    if buf.read("<i", pos + f[2]) != fmt.TENSOR_FLOAT:
         raise buf.fail(f"parameter {name!r} is not float32")
     r, size = buf.vector(pos + f[3], 1)
     if size != 4 * math.prod(dims):
