@@ -104,14 +104,17 @@ def test_runtime_only_install_runs_a_bundle(runtime_env, tiny_bundle, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("argv", "extra"),
-    [(["train", "--task", "nlg", "--out", "x"], "train"), (["export", "--adapter", "x", "--out", "y"], "export")],
+    ("argv", "extra", "module"),
+    [
+        (["train", "--task", "nlg", "--out", "x"], "train", "torch"),
+        (["export", "--adapter", "x", "--out", "y"], "export", "onnx"),
+    ],
 )
-def test_runtime_only_install_names_the_missing_extra(runtime_env, tmp_path, argv, extra):
+def test_runtime_only_install_names_the_missing_extra(runtime_env, tmp_path, argv, extra, module):
     out = run([runtime_env / "edgevlm", *argv], cwd=tmp_path, check=False)
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip().splitlines() == [
-        f"edgevlm {argv[0]}: error: needs the '{extra}' extra (no module named 'torch'): pip install 'edgevlm[{extra}]'"
+        f"edgevlm {argv[0]}: error: needs the '{extra}' extra (no module named '{module}'): pip install 'edgevlm[{extra}]'"
     ]
 
 
