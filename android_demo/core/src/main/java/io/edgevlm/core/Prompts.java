@@ -8,8 +8,8 @@ import java.util.regex.Pattern;
 /**
  * Prompt encoding and the truncation policy, line for line as Python's {@code edgevlm.core.prompts}
  * ({@code edgevlm/core/prompts.py}: {@code encode_prompt}, {@code build_prompt}): task tokens become
- * {@code vocab_size + k}; an over-long prompt keeps every task token, the newest turn, the beginning of the context (at most {@code max_source_tokens}) and as
- * many older exchanges as fit, newest first.
+ * {@code vocab_size + k}; an over-long prompt keeps every task token, the newest turn, the beginning of the
+ * context (at most {@code max_source_tokens}) and as many older exchanges as fit, newest first.
  */
 public final class Prompts {
     public static final String INPUT_FIELD = "{input}";
