@@ -234,14 +234,15 @@ def test_bench_quick_smoke(tmp_path):
     assert "tokens/s" in p.stdout and "peak RSS" in p.stdout and "BLEU" in p.stdout
     from edgevlm.benchmarks.summary import write
 
-    text = write(tmp_path).read_text()  # the README section, built from those results
+    text = write(tmp_path, tmp_path / "docs" / "results.md").read_text()  # docs/results.md, built from those results
     for needle in (
-        "### Footprint",
-        "### Latency",
-        "### Quality",
+        "## Footprint",
+        "## Latency",
+        "## Quality",
+        "## Serving",
         "x optimum fp32",
         "fraction of bound",
-        "benchmarks/results/latency/tokens_per_s.png",
+        "(../latency/tokens_per_s.png)",
         "edgevlm bench --quick",
     ):
         assert needle in text
