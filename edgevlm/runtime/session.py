@@ -48,8 +48,9 @@ class Task:
 
 def session_options(threads: int | None, spin: bool = False) -> ort.SessionOptions:
     """CPU session settings. Worker threads sleep instead of spinning between kernels unless ``spin``:
-    on a device that also runs other work (or serves several calls at once) spinning measured 1.7x
-    slower decode here; on an otherwise idle device ``spin=True`` may shave wake-up latency."""
+    on a device that also runs other work (or serves several calls at once) spinning threads lose their cores
+    and decode slower; on an otherwise idle device ``spin=True`` may shave wake-up latency (figures:
+    docs/results.md, the peers' sleep and spin rows)."""
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
