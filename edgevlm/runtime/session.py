@@ -66,8 +66,8 @@ def session_options(threads: int | None, spin: bool = False) -> ort.SessionOptio
 
 def open_session(path: Path, threads: int | None, spin: bool = False) -> ort.InferenceSession:
     """The graph at ``path`` in an ORT session. A graph whose weights live in an external data file next to
-    it (ONNX external data) is memory-mapped by ORT instead of parsed into the heap and copied (README,
-    "Where the memory goes"); its data files must stay in the graph's folder (ORT 1.23 would read any path)."""
+    it (ONNX external data) is memory-mapped by ORT instead of parsed into the heap and copied (docs/runtime.md,
+    "Memory"); its data files must stay in the graph's folder (ORT 1.23 would read any path)."""
     check_external_data(path)
     so = session_options(threads, spin)
     try:
