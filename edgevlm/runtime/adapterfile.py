@@ -1,7 +1,7 @@
 """A bounds-checked reader of ONNX Runtime adapter files (``.onnx_adapter``), run before ORT sees the file.
 
 ONNX Runtime's ``AdapterFormat.read_adapter`` trusts the flatbuffer's offsets: a file with a few flipped bytes can
-crash the process (found by tests/test_reliability_fuzz.py). This module walks the same schema
+crash the process (found by tests/test_fuzz_readers.py). This module walks the same schema
 (``onnxruntime/core/flatbuffers/schema/adapter.fbs``: root ``Adapter {format_version, adapter_version,
 model_version, parameters: [Parameter {name: string, dims: [int64], data_type: int32, raw_data: [uint8]}]}``,
 file identifier ``TORT``) checking every offset, length and the data size of every tensor, and returns
