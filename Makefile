@@ -22,7 +22,7 @@ GENAI := $(VENV)/genai
 GENAI_STAMP := $(GENAI)/.installed
 GENAI_BUILDER := onnxruntime-genai==0.15.2 onnxruntime==1.31.1 onnx-ir==1.1.0
 
-.PHONY: demo test test-slow lint java-core bench-quick bench-peers clean
+.PHONY: demo test test-slow test-experiments lint java-core bench-quick bench-peers clean
 
 $(STAMP): setup.py setup.cfg requirements.lock Makefile android_demo/core/pom.xml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ test: $(STAMP) lint
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# the scripts under experiments/ (one-off investigations, not installed)
+test-experiments: $(STAMP)
+	$(PY) -m pytest -q -m "experiments and not slow"
 
 java-core: $(STAMP)
 	$(PY) -m pytest -q tests/test_android_core.py

@@ -280,13 +280,16 @@ def suite_dir(out: str | Path | None, suite: str) -> Path:
     return Path(out or RESULTS_DIR) / suite
 
 
-def base_parser(suite: str):
-    """The options every suite shares (``python -m edgevlm.benchmarks.<suite>``)."""
+def base_parser(suite: str, prog: str | None = None, results: Path = RESULTS_DIR):
+    """The options every suite shares (``python -m edgevlm.benchmarks.<suite>``; ``prog`` and ``results`` for
+    the scripts under ``experiments/``, which write next to themselves)."""
     import argparse
 
-    p = argparse.ArgumentParser(prog=f"python -m edgevlm.benchmarks.{suite}", description=f"edgevlm {suite} benchmark")
+    p = argparse.ArgumentParser(
+        prog=prog or f"python -m edgevlm.benchmarks.{suite}", description=f"edgevlm {suite} benchmark"
+    )
     p.add_argument("--quick", action="store_true", help="the tiny default only, few repetitions (a smoke test)")
-    p.add_argument("--out", help=f"results root; files go to OUT/{suite}/ (default benchmarks/results)")
+    p.add_argument("--out", help=f"results root; files go to OUT/{suite}/ (default {results})")
     p.add_argument("--threads", type=int, help="threads per engine (default: all cores)")
     return p
 

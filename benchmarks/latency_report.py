@@ -1,4 +1,4 @@
-"""Tables and the plot of the latency suite (markdown for benchmarks/results and README)."""
+"""Tables and the plot of the latency suite (markdown for benchmarks/results; docs/results.md has its own)."""
 
 from __future__ import annotations
 

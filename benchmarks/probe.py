@@ -85,8 +85,7 @@ def probe(spec: dict) -> dict:
 def run_probe(spec: dict, repeats: int = 1, timeout: float = 900) -> dict:
     """Run ``spec`` in ``repeats`` fresh Python processes; medians of the measurements (all runs under ``samples``).
 
-    Peak RSS of one configuration varies by 10-20% between processes (ORT's
-    load-time allocations), hence repeats.
+    Peak RSS of one configuration varies between processes (ORT's load-time allocations), hence repeats.
     """
     runs = [_run_once(spec, timeout) for _ in range(repeats)]
     out = {k: _median([r[k] for r in runs]) for k in runs[0] if k != "torch_imported"}

@@ -2,7 +2,7 @@
 
 E2E (``../shared/data/e2e/devset.csv``, split by meaning representation so no
 MR is on both sides): on the tiny default, ``nlg`` adapters (the paper's
-bottleneck 10, and 25 = ~2.8% of the backbone) and a fully fine-tuned model
+bottleneck 10, and a wider 25) and a fully fine-tuned model
 are trained with the same steps on the training MRs, then the held-out MRs
 are decoded greedily by each PyTorch model and by the bottleneck-10 adapter
 exported as fp32/int8/int4 bundles through the runtime; BLEU

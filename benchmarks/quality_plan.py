@@ -59,7 +59,7 @@ class Profile:
     distill: str | None = "nlg"  # the task distilled from its --full model
     quants: tuple[str, ...] = ("fp32", "int8", "int4")
     lr_full: float = 1e-4  # 5e-4 (the tiny default) destroys a pretrained 135 M model in few steps
-    lr_adapter: float = 1e-2  # chosen on nlg among 3e-3 (the tiny default) and 1e-2 (README)
+    lr_adapter: float = 1e-2  # chosen on nlg among 3e-3 (the tiny default) and 1e-2 (experiments/quality/)
     mean_init: str | None = "nlg"  # the task whose adapter is also trained with task tokens from the table mean
     label: str = ""
     extra: dict = field(default_factory=dict)

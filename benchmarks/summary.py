@@ -1,16 +1,20 @@
-"""The README "Results" section, generated from the committed ``results.json`` files.
+"""docs/results.md and README.md's headline table, generated from the committed result JSONs.
 
-    python -m edgevlm.benchmarks.summary [--results benchmarks/results]
+    python -m edgevlm.benchmarks.summary [--results benchmarks/results] [--docs docs] [--readme README.md]
+    edgevlm bench --summary
 
-Writes ``<results>/README_results.md``: per suite the machine, the command,
-the headline tables with ratios and the fraction of the bandwidth bound, the
-plots, and a verdict against each target. ``<results>/notes.md`` (written
-by hand: interpretation, caveats) is appended when present.
+Writes ``docs/results.md``: per suite the machine, the command, the tables with ratios and the fraction of the
+bandwidth bound, the plots and a verdict against each target, then the peers, serving and real-backbone quality
+runs (:mod:`.summary_sections`) and an index of ``experiments/``. ``<results>/notes.md`` (written by hand:
+interpretation, caveats) is appended when present. The README's table between its ``headline`` markers is
+rewritten from the same files, so every figure in it comes from a result file. ``tests/test_summary.py``
+checks that regenerating gives the committed files.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -18,7 +22,8 @@ from edgevlm.core.config import atomic_write_text
 
 from .common import RESULTS_DIR, fmt, md_table
 
-LINK = "benchmarks/results/"  # links are written for README.md at the repository root
+REPO = RESULTS_DIR.parents[1]
+DOCS = REPO / "docs"
 TARGET_X_OPTIMUM = 2.0
 TARGET_OVERHEAD_PCT = 5.0
 TARGET_SWITCH_MS = 1.0
@@ -29,18 +34,18 @@ def load(results: Path, suite: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def provenance(doc: dict, suite: str) -> str:
+def provenance(doc: dict, suite: str, link: str) -> str:
     m = doc["machine"]
     return (
         f"*{suite}: `{doc['command']}` on {m['cpu_model']} ({m['logical_cores']} cores, "
         f"{m['threads_used']} threads used, "
         f"load average {m['load_avg_at_start'][0]} at start, {m['load_avg_at_end'][0]} at end), {doc['started_utc']}, "
-        f"{doc['duration_s'] / 60:.1f} min; full data: [results.json]({LINK}{suite}/results.json), "
-        f"[table]({LINK}{suite}/results.md).*\n"
+        f"{doc['duration_s'] / 60:.1f} min; full data: [results.json]({link}{suite}/results.json), "
+        f"[table]({link}{suite}/results.md).*\n"
     )
 
 
-def footprint(doc: dict) -> str:
+def footprint(doc: dict, link: str) -> str:
     recs = doc["records"]
     shares = doc["extra_params"]
     size = doc["size"]
@@ -63,8 +68,8 @@ def footprint(doc: dict) -> str:
     pct = ", ".join(f"{s['task']} {s['extra_pct_of_backbone']:.2f}%" for s in shares)
     mean = sum(s["extra_pct_of_backbone"] for s in shares) / len(shares)
     return (
-        "### Footprint: one bundle for five tasks vs five fine-tuned models\n\n"
-        + provenance(doc, "footprint")
+        "## Footprint: one bundle for five tasks vs five fine-tuned models\n\n"
+        + provenance(doc, "footprint", link)
         + f"\nExtra parameters per task on {size} (adapters + task embeddings, the paper's bottlenecks): {pct}; "
         f"mean {mean:.2f}% per task (the paper's claim: 2-3%).\n\n"
         + md_table(
@@ -79,14 +84,14 @@ def footprint(doc: dict) -> str:
                 ("rss_ratio", "RSS ratio"),
             ],
         )
-        + f"\n![memory vs number of tasks]({LINK}footprint/memory_vs_tasks.png)\n"
+        + f"\n![memory vs number of tasks]({link}footprint/memory_vs_tasks.png)\n"
     )
 
 
-def latency(doc: dict) -> str:
+def latency(doc: dict, link: str) -> str:
     rows = [r for r in doc["rows"] if "tokens_per_s" in r]
     recs = doc["records"]
-    parts = ["### Latency: decode speed against PyTorch and optimum, same run\n\n" + provenance(doc, "latency")]
+    parts = ["## Latency: decode speed against PyTorch and optimum, same run\n\n" + provenance(doc, "latency", link)]
     for size in dict.fromkeys(r["size"] for r in rows):
         sub = [r for r in rows if r["size"] == size]
         bw = next(r for r in recs if r.get("kind") == "bandwidth" and r["size"] == size)
@@ -114,7 +119,7 @@ def latency(doc: dict) -> str:
             )
         )
         parts.append(verdicts(size, sub, recs))
-    return "\n".join(parts) + f"\n![tokens/s per engine and format]({LINK}latency/tokens_per_s.png)\n"
+    return "\n".join(parts) + f"\n![tokens/s per engine and format]({link}latency/tokens_per_s.png)\n"
 
 
 def verdicts(size: str, rows: list[dict], recs: list[dict]) -> str:
@@ -137,9 +142,11 @@ def verdicts(size: str, rows: list[dict], recs: list[dict]) -> str:
     return "\n" + "".join(f"- {line}\n" for line in out)
 
 
-def quality(doc: dict) -> str:
+def quality(doc: dict, link: str) -> str:
     recs = [r for r in doc["records"] if r.get("kind") == "score"]
-    parts = ["### Quality: adapters vs full fine-tuning, quantized bundles vs fp32\n\n" + provenance(doc, "quality")]
+    parts = [
+        "## Quality: adapters vs full fine-tuning, quantized bundles vs fp32\n\n" + provenance(doc, "quality", link)
+    ]
     e2e = [r for r in recs if r["dataset"] == "e2e"]
     if e2e:
         parts.append(
@@ -155,7 +162,7 @@ def quality(doc: dict) -> str:
                     ("n", "MRs"),
                 ],
             )
-            + f"\n![E2E]({LINK}quality/e2e.png)\n"
+            + f"\n![E2E]({link}quality/e2e.png)\n"
         )
     else:
         parts.append("\nE2E skipped (data absent).\n")
@@ -171,29 +178,48 @@ def quality(doc: dict) -> str:
         parts.append(
             "\nBuilt-in mini tasks, each task's metric:\n\n"
             + md_table(list(table.values()), [("task", "task"), ("metric", "metric")] + [(s, s) for s in systems])
-            + f"\n![mini tasks]({LINK}quality/mini.png)\n"
+            + f"\n![mini tasks]({link}quality/mini.png)\n"
         )
     return "\n".join(parts)
 
 
-def write(results: Path = RESULTS_DIR) -> Path:
-    """Build ``README_results.md`` from whatever suites have results."""
+def link_to(results: Path, out: Path) -> str:
+    """``results`` as a relative link from the folder of ``out`` (ending in /)."""
+    return Path(os.path.relpath(results.resolve(), out.resolve().parent)).as_posix() + "/"
+
+
+def render(results: Path, out: Path) -> str:
+    """The whole of docs/results.md for the result files under ``results``."""
+    from . import summary_sections as ss
+
+    link = link_to(results, out)
     parts = [
-        "<!-- generated by `python -m edgevlm.benchmarks.summary`; links are relative to the repository root -->\n"
-        "## Results\n\nMeasured by `edgevlm bench` (code in `benchmarks/`); every number below comes from the "
-        "JSON next to it, with the machine, library versions and exact command. The machine is a shared 2-core VM: "
+        "<!-- generated by `python -m edgevlm.benchmarks.summary` from the result JSONs: do not edit by hand -->\n"
+        "# Results\n\nMeasured by `edgevlm bench` (code in `benchmarks/`); every number below comes from the "
+        "JSON it links, with the machine, library versions and exact command. The machine is a shared 2-core VM: "
         "engines are compared within one run (interleaved repetitions, medians), so read the ratios, not the "
-        "absolute times.\n"
+        "absolute times.\n",
+        ss.headline(results, link),
     ]
-    for suite, render in (("footprint", footprint), ("latency", latency), ("quality", quality)):
+    for suite, section in (("footprint", footprint), ("latency", latency), ("quality", quality)):
         doc = load(results, suite)
         if doc is not None:
-            parts.append(render(doc))
+            parts.append(section(doc, link))
+    parts += [ss.peers(results, link), ss.serving(results, link), ss.quality_real(results, link)]
+    parts.append(ss.experiments(REPO / "experiments", link_to(REPO / "experiments", out)))
     notes = results / "notes.md"
     if notes.is_file():
         parts.append(notes.read_text())
-    out = results / "README_results.md"
-    atomic_write_text(out, "\n".join(parts))
+    return "\n".join(p for p in parts if p)
+
+
+def write(results: Path = RESULTS_DIR, out: Path = DOCS / "results.md", readme: Path | None = None) -> Path:
+    """Write ``out`` (docs/results.md) and, when given, README.md's headline table, from ``results``."""
+    from .summary_sections import splice_headline
+
+    atomic_write_text(out, render(results, out))
+    if readme is not None:
+        atomic_write_text(readme, splice_headline(readme.read_text(), results, link_to(results, readme)))
     return out
 
 
@@ -202,8 +228,12 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m edgevlm.benchmarks.summary", description=__doc__.splitlines()[0])
     ap.add_argument("--results", default=str(RESULTS_DIR), help="results root (default benchmarks/results)")
+    ap.add_argument("--docs", default=str(DOCS), help="where results.md goes (default docs/)")
+    ap.add_argument("--readme", default=str(REPO / "README.md"), help="README whose headline table is rewritten")
     a = ap.parse_args(argv)
-    print(f"wrote {write(Path(a.results))}")
+    readme = Path(a.readme)
+    out = write(Path(a.results), Path(a.docs) / "results.md", readme if readme.is_file() else None)
+    print(f"wrote {out}" + (f" and the headline table of {readme}" if readme.is_file() else ""))
     return 0
 
 

@@ -2,8 +2,8 @@
 
 In one process, engines disturb each other on a 2-core machine (PyTorch's
 and each ORT session's worker threads spin after their own work and steal
-the cores the next engine needs; measured here: optimum fp32 decoded ~3x
-slower next to the other engines than alone). A user's app runs one engine,
+the cores the next engine needs, so an engine decodes slower next to the others
+than alone). A user's app runs one engine,
 so each runs in its own worker process; the parent sends one command at a
 time, and idle workers block on their pipe. A peer with its own environment (onnxruntime-genai) runs that
 environment's Python (:func:`.ortgenai.python_for`).

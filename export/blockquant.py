@@ -3,14 +3,14 @@ ONNX Runtime's ``MatMulNBits``, and the token table as 8-bit blocks (``GatherBlo
 
 A block of 32 weights is ``scale * q + minimum`` with ``q`` in 0..15 (llama.cpp's Q4_1; SmolLM2's GGUF body is
 stored exactly so, its token table as Q8_0). ``MatMulNBits`` only knows ``scale * (q - zero_point)`` with an
-*integer* zero point, and a float zero point drops it onto its unpacked path (every weight dequantized per call:
-2.3 tok/s against 28 on SmolLM2-135M). So the node gets the nearest integer zero point and the fraction it
-misses, ``residual = minimum + zero_point * scale`` per block, is added back exactly as
+*integer* zero point, and a float zero point drops it onto its unpacked path (every weight dequantized per call,
+an order of magnitude slower; figures in docs/training.md). So the node gets the nearest integer zero point and
+the fraction it misses, ``residual = minimum + zero_point * scale`` per block, is added back exactly as
 ``block_sums(x) @ residual`` (a [K, K/32] indicator MatMul shared by every weight reading the same ``x``, then a
 [K/32, N] MatMul): ``x @ W == MatMulNBits(x) + block_sums(x) @ residual``. Without that term each block is
 shifted by up to half a step, the same shift for all 32 weights, so the errors add up along the input instead of
-averaging out: on SmolLM2-135M teacher-forced top-1 agreement with fp32 was 0.78 (ORT's own quantizer 0.78);
-with it 0.95, int8's figure (what is left is the per-token int8 activations, ``accuracy_level`` 4, both modes).
+averaging out; with it int4 agrees with fp32 as well as int8 does (what is left is the per-token int8
+activations, ``accuracy_level`` 4, both modes; the agreement figures are in docs/training.md).
 
 On weights already on such a grid (a Q4_1 GGUF) the blocks are found exactly (max reconstruction error 0); on
 float weights this is min/max round-to-nearest with a float minimum, Q4_1's own quantizer.

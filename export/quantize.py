@@ -8,14 +8,15 @@ kernels; float compute on 8-bit weights is several times slower on AVX2).
 the same int8 kernels; the token table as 8-bit ``GatherBlockQuantized`` blocks (one row read per token: bits
 there buy disk only) and the LM head at 8 bits (the most sensitive layer and the largest). A Q4_1 GGUF source
 (SmolLM2) keeps its blocks exactly; ORT's own quantizer re-rounds them and loses most of the agreement with fp32.
-The block-sum term costs extra kernels per weight (decode speed: README).
+The block-sum term costs extra kernels per weight (decode speed: experiments/int4_variants/).
 
 Not ``quantize_dynamic``: one activation scale over the whole input makes a token's logits depend on the
 other tokens in the call, so cached and re-run decoding disagree (:func:`int8_dynamic` kept for comparison).
 
 Every node that reads an adapter input is excluded, so adapter inputs and their identity default
 initializers stay float32 graph inputs (the quantizers otherwise quantize those initializers and the inputs
-vanish); :func:`check_adapter_inputs` verifies it. Figures for each choice: README and the commit messages.
+vanish); :func:`check_adapter_inputs` verifies it. Figures for each choice: docs/training.md, docs/results.md
+and the commit messages.
 """
 
 from __future__ import annotations

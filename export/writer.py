@@ -254,7 +254,7 @@ def write_bundle(tmp: Path, path: Path, bb, tasks: list[TaskAdapter], quant: str
 
 def place_graph(path: Path, dest: Path, metadata: dict[str, str]) -> None:
     """The graph ``path`` as ``dest`` with its weights in ``dest.data`` (ORT maps that file, so a loaded session
-    holds the weights about once instead of a parsed proto plus its copy: README "Where the memory goes"), and
+    holds the weights about once instead of a parsed proto plus its copy: docs/runtime.md, "Memory"), and
     ``metadata`` added to its metadata_props (the backbone's identity, checked by the runtime)."""
     data = path.with_name(path.name + ".data")
     inline = not data.is_file()  # every tensor was small enough to stay inline so far

@@ -153,9 +153,10 @@ def test_profile_splits_decode_time(bench_bundle):
     assert "kernels" in render(p) and profile(bench_bundle, None, tokens=3, threads=1)["task"] is None
 
 
+@pytest.mark.experiments
 def test_graph_ab_times_interleaved_steps_and_pairs_each_round(bench_bundle, tmp_path):
-    from edgevlm.benchmarks import graph_ab
     from edgevlm.core.errors import ConfigError
+    from experiments.graph_speed import graph_ab
 
     args = ["--bundle", f"a={bench_bundle}", "--bundle", f"b={bench_bundle}", "--threads-list", "1"]
     assert graph_ab.main([*args, "--steps", "2", "--rounds", "3", "--out", str(tmp_path)]) == 0
@@ -233,14 +234,15 @@ def test_bench_quick_smoke(tmp_path):
     assert "tokens/s" in p.stdout and "peak RSS" in p.stdout and "BLEU" in p.stdout
     from edgevlm.benchmarks.summary import write
 
-    text = write(tmp_path).read_text()  # the README section, built from those results
+    text = write(tmp_path, tmp_path / "docs" / "results.md").read_text()  # docs/results.md, built from those results
     for needle in (
-        "### Footprint",
-        "### Latency",
-        "### Quality",
+        "## Footprint",
+        "## Latency",
+        "## Quality",
+        "## Serving",
         "x optimum fp32",
         "fraction of bound",
-        "benchmarks/results/latency/tokens_per_s.png",
+        "(../latency/tokens_per_s.png)",
         "edgevlm bench --quick",
     ):
         assert needle in text

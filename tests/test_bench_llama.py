@@ -54,9 +54,10 @@ def test_pytorch_engine_runs_the_llama_class(llama_bundle, tiny_llama_dir):
     assert prompts["edgevlm"] == prompts["pytorch"]
 
 
+@pytest.mark.experiments
 def test_decode_speed_times_every_bundle_and_thread_count(llama_bundle):
-    from edgevlm.benchmarks.decode_speed import _bundles, measure
     from edgevlm.core.errors import ConfigError
+    from experiments.graph_speed.decode_speed import _bundles, measure
 
     rows = measure({"fp32": llama_bundle}, [1, 2], None, prompt=8, new=48, reps=2)
     assert [(r["bundle"], r["threads"]) for r in rows] == [("fp32", 1), ("fp32", 2)]

@@ -124,10 +124,11 @@ def test_cli_bad_plan_options_one_line(tmp_path, args, needle):
     assert p.returncode == 2 and needle in p.stderr and len(p.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.experiments
 def test_sweep_trains_and_scores_each_setting(suite, tiny_llama_dir):
     """quality_sweep's unit: one adapter per (init, lr) on the plan's rows, scored on its held-out sources; the
     adapter-mean cell of the suite is the same training as init "mean" at the plan's lr."""
-    from edgevlm.benchmarks import quality_sweep
+    from experiments.quality import quality_sweep
 
     p = qp.get_profile("smoke", ["nlg"])
     recs = [quality_sweep.one("nlg", p, init, p.lr_adapter, tiny_llama_dir) for init in ("words", "mean")]

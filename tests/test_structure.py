@@ -170,3 +170,12 @@ def test_no_source_file_over_the_limit():
         str(p.relative_to(REPO)): n for p in modules().values() if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert not long, f"files over {MAX_LINES} lines: {long}"
+
+
+def test_experiments_stay_out_of_the_package():
+    """experiments/ (one-off investigations) is not installed: no __init__.py for package discovery to find, and
+    no installed module imports it (it may import the package, never the other way round)."""
+    assert not (REPO / "experiments" / "__init__.py").exists()
+    assert not [p for p in (REPO / "experiments").rglob("__init__.py")], "experiments/ must hold no packages"
+    bad = [f"{m} imports {n}" for m, names in graph().items() for n in names if n.split(".")[0] == "experiments"]
+    assert not bad, "\n".join(bad)

@@ -1,7 +1,7 @@
 """A bounds-checked reader of ONNX Runtime adapter files (``.onnx_adapter``), run before ORT sees the file.
 
 ONNX Runtime's ``AdapterFormat.read_adapter`` trusts the flatbuffer's offsets: a file with a few flipped bytes can
-crash the process (found by the readers' fuzz tests). This module walks the same schema (:mod:`edgevlm.core.formats`)
+crash the process (found by tests/test_fuzz_readers.py). This module walks the same schema (:mod:`edgevlm.core.formats`)
 checking every offset, length and the data size of every tensor, and returns name -> float32 array or raises
 BundleError naming the file and what is wrong. The runtime, the exporter (reading back what it wrote) and the
 verifier all read adapter files here (numpy only, like gguf-py's reader).

@@ -47,8 +47,9 @@ class Task:
 
 def session_options(threads: int | None, spin: bool = False) -> ort.SessionOptions:
     """CPU session settings. Worker threads sleep instead of spinning between kernels unless ``spin``:
-    on a device that also runs other work (or serves several calls at once) spinning measured 1.7x
-    slower decode here; on an otherwise idle device ``spin=True`` may shave wake-up latency."""
+    on a device that also runs other work (or serves several calls at once) spinning threads lose their cores
+    and decode slower; on an otherwise idle device ``spin=True`` may shave wake-up latency (figures:
+    docs/results.md, the peers' sleep and spin rows)."""
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -64,8 +65,8 @@ def session_options(threads: int | None, spin: bool = False) -> ort.SessionOptio
 
 def open_session(path: Path, threads: int | None, spin: bool = False) -> ort.InferenceSession:
     """The graph at ``path`` in an ORT session. A graph whose weights live in an external data file next to
-    it (ONNX external data) is memory-mapped by ORT instead of parsed into the heap and copied (README,
-    "Where the memory goes"); its data files must stay in the graph's folder (ORT 1.23 would read any path)."""
+    it (ONNX external data) is memory-mapped by ORT instead of parsed into the heap and copied (docs/runtime.md,
+    "Memory"); its data files must stay in the graph's folder (ORT 1.23 would read any path)."""
     check_external_data(path)
     so = session_options(threads, spin)
     try:

@@ -5,7 +5,7 @@ plus its own fields), so the table is data and any registered architecture
 can have rows. The tokenizer is the tiny backbone's: the vocabulary stays the
 real model's size, the text is noise. Used by the benchmarks
 (``edgevlm.benchmarks.fixtures``) and the export scale check
-(``edgevlm.export.scale_check``).
+(``experiments/export_scale/scale_check.py``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""``edgevlm bench``: footprint, latency and quality benchmarks (code in ``benchmarks/``)."""
+"""``edgevlm bench``: footprint, latency, quality and serving benchmarks (code in ``benchmarks/``), and
+``--summary``, which regenerates docs/results.md from their results."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ def register(sub) -> None:
         "--quick", action="store_true", help="every suite on the tiny default with few repetitions (smoke test)"
     )
     p.add_argument("--out", help="results root (default benchmarks/results)")
+    p.add_argument(
+        "--summary",
+        action="store_true",
+        help="run no suite: regenerate docs/results.md and README.md's headline table from the results root",
+    )
     p.add_argument("--threads", type=int, help="threads per engine (default: all cores)")
     p.add_argument("--work", help="keep built models, bundles and adapters here and reuse them (default: temp dirs)")
     p.add_argument("--sizes", help="latency, serving: comma-separated sizes among tiny,gpt2-small,gpt2-medium")
@@ -44,6 +50,10 @@ def check(args) -> list[str] | None:
 
 
 def run(args) -> int:
+    if args.summary:
+        from edgevlm.benchmarks import summary
+
+        return summary.main(["--results", args.out] if args.out else [])
     from edgevlm.benchmarks import footprint, latency, quality, serving
 
     sizes = check(args)

@@ -3,7 +3,10 @@ package io.edgevlm.core;
 import java.util.ArrayList;
 import java.util.List;
 
-/** Graph input/output and adapter tensor names, as Python's {@code edgevlm.names} declares them. */
+/**
+ * Graph input/output and adapter tensor names, as Python's {@code edgevlm.core.names}
+ * ({@code edgevlm/core/names.py}) declares them.
+ */
 public final class Names {
     public static final String INPUT_IDS = "input_ids";
     public static final String ATTENTION_MASK = "attention_mask";

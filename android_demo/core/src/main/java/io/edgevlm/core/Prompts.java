@@ -6,10 +6,10 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * Prompt encoding and the truncation policy, line for line as Python's {@code edgevlm.prompting} and
- * {@code build_prompt} (tasks/prompts): task tokens become {@code vocab_size + k}; an over-long prompt keeps
- * every task token, the newest turn, the beginning of the context (at most {@code max_source_tokens}) and as
- * many older exchanges as fit, newest first.
+ * Prompt encoding and the truncation policy, line for line as Python's {@code edgevlm.core.prompts}
+ * ({@code edgevlm/core/prompts.py}: {@code encode_prompt}, {@code build_prompt}): task tokens become
+ * {@code vocab_size + k}; an over-long prompt keeps every task token, the newest turn, the beginning of the
+ * context (at most {@code max_source_tokens}) and as many older exchanges as fit, newest first.
  */
 public final class Prompts {
     public static final String INPUT_FIELD = "{input}";

@@ -1,10 +1,10 @@
 """Decode speed against context length: per-token time at a short and a long prompt, engines interleaved.
 
-Each engine runs in its own worker (:mod:`.worker`); one repetition times, for every context length C and
+Each engine runs in its own worker (``edgevlm.benchmarks.worker``); one repetition times, for every context length C and
 every engine in rotating order, an exact ``1 + n`` token generation and a 1-token one after a C-token
 prompt; (difference) / n is the decode time per token at about C tokens of context. Medians of ``reps``.
 
-    python -m edgevlm.benchmarks.context --engine edgevlm:int4:BUNDLE[:TASK] --engine llamacpp:Q4_0/passive:GGUF \
+    python experiments/context/context.py --engine edgevlm:int4:BUNDLE[:TASK] --engine llamacpp:Q4_0/passive:GGUF \
         [--contexts 32,960] [--new 16] [--reps 3] [--threads 2] [--busy N] [--out FILE.json]
 
 ``--busy N`` keeps N other processes computing (a pure-Python loop each, at normal priority) for the whole
@@ -22,11 +22,10 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from edgevlm.benchmarks.common import median
+from edgevlm.benchmarks.worker import Worker
 from edgevlm.core.config import atomic_write_text
 from edgevlm.core.errors import ConfigError
-
-from .common import median
-from .worker import Worker
 
 
 def parse_engine(spec: str) -> tuple[str, str, str, str | None]:
@@ -68,7 +67,7 @@ def busy(n: int):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m edgevlm.benchmarks.context", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python experiments/context/context.py", description=__doc__.splitlines()[0])
     p.add_argument("--engine", action="append", required=True, help="KIND:FMT:PATH[:TASK] (repeatable)")
     p.add_argument("--contexts", default="32,960")
     p.add_argument("--new", type=int, default=16)

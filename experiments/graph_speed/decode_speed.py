@@ -4,7 +4,7 @@ interleaved (each repetition runs every configuration once, in rotating order), 
 Decode speed is (time for N new tokens - time for 1) / (N - 1) after a P-token prompt, as in the latency suite;
 the load average at start and end and the command go into the results, since this machine is shared.
 
-    python -m edgevlm.benchmarks.decode_speed --bundle fp32=B32 --bundle int4=B4 [--task nlg] [--threads 1,2]
+    python experiments/graph_speed/decode_speed.py --bundle fp32=B32 --bundle int4=B4 [--task nlg] [--threads 1,2]
         [--prompt 32] [--new 128] [--reps 3] [--out DIR]
 """
 
@@ -13,12 +13,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from edgevlm.benchmarks.common import Report, base_parser, md_table, median, run_main, suite_dir
+from edgevlm.benchmarks.worker import Worker
 from edgevlm.core.errors import ConfigError
 
-from .common import Report, base_parser, md_table, median, run_main, suite_dir
-from .worker import Worker
-
 SUITE = "decode_speed"
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _bundles(specs: list[str]) -> dict[str, Path]:
@@ -55,7 +55,7 @@ def measure(bundles: dict[str, Path], threads: list[int], task, prompt: int, new
 
 
 def main(argv=None) -> int:
-    p = base_parser(SUITE)
+    p = base_parser(SUITE, prog=f"python experiments/graph_speed/{SUITE}.py", results=RESULTS)
     p.add_argument("--bundle", action="append", default=[], help="LABEL=BUNDLE_DIR (repeatable)")
     p.add_argument("--task", help="task to run (default: the plain backbone)")
     p.add_argument("--threads-list", default="1,2", help="comma-separated thread counts (default 1,2)")
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     for r in rows:
         report.add(f"{r['bundle']} {r['threads']} thread(s): {r['tokens_per_s']:.1f} tok/s {r['reps']}", **r)
     table = md_table(rows, [("bundle", "bundle"), ("threads", "threads"), ("tokens_per_s", "decode tok/s")])
-    out = report.write(suite_dir(a.out, SUITE), table)
+    out = report.write(suite_dir(a.out or RESULTS, SUITE), table)
     print(f"results: {out}")
     return 0
 

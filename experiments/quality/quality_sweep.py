@@ -1,10 +1,11 @@
 """Adapter settings on the real backbone: task-token init x learning rate, one task, held-out sources.
 
-How the quality suite's adapter settings (:mod:`.quality_plan`: ``lr_adapter``, ``--token-init``) were chosen:
-each combination trains one adapter on the plan's training rows (same seed, steps, batch) and decodes the
-plan's held-out sources greedily in PyTorch; one JSON line per combination is appended to ``--out``.
+How the quality suite's adapter settings (``edgevlm.benchmarks.quality_plan``: ``lr_adapter``,
+``--token-init``) were chosen: each combination trains one adapter on the plan's training rows (same seed,
+steps, batch) and decodes the plan's held-out sources greedily in PyTorch; one JSON line per combination is
+appended to ``--out``.
 
-    python -m edgevlm.benchmarks.quality_sweep --task nlg --profile reduced --steps 60 \
+    python experiments/quality/quality_sweep.py --task nlg --profile reduced --steps 60 \
         --init words,mean --lr 3e-3,1e-2 [--threads 2] [--out FILE.jsonl]
 """
 
@@ -17,9 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from edgevlm.benchmarks import quality_plan as qp
 from edgevlm.core.errors import ConfigError
-
-from . import quality_plan as qp
 
 
 def one(task: str, p: qp.Profile, init: str, lr: float, bb_path: Path) -> dict:
@@ -27,9 +27,8 @@ def one(task: str, p: qp.Profile, init: str, lr: float, bb_path: Path) -> dict:
     sources."""
     from dataclasses import replace
 
+    from edgevlm.benchmarks.quality_real import splits, torch_cell, train_cell
     from edgevlm.train.backbone import load_backbone
-
-    from .quality_real import splits, torch_cell, train_cell
 
     tp = p.tasks[task]
     train_rows, valid, test = splits(task, tp, qp.DATA_ROOT)
@@ -47,7 +46,7 @@ def one(task: str, p: qp.Profile, init: str, lr: float, bb_path: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    a = argparse.ArgumentParser(prog="python -m edgevlm.benchmarks.quality_sweep", description=__doc__.splitlines()[0])
+    a = argparse.ArgumentParser(prog="python experiments/quality/quality_sweep.py", description=__doc__.splitlines()[0])
     a.add_argument("--task", default="nlg", choices=qp.REAL_TASKS)
     a.add_argument("--profile", default="reduced", help="the plan whose rows/lengths/sources are used")
     a.add_argument("--steps", type=int, help="override the plan's steps")

@@ -1,5 +1,5 @@
-"""benchmarks/adapter_cost + adapter_variants: the candidate adapter kernels compute the adapter, and the
-measurement attributes kernel time to the adapter nodes."""
+"""experiments/adapter_cost (adapter_cost, adapter_variants, adapter_kernels): the candidate adapter kernels
+compute the adapter, and the measurement attributes kernel time to the adapter nodes."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import numpy as np
 import onnx
 import pytest
 
-from edgevlm.benchmarks import adapter_cost as ac
-from edgevlm.benchmarks import adapter_kernels as ak
-from edgevlm.benchmarks import adapter_variants as av
+from experiments.adapter_cost import adapter_cost as ac
+from experiments.adapter_cost import adapter_kernels as ak
+from experiments.adapter_cost import adapter_variants as av
+
+pytestmark = pytest.mark.experiments  # opt-in: make test-experiments
 
 # max |logit diff|, int8 vs fp32 adapter; tiny backbone measured <= 0.028 (fp32 bundle), <= 0.11 (int8/int4)
 INT8_BOUND = 0.25

@@ -1,10 +1,10 @@
 """What an active adapter costs per decode step, and where it goes: A/B timing, ORT's kernel profile, agreement.
 
-    python -m edgevlm.benchmarks.adapter_cost (--bundle DIR ... | --sizes gpt2-small,smollm2-135m)
+    python experiments/adapter_cost/adapter_cost.py (--bundle DIR ... | --sizes gpt2-small,smollm2-135m)
         [--quant fp32,int8,int4] [--variants fp32,int8,fp32-transposed] [--bottlenecks 25,100,300]
         [--threads 1,2] [--reps 10] [--steps 32] [--work DIR] [--out DIR]
 
-For every bundle, adapter variant (:mod:`.adapter_variants`) and thread count: one ONNX Runtime session of the
+For every bundle, adapter variant (``adapter_variants.py``) and thread count: one ONNX Runtime session of the
 (rewritten) graph with random adapters at each bottleneck loaded as ``LoraAdapter`` (selected per run, as the
 runtime does), then
 
@@ -31,11 +31,16 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevlm.benchmarks.common import Report, fmt, md_table, median
 from edgevlm.core import bundle as core_bundle
 from edgevlm.core.errors import ConfigError
 
-from . import adapter_variants as av
-from .common import Report, fmt, md_table, median, suite_dir
+try:  # python -m experiments.adapter_cost.adapter_cost from the repository root
+    from experiments.adapter_cost import adapter_variants as av
+except ModuleNotFoundError:  # python experiments/adapter_cost/adapter_cost.py: this folder is sys.path[0]
+    import adapter_variants as av
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 PROMPT = 32
 SEED = 14
@@ -197,7 +202,7 @@ def measure(root: Path, variant: str, threads: int, bottlenecks: list[int], reps
 
 def export_bundles(sizes: list[str], quants: list[str], work: str | None) -> list[Path]:
     """Task-free bundles of each size and mode, exported once into the workspace."""
-    from .fixtures import Workspace, backbone_dir, export
+    from edgevlm.benchmarks.fixtures import Workspace, backbone_dir, export
 
     ws = Workspace(work)
     out = []
@@ -228,7 +233,9 @@ def render(records: list[dict]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m edgevlm.benchmarks.adapter_cost", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python experiments/adapter_cost/adapter_cost.py", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--bundle", action="append", default=[], help="a bundle directory (repeatable)")
     p.add_argument("--sizes", default="", help="model sizes to export without tasks (fixtures.SIZES)")
     p.add_argument("--quant", default="fp32,int8,int4")
@@ -238,7 +245,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--steps", type=int, default=32)
     p.add_argument("--work", help="keep exported bundles here")
-    p.add_argument("--out", help="results folder (default benchmarks/results); writes OUT/adapters/")
+    p.add_argument("--out", help="results folder (default: results/ beside this script)")
     a = p.parse_args(argv)
     if not a.bundle and not a.sizes:
         p.error("give --bundle DIR or --sizes")
@@ -270,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             for t in threads:
                 for r in measure(root, variant, t, bottlenecks, a.reps, a.steps):
                     report.add(" ".join(f"{k}={fmt(r.get(k))}" for k, _ in COLUMNS), **r)
-    out = report.write(suite_dir(a.out, "adapters"), render(report.records))
+    out = report.write(Path(a.out) if a.out else RESULTS, render(report.records))
     print(f"wrote {out}/results.json and results.md")
     return 0
 

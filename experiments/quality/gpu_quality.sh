@@ -6,7 +6,7 @@
 # Results: benchmarks/results/quality/smollm2/results-gpu.{json,md,png} (labelled "GPU"), beside the CPU ones.
 # Resumable: finished cells are kept under $EDGEVLM_CACHE/bench-quality/ and skipped by a rerun.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python}
 "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu_quality.sh: no CUDA GPU visible to torch')"
 test -d ../shared/data || { echo "gpu_quality.sh: ../shared/data not found (see its README)"; exit 2; }

@@ -1,6 +1,7 @@
 """One adapter matrix, every candidate ONNX Runtime CPU kernel: time per M=1 call with the weight as a graph input.
 
-    python -m edgevlm.benchmarks.adapter_kernels [--k 768] [--n 100] [--threads 1,2] [--rounds 9] [--out FILE.json]
+    python experiments/adapter_cost/adapter_kernels.py [--k 768] [--n 100] [--threads 1,2] [--rounds 9]
+        [--out FILE.json]
 
 The weight is fed as an input (as an adapter file's parameter is), so no kernel can prepack it. "cold" cycles
 through 128 distinct weights (40 MB at fp32: beyond the last-level cache, as in a decode step where the backbone's
@@ -22,10 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevlm.benchmarks.common import median
 from edgevlm.core.config import atomic_write_text
 
-from .adapter_variants import int8_columns
-from .common import median
+try:  # python -m experiments.adapter_cost.adapter_kernels from the repository root
+    from experiments.adapter_cost.adapter_variants import int8_columns
+except ModuleNotFoundError:  # python experiments/adapter_cost/adapter_kernels.py: this folder is sys.path[0]
+    from adapter_variants import int8_columns
 
 BLOCK = 32
 
@@ -127,8 +131,9 @@ def measure(k: int, n: int, threads: int, rounds: int) -> dict[str, float]:
 
 def fp16_session_at_enable_all(k: int, n: int) -> str:
     """Create an fp16 + Cast session at ORT_ENABLE_ALL in a subprocess: 'ok' or how it ended."""
+    here = str(Path(__file__).resolve().parent)
     code = (
-        "import sys; from edgevlm.benchmarks.adapter_kernels import graph, session; "
+        f"import sys; sys.path.insert(0, {here!r}); from adapter_kernels import graph, session; "
         f"session(graph({k}, {n}, 'fp16-cast'), 1); print('ok')"
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -137,7 +142,7 @@ def fp16_session_at_enable_all(k: int, n: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m edgevlm.benchmarks.adapter_kernels", description=__doc__.splitlines()[0]
+        prog="python experiments/adapter_cost/adapter_kernels.py", description=__doc__.splitlines()[0]
     )
     p.add_argument("--k", type=int, default=768)
     p.add_argument("--n", type=int, default=100)

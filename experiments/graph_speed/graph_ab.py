@@ -1,6 +1,6 @@
 """Decode-step time of several bundles' graphs, interleaved in ONE process: paired A/B ratios for graph changes.
 
-    python -m edgevlm.benchmarks.graph_ab --bundle before=B0 --bundle after=B1 [--threads-list 1,2]
+    python experiments/graph_speed/graph_ab.py --bundle before=B0 --bundle after=B1 [--threads-list 1,2]
         [--prompt 32] [--steps 8] [--rounds 30] [--out DIR]
 
 Every bundle gets one ONNX Runtime session per thread count (the runtime's options: no spinning), the same
@@ -18,12 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevlm.benchmarks.common import Report, base_parser, md_table, median, run_main, suite_dir
 from edgevlm.core.errors import ConfigError
 
-from .common import Report, base_parser, md_table, median, run_main, suite_dir
-from .decode_speed import _bundles
+try:  # python -m experiments.graph_speed.graph_ab from the repository root
+    from experiments.graph_speed.decode_speed import _bundles
+except ModuleNotFoundError:  # python experiments/graph_speed/graph_ab.py: this folder is sys.path[0]
+    from decode_speed import _bundles
 
 SUITE = "graph_ab"
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 class _Graph:
@@ -83,7 +87,7 @@ def _row(key: tuple[int, str], wall: list[float], cpu: list[float], ref: list[fl
 
 
 def main(argv=None) -> int:
-    p = base_parser(SUITE)
+    p = base_parser(SUITE, prog=f"python experiments/graph_speed/{SUITE}.py", results=RESULTS)
     p.add_argument("--bundle", action="append", default=[], help="LABEL=BUNDLE_DIR (repeatable; the first is A)")
     p.add_argument("--threads-list", default="1,2", help="comma-separated thread counts (default 1,2)")
     p.add_argument("--prompt", type=int, default=32)
@@ -100,7 +104,7 @@ def main(argv=None) -> int:
         report.add(line, **r)
     cols = [("bundle", "bundle"), ("threads", "threads"), ("step_ms", "step ms"), ("best_step_ms", "best ms")]
     cols += [("cpu_ms", "CPU ms"), ("ratio_to_first", "time / first")]
-    out = report.write(suite_dir(a.out, SUITE), md_table(report.records, cols))
+    out = report.write(suite_dir(a.out or RESULTS, SUITE), md_table(report.records, cols))
     print(f"results: {out}")
     return 0
 

@@ -11,7 +11,7 @@ graph input with an identity default, fed by the same ``LoraAdapter`` mechanism)
 - ``fp32-transposed``: the same float32 weights stored transposed, ``FusedMatMul(transB=1)`` (MLAS's M=1
   dot-product kernel instead of the row-broadcast one).
 
-Used by :mod:`.adapter_cost` to measure each candidate's decode time and agreement with the fp32 adapter.
+Used by ``adapter_cost.py`` to measure each candidate's decode time and agreement with the fp32 adapter.
 """
 
 from __future__ import annotations

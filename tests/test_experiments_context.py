@@ -1,4 +1,4 @@
-"""The context benchmark's parts that need no peer: engine specs and the busy-machine load."""
+"""experiments/context: the context benchmark's parts that need no peer: engine specs and the busy-machine load."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import time
 import psutil
 import pytest
 
-from edgevlm.benchmarks.context import busy, parse_engine
 from edgevlm.core.errors import ConfigError
+from experiments.context.context import busy, parse_engine
+
+pytestmark = pytest.mark.experiments  # opt-in: make test-experiments
 
 
 def test_busy_keeps_n_processes_computing_and_stops_them():

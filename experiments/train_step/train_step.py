@@ -2,7 +2,7 @@
 position vs only at the targets, OpenMP passive vs default waiting (each configuration in its own process,
 since OpenMP reads its environment once).
 
-``python -m edgevlm.benchmarks.train_step --backbone smollm2-135m --batch 8 --seq 128 --steps 3``
+``python experiments/train_step/train_step.py --backbone smollm2-135m --batch 8 --seq 128 --steps 3``
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue  # the OpenMP comparison on the baseline only
             env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
             env.update({} if omp == "default" else {"OMP_WAIT_POLICY": omp})
-            cmd = [sys.executable, "-m", "edgevlm.benchmarks.train_step", "--config", name]
+            cmd = [sys.executable, __file__, "--config", name]
             cmd += ["--backbone", a.backbone, "--batch", str(a.batch), "--seq", str(a.seq), "--steps", str(a.steps)]
             r = subprocess.run(cmd, capture_output=True, text=True, env=env)
             res = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else {"error": r.stderr[-300:]}

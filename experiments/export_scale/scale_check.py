@@ -5,7 +5,7 @@ No hub is reachable, so each backbone is built from its configuration with rando
 "trained" on it (random perturbation of the identity, with the right fingerprint). Each export runs in its own
 process so its wall time and peak RSS are its own; then decode speed is timed per bundle. Writes JSON::
 
-    python -m edgevlm.export.scale_check --sizes small medium --json export_scale.json
+    python experiments/export_scale/scale_check.py --sizes small medium --json export_scale.json
 """
 
 from __future__ import annotations
@@ -93,9 +93,7 @@ def child(args) -> None:
 
 
 def _in_child(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "edgevlm.export.scale_check", "--child", *args], capture_output=True, text=True
-    )
+    return subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True)
 
 
 def make_in_child(size: str, work: Path) -> tuple[Path, list[Path]]:
@@ -133,10 +131,9 @@ def decode_speed(bundle: Path, prompt_len: int = 32, n_new: int = 32, threads: i
     import onnxruntime as ort
 
     from edgevlm.core import bundle as bfmt
+    from edgevlm.export.verify import session, step_fn
     from edgevlm.runtime.decoder import tokens
     from edgevlm.runtime.generation import GenerationConfig
-
-    from .verify import session, step_fn
 
     m = bfmt.load_manifest(bundle, verify=False)
     sess = session(str(bundle / bfmt.BACKBONE_FILE), threads=threads)
