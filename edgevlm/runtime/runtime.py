@@ -9,12 +9,11 @@ One ONNX Runtime session holds the frozen backbone; each task's adapter
 file is loaded once as an ``onnxruntime.LoraAdapter`` and selected per call
 with ``RunOptions.add_active_adapter`` (no weights are copied, nothing is
 reloaded when the task changes). Every graph run, and every way of feeding a
-task's adapter, is in :mod:`edgevlm.runtime.steps` (``rt.steps``); prompts are
-built and fitted by :mod:`edgevlm.runtime.prompt_builder`. Calls share only
-read-only state, so concurrent calls from several threads are safe; each call
-owns its cache.
-
-Prompts are encoded and fitted by :class:`~edgevlm.runtime.prompt_builder.PromptBuilder` (``rt.prompts``).
+task's adapter, is in :class:`~edgevlm.runtime.steps.Steps` (``rt.steps``);
+prompts are encoded and fitted by
+:class:`~edgevlm.runtime.prompt_builder.PromptBuilder` (``rt.prompts``). Calls
+share only read-only state, so concurrent calls from several threads are safe;
+each call owns its cache.
 """
 
 from __future__ import annotations
