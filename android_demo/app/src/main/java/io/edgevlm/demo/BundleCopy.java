@@ -77,6 +77,10 @@ final class BundleCopy {
     }
 
     private static void write(InputStream in, File out) throws IOException {
+        File parent = out.getParentFile();
+        if (parent != null && !parent.isDirectory() && !parent.mkdirs()) { // AssetManager.list may name nested paths
+            throw new IOException("cannot create " + parent);
+        }
         try (OutputStream o = new FileOutputStream(out)) {
             byte[] buf = new byte[1 << 16];
             for (int n; (n = in.read(buf)) > 0; ) {
