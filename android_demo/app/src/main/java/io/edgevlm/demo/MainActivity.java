@@ -104,21 +104,22 @@ public class MainActivity extends Activity {
         return new File(getFilesDir(), "bundle");
     }
 
-    /** A copy step that puts a bundle into internal storage. */
+    /** A copy step that puts a bundle into internal storage; false: the copy there was already current. */
     interface Copy {
-        void run() throws IOException;
+        boolean run() throws IOException;
     }
 
     private void load(Copy copy) {
         run.setEnabled(false);
         stats.setText("copying and checking the bundle…");
         worker.execute(() -> {
+            boolean copied = false;
             try {
                 if (bundle != null) {
                     bundle.close();
                     bundle = null;
                 }
-                copy.run();
+                copied = copy.run();
                 long t0 = System.nanoTime();
                 io.edgevlm.core.Bundle b = io.edgevlm.core.Bundle.load(target().toPath());
                 double ms = (System.nanoTime() - t0) / 1e6;
@@ -132,7 +133,17 @@ public class MainActivity extends Activity {
                             b.manifest.quantization(), b.tasks().size(), ms, memory()));
                 });
             } catch (IOException | EdgeVlmException e) {
-                ui.post(() -> stats.setText("cannot load the bundle: " + e.getMessage()));
+                // a kept copy that no longer checks out (storage corruption, a half-done copy) is dropped, so the
+                // next load copies it afresh instead of failing forever
+                String hint = copied ? "" : " (the installed copy was removed: load again to copy it afresh)";
+                if (!copied) {
+                    BundleCopy.clear(target());
+                }
+                ui.post(() -> {
+                    task.setAdapter(null);
+                    output.setText("");
+                    stats.setText("cannot load the bundle: " + e.getMessage() + hint);
+                });
             } catch (LinkageError e) {
                 ui.post(() -> stats.setText(getString(R.string.no_natives)));
             }

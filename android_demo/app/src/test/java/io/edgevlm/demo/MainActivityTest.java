@@ -149,5 +149,36 @@ public class MainActivityTest {
         assertTrue(c.getString("text").startsWith(text(output)) && !c.getString("text").equals(text(output)));
         assertTrue(text(stats), text(stats).startsWith("cancelled after "));
         assertFalse(cancel.isEnabled());
+
+        tamperedCopyIsRefusedThenRecopied(a, exp, run, task, output, stats);
+    }
+
+    /**
+     * Loading again keeps the installed copy (same manifest.json); one flipped byte in it makes the core refuse the
+     * bundle with one line naming the file, no task is offered and nothing runs; the next load copies it afresh.
+     */
+    private static void tamperedCopyIsRefusedThenRecopied(MainActivity a, JSONObject exp, Button run, Spinner task,
+                                                         TextView output, TextView stats) throws Exception {
+        File adapter = new File(a.getFilesDir(), "bundle/adapters/" + exp.getJSONArray("tasks").getString(0)
+                + ".onnx_adapter");
+        assertTrue(adapter.toString(), adapter.isFile());
+        byte[] bytes = Files.readAllBytes(adapter.toPath());
+        bytes[bytes.length / 2] ^= 1;
+        Files.write(adapter.toPath(), bytes);
+        long stamp = adapter.lastModified();
+        a.findViewById(R.id.load_assets).performClick();
+        until(() -> text(stats).startsWith("cannot load the bundle: "), "the refusal: " + text(stats));
+        String msg = text(stats);
+        assertFalse("one line: " + msg, msg.contains("\n"));
+        assertTrue(msg, msg.contains(adapter.getName()) && msg.contains("checksum"));
+        assertFalse(run.isEnabled());
+        assertEquals(null, task.getAdapter());
+        assertEquals("", text(output));
+        assertFalse("the bad copy was dropped", adapter.exists());
+
+        a.findViewById(R.id.load_assets).performClick();
+        until(run::isEnabled, "the fresh copy to load: " + text(stats));
+        assertTrue(adapter.isFile() && adapter.lastModified() >= stamp);
+        assertEquals(exp.getJSONArray("tasks").length() + 1, task.getAdapter().getCount());
     }
 }
