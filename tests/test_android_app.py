@@ -151,3 +151,38 @@ def test_apk_ships_the_bundle(built):
             if f.suffix in (".onnx", ".onnx_adapter", ".json", ".data"):
                 assert offsets[name][1] == zipfile.ZIP_STORED, f"{name} is compressed"
     assert any(f.suffix == ".onnx_adapter" for f in files) and len(built["expected"]["tasks"]) >= 2
+
+
+def synthetic_aar(root: Path) -> Path:
+    """An AAR laid out as onnxruntime-android's (classes.jar, jni/ABI/libonnxruntime.so) with the desktop jar's
+    classes and placeholder libraries: only the packaging is under test (the real AAR is not served here)."""
+    desktop = APP / "target" / "tools" / "onnxruntime.jar"
+    aar = root / "onnxruntime-android.aar"
+    with zipfile.ZipFile(desktop) as src, zipfile.ZipFile(root / "classes.jar", "w") as jar:
+        for n in src.namelist():
+            if n.endswith(".class"):
+                jar.writestr(n, src.read(n))
+    with zipfile.ZipFile(aar, "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(root / "classes.jar", "classes.jar")
+        for abi, size in (("arm64-v8a", 12345), ("x86_64", 777)):
+            z.writestr(f"jni/{abi}/libonnxruntime.so", os.urandom(size))
+    return aar
+
+
+@pytest.mark.slow
+def test_ort_aar_natives_go_into_lib(built, tmp_path):
+    """ORT_AAR: the AAR's jni/ABI/*.so land in lib/ABI/ stored and page-aligned, the APK still verifies."""
+    aar = synthetic_aar(tmp_path)
+    out = tmp_path / "with-natives.apk"
+    cmd = [shutil.which("mvn"), "-q", "-B", "-f", str(APP / "pom.xml"), "package", "-DskipTests"]
+    run = subprocess.run([*cmd, f"-Dort.aar={aar}", f"-Dapk.out={out}"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    offsets = data_offsets(out)
+    with zipfile.ZipFile(aar) as a:
+        for abi in ("arm64-v8a", "x86_64"):
+            name = f"lib/{abi}/libonnxruntime.so"
+            off, method = offsets[name]
+            assert method == zipfile.ZIP_STORED and off % 4096 == 0, (name, off, method)
+            with zipfile.ZipFile(out) as z:
+                assert z.read(name) == a.read(f"jni/{abi}/libonnxruntime.so")
+    assert b"Lai/onnxruntime/OrtSession;" in zipfile.ZipFile(out).read("classes.dex")
