@@ -54,7 +54,7 @@ java-core: $(STAMP)
 # Gradle, no Android SDK). BUNDLE=DIR ships a bundle in its assets; ORT_AAR=onnxruntime-android.aar adds ONNX
 # Runtime's Android classes and natives. `make test` builds it too (tests/test_android_app.py, with a tiny bundle).
 apk: $(STAMP)
-	$(MVN) -q -B -f android_demo/app/pom.xml package $(if $(BUNDLE),-Dedgevlm.bundle=$(abspath $(BUNDLE))) \
+	$(MVN) -q -B -f android_demo/app/pom.xml package -DskipTests $(if $(BUNDLE),-Dedgevlm.bundle=$(abspath $(BUNDLE))) \
 		$(if $(ORT_AAR),-Dort.aar=$(abspath $(ORT_AAR)))
 	@ls -l android_demo/app/target/edgevlm-demo-debug.apk
 
