@@ -135,7 +135,8 @@ public class MainActivity extends Activity {
             } catch (IOException | EdgeVlmException e) {
                 // a kept copy that no longer checks out (storage corruption, a half-done copy) is dropped, so the
                 // next load copies it afresh instead of failing forever
-                String hint = copied ? "" : " (the installed copy was removed: load again to copy it afresh)";
+                String hint = copied || !new File(target(), "manifest.json").isFile() ? ""
+                        : " (the installed copy was removed: load again to copy it afresh)";
                 if (!copied) {
                     BundleCopy.clear(target());
                 }
@@ -146,6 +147,8 @@ public class MainActivity extends Activity {
                 });
             } catch (LinkageError e) {
                 ui.post(() -> stats.setText(getString(R.string.no_natives)));
+            } catch (RuntimeException | Error e) { // a bug, not a bad bundle: say so instead of "copying…" forever
+                ui.post(() -> stats.setText("cannot load the bundle (internal error): " + e));
             }
         });
     }
