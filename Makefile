@@ -22,7 +22,7 @@ GENAI := $(VENV)/genai
 GENAI_STAMP := $(GENAI)/.installed
 GENAI_BUILDER := onnxruntime-genai==0.15.2 onnxruntime==1.31.1 onnx-ir==1.1.0
 
-.PHONY: demo test test-slow lint java-core apk bench-quick bench-peers clean
+.PHONY: demo test test-slow lint java-core bench-quick bench-peers clean
 
 $(STAMP): setup.cfg requirements.lock Makefile android_demo/core/pom.xml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,7 @@ java-core: $(STAMP)
 # The demo app's APK (android_demo/app/pom.xml: aapt2, D8, apksig and android-all come from Maven Central; no
 # Gradle, no Android SDK). BUNDLE=DIR ships a bundle in its assets; ORT_AAR=onnxruntime-android.aar adds ONNX
 # Runtime's Android classes and natives. `make test` builds it too (tests/test_android_app.py, with a tiny bundle).
+.PHONY: apk
 apk: $(STAMP)
 	$(MVN) -q -B -f android_demo/app/pom.xml package -DskipTests $(if $(BUNDLE),-Dedgevlm.bundle=$(abspath $(BUNDLE))) \
 		$(if $(ORT_AAR),-Dort.aar=$(abspath $(ORT_AAR)))
