@@ -54,6 +54,15 @@ test-experiments: $(STAMP)
 java-core: $(STAMP)
 	$(PY) -m pytest -q tests/test_android_core.py
 
+# The demo app's APK (android_demo/app/pom.xml: aapt2, D8, apksig and android-all come from Maven Central; no
+# Gradle, no Android SDK). BUNDLE=DIR ships a bundle in its assets; ORT_AAR=onnxruntime-android.aar adds ONNX
+# Runtime's Android classes and natives. `make test` builds it too (tests/test_android_app.py, with a tiny bundle).
+.PHONY: apk
+apk: $(STAMP)
+	$(MVN) -q -B -f android_demo/app/pom.xml package -DskipTests $(if $(BUNDLE),-Dedgevlm.bundle=$(abspath $(BUNDLE))) \
+		$(if $(ORT_AAR),-Dort.aar=$(abspath $(ORT_AAR)))
+	@ls -l android_demo/app/target/edgevlm-demo-debug.apk
+
 bench-quick: $(STAMP)
 	$(VENV)/bin/edgevlm bench --quick
 

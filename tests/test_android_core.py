@@ -24,7 +24,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CORE = REPO / "android_demo" / "core"
-PARITY_CLASSES = ("ParityTest", "TokenizerParityTest", "PromptParityTest", "BadBundleTest", "ConcurrencyTest")
+PARITY_CLASSES = (
+    "ParityTest",
+    "TokenizerParityTest",
+    "PromptParityTest",
+    "BadBundleTest",
+    "ConcurrencyTest",
+    "CancelTest",
+)
 
 
 def surefire_counts(reports: Path) -> dict[str, dict[str, int]]:

@@ -12,22 +12,27 @@ import android.widget.Button;
 import android.widget.EditText;
 import android.widget.Spinner;
 import android.widget.TextView;
+import ai.onnxruntime.OrtEnvironment;
 import io.edgevlm.core.Decoder;
 import io.edgevlm.core.EdgeVlmException;
+import io.edgevlm.core.Generation;
 import io.edgevlm.core.GenerationConfig;
 import java.io.File;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.function.Consumer;
 
 /**
  * One screen: load a bundle (copied from the app's assets or a folder the user picks into internal storage),
  * pick a task (or the plain backbone), run it on typed input with the output streamed as it decodes, and see
  * decode tokens/s, the task-switch cost and memory. All model work runs on one background thread; the
- * {@link io.edgevlm.core.Bundle} is loaded once and each call selects its task adapter.
+ * {@link io.edgevlm.core.Bundle} is loaded once and each call selects its task adapter. Run starts a
+ * {@link Generation} on that thread; Cancel stops it before its next token.
  */
 public class MainActivity extends Activity {
     private static final int PICK_FOLDER = 1;
@@ -39,6 +44,8 @@ public class MainActivity extends Activity {
     private Spinner task;
     private EditText input;
     private Button run;
+    private Button cancel;
+    private Generation current;
     private TextView output;
     private TextView stats;
 
@@ -54,7 +61,22 @@ public class MainActivity extends Activity {
         findViewById(R.id.load_assets).setOnClickListener(v -> load(() -> BundleCopy.fromAssets(getAssets(), "bundle", target())));
         findViewById(R.id.load_folder).setOnClickListener(v ->
                 startActivityForResult(new Intent(Intent.ACTION_OPEN_DOCUMENT_TREE), PICK_FOLDER));
+        cancel = findViewById(R.id.cancel);
         run.setOnClickListener(v -> generate());
+        cancel.setOnClickListener(v -> cancel());
+        worker.execute(this::checkNatives);
+    }
+
+    /** Test seam: sees each piece on the worker thread before it is posted to the screen (null in the app). */
+    static volatile Consumer<String> pieceHook;
+
+    /** The first screen says so when ONNX Runtime's natives are missing (an APK built without ORT_AAR). */
+    private void checkNatives() {
+        try {
+            OrtEnvironment.getEnvironment();
+        } catch (LinkageError e) { // UnsatisfiedLinkError, or ExceptionInInitializerError around it
+            ui.post(() -> stats.setText(getString(R.string.no_natives) + "\n(" + e + ")"));
+        }
     }
 
     @Override
@@ -68,7 +90,10 @@ public class MainActivity extends Activity {
 
     @Override
     protected void onDestroy() {
-        worker.shutdownNow();
+        if (current != null) {
+            current.cancel();
+        }
+        worker.shutdownNow(); // also interrupts a running generation, which stops before its next token
         if (bundle != null) {
             bundle.close();
         }
@@ -79,21 +104,22 @@ public class MainActivity extends Activity {
         return new File(getFilesDir(), "bundle");
     }
 
-    /** A copy step that puts a bundle into internal storage. */
+    /** A copy step that puts a bundle into internal storage; false: the copy there was already current. */
     interface Copy {
-        void run() throws IOException;
+        boolean run() throws IOException;
     }
 
     private void load(Copy copy) {
         run.setEnabled(false);
         stats.setText("copying and checking the bundle…");
         worker.execute(() -> {
+            boolean copied = false;
             try {
                 if (bundle != null) {
                     bundle.close();
                     bundle = null;
                 }
-                copy.run();
+                copied = copy.run();
                 long t0 = System.nanoTime();
                 io.edgevlm.core.Bundle b = io.edgevlm.core.Bundle.load(target().toPath());
                 double ms = (System.nanoTime() - t0) / 1e6;
@@ -107,7 +133,22 @@ public class MainActivity extends Activity {
                             b.manifest.quantization(), b.tasks().size(), ms, memory()));
                 });
             } catch (IOException | EdgeVlmException e) {
-                ui.post(() -> stats.setText("cannot load the bundle: " + e.getMessage()));
+                // a kept copy that no longer checks out (storage corruption, a half-done copy) is dropped, so the
+                // next load copies it afresh instead of failing forever
+                String hint = copied || !new File(target(), "manifest.json").isFile() ? ""
+                        : " (the installed copy was removed: load again to copy it afresh)";
+                if (!copied) {
+                    BundleCopy.clear(target());
+                }
+                ui.post(() -> {
+                    task.setAdapter(null);
+                    output.setText("");
+                    stats.setText("cannot load the bundle: " + e.getMessage() + hint);
+                });
+            } catch (LinkageError e) {
+                ui.post(() -> stats.setText(getString(R.string.no_natives)));
+            } catch (RuntimeException | Error e) { // a bug, not a bad bundle: say so instead of "copying…" forever
+                ui.post(() -> stats.setText("cannot load the bundle (internal error): " + e));
             }
         });
     }
@@ -117,26 +158,55 @@ public class MainActivity extends Activity {
         String name = PLAIN.equals(selected) ? null : selected;
         String text = input.getText().toString();
         output.setText("");
+        stats.setText("");
         run.setEnabled(false);
+        cancel.setEnabled(true);
         io.edgevlm.core.Bundle b = bundle;
-        worker.execute(() -> {
-            try {
-                Decoder.Result r = b.generate(text, name, GenerationConfig.greedy(),
-                        piece -> ui.post(() -> output.append(piece)));
-                String other = otherTask(b, name);
-                double switchMs = SwitchTimer.measure(b, text, name, other);
-                String line = String.format(Locale.ROOT,
-                        "%d prompt + %d new tokens · prefill %.1f ms · decode %.1f tok/s\n"
-                                + "task switch (%s→%s): %+.2f ms\n%s%s",
-                        r.promptTokens, r.tokens.size(), r.prefillNanos / 1e6, r.tokensPerSecond(),
-                        label(other), label(name), switchMs, memory(), r.note == null ? "" : "\nnote: " + r.note);
-                ui.post(() -> stats.setText(line));
-            } catch (EdgeVlmException e) {
-                ui.post(() -> stats.setText("error: " + e.getMessage()));
-            } finally {
-                ui.post(() -> run.setEnabled(true));
+        current = b.start(text, name, GenerationConfig.greedy(), piece -> {
+            Consumer<String> hook = pieceHook;
+            if (hook != null) {
+                hook.accept(piece);
             }
+            ui.post(() -> output.append(piece));
+        }, worker);
+        current.result().whenCompleteAsync((r, e) -> finished(b, text, name, r, e), worker);
+    }
+
+    private void cancel() {
+        if (current != null) {
+            current.cancel();
+        }
+    }
+
+    /** On the worker once a call ended: its statistics (and the task-switch cost), a cancel note or the error. */
+    private void finished(io.edgevlm.core.Bundle b, String text, String name, Decoder.Result r, Throwable e) {
+        String line;
+        if (e != null) {
+            Throwable c = e instanceof CompletionException && e.getCause() != null ? e.getCause() : e;
+            line = "error: " + c.getMessage();
+        } else if (r.cancelled) {
+            line = String.format(Locale.ROOT, "cancelled after %d new tokens", r.tokens.size());
+        } else {
+            line = statistics(b, text, name, r);
+        }
+        ui.post(() -> {
+            stats.setText(line);
+            cancel.setEnabled(false);
+            run.setEnabled(true);
         });
+    }
+
+    private static String statistics(io.edgevlm.core.Bundle b, String text, String name, Decoder.Result r) {
+        String other = otherTask(b, name);
+        try {
+            double switchMs = SwitchTimer.measure(b, text, name, other);
+            return String.format(Locale.ROOT, "%d prompt + %d new tokens · prefill %.1f ms · decode %.1f tok/s\n"
+                            + "task switch (%s→%s): %+.2f ms\n%s%s",
+                    r.promptTokens, r.tokens.size(), r.prefillNanos / 1e6, r.tokensPerSecond(),
+                    label(other), label(name), switchMs, memory(), r.note == null ? "" : "\nnote: " + r.note);
+        } catch (EdgeVlmException e) {
+            return "error: " + e.getMessage();
+        }
     }
 
     /** Another task to switch from (the first one that is not {@code name}; the plain backbone otherwise). */

@@ -1,6 +1,7 @@
 package io.edgevlm.core;
 
 import java.io.IOException;
+import java.nio.Buffer;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
@@ -74,7 +75,8 @@ public final class AdapterFile {
             int s = deref(nameField);
             byte[] name = new byte[b.getInt(s)];
             ByteBuffer dup = b.duplicate(); // not get(int, byte[]): that needs Android API 35
-            dup.position(s + 4);
+            // (Buffer): JDK 9+ javac links ByteBuffer's covariant overrides, missing on Android API 26 (animal-sniffer)
+            ((Buffer) dup).position(s + 4);
             dup.get(name);
             List<Long> shape = new ArrayList<>();
             int dims = field(table, 1);

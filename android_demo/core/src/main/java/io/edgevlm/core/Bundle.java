@@ -14,6 +14,8 @@ import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.Executor;
+import java.util.function.BooleanSupplier;
 import java.util.function.Consumer;
 
 /**
@@ -173,6 +175,30 @@ public final class Bundle implements AutoCloseable {
         return decode(decoder, encode(text, t, c, chat), t, c, onText);
     }
 
+    /**
+     * As {@link #generate(String, String, GenerationConfig, Consumer)}, stopping between tokens once {@code stop}
+     * returns true (asked after each piece reached {@code onText}, on the calling thread): no further graph run
+     * starts and the result is {@link Decoder.Result#cancelled}. A callback that cancels on its k-th piece gets
+     * exactly k pieces.
+     */
+    public Decoder.Result generate(String text, String task, GenerationConfig cfg, Consumer<String> onText,
+                                   BooleanSupplier stop) {
+        Task t = task(task);
+        GenerationConfig c = cfg.withDefaultMax(t != null ? t.maxNewTokens : DEFAULT_MAX_NEW_TOKENS);
+        return decode(decoder, encode(text, t, c, false), t, c, onText, stop);
+    }
+
+    /**
+     * The app-facing call: generation on {@code executor} (e.g. a single-thread worker), each piece of text to
+     * {@code onText} on that thread as it decodes; the returned handle cancels between tokens
+     * ({@link Generation#cancel()}, {@code result().cancel(..)} or interrupting the worker) and completes with
+     * the {@link Decoder.Result} (or exceptionally with the {@link EdgeVlmException} of a bad input).
+     */
+    public Generation start(String text, String task, GenerationConfig cfg, Consumer<String> onText,
+                            Executor executor) {
+        return Generation.start(executor, stop -> generate(text, task, cfg, onText, stop));
+    }
+
     /** Decodes after already-encoded prompt ids (task tokens as vocab_size + k), cut like Python's _fit. */
     public Decoder.Result generateTokens(List<Integer> prompt, String task, GenerationConfig cfg) {
         return generateTokens(prompt, task, cfg, true);
@@ -223,8 +249,13 @@ public final class Bundle implements AutoCloseable {
 
     private Decoder.Result decode(Decoder d, PromptBuilder.Prompt p, Task t, GenerationConfig c,
                                   Consumer<String> onText) {
+        return decode(d, p, t, c, onText, null);
+    }
+
+    private Decoder.Result decode(Decoder d, PromptBuilder.Prompt p, Task t, GenerationConfig c,
+                                  Consumer<String> onText, BooleanSupplier stop) {
         try {
-            return d.run(p.ids, p.note, t, t != null ? t.eosTokenId : eos, c, tokenizer, onText);
+            return d.run(p.ids, p.note, t, t != null ? t.eosTokenId : eos, c, tokenizer, onText, stop);
         } catch (OrtException e) {
             throw new EdgeVlmException(root + ": ONNX Runtime failed to run the graph (" + firstLine(e) + ")", e);
         }

@@ -6,6 +6,7 @@ import ai.onnxruntime.OrtLoraAdapter;
 import ai.onnxruntime.OrtSession;
 import java.util.List;
 import java.util.SplittableRandom;
+import java.util.function.BooleanSupplier;
 import java.util.function.Consumer;
 
 /**
@@ -13,8 +14,11 @@ import java.util.function.Consumer;
  * presents fed back as the next past without a copy, reused direct buffers, pinned logits), all under one
  * {@code RunOptions} that selects the call's task adapter. State lives in the call, so calls on several
  * threads share only the session and the adapters, both read-only.
+ *
+ * <p>Public for its {@link Result} (what {@link Bundle#generate} and {@link Generation} return); decoders are
+ * made by {@link Bundle} only.
  */
-final class Decoder {
+public final class Decoder {
     private final OrtEnvironment env;
     private final OrtSession session;
     private final GraphInfo g;
@@ -55,9 +59,17 @@ final class Decoder {
         }
     }
 
-    /** Decodes after {@code prompt}; {@code onText} gets each non-empty piece of text as it completes. */
+    /**
+     * Decodes after {@code prompt}; {@code onText} gets each non-empty piece of text as it completes.
+     * {@code stop} (null: never) is asked before the prompt's run and after each token's piece was handed out:
+     * once it returns true no further graph run starts, nothing more reaches {@code onText} (text held back for
+     * a possible stop string or an incomplete UTF-8 sequence is dropped) and the result is marked cancelled.
+     */
     Result run(List<Integer> prompt, String note, Task task, Integer eos, GenerationConfig cfg, ByteLevelBpe tok,
-               Consumer<String> onText) throws OrtException {
+               Consumer<String> onText, BooleanSupplier stop) throws OrtException {
+        if (stop != null && stop.getAsBoolean()) {
+            return new Result(List.of(), "", note, prompt.size(), 0, 0, 0, true);
+        }
         int max = cfg.maxNewTokens;
         OutputText row = new OutputText(tok, cfg.stop);
         StringBuilder text = new StringBuilder();
@@ -65,6 +77,7 @@ final class Decoder {
         long t0 = System.nanoTime();
         long tPrefill = 0;
         int steps = 0;
+        boolean cancelled = false;
         try (OrtSession.RunOptions ro = runOptions(task)) {
             long[] ids = new long[prompt.size()];
             for (int k = 0; k < ids.length; k++) {
@@ -84,14 +97,21 @@ final class Decoder {
                     if (row.done || n + 1 == max) {
                         break;
                     }
+                    if (stop != null && stop.getAsBoolean()) {
+                        cancelled = true; // between tokens: the next run never starts
+                        break;
+                    }
                     seen++;
                     run.step(t, seen);
                     steps++;
                 }
             }
         }
-        emit(row.finish(), text, onText);
-        return new Result(row.tokens, text.toString(), note, prompt.size(), tPrefill, System.nanoTime() - t0 - tPrefill, steps);
+        if (!cancelled) {
+            emit(row.finish(), text, onText);
+        }
+        return new Result(row.tokens, text.toString(), note, prompt.size(), tPrefill,
+                System.nanoTime() - t0 - tPrefill, steps, cancelled);
     }
 
     /** Last-position logits [V] of the prompt's run and of each {@code forced} token fed after it (the cache path). */
@@ -123,18 +143,25 @@ final class Decoder {
 
     /** One call's output: new token ids (EOS excluded), text, and timings. */
     public static final class Result {
+        /** The new token ids (EOS excluded), as chosen; on a cancelled call, those decoded before it stopped. */
         public final List<Integer> tokens;
+        /** The text, exactly the pieces the call's callback received, concatenated. */
         public final String text;
         /** Why the input was cut (Python's InputTruncated warning text), or null when it fit. */
         public final String note;
+        /** Prompt length in tokens (after truncation). */
         public final int promptTokens;
+        /** Time of the prompt's run, which also yields the first token. */
         public final long prefillNanos;
         /** Time of the decode steps after the first token (each one graph run). */
         public final long decodeNanos;
+        /** Graph runs after the prompt's (one per token after the first). */
         public final int decodeSteps;
+        /** True when the call was stopped (cancel handle, interrupt) before EOS, a stop string or max_new_tokens. */
+        public final boolean cancelled;
 
         Result(List<Integer> tokens, String text, String note, int promptTokens, long prefillNanos, long decodeNanos,
-               int steps) {
+               int steps, boolean cancelled) {
             this.tokens = List.copyOf(tokens);
             this.text = text;
             this.note = note;
@@ -142,6 +169,7 @@ final class Decoder {
             this.prefillNanos = prefillNanos;
             this.decodeNanos = decodeNanos;
             this.decodeSteps = steps;
+            this.cancelled = cancelled;
         }
 
         /** Decode speed: steps after the first token per second (0 when there were none). */

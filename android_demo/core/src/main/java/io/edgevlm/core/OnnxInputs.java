@@ -2,6 +2,7 @@ package io.edgevlm.core;
 
 import java.io.EOFException;
 import java.io.IOException;
+import java.nio.Buffer;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
@@ -39,7 +40,8 @@ final class OnnxInputs {
 
     private OnnxInputs(FileChannel ch) {
         this.ch = ch;
-        buf.limit(0);
+        // (Buffer): JDK 9+ javac links ByteBuffer's covariant overrides, missing on Android API 26 (animal-sniffer)
+        ((Buffer) buf).limit(0);
     }
 
     /** Inputs of {@code path}'s main graph that have an initializer, by name in graph order. */
@@ -199,12 +201,12 @@ final class OnnxInputs {
 
     private int next() throws IOException {
         if (pos < bufStart || pos >= bufStart + buf.limit()) {
-            buf.clear();
+            ((Buffer) buf).clear();
             bufStart = pos;
             while (buf.hasRemaining() && ch.read(buf, bufStart + buf.position()) > 0) {
                 // fill the window from pos
             }
-            buf.flip();
+            ((Buffer) buf).flip();
             if (buf.limit() == 0) {
                 throw new EOFException("the file ends inside a message");
             }

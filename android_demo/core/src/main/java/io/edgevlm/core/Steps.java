@@ -6,6 +6,7 @@ import ai.onnxruntime.OnnxValue;
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
+import java.nio.Buffer;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.FloatBuffer;
@@ -61,7 +62,8 @@ final class Steps implements AutoCloseable {
         ByteBuffer raw = ByteBuffer.allocateDirect(4 * kept * g.vocabSize).order(ByteOrder.nativeOrder());
         this.logitBuf = raw.asFloatBuffer();
         FloatBuffer row = logitBuf.duplicate();
-        row.limit(g.vocabSize);
+        // (Buffer): JDK 9+ javac links ByteBuffer's covariant overrides, missing on Android API 26 (animal-sniffer)
+        ((Buffer) row).limit(g.vocabSize);
         this.stepOut = OnnxTensor.createTensor(env, row, new long[] {1, 1, g.vocabSize});
         this.presents = new LinkedHashSet<>(g.presentNames);
     }
@@ -73,7 +75,7 @@ final class Steps implements AutoCloseable {
     /** Runs the prompt {@code ids} [1, s] on an empty cache; fills {@link #logits}. */
     void prefill(long[] ids) throws OrtException {
         LongBuffer in = longs(ids.length).put(ids);
-        in.rewind();
+        ((Buffer) in).rewind();
         try (OnnxTensor input = OnnxTensor.createTensor(env, in, new long[] {1, ids.length});
              OnnxTensor empty = OnnxTensor.createTensor(env, FloatBuffer.allocate(0), new long[] {1, g.kvHeads, 0, g.headDim});
              OnnxTensor out = OnnxTensor.createTensor(env, logitBuf, new long[] {1, kept, g.vocabSize})) {
@@ -88,9 +90,9 @@ final class Steps implements AutoCloseable {
     /** The logits' shape of the prompt's run as the graph makes it (not pinned): [1, kept, V]. For tests. */
     long[] prefillShape(long[] ids) throws OrtException {
         LongBuffer in = longs(ids.length).put(ids);
-        in.rewind();
+        ((Buffer) in).rewind();
         LongBuffer m = ones.duplicate();
-        m.limit(ids.length);
+        ((Buffer) m).limit(ids.length);
         try (OnnxTensor input = OnnxTensor.createTensor(env, in, new long[] {1, ids.length});
              OnnxTensor mask = OnnxTensor.createTensor(env, m, new long[] {1, ids.length});
              OnnxTensor empty = OnnxTensor.createTensor(env, FloatBuffer.allocate(0), new long[] {1, g.kvHeads, 0, g.headDim})) {
@@ -117,7 +119,7 @@ final class Steps implements AutoCloseable {
     /** One graph run: mask [1, total] of ones, logits pinned to {@code out}, presents kept as {@link #last}. */
     private void run(OnnxTensor input, int total, OnnxTensor out) throws OrtException {
         LongBuffer m = ones.duplicate();
-        m.limit(total);
+        ((Buffer) m).limit(total);
         try (OnnxTensor mask = OnnxTensor.createTensor(env, m, new long[] {1, total})) {
             feeds.put(Names.INPUT_IDS, input);
             feeds.put(Names.ATTENTION_MASK, mask);
@@ -132,7 +134,7 @@ final class Steps implements AutoCloseable {
 
     private void readLogits(int position) {
         FloatBuffer row = logitBuf.duplicate();
-        row.position(position * g.vocabSize);
+        ((Buffer) row).position(position * g.vocabSize);
         row.get(logits);
     }
 
