@@ -17,7 +17,7 @@ from edgevlm.core.config import atomic_write_text
 from edgevlm.core.errors import ConfigError, ExportError
 
 from .adapters import TaskAdapter, check_fingerprints, load_task_adapters, read_ort_adapter, write_ort_adapter
-from .chat import plain_chat_template
+from .chat import chat_turns, plain_chat_template
 from .graph import build_graph, check_config, declared_io, graph_inputs, kv_cache_mode, op_counts
 from .quantize import quantize
 
@@ -271,8 +271,11 @@ def place_graph(path: Path, dest: Path, metadata: dict[str, str]) -> None:
 
 def manifest(bb, tasks: list[TaskAdapter], sizes: dict, quant: str, log: dict, kv_cache: str) -> bundle.Manifest:
     """The manifest (``files`` still empty): backbone record, tokenizer, per-task entries and the export log."""
-    chat = plain_chat_template(bb.chat_template, eos=bb.tokenizer.id_to_token(bb.eos_token_id) or "")
-    tokenizer = bundle.TokenizerRecord(bundle.TOKENIZER_FILE, eos_token_id=bb.eos_token_id, chat_template=chat)
+    eos = bb.tokenizer.id_to_token(bb.eos_token_id) or ""
+    chat, turns = plain_chat_template(bb.chat_template, eos=eos), chat_turns(bb.chat_template, eos=eos)
+    tokenizer = bundle.TokenizerRecord(
+        bundle.TOKENIZER_FILE, eos_token_id=bb.eos_token_id, chat_template=chat, chat_turns=turns
+    )
     entries = {t.name: task_entry(t, sizes[t.name], bb.sizes.vocab_size, bb.eos_token_id) for t in tasks}
     return bundle.Manifest(backbone_record(bb, quant, kv_cache), tokenizer, entries, export_log=log)
 
