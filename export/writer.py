@@ -16,7 +16,14 @@ from edgevlm.core import bundle, fsutil, graphio, identity, onnxproto
 from edgevlm.core.config import atomic_write_text
 from edgevlm.core.errors import ConfigError, ExportError
 
-from .adapters import TaskAdapter, check_fingerprints, load_task_adapters, read_ort_adapter, write_ort_adapter
+from .adapters import (
+    TaskAdapter,
+    check_fingerprints,
+    load_task_adapters,
+    read_ort_adapter,
+    recorded_backbone,
+    write_ort_adapter,
+)
 from .chat import chat_turns, plain_chat_template
 from .graph import build_graph, check_config, declared_io, graph_inputs, kv_cache_mode, op_counts
 from .quantize import quantize
@@ -36,8 +43,8 @@ def export_bundle(
     fuse: bool = True,
     check: bool = True,
 ) -> Path:
-    """Export ``backbone`` (a built-in name, a local HF directory of a registered architecture or a .gguf file)
-    with the task ``adapters`` into the bundle directory ``out``.
+    """Export ``backbone`` (a built-in name, a local HF directory of a registered architecture or a .gguf file;
+    None: the one the adapters record, :func:`recorded_backbone`) with the task ``adapters`` into ``out``.
 
     ``quant`` is fp32, int8 or int4 (backbone only; adapters stay float). Bad
     input fails before any work; the bundle appears atomically (temp dir +
@@ -56,7 +63,7 @@ def export_bundle(
     tmp = fsutil.make_temp_dir(out)
     try:
         with _stage(log, "load", bar):
-            bb = load_backbone(backbone)
+            bb = load_backbone(backbone or recorded_backbone(tasks))
             check_config(bb.model.config)
             check_fingerprints(tasks, bb.fingerprint)
         path = _graph(bb, tasks, quant, fuse, check, log, bar, tmp / WORK_DIR)
@@ -276,7 +283,7 @@ def manifest(bb, tasks: list[TaskAdapter], sizes: dict, quant: str, log: dict, k
     tokenizer = bundle.TokenizerRecord(
         bundle.TOKENIZER_FILE, eos_token_id=bb.eos_token_id, chat_template=chat, chat_turns=turns
     )
-    entries = {t.name: task_entry(t, sizes[t.name], bb.sizes.vocab_size, bb.eos_token_id) for t in tasks}
+    entries = {t.name: task_entry(t, sizes[t.name], bb.sizes.vocab_size, bb.eos_token_id, bb.source) for t in tasks}
     return bundle.Manifest(backbone_record(bb, quant, kv_cache), tokenizer, entries, export_log=log)
 
 
@@ -296,7 +303,10 @@ def backbone_record(bb, quant: str, kv_cache: str) -> bundle.BackboneRecord:
     )
 
 
-def task_entry(t: TaskAdapter, size: tuple[int, int], vocab_size: int, eos: int) -> bundle.TaskEntry:
+def task_entry(t: TaskAdapter, size: tuple[int, int], vocab_size: int, eos: int, source: str) -> bundle.TaskEntry:
+    """The manifest's entry for ``t``; ``source`` is the exported backbone's (for adapters that do not say)."""
+    from edgevlm.train.backbone import source_name
+
     cfg = t.meta.task
     return bundle.TaskEntry(
         adapter_file=f"{bundle.ADAPTER_DIR}/{t.name}{bundle.ADAPTER_SUFFIX}",
@@ -310,6 +320,7 @@ def task_entry(t: TaskAdapter, size: tuple[int, int], vocab_size: int, eos: int)
         trainable_params=t.meta.trainable_params,
         trainable_share=t.meta.trainable_share,
         backbone_fingerprint=t.meta.backbone_fingerprint,
+        backbone_source=source_name(t.meta.backbone_source or source),
     )
 
 

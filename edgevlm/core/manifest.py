@@ -211,6 +211,7 @@ class TaskEntry:
     trainable_params: int = 0
     trainable_share: float = 0.0  # percent of the backbone's parameters
     backbone_fingerprint: str = ""  # of the backbone the adapter was trained on ("": a bundle's, older export)
+    backbone_source: str = ""  # that backbone's name (a built-in name or a file/folder name; "": older export)
 
     @classmethod
     def from_json(cls, obj: Any, where: str, vocab_size: int, path: str) -> TaskEntry:
@@ -237,6 +238,7 @@ class TaskEntry:
             backbone_fingerprint=f(
                 "backbone_fingerprint", lambda v: v == "" or _fingerprint(v), "a hex fingerprint", ""
             ),
+            backbone_source=f("backbone_source", lambda v: isinstance(v, str) and len(v) <= 255, "a name", ""),
         )
 
     def to_json(self) -> dict:

@@ -1,11 +1,16 @@
-"""``edgevlm export``: a frozen GPT-2 and trained adapters -> a bundle (ONNX graph, adapter files, manifest)."""
+"""``edgevlm export``: a frozen backbone (GPT-2 or Llama family) and trained adapters -> a bundle (ONNX graph,
+adapter files, manifest)."""
 
 from __future__ import annotations
 
 
 def register(sub) -> None:
     p = sub.add_parser("export", help="export the backbone and task adapters into an on-device bundle")
-    p.add_argument("--backbone", default="tiny", help="'tiny' (built locally) or a local Hugging Face GPT-2 directory")
+    p.add_argument(
+        "--backbone",
+        help="'tiny', 'smollm2-135m', a local Hugging Face directory (GPT-2 or Llama family) or a .gguf file "
+        "(default: the backbone the adapters' adapter.json names; 'tiny' for older adapters)",
+    )
     p.add_argument(
         "--adapter",
         action="append",
