@@ -42,6 +42,7 @@ def export_bundle(
     progress: bool = True,
     fuse: bool = True,
     check: bool = True,
+    ort_format: bool = False,
 ) -> Path:
     """Export ``backbone`` (a built-in name, a local HF directory of a registered architecture or a .gguf file;
     None: the one the adapters record, :func:`recorded_backbone`) with the task ``adapters`` into ``out``.
@@ -50,7 +51,8 @@ def export_bundle(
     input fails before any work; the bundle appears atomically (temp dir +
     rename) and replaces an existing ``out`` only with ``force``. ``fuse``
     uses ONNX Runtime's fused kernels (attention, LayerNorm, GELU); ``check``
-    compares the fp32 graph with PyTorch before quantizing. Returns ``out``.
+    compares the fp32 graph with PyTorch before quantizing; ``ort_format`` also writes the graph in ONNX
+    Runtime's ``.ort`` format with its required-operators list (:mod:`.ortformat`). Returns ``out``.
     """
     from tqdm.auto import tqdm
 
@@ -68,7 +70,7 @@ def export_bundle(
             check_fingerprints(tasks, bb.fingerprint)
         path = _graph(bb, tasks, quant, fuse, check, log, bar, tmp / WORK_DIR)
         with _stage(log, "write", bar):
-            write_bundle(tmp, path, bb, tasks, quant, log)
+            write_bundle(tmp, path, bb, tasks, quant, log, ort_format)
             _replace_dir(tmp, out, force)
     except BaseException:
         bar.leave = False  # the error line stays alone on the terminal
@@ -228,7 +230,7 @@ def _graph_vs_vlm(sess, vlm, bb, tasks: list[TaskAdapter]) -> dict[str, float]:
     return diffs
 
 
-def write_bundle(tmp: Path, path: Path, bb, tasks: list[TaskAdapter], quant: str, log: dict) -> None:
+def write_bundle(tmp: Path, path: Path, bb, tasks, quant: str, log: dict, ort_format: bool = False) -> None:
     """Fill the bundle directory ``tmp``: the graph ``path`` (one file, or + external data when large), the
     tokenizer, one ORT adapter file per task (each checked against the graph's inputs) and the manifest."""
     kv_cache = kv_cache_mode(onnx.load(path, load_external_data=False))
@@ -248,6 +250,10 @@ def write_bundle(tmp: Path, path: Path, bb, tasks: list[TaskAdapter], quant: str
         sizes[t.name] = bundle.check_adapter_against_graph(back, gi, bb.sizes.n_embd, str(file))
     m = manifest(bb, tasks, sizes, quant, log, kv_cache)
     graphio.check_graph_io(m.backbone.io(), *declared_io(final), str(tmp / bundle.BACKBONE_FILE))
+    if ort_format:
+        from .ortformat import write_ort
+
+        write_ort(tmp)
     listed = [p for p in sorted(tmp.rglob("*")) if p.is_file()]
     files = {p.relative_to(tmp).as_posix(): bundle.sha256_file(p) for p in listed}
     sizes = {p.relative_to(tmp).as_posix(): p.stat().st_size for p in listed}

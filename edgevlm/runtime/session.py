@@ -8,7 +8,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from edgevlm.core import adapterfile, graphio, identity
-from edgevlm.core.bundle import Manifest, TaskEntry, check_adapter_against_graph
+from edgevlm.core.bundle import ORT_FILE, Manifest, TaskEntry, check_adapter_against_graph, confined
 from edgevlm.core.errors import BundleError, ConfigError
 from edgevlm.core.onnxproto import check_external_data
 
@@ -63,6 +63,17 @@ def session_options(threads: int | None, spin: bool = False) -> ort.SessionOptio
     return so
 
 
+def graph_path(root: Path, m: Manifest, graph: str) -> Path:
+    """The graph file to open: ``backbone.onnx`` (the manifest's) or, for ``graph="ort"``, the listed ``.ort``."""
+    if graph == "onnx":
+        return confined(root, m.backbone.file, "backbone.file")
+    if graph != "ort":
+        raise ConfigError(f"graph must be 'onnx' or 'ort', got {graph!r:.60}")
+    if ORT_FILE not in m.files:
+        raise BundleError(f"{root}: the bundle has no {ORT_FILE} (export it with --ort)")
+    return confined(root, ORT_FILE, "files")
+
+
 def providers_for(providers) -> list:
     """ONNX Runtime execution providers (names, or (name, options) pairs), checked against this build's (one
     ConfigError line listing them); default: the CPU provider."""
@@ -87,7 +98,8 @@ def open_session(
     A graph whose weights live in an external data file next to it (ONNX external data) is memory-mapped by ORT
     instead of parsed into the heap and copied (docs/runtime.md, "Memory"); its data files must stay in the
     graph's folder (ORT 1.23 would read any path)."""
-    check_external_data(path)
+    if path.suffix != ".ort":  # an .ort graph holds its weights itself
+        check_external_data(path)
     providers = providers_for(providers)
     so = options if isinstance(options, ort.SessionOptions) else session_options(threads, spin)
     if isinstance(options, dict):

@@ -28,6 +28,12 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
     p.add_argument("--no-fuse", action="store_true", help="skip ONNX Runtime's kernel fusion")
     p.add_argument("--no-check", action="store_true", help="skip the export-time comparison with PyTorch")
+    p.add_argument(
+        "--ort",
+        action="store_true",
+        help="also write the graph in ONNX Runtime's .ort format (backbone.ort) with required_operators.config "
+        "for a reduced ONNX Runtime build (edgevlm run/serve --graph ort)",
+    )
     p.set_defaults(func=run)
 
 
@@ -43,6 +49,7 @@ def run(args) -> int:
         force=args.force,
         fuse=not args.no_fuse,
         check=not args.no_check,
+        ort_format=args.ort,
     )
     m = load_manifest(out, verify=False)
     size = sum((out / f).stat().st_size for f in m.files)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
+from edgevlm.apps.commands.run import add_graph_options
 from edgevlm.core.errors import ConfigError
 
 API_KEY_ENV = "EDGEVLM_API_KEY"
@@ -24,11 +25,7 @@ def register(sub) -> None:
         help=f"require 'Authorization: Bearer KEY' on every route but /health, and enable POST/DELETE "
         f"/v1/adapters (default: ${API_KEY_ENV}; none: open, adapters off)",
     )
-    p.add_argument(
-        "--provider",
-        action="append",
-        help="ONNX Runtime execution provider, repeatable in order of preference (default: CPUExecutionProvider)",
-    )
+    add_graph_options(p)
     p.set_defaults(func=run)
 
 
@@ -49,9 +46,8 @@ def run(args) -> int:
     sock = bind(args.host, args.port)  # a busy port is one line before anything is loaded or announced
     try:
         print(f"edgevlm serve: loading {args.bundle} ...", file=sys.stderr, flush=True)
-        server, service = make_server(
-            args.bundle, args.threads, args.api_key, args.provider, max_batch=args.max_batch, max_queue=args.max_queue
-        )
+        limits = {"max_batch": args.max_batch, "max_queue": args.max_queue}
+        server, service = make_server(args.bundle, args.threads, args.api_key, args.provider, args.graph, **limits)
         _announce(args, service, sock.getsockname()[1])
         server.run(sockets=[sock])
     finally:

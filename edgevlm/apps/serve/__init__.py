@@ -30,7 +30,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def make_server(bundle, threads: int | None = None, api_key: str | None = None, providers=None, **limits):
+def make_server(bundle, threads=None, api_key: str | None = None, providers=None, graph="onnx", **limits):
     """A ``uvicorn.Server`` for ``bundle`` (not started) and its :class:`.app.Service`."""
     import uvicorn
 
@@ -38,7 +38,8 @@ def make_server(bundle, threads: int | None = None, api_key: str | None = None, 
 
     from .app import Service, build_app
 
-    service = Service(Runtime.load(bundle, threads=threads, providers=providers), api_key=api_key, **limits)
+    rt = Runtime.load(bundle, threads=threads, providers=providers, graph=graph)
+    service = Service(rt, api_key=api_key, **limits)
     config = uvicorn.Config(build_app(service), log_level="warning", lifespan="on")
     return uvicorn.Server(config), service
 
