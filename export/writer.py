@@ -16,6 +16,7 @@ from edgevlm.core import bundle, fsutil, graphio, identity, onnxproto
 from edgevlm.core.config import atomic_write_text
 from edgevlm.core.errors import ConfigError, ExportError
 
+from . import genai
 from .adapters import (
     TaskAdapter,
     check_fingerprints,
@@ -250,6 +251,7 @@ def write_bundle(tmp: Path, path: Path, bb, tasks, quant: str, log: dict, ort_fo
         sizes[t.name] = bundle.check_adapter_against_graph(back, gi, bb.sizes.n_embd, str(file))
     m = manifest(bb, tasks, sizes, quant, log, kv_cache)
     graphio.check_graph_io(m.backbone.io(), *declared_io(final), str(tmp / bundle.BACKBONE_FILE))
+    genai.write(tmp, m, bb.tokenizer.id_to_token(bb.eos_token_id) or "", bb.chat_template)
     if ort_format:
         from .ortformat import write_ort
 
