@@ -71,4 +71,3 @@ def test_genai_config_follows_the_schema_and_the_graph(mixed_bundles, arch):
     tok = Tokenizer.from_file(str(root / m.tokenizer.file))
     assert tok.token_to_id(tok_cfg["eos_token"]) == model["eos_token_id"]
     assert tok_cfg["model_max_length"] == m.backbone.n_positions
-
