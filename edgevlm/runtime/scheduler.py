@@ -103,8 +103,9 @@ class Scheduler:
                 self._cond.notify()
 
     def remove_task(self, name: str):
-        """Unload task ``name`` from the runtime unless a row of it is decoding or waiting (TaskBusy)."""
-        with self._cond:
+        """Unload task ``name`` from the runtime unless a row of it is decoding or waiting (TaskBusy); waits for
+        the step in progress, so a cancelled row of it leaves the batch before the next step uses its adapter."""
+        with self._busy, self._cond:
             jobs = [j for j in (*self._pending, *self._active) if j.row.task is not None and j.row.task.name == name]
             if any(not j.cancelled for j in jobs):
                 raise TaskBusy(f"task {name!r} has {len(jobs)} request(s) decoding or waiting; retry when they end")
