@@ -8,7 +8,7 @@ from __future__ import annotations
 import warnings
 
 from edgevlm.core.errors import EdgeVLMError
-from edgevlm.runtime.runtime import InputTruncated
+from edgevlm.runtime import InputTruncated
 
 from . import chat as chats
 from . import protocol
