@@ -155,14 +155,15 @@ def _stream(url: str, body: dict) -> tuple[float, float, int]:
     host, port = url.split("//")[1].split(":")
     c = http.client.HTTPConnection(host, int(port), timeout=600)
     t = time.perf_counter()
-    c.request("POST", "/v1/completions", json.dumps({**body, "stream": True}), {"Content-Type": "application/json"})
+    body = {**body, "stream": True, "stream_options": {"include_usage": True}}  # a last chunk with the usage
+    c.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
     r, first, tokens = c.getresponse(), None, 0
     for line in r:
         if line.startswith(b"data: {"):
             ev = json.loads(line[6:])
             if first is None:  # the first token's event (random weights often complete no character)
                 first = time.perf_counter() - t
-            tokens = ev.get("usage", {}).get("completion_tokens", tokens)
+            tokens = (ev.get("usage") or {}).get("completion_tokens", tokens)
     c.close()
     return first or 0.0, time.perf_counter() - t, tokens
 

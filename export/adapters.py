@@ -56,6 +56,18 @@ def load_task_adapters(specs: list[str | Path]) -> list[TaskAdapter]:
     return out
 
 
+def recorded_backbone(adapters: list[TaskAdapter]) -> str:
+    """The backbone the adapters' adapter.json files name (``backbone_source``), 'tiny' when none does (older
+    adapters); ConfigError in one line when they name different ones."""
+    named = {a.meta.backbone_source: a for a in adapters if a.meta.backbone_source}
+    if len(named) > 1:
+        (s1, a1), (s2, a2) = list(named.items())[:2]
+        raise ConfigError(
+            f"--adapter: {a1.name!r} was trained on {s1!r} but {a2.name!r} on {s2!r}; one bundle has one backbone"
+        )
+    return next(iter(named), "tiny")
+
+
 def check_fingerprints(adapters: list[TaskAdapter], fingerprint: str) -> None:
     for a in adapters:
         check_backbone(a.meta, fingerprint, a.source / ADAPTER_JSON)

@@ -16,8 +16,16 @@ from edgevlm.core import bundle, fsutil, graphio, identity, onnxproto
 from edgevlm.core.config import atomic_write_text
 from edgevlm.core.errors import ConfigError, ExportError
 
-from .adapters import TaskAdapter, check_fingerprints, load_task_adapters, read_ort_adapter, write_ort_adapter
-from .chat import plain_chat_template
+from . import genai
+from .adapters import (
+    TaskAdapter,
+    check_fingerprints,
+    load_task_adapters,
+    read_ort_adapter,
+    recorded_backbone,
+    write_ort_adapter,
+)
+from .chat import chat_turns, plain_chat_template
 from .graph import build_graph, check_config, declared_io, graph_inputs, kv_cache_mode, op_counts
 from .quantize import quantize
 
@@ -35,15 +43,17 @@ def export_bundle(
     progress: bool = True,
     fuse: bool = True,
     check: bool = True,
+    ort_format: bool = False,
 ) -> Path:
-    """Export ``backbone`` (a built-in name, a local HF directory of a registered architecture or a .gguf file)
-    with the task ``adapters`` into the bundle directory ``out``.
+    """Export ``backbone`` (a built-in name, a local HF directory of a registered architecture or a .gguf file;
+    None: the one the adapters record, :func:`recorded_backbone`) with the task ``adapters`` into ``out``.
 
     ``quant`` is fp32, int8 or int4 (backbone only; adapters stay float). Bad
     input fails before any work; the bundle appears atomically (temp dir +
     rename) and replaces an existing ``out`` only with ``force``. ``fuse``
     uses ONNX Runtime's fused kernels (attention, LayerNorm, GELU); ``check``
-    compares the fp32 graph with PyTorch before quantizing. Returns ``out``.
+    compares the fp32 graph with PyTorch before quantizing; ``ort_format`` also writes the graph in ONNX
+    Runtime's ``.ort`` format with its required-operators list (:mod:`.ortformat`). Returns ``out``.
     """
     from tqdm.auto import tqdm
 
@@ -56,12 +66,12 @@ def export_bundle(
     tmp = fsutil.make_temp_dir(out)
     try:
         with _stage(log, "load", bar):
-            bb = load_backbone(backbone)
+            bb = load_backbone(backbone or recorded_backbone(tasks))
             check_config(bb.model.config)
             check_fingerprints(tasks, bb.fingerprint)
         path = _graph(bb, tasks, quant, fuse, check, log, bar, tmp / WORK_DIR)
         with _stage(log, "write", bar):
-            write_bundle(tmp, path, bb, tasks, quant, log)
+            write_bundle(tmp, path, bb, tasks, quant, log, ort_format)
             _replace_dir(tmp, out, force)
     except BaseException:
         bar.leave = False  # the error line stays alone on the terminal
@@ -221,7 +231,7 @@ def _graph_vs_vlm(sess, vlm, bb, tasks: list[TaskAdapter]) -> dict[str, float]:
     return diffs
 
 
-def write_bundle(tmp: Path, path: Path, bb, tasks: list[TaskAdapter], quant: str, log: dict) -> None:
+def write_bundle(tmp: Path, path: Path, bb, tasks, quant: str, log: dict, ort_format: bool = False) -> None:
     """Fill the bundle directory ``tmp``: the graph ``path`` (one file, or + external data when large), the
     tokenizer, one ORT adapter file per task (each checked against the graph's inputs) and the manifest."""
     kv_cache = kv_cache_mode(onnx.load(path, load_external_data=False))
@@ -241,6 +251,11 @@ def write_bundle(tmp: Path, path: Path, bb, tasks: list[TaskAdapter], quant: str
         sizes[t.name] = bundle.check_adapter_against_graph(back, gi, bb.sizes.n_embd, str(file))
     m = manifest(bb, tasks, sizes, quant, log, kv_cache)
     graphio.check_graph_io(m.backbone.io(), *declared_io(final), str(tmp / bundle.BACKBONE_FILE))
+    genai.write(tmp, m, bb.tokenizer.id_to_token(bb.eos_token_id) or "", bb.chat_template)
+    if ort_format:
+        from .ortformat import write_ort
+
+        write_ort(tmp)
     listed = [p for p in sorted(tmp.rglob("*")) if p.is_file()]
     files = {p.relative_to(tmp).as_posix(): bundle.sha256_file(p) for p in listed}
     sizes = {p.relative_to(tmp).as_posix(): p.stat().st_size for p in listed}
@@ -271,9 +286,12 @@ def place_graph(path: Path, dest: Path, metadata: dict[str, str]) -> None:
 
 def manifest(bb, tasks: list[TaskAdapter], sizes: dict, quant: str, log: dict, kv_cache: str) -> bundle.Manifest:
     """The manifest (``files`` still empty): backbone record, tokenizer, per-task entries and the export log."""
-    chat = plain_chat_template(bb.chat_template, eos=bb.tokenizer.id_to_token(bb.eos_token_id) or "")
-    tokenizer = bundle.TokenizerRecord(bundle.TOKENIZER_FILE, eos_token_id=bb.eos_token_id, chat_template=chat)
-    entries = {t.name: task_entry(t, sizes[t.name], bb.sizes.vocab_size, bb.eos_token_id) for t in tasks}
+    eos = bb.tokenizer.id_to_token(bb.eos_token_id) or ""
+    chat, turns = plain_chat_template(bb.chat_template, eos=eos), chat_turns(bb.chat_template, eos=eos)
+    tokenizer = bundle.TokenizerRecord(
+        bundle.TOKENIZER_FILE, eos_token_id=bb.eos_token_id, chat_template=chat, chat_turns=turns
+    )
+    entries = {t.name: task_entry(t, sizes[t.name], bb.sizes.vocab_size, bb.eos_token_id, bb.source) for t in tasks}
     return bundle.Manifest(backbone_record(bb, quant, kv_cache), tokenizer, entries, export_log=log)
 
 
@@ -293,7 +311,10 @@ def backbone_record(bb, quant: str, kv_cache: str) -> bundle.BackboneRecord:
     )
 
 
-def task_entry(t: TaskAdapter, size: tuple[int, int], vocab_size: int, eos: int) -> bundle.TaskEntry:
+def task_entry(t: TaskAdapter, size: tuple[int, int], vocab_size: int, eos: int, source: str) -> bundle.TaskEntry:
+    """The manifest's entry for ``t``; ``source`` is the exported backbone's (for adapters that do not say)."""
+    from edgevlm.train.backbone import source_name
+
     cfg = t.meta.task
     return bundle.TaskEntry(
         adapter_file=f"{bundle.ADAPTER_DIR}/{t.name}{bundle.ADAPTER_SUFFIX}",
@@ -307,6 +328,7 @@ def task_entry(t: TaskAdapter, size: tuple[int, int], vocab_size: int, eos: int)
         trainable_params=t.meta.trainable_params,
         trainable_share=t.meta.trainable_share,
         backbone_fingerprint=t.meta.backbone_fingerprint,
+        backbone_source=source_name(t.meta.backbone_source or source),
     )
 
 

@@ -36,6 +36,8 @@ from edgevlm.core.manifest import (  # noqa: F401  (the contract's names, import
 
 MANIFEST = "manifest.json"
 BACKBONE_FILE = "backbone.onnx"
+ORT_FILE = "backbone.ort"  # the same graph in ONNX Runtime's format (export --ort; optional)
+ORT_CONFIG = "required_operators.config"  # its operators, for a reduced ONNX Runtime build (export --ort)
 TOKENIZER_FILE = "tokenizer.json"
 ADAPTER_DIR = "adapters"
 ADAPTER_SUFFIX = ".onnx_adapter"

@@ -85,6 +85,7 @@ class AdapterMeta:
     full_finetune: bool = False
     training: dict[str, Any] = field(default_factory=dict)
     format_version: int = ADAPTER_FORMAT_VERSION
+    backbone_source: str = ""  # the backbone it was trained on: a built-in name or an absolute path ("": older)
 
     def __post_init__(self) -> None:
         if not _count(self.format_version, 0) or self.format_version != ADAPTER_FORMAT_VERSION:
@@ -102,6 +103,9 @@ class AdapterMeta:
         share = self.trainable_share
         if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 100:
             raise ConfigError(f"adapter.json: trainable_share must be a percentage in [0, 100], got {share!r:.60}")
+        src = self.backbone_source
+        if not isinstance(src, str) or len(src) > 4096 or any(c in src for c in "\n\r\x00"):
+            raise ConfigError(f"adapter.json: backbone_source must be a backbone name or path, got {src!r:.60}")
         if not isinstance(self.full_finetune, bool) or not isinstance(self.training, dict):
             raise ConfigError("adapter.json: full_finetune must be true/false and training an object")
 

@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import Any
 
 from edgevlm.core import graphio
+from edgevlm.core.chat import check_turns
 from edgevlm.core.errors import BundleError, ConfigError
 from edgevlm.core.prompts import INPUT_FIELD, check_template
 
@@ -154,20 +155,26 @@ class TokenizerRecord:
     file: str
     eos_token_id: int | None = None
     chat_template: str | None = None  # e.g. an instruct model's turn markup around one ``{input}``
+    chat_turns: dict | None = None  # the text between a conversation's messages (edgevlm.core.chat)
 
     @classmethod
     def from_json(cls, obj: Any, where: str, vocab_size: int, path: str = "tokenizer") -> TokenizerRecord:
         f = _Fields(obj, where, path)
         one_input = f"a string with {INPUT_FIELD} once"
         template = f("chat_template", _opt(lambda v: _str(v) and v.count(INPUT_FIELD) == 1), one_input, None)
+        turns = f("chat_turns", _opt(check_turns), "an object of transition texts (edgevlm.core.chat)", None)
+        if turns is not None and template != turns["start:user"] + INPUT_FIELD + turns["user:end"]:
+            raise BundleError(f"{where}: {path}.chat_turns: does not match {path}.chat_template (edited by hand?)")
         return cls(
             file=f("file", _str, "a file name"),
             eos_token_id=f("eos_token_id", _opt(_token(vocab_size)), f"a token id below {vocab_size}", None),
             chat_template=template,
+            chat_turns=dict(turns) if turns is not None else None,
         )
 
     def to_json(self) -> dict:
-        return {"file": self.file, "eos_token_id": self.eos_token_id, "chat_template": self.chat_template}
+        out = {"file": self.file, "eos_token_id": self.eos_token_id, "chat_template": self.chat_template}
+        return out if self.chat_turns is None else {**out, "chat_turns": dict(self.chat_turns)}
 
 
 @dataclass(frozen=True)
@@ -204,6 +211,7 @@ class TaskEntry:
     trainable_params: int = 0
     trainable_share: float = 0.0  # percent of the backbone's parameters
     backbone_fingerprint: str = ""  # of the backbone the adapter was trained on ("": a bundle's, older export)
+    backbone_source: str = ""  # that backbone's name (a built-in name or a file/folder name; "": older export)
 
     @classmethod
     def from_json(cls, obj: Any, where: str, vocab_size: int, path: str) -> TaskEntry:
@@ -230,6 +238,7 @@ class TaskEntry:
             backbone_fingerprint=f(
                 "backbone_fingerprint", lambda v: v == "" or _fingerprint(v), "a hex fingerprint", ""
             ),
+            backbone_source=f("backbone_source", lambda v: isinstance(v, str) and len(v) <= 255, "a name", ""),
         )
 
     def to_json(self) -> dict:

@@ -82,6 +82,10 @@ class Batch:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def refresh(self) -> None:
+        """Rebuild the stacked adapters at the next mixed step (the runtime's tasks changed)."""
+        self._mix_key = None
+
     def add(self, row: Row) -> None:
         """Prefill ``row`` alone under its task and join its cache to the batch's.
         ConfigError for anything but a fresh :class:`Row` (made by ``Runtime.row``) of this bundle."""

@@ -34,7 +34,7 @@ from edgevlm.runtime import decoder
 from edgevlm.runtime.batching import Batch, Row
 from edgevlm.runtime.generation import GenerationConfig
 from edgevlm.runtime.prompt_builder import PromptBuilder
-from edgevlm.runtime.session import Graph, Task, check_graph, load_task, open_session
+from edgevlm.runtime.session import Graph, Task, check_graph, graph_path, load_task, open_session
 from edgevlm.runtime.steps import Steps
 from edgevlm.runtime.textstream import OutputText, token_bytes
 
@@ -74,11 +74,13 @@ class Runtime:
         self.eos_token_id = manifest.tokenizer.eos_token_id  # for task=None
 
     @classmethod
-    def load(cls, bundle: str | Path, threads: int | None = None, spin: bool = False) -> Runtime:
+    def load(cls, bundle, threads=None, spin=False, providers=None, session_options=None, graph="onnx") -> Runtime:
         """Check ``bundle`` (schema, checksums, confined paths, shapes) and load it.
 
-        ``threads``: intra-op threads (default: all cores); ``spin``: let idle
-        worker threads spin (see :func:`edgevlm.runtime.session.session_options`).
+        ``threads``: intra-op threads (default: all cores); ``spin``: let idle worker threads spin;
+        ``providers``: ONNX Runtime execution providers (default CPU); ``session_options``: an
+        ``ort.SessionOptions`` or a dict of config entries (:func:`edgevlm.runtime.session.open_session`);
+        ``graph="ort"``: the bundle's ``.ort`` graph (``export --ort``) instead of ``backbone.onnx``.
         """
         root = Path(bundle)
         m = load_manifest(root)
@@ -87,7 +89,7 @@ class Runtime:
             tokenizer = Tokenizer.from_file(str(tok_path))
         except Exception as e:  # tokenizers raises a plain Exception for malformed files
             raise BundleError(f"{tok_path}: cannot read the tokenizer ({e})") from None
-        session = open_session(confined(root, m.backbone.file, "backbone.file"), threads, spin)
+        session = open_session(graph_path(root, m, graph), threads, spin, providers, session_options)
         graph = check_graph(session, m, root / m.backbone.file)
         check_identity(session, m, tokenizer, root)
         tasks = {
@@ -118,6 +120,15 @@ class Runtime:
             if name in self._tasks:
                 raise TaskError(f"task {name!r} is already loaded; loaded tasks: {sorted(self._tasks)}")
             self._tasks = {**self._tasks, name: task}
+        return task
+
+    def remove_task(self, name: str) -> Task:
+        """Unload task ``name`` (TaskError if not loaded); rows of it still decoding keep its adapter."""
+        with self._lock:
+            if not isinstance(name, str) or name not in self._tasks:
+                raise TaskError(f"unknown task {name!r}; loaded tasks: {sorted(self._tasks)}")
+            task, self._tasks = self._tasks[name], {k: v for k, v in self._tasks.items() if k != name}
+        self.steps.forget(task)
         return task
 
     def task(self, name: str | None) -> Task | None:

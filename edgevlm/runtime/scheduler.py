@@ -15,16 +15,21 @@ raises :class:`Overloaded` at once instead of queueing.
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from edgevlm.core.errors import ConfigError, EdgeVLMError
+from edgevlm.core.errors import ConfigError, EdgeVLMError, TaskError
 from edgevlm.runtime.batching import Row
 
 
 class Overloaded(EdgeVLMError):
     """Every batch row and queue slot is taken; try again later."""
+
+
+class TaskBusy(TaskError):
+    """A task cannot be removed while rows of it are decoding or waiting."""
 
 
 @dataclass(eq=False)
@@ -50,8 +55,12 @@ class Scheduler:
         self._active: list[Job] = []
         self._cond = threading.Condition()
         self._closed = False
+        self._held = 0  # hold() callers: no prefill or step starts while > 0
+        self._busy = threading.Lock()  # taken by the worker around each prefill + step
+        self._refresh = False  # tasks were removed: the batch rebuilds its stacked adapters
         self.steps = 0  # decode steps run (for tests and monitoring)
         self.peak_rows = 0  # most rows decoded together
+        self.cancels = 0  # cancel() calls (a client went away)
         self._thread = threading.Thread(target=self._loop, name="edgevlm-scheduler", daemon=True)
         self._thread.start()
 
@@ -62,6 +71,9 @@ class Scheduler:
         with self._cond:
             if self._closed:
                 raise Overloaded("the server is shutting down")
+            t = row.task
+            if t is not None and self.rt.tasks.get(t.name) is not t:
+                raise TaskError(f"task {t.name!r} was removed")
             if len(self._pending) + len(self._active) >= self.max_batch + self.max_queue:
                 raise Overloaded(f"busy: {self.max_batch} rows decoding and {self.max_queue} waiting; retry later")
             self._pending.append(job)
@@ -72,7 +84,34 @@ class Scheduler:
         """Stop ``job`` (its row leaves at the next step boundary)."""
         with self._cond:
             job.cancelled = True
+            self.cancels += 1
             self._cond.notify()
+
+    @contextlib.contextmanager
+    def hold(self):
+        """Within this block no prefill or decode step starts (the one in progress has ended on entry);
+        requests still queue or are refused as usual (maintenance, deterministic tests)."""
+        with self._cond:
+            self._held += 1
+        try:
+            with self._busy:
+                pass
+            yield self
+        finally:
+            with self._cond:
+                self._held -= 1
+                self._cond.notify()
+
+    def remove_task(self, name: str):
+        """Unload task ``name`` from the runtime unless a row of it is decoding or waiting (TaskBusy); waits for
+        the step in progress, so a cancelled row of it leaves the batch before the next step uses its adapter."""
+        with self._busy, self._cond:
+            jobs = [j for j in (*self._pending, *self._active) if j.row.task is not None and j.row.task.name == name]
+            if any(not j.cancelled for j in jobs):
+                raise TaskBusy(f"task {name!r} has {len(jobs)} request(s) decoding or waiting; retry when they end")
+            task = self.rt.remove_task(name)
+            self._refresh = True
+            return task
 
     @property
     def load(self) -> tuple[int, int]:
@@ -90,14 +129,18 @@ class Scheduler:
         batch = self.rt.batch()
         while True:
             with self._cond:
-                while not self._closed and not self._pending and not self._active:
+                while not self._closed and (self._held or (not self._pending and not self._active)):
                     self._cond.wait()
                 if self._closed:
                     return
                 admit = self._admit()
-            batch = self._prefill(batch, admit)
-            if len(batch):
-                batch = self._step(batch)
+                refresh, self._refresh = self._refresh, False
+            with self._busy:
+                if refresh:
+                    batch.refresh()
+                batch = self._prefill(batch, admit)
+                if len(batch):
+                    batch = self._step(batch)
 
     def _admit(self) -> list[Job]:
         """Waiting jobs that fit into the batch now (called with the lock held); drops cancelled rows' jobs."""
@@ -107,6 +150,7 @@ class Scheduler:
             job = self._pending.popleft()
             if not job.cancelled:
                 admit.append(job)
+        self._active += admit  # counted as decoding from here (remove_task sees them)
         return admit
 
     def _prefill(self, batch, admit: list[Job]):
@@ -117,10 +161,9 @@ class Scheduler:
             try:
                 batch.add(job.row)
             except Exception as e:  # a row that cannot run must not stop the others
+                with self._cond:
+                    self._active.remove(job)
                 job.on_error(e)
-                continue
-            with self._cond:
-                self._active.append(job)
         self.peak_rows = max(self.peak_rows, len(batch))
         return batch
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from edgevlm.core import adapterfile, graphio, identity
-from edgevlm.core.bundle import Manifest, TaskEntry, check_adapter_against_graph
+from edgevlm.core.bundle import ORT_FILE, Manifest, TaskEntry, check_adapter_against_graph, confined
 from edgevlm.core.errors import BundleError, ConfigError
 from edgevlm.core.onnxproto import check_external_data
 
@@ -63,14 +63,54 @@ def session_options(threads: int | None, spin: bool = False) -> ort.SessionOptio
     return so
 
 
-def open_session(path: Path, threads: int | None, spin: bool = False) -> ort.InferenceSession:
-    """The graph at ``path`` in an ORT session. A graph whose weights live in an external data file next to
-    it (ONNX external data) is memory-mapped by ORT instead of parsed into the heap and copied (docs/runtime.md,
-    "Memory"); its data files must stay in the graph's folder (ORT 1.23 would read any path)."""
-    check_external_data(path)
-    so = session_options(threads, spin)
+def graph_path(root: Path, m: Manifest, graph: str) -> Path:
+    """The graph file to open: ``backbone.onnx`` (the manifest's) or, for ``graph="ort"``, the listed ``.ort``."""
+    if graph == "onnx":
+        return confined(root, m.backbone.file, "backbone.file")
+    if graph != "ort":
+        raise ConfigError(f"graph must be 'onnx' or 'ort', got {graph!r:.60}")
+    if ORT_FILE not in m.files:
+        raise BundleError(f"{root}: the bundle has no {ORT_FILE} (export it with --ort)")
+    return confined(root, ORT_FILE, "files")
+
+
+def providers_for(providers) -> list:
+    """ONNX Runtime execution providers (names, or (name, options) pairs), checked against this build's (one
+    ConfigError line listing them); default: the CPU provider."""
+    if providers is None:
+        return ["CPUExecutionProvider"]
+    if isinstance(providers, str) or not isinstance(providers, (list, tuple)) or not providers:
+        raise ConfigError(f"providers must be a non-empty list of provider names, got {providers!r:.80}")
+    available = ort.get_available_providers()
+    for p in providers:
+        name = p[0] if isinstance(p, tuple) and len(p) == 2 and isinstance(p[1], dict) else p
+        if name not in available:
+            why = "is not in this ONNX Runtime build"
+            raise ConfigError(f"execution provider {name!r:.80} {why}; available: {available}")
+    return list(providers)
+
+
+def open_session(
+    path: Path, threads: int | None, spin: bool = False, providers=None, options=None
+) -> ort.InferenceSession:
+    """The graph at ``path`` in an ORT session with ``providers`` (:func:`providers_for`) and ``options``: an
+    ``ort.SessionOptions`` used as given, or a dict of session config entries added to :func:`session_options`.
+    A graph whose weights live in an external data file next to it (ONNX external data) is memory-mapped by ORT
+    instead of parsed into the heap and copied (docs/runtime.md, "Memory"); its data files must stay in the
+    graph's folder (ORT 1.23 would read any path)."""
+    if path.suffix != ".ort":  # an .ort graph holds its weights itself
+        check_external_data(path)
+    providers = providers_for(providers)
+    so = options if isinstance(options, ort.SessionOptions) else session_options(threads, spin)
+    if isinstance(options, dict):
+        for k, v in options.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise ConfigError(f"session_options entries must be str -> str, got {k!r:.60}: {v!r:.60}")
+            so.add_session_config_entry(k, v)
+    elif options is not None and not isinstance(options, ort.SessionOptions):
+        raise ConfigError(f"session_options must be an onnxruntime.SessionOptions or a dict, got {options!r:.80}")
     try:
-        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), so, providers=providers)
     except Exception as e:  # ORT raises its own exception types for unreadable graphs
         raise BundleError(f"{path}: ONNX Runtime cannot load the graph ({str(e).splitlines()[0]})") from None
 

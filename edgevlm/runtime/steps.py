@@ -116,6 +116,12 @@ class Steps:
                 del self._mixes[next(iter(self._mixes))]
             return mix
 
+    def forget(self, task: Task) -> None:
+        """Drop what was built from ``task``'s adapter (the task was unloaded: Runtime.remove_task)."""
+        with self._lock:
+            self._bound.pop(task, None), self._folds.pop(task, None)
+            self._mixes = {k: v for k, v in self._mixes.items() if task not in k}
+
     def mixed_inputs(self, row_tasks: Sequence[Task | None]) -> tuple[Mix, dict[str, np.ndarray]]:
         """The rows' tasks as extra graph inputs: stacked adapters and ``adapter_columns`` [b, C] placing each row
         on its own task's columns (None: the plain backbone). Task-token ids need :meth:`Mix.shift_ids`."""

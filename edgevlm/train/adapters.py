@@ -70,7 +70,8 @@ def _metadata(path: Path) -> dict[str, str]:
 def check_backbone(meta: AdapterMeta, fingerprint: str, source: str | Path) -> None:
     """Refuse an adapter trained on another backbone."""
     if meta.backbone_fingerprint != fingerprint:
+        named = f" ({meta.backbone_source!r}: pass --backbone {meta.backbone_source} or leave --backbone out)"
         raise BackboneError(
-            f"{source}: adapter for task {meta.task.name!r} was trained on another backbone "
-            f"(fingerprint {meta.backbone_fingerprint} != {fingerprint})"
+            f"{source}: adapter for task {meta.task.name!r} was trained on another backbone"
+            f"{named if meta.backbone_source else ''} (fingerprint {meta.backbone_fingerprint} != {fingerprint})"
         )

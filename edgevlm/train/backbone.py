@@ -28,6 +28,7 @@ class Backbone:
     eos_token_id: int
     chat_template: str | None = None
     _fp: tuple = field(default=(), repr=False)
+    source: str = ""  # how it was named: a built-in name, or the absolute path of a directory or .gguf file
 
     @property
     def arch(self) -> Arch:
@@ -101,6 +102,19 @@ def read_json(path: Path, what: str) -> dict:
     return d
 
 
+def source_of(spec: str | Path) -> str:
+    """The backbone's name as adapter.json records it: a built-in name as is, a local path made absolute."""
+    from edgevlm.train import sources
+
+    s = str(spec)
+    return s if s == "tiny" or s in sources.BUILTIN else str(Path(s).resolve())
+
+
+def source_name(source: str) -> str:
+    """What a bundle may record of ``source`` (it travels to devices): a built-in name, or a file/folder name."""
+    return Path(source).name if source else ""
+
+
 def resolve(spec: str | Path) -> Path:
     """A backbone spec -> a local HF directory (building or converting the built-in ones once, cached)."""
     from edgevlm.train import sources
@@ -146,4 +160,4 @@ def load_backbone(spec: str | Path) -> Backbone:
         raise BackboneError(f"{path}: no end-of-sequence token inside the model's vocabulary (tokenizer/config)")
     if tok.get_vocab_size() > v:
         raise BackboneError(f"{path}: tokenizer has {tok.get_vocab_size()} tokens but the model only {v}")
-    return Backbone(model, tok, path, int(eos), tcfg.get("chat_template"))
+    return Backbone(model, tok, path, int(eos), tcfg.get("chat_template"), source=source_of(spec))

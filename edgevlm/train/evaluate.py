@@ -105,12 +105,13 @@ class TorchGenerator:
 
 
 def default_backbone(adapter_dir: Path, meta: AdapterMeta):
-    """A --full output's own ``backbone/`` directory (the task's, or shared one level up), else the tiny default."""
+    """A --full output's own ``backbone/`` directory (the task's, or shared one level up), else the backbone
+    adapter.json names (``backbone_source``), else the tiny default (adapters from before it was recorded)."""
     if meta.full_finetune:
         for d in (adapter_dir / BACKBONE_DIR, adapter_dir.parent / BACKBONE_DIR):
             if (d / "config.json").is_file():
                 return d
-    return "tiny"
+    return meta.backbone_source or "tiny"
 
 
 def load_model(adapter: str | Path, backbone=None, task: str | None = None):

@@ -323,7 +323,7 @@ def write_outputs(
             n, share = vlm.backbone_params() + vlm.task(name).task_embeddings.numel(), 100.0
         tensors = {k: v.detach().cpu().numpy() for k, v in vlm.task(name).tensors().items()}
         training = {**asdict(tc), "processes": ctx.world, "history": history}
-        meta = AdapterMeta(d.cfg, fp, cfg, n, share, tc.full, training)
+        meta = AdapterMeta(d.cfg, fp, cfg, n, share, tc.full, training, backbone_source=backbone.source)
         path = save_adapter(task_dir(out, name), tensors, meta) if ctx.main else task_dir(out, name)
         summary[name] = {
             "path": str(path),

@@ -35,7 +35,9 @@ def register(sub) -> None:
         help="data format, overriding inference (jsonl, e2e, personachat, parlai, parallel, wit3, tsv, cnndm, coqa)",
     )
     p.add_argument(
-        "--backbone", help="'tiny' or a local Hugging Face GPT-2 directory (default: tiny, or a --full output's own)"
+        "--backbone",
+        help="'tiny', 'smollm2-135m', a local Hugging Face directory (GPT-2 or Llama family) or a .gguf file "
+        "(default: a --full output's own, else the one adapter.json names, else tiny)",
     )
     p.add_argument("--num-beams", type=int, default=1, help="beam size (default 1 = greedy, as the paper)")
     p.add_argument("--max-new-tokens", type=int, help="generation limit (default: the task's)")

@@ -1,11 +1,16 @@
-"""``edgevlm export``: a frozen GPT-2 and trained adapters -> a bundle (ONNX graph, adapter files, manifest)."""
+"""``edgevlm export``: a frozen backbone (GPT-2 or Llama family) and trained adapters -> a bundle (ONNX graph,
+adapter files, manifest)."""
 
 from __future__ import annotations
 
 
 def register(sub) -> None:
     p = sub.add_parser("export", help="export the backbone and task adapters into an on-device bundle")
-    p.add_argument("--backbone", default="tiny", help="'tiny' (built locally) or a local Hugging Face GPT-2 directory")
+    p.add_argument(
+        "--backbone",
+        help="'tiny', 'smollm2-135m', a local Hugging Face directory (GPT-2 or Llama family) or a .gguf file "
+        "(default: the backbone the adapters' adapter.json names; 'tiny' for older adapters)",
+    )
     p.add_argument(
         "--adapter",
         action="append",
@@ -23,6 +28,12 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
     p.add_argument("--no-fuse", action="store_true", help="skip ONNX Runtime's kernel fusion")
     p.add_argument("--no-check", action="store_true", help="skip the export-time comparison with PyTorch")
+    p.add_argument(
+        "--ort",
+        action="store_true",
+        help="also write the graph in ONNX Runtime's .ort format (backbone.ort) with required_operators.config "
+        "for a reduced ONNX Runtime build (edgevlm run/serve --graph ort)",
+    )
     p.set_defaults(func=run)
 
 
@@ -38,6 +49,7 @@ def run(args) -> int:
         force=args.force,
         fuse=not args.no_fuse,
         check=not args.no_check,
+        ort_format=args.ort,
     )
     m = load_manifest(out, verify=False)
     size = sum((out / f).stat().st_size for f in m.files)

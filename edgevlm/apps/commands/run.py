@@ -48,7 +48,23 @@ def register(sub) -> None:
     p.add_argument(
         "--spin", action="store_true", help="let idle worker threads spin (lower latency on an otherwise idle device)"
     )
+    add_graph_options(p)
     p.set_defaults(func=run)
+
+
+def add_graph_options(p) -> None:
+    """--provider and --graph (run and serve)."""
+    p.add_argument(
+        "--provider",
+        action="append",
+        help="ONNX Runtime execution provider, repeatable in order of preference (default: CPUExecutionProvider)",
+    )
+    p.add_argument(
+        "--graph",
+        choices=("onnx", "ort"),
+        default="onnx",
+        help="the bundle's graph to run: backbone.onnx, or backbone.ort (a bundle exported with --ort)",
+    )
 
 
 def list_tasks(rt) -> None:
@@ -87,7 +103,7 @@ def run(args) -> int:
 
     if args.task and (args.plain or args.chat):
         raise ConfigError(f"--task and --{'chat' if args.chat else 'plain'} exclude each other")
-    rt = Runtime.load(args.bundle, threads=args.threads, spin=args.spin)
+    rt = Runtime.load(args.bundle, args.threads, args.spin, providers=args.provider, graph=args.graph)
     if args.list:
         list_tasks(rt)
         return 0

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
+from edgevlm.apps.commands.run import add_graph_options
 from edgevlm.core.errors import ConfigError
+
+API_KEY_ENV = "EDGEVLM_API_KEY"
 
 
 def register(sub) -> None:
@@ -15,6 +19,13 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
     p.add_argument("--max-batch", type=int, default=8, help="requests decoded together at most (default 8)")
     p.add_argument("--max-queue", type=int, default=32, help="requests waiting at most; beyond: 503 (default 32)")
+    p.add_argument(
+        "--api-key",
+        default=os.environ.get(API_KEY_ENV),
+        help=f"require 'Authorization: Bearer KEY' on every route but /health, and enable POST/DELETE "
+        f"/v1/adapters (default: ${API_KEY_ENV}; none: open, adapters off)",
+    )
+    add_graph_options(p)
     p.set_defaults(func=run)
 
 
@@ -24,15 +35,33 @@ def run(args) -> int:
         import uvicorn  # noqa: F401
     except ModuleNotFoundError as e:
         raise ConfigError(f"edgevlm serve needs {e.name}: pip install 'edgevlm[serve]'") from None
-    from edgevlm.apps.serve import make_server
+    from edgevlm.apps.serve import bind, make_server
+    from edgevlm.runtime.session import providers_for
 
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be in [0, 65535], got {args.port}")
-    server, service = make_server(
-        args.bundle, args.host, args.port, args.threads, max_batch=args.max_batch, max_queue=args.max_queue
-    )
+    if args.api_key is not None and not args.api_key.strip():
+        raise ConfigError("--api-key is empty")
+    providers_for(args.provider)  # an unknown provider is one line before the port is taken
+    sock = bind(args.host, args.port)  # a busy port is one line before anything is loaded or announced
+    try:
+        print(f"edgevlm serve: loading {args.bundle} ...", file=sys.stderr, flush=True)
+        limits = {"max_batch": args.max_batch, "max_queue": args.max_queue}
+        server, service = make_server(args.bundle, args.threads, args.api_key, args.provider, args.graph, **limits)
+        _announce(args, service, sock.getsockname()[1])
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0
+
+
+def _announce(args, service, port: int) -> None:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"edgevlm serve: warning: listening on {args.host}, reachable from other machines", file=sys.stderr)
-    print(f"edgevlm serve: {args.bundle} on http://{args.host}:{args.port} (models: {', '.join(service.models)})")
-    server.run()
-    return 0
+    m = service.rt.manifest.backbone
+    guard = "API key required" if args.api_key else "no API key (adapter management off)"
+    print(
+        f"edgevlm serve: {args.bundle} on http://{args.host}:{port} (models: {', '.join(service.models)}; "
+        f"{m.quantization}; {guard})",
+        flush=True,
+    )

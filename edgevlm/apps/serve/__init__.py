@@ -6,10 +6,31 @@ from __future__ import annotations
 import socket
 import threading
 
+from edgevlm.core.errors import ConfigError
+
 LOOPBACK = "127.0.0.1"
 
 
-def make_server(bundle, host: str = LOOPBACK, port: int = 8000, threads: int | None = None, **limits):
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, made before anything is loaded or announced (ConfigError in one
+    line when the address is taken or not this machine's)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as e:
+        raise ConfigError(f"--host {host!r}: not an address to listen on ({e.strerror or e})") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as e:
+        sock.close()
+        raise ConfigError(f"--port {port}: cannot listen on {host}:{port} ({e.strerror or e})") from None
+    return sock
+
+
+def make_server(bundle, threads=None, api_key: str | None = None, providers=None, graph="onnx", **limits):
     """A ``uvicorn.Server`` for ``bundle`` (not started) and its :class:`.app.Service`."""
     import uvicorn
 
@@ -17,18 +38,18 @@ def make_server(bundle, host: str = LOOPBACK, port: int = 8000, threads: int | N
 
     from .app import Service, build_app
 
-    service = Service(Runtime.load(bundle, threads=threads), **limits)
-    config = uvicorn.Config(build_app(service), host=host, port=port, log_level="warning", lifespan="on")
+    rt = Runtime.load(bundle, threads=threads, providers=providers, graph=graph)
+    service = Service(rt, api_key=api_key, **limits)
+    config = uvicorn.Config(build_app(service), log_level="warning", lifespan="on")
     return uvicorn.Server(config), service
 
 
 class BackgroundServer:
     """The server on a free loopback port in a thread (tests, benchmarks): ``with BackgroundServer(b) as s: s.url``."""
 
-    def __init__(self, bundle, threads: int | None = None, **limits):
-        self.server, self.service = make_server(bundle, threads=threads, **limits)
-        self._sock = socket.socket()
-        self._sock.bind((LOOPBACK, 0))
+    def __init__(self, bundle, threads: int | None = None, api_key: str | None = None, **limits):
+        self.server, self.service = make_server(bundle, threads=threads, api_key=api_key, **limits)
+        self._sock = bind(LOOPBACK, 0)
         self.url = f"http://{LOOPBACK}:{self._sock.getsockname()[1]}"
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True)
 
