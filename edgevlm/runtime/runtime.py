@@ -107,15 +107,13 @@ class Runtime:
             tokenizer = Tokenizer.from_file(str(tok_path))
         except Exception as e:  # tokenizers raises a plain Exception for malformed files
             raise BundleError(f"{tok_path}: cannot read the tokenizer ({e})") from None
-        session = open_session(confined(root, m.backbone.file, "backbone.file"), threads, spin)
+        listed = {confined(root, rel, "file") for rel in m.files}  # what ORT may map: checksummed files only
+        session = open_session(confined(root, m.backbone.file, "backbone.file"), threads, spin, listed)
         graph = check_graph(session, m, root / m.backbone.file)
         check_identity(session, m, tokenizer, root)
-        tasks = {
-            name: load_task(
-                name, e, confined(root, e.adapter_file, f"tasks.{name}.adapter_file"), graph, str(root / MANIFEST)
-            )
-            for name, e in m.tasks.items()
-        }
+        fp, where = m.backbone.fingerprint, str(root / MANIFEST)
+        files = {name: confined(root, e.adapter_file, f"tasks.{name}.adapter_file") for name, e in m.tasks.items()}
+        tasks = {name: load_task(name, e, files[name], graph, where, fp) for name, e in m.tasks.items()}
         return cls(root, m, session, graph, tokenizer, tasks)
 
     @property
@@ -133,7 +131,7 @@ class Runtime:
         """
         path = Path(path)
         name, entry, source = find_task_entry(path, entry, self.manifest.backbone)
-        task = load_task(name, entry, path, self.graph, source)
+        task = load_task(name, entry, path, self.graph, source, self.manifest.backbone.fingerprint)
         with self._lock:
             if name in self._tasks:
                 raise TaskError(f"task {name!r} is already loaded; loaded tasks: {sorted(self._tasks)}")

@@ -63,11 +63,14 @@ def session_options(threads: int | None, spin: bool = False) -> ort.SessionOptio
     return so
 
 
-def open_session(path: Path, threads: int | None, spin: bool = False) -> ort.InferenceSession:
+def open_session(
+    path: Path, threads: int | None, spin: bool = False, listed: set[Path] | None = None
+) -> ort.InferenceSession:
     """The graph at ``path`` in an ORT session. A graph whose weights live in an external data file next to
     it (ONNX external data) is memory-mapped by ORT instead of parsed into the heap and copied (README,
-    "Where the memory goes"); its data files must stay in the graph's folder (ORT 1.23 would read any path)."""
-    check_external_data(path)
+    "Where the memory goes"); its data files must stay in the graph's folder (ORT 1.23 would read any path)
+    and, given ``listed`` (the manifest's checksummed files, resolved), be among them."""
+    check_external_data(path, listed)
     so = session_options(threads, spin)
     try:
         return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
@@ -140,14 +143,17 @@ def external_data_files(path: Path) -> set[str]:
         raise BundleError(f"{path}: not a readable ONNX graph (subgraphs nested too deeply)") from None
 
 
-def check_external_data(path: Path) -> None:
-    """Every external data file of the graph is a relative path that stays in the graph's folder."""
+def check_external_data(path: Path, listed: set[Path] | None = None) -> None:
+    """Every external data file of the graph is a relative path that stays in the graph's folder and, given
+    ``listed``, one of those files: ORT maps what the graph names, so it must be what was checksummed."""
     folder = path.parent.resolve()
     for loc in sorted(external_data_files(path)):
         if not loc or Path(loc).is_absolute() or "\\" in loc or not (folder / loc).resolve().is_relative_to(folder):
             raise BundleError(f"{path}: external data location {loc!r} must be a relative path inside {folder}")
         if not (folder / loc).is_file():
             raise BundleError(f"{path}: external data file {loc!r} not found next to the graph")
+        if listed is not None and (folder / loc).resolve() not in listed:
+            raise BundleError(f"{path}: external data file {loc!r} has no checksum in the manifest's files; refused")
 
 
 def _declared(args: list) -> dict[str, tuple[str | None, list]]:
@@ -168,12 +174,14 @@ def check_graph(session: ort.InferenceSession, manifest: Manifest, path: Path) -
     return Graph(*sizes, {k: v[1] for k, v in adapters.items()}, graphio.has_mixed_batches(optional))
 
 
-def load_adapter(path: Path, graph: Graph) -> tuple[ort.LoraAdapter, int, int]:
+def load_adapter(path: Path, graph: Graph, fingerprint: str, task: str) -> tuple[ort.LoraAdapter, int, int]:
     """Check an adapter file's structure (bounds-checked: ORT's own reader can crash on a corrupt file), its
-    tensors against the graph and their values, then load it once. -> (adapter, bottleneck, task tokens)"""
+    identity record (backbone ``fingerprint`` and ``task``), its tensors against the graph and their values,
+    then load it once. -> (adapter, bottleneck, task tokens)"""
     if not path.is_file():
         raise BundleError(f"{path}: adapter file not found")
-    params = adapterfile.read_parameters(path)
+    params, record = adapterfile.read_adapter_file(path)
+    identity.check_adapter_identity(record, fingerprint, task, str(path))
     bottleneck, n_tokens = check_adapter_against_graph(
         {k: list(v.shape) for k, v in params.items()}, graph.adapter_inputs, graph.n_embd, str(path)
     )
@@ -187,11 +195,12 @@ def load_adapter(path: Path, graph: Graph) -> tuple[ort.LoraAdapter, int, int]:
     return adapter, bottleneck, n_tokens
 
 
-def load_task(name: str, entry: TaskEntry, path: Path, graph: Graph, source: str) -> Task:
+def load_task(name: str, entry: TaskEntry, path: Path, graph: Graph, source: str, fingerprint: str) -> Task:
     """A task (its manifest entry, read from ``source``) with its adapter file ``path``, checked against the
-    adapter's tensors: the entry's bottleneck and task-token count must be the file's."""
+    adapter's tensors and identity: the file must be this task's for the backbone ``fingerprint``, and the
+    entry's bottleneck and task-token count must be the file's."""
     where = f"{source}: tasks.{name}"
-    adapter, bottleneck, n_tokens = load_adapter(path, graph)
+    adapter, bottleneck, n_tokens = load_adapter(path, graph, fingerprint, name)
     if bottleneck != entry.bottleneck:
         raise BundleError(f"{where}.bottleneck is {entry.bottleneck!r} but {path.name} has bottleneck {bottleneck}")
     if n_tokens != len(entry.special_tokens):
