@@ -28,6 +28,7 @@ tokens and most recent ids (:func:`edgevlm.core.prompts.truncate_left`).
 from __future__ import annotations
 
 import threading
+import unicodedata
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -238,6 +239,9 @@ class Runtime:
         if not prompt:
             raise ConfigError("input is empty: the prompt has no tokens")
         limit = self.graph.vocab_size + (len(t.special_tokens) if t else 0)
+        odd = [i for i in prompt if isinstance(i, bool) or not isinstance(i, (int, np.integer))]
+        if odd:  # int(1.5) would be 1: a silent change of the request
+            raise ConfigError(f"prompt ids must be integers, got {odd[0]!r}")
         bad = [i for i in prompt if not 0 <= int(i) < limit]
         if bad:
             raise ConfigError(f"prompt id {bad[0]} is out of range: ids must be in [0, {limit}) for task {task!r}")
@@ -282,7 +286,7 @@ class Runtime:
         """Prompt ids (task tokens as ``vocab_size + k``; with ``chat`` the chat template's turn), cut to fit."""
         if not isinstance(text, str):
             raise ConfigError(f"input must be a string, got {type(text).__name__}")
-        if not text.strip():
+        if not "".join(c for c in text if unicodedata.category(c) != "Cf").strip():  # zero-width only: empty
             raise ConfigError("input is empty")
         try:
             text.encode("utf-8")
