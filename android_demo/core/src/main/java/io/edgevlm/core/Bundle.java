@@ -83,6 +83,12 @@ public final class Bundle implements AutoCloseable {
         try {
             GraphInfo g = GraphInfo.check(session, m, dir.resolve(m.backboneFile()));
             GraphInfo.checkIdentity(session.getMetadata().getCustomMetadata(), m, dir.resolve(m.backboneFile()));
+            int n = tok.sizeWithAdded(); // a larger tokenizer would map text onto task-embedding ids
+            if (n > m.backbone.vocabSize) {
+                throw new BundleException(dir.resolve(m.tokenizerFile()) + ": the tokenizer has " + n
+                        + " tokens but the graph's vocabulary only " + m.backbone.vocabSize
+                        + " (tokenizer from another model)");
+            }
             for (Map.Entry<String, TaskEntry> e : m.tasks.entrySet()) {
                 String name = e.getKey();
                 Path file = m.confined(e.getValue().adapterFile, "tasks." + name + ".adapter_file");
