@@ -68,3 +68,20 @@ def test_only_rank_0_prints_the_error(tmp_path, rank, printed):
     r = subprocess.run([*CLI, *args], env=env, capture_output=True, timeout=120)
     assert r.returncode == 3 and b"Traceback" not in r.stderr  # DataError's exit code on every rank
     assert r.stderr.decode().count("edgevlm train: error:") == (1 if printed else 0), r.stderr.decode()
+
+
+def test_an_error_of_one_rank_is_said_by_that_rank(monkeypatch, capsys, tmp_path):
+    """What befell one process ("rank 1 of 2: gradient all-reduce failed") is not the same on rank 0: it prints."""
+    from edgevlm.apps import cli
+    from edgevlm.apps.commands import train
+
+    def fail(args):
+        raise ConfigError("rank 1 of 2: gradient all-reduce failed: another process exited")
+
+    monkeypatch.setattr(train, "run", fail)
+    monkeypatch.setenv("RANK", "1")
+    assert cli.main(["train", "--task", "nlg", "--out", str(tmp_path / "o")]) == 2
+    assert (
+        capsys.readouterr().err
+        == "edgevlm train: error: rank 1 of 2: gradient all-reduce failed: another process exited\n"
+    )

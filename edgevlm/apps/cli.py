@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except EdgeVLMError as e:
-        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank raises the same error: rank 0 says it
+        # under torchrun every rank raises the same error about the command line or data: rank 0 says it; what
+        # befell one rank ("rank 1 of 2: gradient all-reduce failed ...") is said by that rank
+        if os.environ.get("RANK", "0") == "0" or str(e).startswith("rank "):
             print(f"edgevlm {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
