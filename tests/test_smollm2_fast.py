@@ -38,8 +38,13 @@ def trained(tmp_path_factory):
 
     if not E2E_DEV.is_file():
         pytest.skip(f"E2E development set not found at {E2E_DEV} (see ../shared/data/README.md)")
-    a = tmp_path_factory.mktemp("smol") / "A"
-    train = ["train", "--backbone", "smollm2-135m", "--task", "nlg", "--data", str(E2E_DEV), "--out", str(a)]
+    work = tmp_path_factory.mktemp("smol")
+    lines = E2E_DEV.read_text(encoding="utf-8").splitlines(keepends=True)
+    (work / "train.csv").write_text("".join(lines[:9]), encoding="utf-8")  # header + 8 rows: one step's worth
+    (work / "valid.csv").write_text("".join(lines[:1] + lines[-4:]), encoding="utf-8")  # a short validation
+    a = work / "A"
+    data = ["--data", str(work / "train.csv"), "--valid-data", str(work / "valid.csv")]
+    train = ["train", "--backbone", "smollm2-135m", "--task", "nlg", *data, "--out", str(a)]
     assert main([*train, "--steps", "1", "--batch-size", "4", "--max-len", "64"]) == 0
     return a
 
