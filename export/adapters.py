@@ -73,8 +73,9 @@ def check_fingerprints(adapters: list[TaskAdapter], fingerprint: str) -> None:
         check_backbone(a.meta, fingerprint, a.source / ADAPTER_JSON)
 
 
-def write_ort_adapter(path: str | Path, tensors: dict[str, np.ndarray]) -> None:
-    """Write ``tensors`` as an ONNX Runtime adapter file (parameter name = graph input name)."""
+def write_ort_adapter(path: str | Path, tensors: dict[str, np.ndarray], trailer: bytes = b"") -> None:
+    """Write ``tensors`` as an ONNX Runtime adapter file (parameter name = graph input name), then ``trailer``
+    (:func:`edgevlm.core.identity.adapter_trailer`: the file's backbone and task, which ORT does not read)."""
     import onnxruntime as ort
 
     arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}  # alive until written
@@ -84,6 +85,9 @@ def write_ort_adapter(path: str | Path, tensors: dict[str, np.ndarray]) -> None:
     fmt.set_parameters({k: ort.OrtValue.ortvalue_from_numpy(v) for k, v in arrays.items()})
     fmt.export_adapter(str(path))
     del arrays
+    if trailer:
+        with open(path, "ab") as f:
+            f.write(trailer)
 
 
 def read_ort_adapter(path: str | Path) -> dict[str, np.ndarray]:

@@ -246,7 +246,7 @@ def write_bundle(tmp: Path, path: Path, bb, tasks, quant: str, log: dict, ort_fo
     sizes = {}
     for t in tasks:
         file = tmp / bundle.ADAPTER_DIR / f"{t.name}{bundle.ADAPTER_SUFFIX}"
-        write_ort_adapter(file, t.tensors)
+        write_ort_adapter(file, t.tensors, identity.adapter_trailer(bb.fingerprint, t.name))
         back = {k: list(v.shape) for k, v in read_ort_adapter(file).items()}
         sizes[t.name] = bundle.check_adapter_against_graph(back, gi, bb.sizes.n_embd, str(file))
     m = manifest(bb, tasks, sizes, quant, log, kv_cache)

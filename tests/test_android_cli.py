@@ -39,3 +39,56 @@ def test_java_cli_prints_what_edgevlm_run_prints(tiny_bundle, flag, task, text):
     jvm = cli_output([java, "-jar", str(JAR), bundle, *args])
     assert python.strip(), f"edgevlm run printed nothing for {task}"
     assert jvm == python
+
+
+def _both(tiny_bundle, args: list[str], stdin: bytes | None = None) -> tuple:
+    """(python, java) CompletedProcess of the same command line (bytes arguments allowed)."""
+    java = shutil.which("java")
+    if java is None or not JAR.is_file():
+        pytest.fail(f"needs a JDK 17 on PATH and {JAR} (built by `make`: mvn -f android_demo/core/pom.xml package)")
+    bundle = str(tiny_bundle("int8")).encode()
+    kw = dict(capture_output=True, timeout=120, input=stdin)
+    py = subprocess.run([sys.executable.encode(), b"-m", b"edgevlm.apps.cli", b"run", bundle, *args], **kw)
+    jv = subprocess.run([java.encode(), b"-jar", str(JAR).encode(), bundle, *args], **kw)
+    return py, jv
+
+
+def _error_line(r: subprocess.CompletedProcess, prefix: str) -> str:
+    lines = r.stderr.decode("utf-8", "replace").splitlines()
+    errors = [x for x in lines if x.startswith(prefix)]
+    assert len(errors) == 1 and "Traceback" not in r.stderr.decode() and "Exception" not in r.stderr.decode(), lines
+    return errors[0][len(prefix) :]
+
+
+BAD_OPTIONS = [
+    [b"--max-new-tokens", b"1.5"],
+    [b"--threads", b"2.5"],
+    [b"--seed", b"1.5"],
+    [b"--top-k", b"1e12"],
+    [b"--temperature", b"warm"],
+    [b"--min-new-tokens", b"0x10"],
+]
+
+
+@pytest.mark.parametrize("bad", BAD_OPTIONS, ids=[b" ".join(b).decode() for b in BAD_OPTIONS])
+def test_bad_numeric_option_is_pythons_one_line(tiny_bundle, bad):
+    py, jv = _both(tiny_bundle, [b"--plain", *bad, b"hello"])
+    assert py.returncode == jv.returncode == 2
+    assert _error_line(jv, "edgevlm-core: error: ") == _error_line(py, "edgevlm run: error: ")
+
+
+def test_undecodable_argument_is_refused_like_python(tiny_bundle):
+    py, jv = _both(tiny_bundle, [b"--plain", b"ab\xffcd"])
+    assert py.returncode == jv.returncode == 2 and not jv.stdout
+    assert _error_line(jv, "edgevlm-core: error: ") == _error_line(py, "edgevlm run: error: ")
+    assert _error_line(jv, "edgevlm-core: error: ") == "input is not valid UTF-8 text (undecodable byte at character 2)"
+
+
+def test_undecodable_stdin_line_is_refused_and_the_next_answered(tiny_bundle):
+    stdin = b"\xe2\x82 x\nthe cat sat on\n\xff\n"
+    py, jv = _both(tiny_bundle, [b"--plain", b"--threads", b"1", b"--max-new-tokens", b"4"], stdin)
+    assert py.returncode == jv.returncode == 2 and jv.stdout == py.stdout and py.stdout.strip()
+    want = [x[len("edgevlm run: error: ") :] for x in py.stderr.decode().splitlines() if "error:" in x]
+    got = [x[len("edgevlm-core: error: ") :] for x in jv.stderr.decode().splitlines() if "error:" in x]
+    assert got == want and len(want) == 2, (got, want)
+    assert want[0] == "stdin line 1: not UTF-8 text (invalid continuation byte at byte 0)"

@@ -64,19 +64,22 @@ def test_export_out_is_a_file(tmp_path, trained_adapters):
     assert f.read_text() == "keep me"
 
 
-def _kill_loop(code: str, tmp_path: Path, ready: Path, delays: list[float]):
-    """Run ``code`` (an endless writer loop), wait until ``ready`` exists, kill -9 it after each delay."""
+def _kill_loop(code: str, tmp_path: Path, delays: list[float]):
+    """Run ``code`` (an endless writer loop) once per delay: wait until this run's own ready marker (argv[2],
+    written by the child after its first complete write) exists, then kill -9 it after the delay."""
     script = tmp_path / "writer.py"
     script.write_text(textwrap.dedent(code))
-    for delay in delays:
-        p = subprocess.Popen([sys.executable, str(script), str(tmp_path)], env=ENV)
+    for k, delay in enumerate(delays):
+        ready = tmp_path / f"ready-{k}"
+        p = subprocess.Popen([sys.executable, str(script), str(tmp_path), str(ready)], env=ENV)
         deadline = time.time() + 60
         while not ready.exists() and time.time() < deadline and p.poll() is None:
             time.sleep(0.01)
+        assert ready.exists(), "the writer loop never finished a first write"
         time.sleep(delay)
         assert p.poll() is None, "the writer loop died by itself"
         p.send_signal(signal.SIGKILL)
-        p.wait(10)
+        assert p.wait(10) == -signal.SIGKILL  # killed while writing, not finished
         yield
 
 
@@ -84,8 +87,8 @@ REPLACE_LOOP = """
     import sys, time
     from pathlib import Path
     from edgevlm.core import fsutil
-    target = Path(sys.argv[1]) / "target"
-    i = 0
+    target, ready = Path(sys.argv[1]) / "target", Path(sys.argv[2])
+    i = int((target / "complete").read_text())  # go on from the last complete directory
     while True:
         i += 1
         tmp = fsutil.make_temp_dir(target)
@@ -93,6 +96,7 @@ REPLACE_LOOP = """
             (tmp / f"f{k}").write_text(str(i))
         (tmp / "complete").write_text(str(i))
         fsutil.replace_dir(tmp, target)
+        ready.touch()
 """
 
 
@@ -100,10 +104,13 @@ def test_replace_dir_survives_kill_9(tmp_path):
     target = tmp_path / "target"
     target.mkdir()
     (target / "complete").write_text("0")
-    for _ in _kill_loop(REPLACE_LOOP, tmp_path, target / "f0", [0.01, 0.05, 0.1, 0.2, 0.3]):
+    last = 0
+    for _ in _kill_loop(REPLACE_LOOP, tmp_path, [0.01, 0.05, 0.1, 0.2, 0.3]):
         fsutil.clean_stale(target)
         n = (target / "complete").read_text()  # the old or a new directory, always complete
-        assert all((target / f"f{k}").read_text() == n for k in range(20)) or n == "0"
+        assert all((target / f"f{k}").read_text() == n for k in range(20))
+        assert int(n) > last  # this run replaced the directory at least once before it was killed
+        last = int(n)
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".target.")]  # leftovers cleaned
 
 
@@ -111,23 +118,24 @@ CHECKPOINT_LOOP = """
     import sys
     from pathlib import Path
     from edgevlm.train import checkpoint
-    out = Path(sys.argv[1]) / "run"
-    step = 0
+    out, ready = Path(sys.argv[1]) / "run", Path(sys.argv[2])
+    found = checkpoint.find(out)
+    step = checkpoint.step_of(found) if found else 0  # go on from the last complete checkpoint
     while True:
         step += 1
         write = lambda d: (d / checkpoint.STATE_TENSORS).write_bytes(bytes(200_000))
         checkpoint.publish(out, write, {"step": step})
+        ready.touch()
 """
 
 
 def test_checkpoint_survives_kill_9(tmp_path):
-    steps = []
-    ready = tmp_path / "run" / checkpoint.CHECKPOINT
-    for _ in _kill_loop(CHECKPOINT_LOOP, tmp_path, ready, [0.01, 0.05, 0.1, 0.2]):
+    steps = [0]
+    for _ in _kill_loop(CHECKPOINT_LOOP, tmp_path, [0.01, 0.05, 0.1, 0.2]):
         ck = checkpoint.find(tmp_path / "run")
         assert ck == tmp_path / "run" / checkpoint.CHECKPOINT
         steps.append(checkpoint.step_of(ck))
-        assert steps[-1] is not None and steps[-1] > 0
+        assert steps[-1] is not None and steps[-1] > steps[-2]  # this run published before it was killed
         assert [p.name for p in (tmp_path / "run").iterdir()] == [checkpoint.CHECKPOINT]
 
 
@@ -146,24 +154,44 @@ def test_checkpoint_left_by_a_killed_swap_is_found(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [checkpoint.CHECKPOINT]  # the next save removes it
 
 
+PAUSED_EXPORT = """
+    import sys, time
+    from pathlib import Path
+    from edgevlm.apps import cli
+    from edgevlm.export import writer
+    ready = Path(sys.argv[1])
+
+    def paused(tmp, out, force):  # the new bundle is complete in tmp: say so, then wait for the kill
+        assert (tmp / "manifest.json").is_file()
+        ready.touch()
+        time.sleep(600)
+
+    writer._replace_dir = paused
+    sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
 def test_export_force_killed_keeps_a_bundle(tmp_path, trained_adapters, tiny_bundle):
-    """kill -9 an ``export --force`` right when its new bundle is complete: --out still loads afterwards, and
-    the next export removes the temp directory the killed one left."""
+    """kill -9 an ``export --force`` right when its new bundle is complete (the child pauses there and says so):
+    --out still loads afterwards, and the temp directory the killed one left is cleaned."""
     import shutil
 
     from edgevlm.runtime import Runtime
 
-    out = tmp_path / "b"
+    out, ready = tmp_path / "b", tmp_path / "ready"
     shutil.copytree(tiny_bundle("fp32"), out)
-    argv = [sys.executable, "-m", "edgevlm.apps.cli", "export", "--adapter", str(trained_adapters["qa"])]
+    before = sorted(Runtime.load(out).tasks)
+    script = tmp_path / "paused_export.py"
+    script.write_text(textwrap.dedent(PAUSED_EXPORT))
+    argv = [sys.executable, str(script), str(ready), "export", "--adapter", str(trained_adapters["qa"])]
     p = subprocess.Popen([*argv, "--out", str(out), "--force"], env=ENV, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and p.poll() is None:
-        if any((d / "manifest.json").exists() for d in tmp_path.glob(".b.tmp-*")):
-            break
-        time.sleep(0.002)
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None and not ready.exists():
+        time.sleep(0.01)
+    assert ready.exists(), f"the export never reached its swap (exit {p.poll()})"
+    assert list(tmp_path.glob(".b.tmp-*"))  # the complete new bundle, not yet in place
     p.send_signal(signal.SIGKILL)
-    p.wait(10)
+    assert p.wait(10) == -signal.SIGKILL
     fsutil.clean_stale(out)
-    assert sorted(Runtime.load(out).tasks) in (["dialogue", "nlg", "qa"], ["qa"])  # old or new, complete
+    assert sorted(Runtime.load(out).tasks) == before != ["qa"]  # the old bundle, whole
     assert not list(tmp_path.glob(".b.*"))

@@ -88,12 +88,29 @@ def test_bundle_reads_the_same_weights_as_pytorch(bench_bundle, tiny_backbone):
     assert abs(g - t) / t < 0.01
 
 
-def test_bandwidth_is_measured():
-    from edgevlm.benchmarks.bandwidth import measure_bandwidth
+class FakeClock:
+    """perf_counter that advances by the next of ``steps`` (seconds) per pair of calls: each timed pass takes a
+    known time, so a rate is bytes moved / that time, exactly."""
+
+    def __init__(self, steps: list[float]):
+        self.steps, self.now, self.calls = list(steps), 0.0, 0
+
+    def __call__(self) -> float:
+        self.calls += 1
+        if self.calls % 2 == 0:
+            self.now += self.steps[(self.calls // 2 - 1) % len(self.steps)]
+        return self.now
+
+
+def test_bandwidth_counts_the_bytes_it_reads(monkeypatch):
+    from edgevlm.benchmarks import bandwidth
 
     for threads in (1, 2):
-        bw = measure_bandwidth(mb=16, repeats=3, threads=threads)
-        assert 0.1 < bw["gb_per_s"] < 1000 and bw["best_gb_per_s"] >= bw["gb_per_s"] and bw["threads"] == threads
+        monkeypatch.setattr(bandwidth.time, "perf_counter", FakeClock([0.004, 0.002, 0.008]))
+        bw = bandwidth.measure_bandwidth(mb=16, repeats=3, threads=threads)
+        nbytes = 16 * 2**20  # one float32 array of 16 MiB, read once per pass, however many threads share it
+        assert bw["gb_per_s"] == pytest.approx(nbytes / 0.004 / 1e9)  # median pass
+        assert bw["best_gb_per_s"] == pytest.approx(nbytes / 0.002 / 1e9) and bw["threads"] == threads
 
 
 @pytest.mark.parametrize("n", [1, 7, 32, 128])
@@ -126,6 +143,7 @@ def test_engines_decode_exact_token_counts(bench_bundle, tiny_dir):
 
 
 def test_worker_times_exact_generations_in_its_own_process(bench_bundle, tmp_path):
+    from edgevlm.benchmarks.bandwidth import onnx_weight_bytes
     from edgevlm.benchmarks.worker import Worker
     from edgevlm.core.errors import EdgeVLMError
 
@@ -134,7 +152,8 @@ def test_worker_times_exact_generations_in_its_own_process(bench_bundle, tmp_pat
         assert w.ready["load_s"] > 0 and w.proc.pid != os.getpid()
         for task in ("default", "dialogue", None):  # the same runtime under another task, and the plain backbone
             assert 0 < w.generate(12, 5, task) < 60
-        assert w.call(op="weight_bytes")["bytes_per_token"] > 3_000_000
+        want = onnx_weight_bytes(bench_bundle / "backbone.onnx")["bytes_per_token"]  # counted in this process
+        assert w.call(op="weight_bytes")["bytes_per_token"] == want
     finally:
         w.close()
     assert w.proc.returncode == 0
@@ -162,7 +181,13 @@ def test_graph_ab_times_interleaved_steps_and_pairs_each_round(bench_bundle, tmp
     assert graph_ab.main([*args, "--steps", "2", "--rounds", "3", "--out", str(tmp_path)]) == 0
     rows = {r["bundle"]: r for r in json.loads((tmp_path / "graph_ab" / "results.json").read_text())["records"]}
     assert set(rows) == {"a", "b"} and all(len(r["rounds_ms"]) == 3 for r in rows.values())
-    assert rows["a"]["ratio_to_first"] == 1.0 and rows["b"]["ratio_to_first"] > 0  # a paired with itself
+    assert rows["a"]["ratio_to_first"] == 1.0  # a paired with itself
+    # b's ratio is the median of its per-round times over a's, recomputed from the rounds (each rounded to 0.01 ms)
+    a_ms, b_ms = rows["a"]["rounds_ms"], rows["b"]["rounds_ms"]
+    ratios = sorted(b / a for a, b in zip(a_ms, b_ms))
+    slack = 0.006 / min(a_ms) * (1 + max(ratios)) + 0.0005  # rounding of the rounds and of the ratio
+    assert rows["b"]["ratio_to_first"] == pytest.approx(ratios[1], abs=slack)
+    assert rows["b"]["step_ms"] == pytest.approx(sorted(b_ms)[1], abs=0.011)  # also the median round
     assert all(0 < r["best_step_ms"] <= r["step_ms"] and r["cpu_ms"] > 0 for r in rows.values())
     with pytest.raises(ConfigError, match="at least two"):
         graph_ab.main(args[:2])

@@ -113,7 +113,17 @@ def test_add_task_needs_the_backbone_fingerprint(tmp_path, tiny_bundle):
     card.with_suffix(".json").write_text(json.dumps({**no_fp, "name": "qa2"}))
     with pytest.raises(BundleError, match=r"qa2\.json: backbone_fingerprint: missing"):
         rt.add_task(card)
+    with pytest.raises(BundleError, match=r"qa2\.onnx_adapter: the adapter file is task 'qa', not 'qa2'"):
+        rt.add_task(card, {**entry, "name": "qa2"})  # the file itself says which task it is
+    retag(card, rt.manifest.backbone.fingerprint, "qa2")
     assert rt.add_task(card, {**entry, "name": "qa2"}).name == "qa2"
+
+
+def retag(path: Path, fingerprint: str, task: str) -> None:
+    """Replace an adapter file's identity record (the FlatBuffer unchanged)."""
+    data = path.read_bytes()
+    end, _ = identity.split_adapter(data, str(path))
+    path.write_bytes(data[:end] + identity.adapter_trailer(fingerprint, task))
 
 
 def nan_adapter(src: Path, dst: Path, value: float) -> Path:
@@ -144,7 +154,9 @@ def test_runtime_refuses_a_nan_adapter_file(tmp_path, tiny_bundle):
     def poison(m, d):
         t = read_ort_adapter(d / "adapters/nlg.onnx_adapter")
         t["task_embeddings"][1, 5] = np.nan
-        write_ort_adapter(d / "adapters/nlg.onnx_adapter", t)
+        write_ort_adapter(
+            d / "adapters/nlg.onnx_adapter", t, identity.adapter_trailer(m["backbone"]["fingerprint"], "nlg")
+        )
 
     with pytest.raises(BundleError, match=r"nlg\.onnx_adapter: tensor task_embeddings holds NaN \(1 of"):
         load(copy_bundle(tiny_bundle("fp32"), tmp_path / "b", poison))

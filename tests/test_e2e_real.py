@@ -11,6 +11,7 @@ import json
 
 import pytest
 from conftest import E2E_DEV
+from test_eval_formats import sacrebleu_of
 
 from edgevlm.apps import cli
 from edgevlm.train.tasks.loaders import group_by_source, load_examples, split_by_source
@@ -79,6 +80,9 @@ def test_train_then_eval_beats_untrained_adapter(tmp_path, tiny_dir, capsys):
     printed = capsys.readouterr().out
     assert "BLEU" in printed and "ROUGE-L" in printed
     after = json.loads((out / "nlg" / "predictions.metrics.json").read_text())  # the task dir
+    recs = [json.loads(x) for x in (out / "nlg" / "predictions.jsonl").read_text().splitlines()]
+    assert after["bleu"] == pytest.approx(sacrebleu_of(recs), abs=1e-6)  # sacrebleu on the written predictions
+    assert f"BLEU {after['bleu']:.2f}" in printed  # the printed BLEU is the file's
     print(
         f"E2E held-out {N_HELD} MRs: BLEU {before['bleu']:.1f} -> {after['bleu']:.1f}, "
         f"ROUGE-L {before['rougeL']:.1f} -> {after['rougeL']:.1f}"

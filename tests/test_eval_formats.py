@@ -102,6 +102,16 @@ def test_file_to_batch(tmp_path, tiny_dir, task):
         assert (labels[row, : len(e.prompt)] == IGNORE).all() and mask[row].sum() == len(e.prompt) + len(e.target)
 
 
+def sacrebleu_of(recs: list[dict]) -> float:
+    """Corpus BLEU of the written predictions by sacrebleu itself (an expectation independent of eval's scoring:
+    every reference stream padded with None where an example has fewer references)."""
+    import sacrebleu
+
+    k = max(len(r["references"]) for r in recs)
+    streams = [[r["references"][i] if i < len(r["references"]) else None for r in recs] for i in range(k)]
+    return sacrebleu.corpus_bleu([r["prediction"] for r in recs], streams).score
+
+
 @pytest.mark.parametrize("task", sorted(FORMATS))
 def test_file_to_train_to_eval(tmp_path, tiny_dir, task, capsys):
     data = FORMATS[task](tmp_path)
@@ -133,6 +143,8 @@ def test_file_to_train_to_eval(tmp_path, tiny_dir, task, capsys):
     assert len(recs) == 3 and all(r["references"] and isinstance(r["prediction"], str) for r in recs)
     m = json.loads((out / task / "predictions.metrics.json").read_text())
     assert m["n"] == 3 and m["task"] == task and m["perplexity"] > 1.0
+    assert m["bleu"] == pytest.approx(sacrebleu_of(recs), abs=1e-6)  # sacrebleu on the written predictions
+    assert f"BLEU {m['bleu']:.2f}" in printed  # the printed score is the file's
     if task == "mt":  # beam search through the CLI, predictions to a chosen file
         assert (
             cli.main(

@@ -90,6 +90,14 @@ def test_manifest_file_bytes(tmp_path_factory, raw):
         bundle.load_manifest(root, verify=False)
 
 
+def retag(path, fingerprint: str, task: str) -> None:
+    """Give an adapter file another identity record (its FlatBuffer unchanged)."""
+    from edgevlm.core import identity
+
+    data = path.read_bytes()
+    path.write_bytes(data[: identity.split_adapter(data, str(path))[0]] + identity.adapter_trailer(fingerprint, task))
+
+
 @FUZZ
 @given(data=st.data())
 def test_task_sidecar(good, tmp_path_factory, data):
@@ -98,6 +106,7 @@ def test_task_sidecar(good, tmp_path_factory, data):
     rt = _runtime(good)
     card = tmp_path_factory.mktemp("s") / "nlg2.onnx_adapter"
     shutil.copy(good["root"] / "adapters/nlg.onnx_adapter", card)
+    retag(card, good["manifest"]["backbone"]["fingerprint"], good["sidecar"]["name"])  # the file is nlg2's
     card.with_suffix(".json").write_text(json.dumps(mutate(good["sidecar"], data)))
     try:
         task = rt.add_task(card)
@@ -197,7 +206,8 @@ def test_ort_adapter_file(good, tmp_path_factory, data):
     path = tmp_path_factory.mktemp("o") / "x.onnx_adapter"
     path.write_bytes(raw)
     try:
-        _, bottleneck, n_tokens = load_adapter(path, _runtime(good).graph)
+        rt = _runtime(good)
+        _, bottleneck, n_tokens = load_adapter(path, rt.graph, rt.manifest.backbone.fingerprint, "nlg")
     except BundleError as e:
         assert "\n" not in str(e)
         return

@@ -65,10 +65,29 @@ def test_peer_ratios_match_width_and_thread_policy():
     assert [(r["engine"], r["peer"]) for r in best] == [("edgevlm int4 task=x", "llama.cpp Q4_0/passive")]
 
 
-def test_stream_counts_bytes_as_stream_does():
+def test_stream_counts_bytes_as_stream_does(monkeypatch):
+    """With each timed pass taking a known time (a fake clock), the rates are STREAM's byte counts over it: Copy
+    moves 2 arrays, Add 3; best and median of the repeats."""
+    import itertools
+
+    from edgevlm.benchmarks import stream as stream_mod
+
+    steps = itertools.cycle([0.004, 0.002, 0.008])  # seconds per pass, one per start/stop pair
+    clock = {"now": 0.0, "calls": 0}
+
+    def fake() -> float:
+        clock["calls"] += 1
+        if clock["calls"] % 2 == 0:
+            clock["now"] += next(steps)
+        return clock["now"]
+
+    monkeypatch.setattr(stream_mod.time, "perf_counter", fake)
     r = stream(threads=2, mb=16, repeats=3)
-    assert r["threads"] == 2 and 0.1 < r["copy_gb_per_s"] < 1000 and 0.1 < r["add_gb_per_s"] < 1000
-    assert r["copy_gb_per_s"] >= r["copy_median_gb_per_s"]  # best of the repeats
+    array = 16 * 2**20  # bytes per float64 array
+    assert r["threads"] == 2 and r["copy_gb_per_s"] == pytest.approx(2 * array / 0.002 / 1e9)
+    assert r["copy_median_gb_per_s"] == pytest.approx(2 * array / 0.004 / 1e9)
+    assert r["add_gb_per_s"] == pytest.approx(3 * array / 0.002 / 1e9)
+    assert r["add_median_gb_per_s"] == pytest.approx(3 * array / 0.004 / 1e9)
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,13 @@ def test_every_cell_scored(suite):
     for t in TASKS:  # the same bottleneck untrained and trained; --full trains the whole backbone
         assert recs[(t, "untrained")]["trainable_pct"] == pytest.approx(recs[(t, "adapter")]["trainable_pct"])
         assert recs[(t, "full")]["trainable_pct"] > recs[(t, "adapter")]["trainable_pct"]
-        assert recs[(t, "bundle-fp32")]["same_output_as_fp32_pct"] == 100
+    by = {c.name: json.loads(c.read_text())["predictions"] for c in cells}
+    for t in TASKS:  # each quantized row's agreement, recounted here from the cells' own predictions
+        ref = by[f"{t}.bundle-fp32.json"]
+        for q in ("int8", "int4"):
+            got = by[f"{t}.bundle-{q}.json"]
+            want = 100.0 * sum(a == b for a, b in zip(got, ref, strict=True)) / len(ref)
+            assert recs[(t, f"bundle-{q}")]["same_output_as_fp32_pct"] == pytest.approx(want)
     assert doc["plan"]["profile"] == "smoke" and doc["plan"]["tasks"]["nlg"]["train_rows"] == 16
 
 

@@ -280,13 +280,24 @@ def test_path_outside_bundle_refused(bundle, tmp_path):
         Runtime.load(root)
 
 
+def retag(path: Path, manifest: dict, task: str) -> None:
+    """Give an adapter file the identity record of ``task`` on ``manifest``'s backbone (FlatBuffer unchanged)."""
+    from edgevlm.core import identity
+
+    data = path.read_bytes()
+    end = identity.split_adapter(data, str(path))[0]
+    path.write_bytes(data[:end] + identity.adapter_trailer(manifest["backbone"]["fingerprint"], task))
+
+
 def test_adapter_that_does_not_fit_its_manifest_entry(bundle, tmp_path):
-    """A valid adapter file of another task under nlg's name (checksum updated) is caught by its shapes."""
+    """A valid adapter file of another task under nlg's name (identity record and checksum rewritten) is caught
+    by its shapes."""
     from edgevlm.core.bundle import sha256_file
     from edgevlm.runtime import Runtime
 
     root = copy_bundle(bundle, tmp_path)
     shutil.copy(root / "adapters/qa.onnx_adapter", root / "adapters/nlg.onnx_adapter")
+    retag(root / "adapters/nlg.onnx_adapter", json.loads((root / "manifest.json").read_text()), "nlg")
     rewrite_manifest(
         root,
         lambda m: (
@@ -332,6 +343,7 @@ def test_add_task_with_sidecar_json(rt, bundle, tmp_path, sources):
     entry = json.loads((bundle / "manifest.json").read_text())["tasks"]["nlg"]
     card = tmp_path / "e2e.onnx_adapter"
     shutil.copy(bundle / "adapters/nlg.onnx_adapter", card)
+    retag(card, json.loads((bundle / "manifest.json").read_text()), "e2e")  # the file says which task it is
     card.with_suffix(".json").write_text(json.dumps({"name": "e2e", **entry}))
     small.add_task(card)
     assert small.generate(sources["nlg"][1], "e2e") == rt.generate(sources["nlg"][1], "nlg")

@@ -9,7 +9,7 @@ import sys
 
 from edgevlm import __version__
 from edgevlm.core.env import passive_openmp, quiet_libraries
-from edgevlm.core.errors import EdgeVLMError
+from edgevlm.core.errors import ConfigError, EdgeVLMError
 
 # One module per subcommand under edgevlm.apps.commands, each with register(subparsers).
 COMMANDS = ("train", "eval", "export", "run", "serve", "bench", "demo")
@@ -39,11 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     passive_openmp()  # before any command imports torch
+    if sys.stdout is None:  # started with stdout closed (`edgevlm run ... >&-`): nowhere to answer
+        print("edgevlm: error: stdout is closed; nothing to write the output to", file=sys.stderr)
+        return ConfigError.exit_code
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except EdgeVLMError as e:
-        print(f"edgevlm {args.command}: error: {e}", file=sys.stderr)
+        # under torchrun every rank raises the same error about the command line or data: rank 0 says it; what
+        # befell one rank ("rank 1 of 2: gradient all-reduce failed ...") is said by that rank
+        if os.environ.get("RANK", "0") == "0" or str(e).startswith("rank "):
+            print(f"edgevlm {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
     except ModuleNotFoundError as e:
         if (e.name or "edgevlm").split(".")[0] == "edgevlm" or args.command not in EXTRAS:

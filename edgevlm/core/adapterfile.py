@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevlm.core import formats as fmt
+from edgevlm.core import identity
 from edgevlm.core.errors import BundleError
 
 
@@ -55,11 +56,21 @@ class _Buffer:
 
 def read_parameters(path: Path) -> dict[str, np.ndarray]:
     """The file's tensors by name (float32 copies), every structure bounds-checked first."""
+    return read_adapter_file(path)[0]
+
+
+def read_adapter_file(path: Path) -> tuple[dict[str, np.ndarray], dict | None]:
+    """(tensors by name, the identity record edgevlm appends or None): the FlatBuffer is read within its own
+    bytes, the trailer by :func:`edgevlm.core.identity.split_adapter`."""
     try:
         data = Path(path).read_bytes()
     except OSError as e:
         raise BundleError(f"{path}: cannot read the adapter file ({e.strerror or e})") from None
-    buf = _Buffer(data, str(path))
+    end, record = identity.split_adapter(data, str(path))
+    return _read_flatbuffer(_Buffer(data[:end], str(path))), record
+
+
+def _read_flatbuffer(buf: _Buffer) -> dict[str, np.ndarray]:
     if len(buf.b) < 8 or buf.b[4:8] != fmt.ADAPTER_IDENTIFIER:
         raise buf.fail("no TORT file identifier")
     root, fields = buf.table(buf.read("<I", 0))

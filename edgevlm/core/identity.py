@@ -76,3 +76,49 @@ def check_values(tensors: Mapping[str, Any], where: str, error: type[Exception],
             v = float(a[bad].flat[0])
             what = "NaN" if math.isnan(v) else "infinity" if math.isinf(v) else f"the absurd value {v:.3g}"
             raise error(f"{where}: tensor {name} holds {what} ({int(bad.sum())} of {a.size} values); refused")
+
+
+# An adapter file's own identity: ONNX Runtime's adapter format has no string metadata and refuses parameters
+# that are not graph inputs, so the exporter appends a trailer after the FlatBuffer (ORT ignores bytes past the
+# offsets it follows): the record {"backbone_fingerprint", "task"} as UTF-8 JSON, its byte length (uint32 LE),
+# then ADAPTER_MAGIC. Both runtimes read it with their own bounds-checked readers before ORT sees the file.
+ADAPTER_MAGIC = b"EVLMID01"
+MAX_ADAPTER_RECORD = 4096
+
+
+def adapter_trailer(fingerprint: str, task: str) -> bytes:
+    """The bytes the exporter appends to a task's adapter file."""
+    rec = json.dumps({"backbone_fingerprint": fingerprint, "task": task}, sort_keys=True).encode("utf-8")
+    return rec + len(rec).to_bytes(4, "little") + ADAPTER_MAGIC
+
+
+def split_adapter(data: bytes, where: str) -> tuple[int, dict | None]:
+    """(length of the FlatBuffer part, identity record or None when the file has no trailer); BundleError
+    naming ``where`` for a trailer that is cut, too long or not the expected JSON object."""
+    if len(data) < 12 or data[-8:] != ADAPTER_MAGIC:
+        return len(data), None
+    n = int.from_bytes(data[-12:-8], "little")
+    if n > MAX_ADAPTER_RECORD or n > len(data) - 12:
+        raise BundleError(f"{where}: adapter identity record of {n} bytes does not fit the file")
+    start = len(data) - 12 - n
+    try:
+        rec = json.loads(data[start : start + n].decode("utf-8"))
+    except (ValueError, RecursionError):
+        rec = None
+    if not isinstance(rec, dict) or not all(isinstance(rec.get(k), str) for k in ("backbone_fingerprint", "task")):
+        raise BundleError(f"{where}: adapter identity record is not a JSON object with backbone_fingerprint and task")
+    return start, rec
+
+
+def check_adapter_identity(record: dict | None, fingerprint: str, task: str, where: str) -> None:
+    """The adapter file's own record must name this backbone and this task. Files without one (exported before
+    the record existed) are refused: their origin cannot be told."""
+    if record is None:
+        raise BundleError(f"{where}: the adapter file carries no backbone identity (older export); {REEXPORT}")
+    if record["backbone_fingerprint"] != fingerprint:
+        raise BundleError(
+            f"{where}: the adapter file was exported for backbone {record['backbone_fingerprint']!r}, "
+            f"not this one ({fingerprint!r})"
+        )
+    if record["task"] != task:
+        raise BundleError(f"{where}: the adapter file is task {record['task']!r}, not {task!r}")

@@ -72,11 +72,14 @@ def external_data_files(path: Path) -> set[str]:
         raise BundleError(f"{path}: not a readable ONNX graph (subgraphs nested too deeply)") from None
 
 
-def check_external_data(path: Path) -> None:
-    """Every external data file of the graph is a relative path that stays in the graph's folder and exists."""
+def check_external_data(path: Path, listed: set[Path] | None = None) -> None:
+    """Every external data file of the graph is a relative path that stays in the graph's folder, exists and,
+    given ``listed``, is one of those files: ORT maps what the graph names, so it must be what was checksummed."""
     folder = path.parent.resolve()
     for loc in sorted(external_data_files(path)):
         if not loc or Path(loc).is_absolute() or "\\" in loc or not (folder / loc).resolve().is_relative_to(folder):
             raise BundleError(f"{path}: external data location {loc!r} must be a relative path inside {folder}")
         if not (folder / loc).is_file():
             raise BundleError(f"{path}: external data file {loc!r} not found next to the graph")
+        if listed is not None and (folder / loc).resolve() not in listed:
+            raise BundleError(f"{path}: external data file {loc!r} has no checksum in the manifest's files; refused")

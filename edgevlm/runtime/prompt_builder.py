@@ -12,6 +12,7 @@ backbone keep their task tokens and most recent ids
 
 from __future__ import annotations
 
+import unicodedata
 import warnings
 from pathlib import Path
 
@@ -38,7 +39,7 @@ class PromptBuilder:
         """Prompt ids (task tokens as ``vocab_size + k``; with ``chat`` the chat template's turn), cut to fit."""
         if not isinstance(text, str):
             raise ConfigError(f"input must be a string, got {type(text).__name__}")
-        if not text.strip():
+        if not "".join(c for c in text if unicodedata.category(c) != "Cf").strip():  # zero-width only: empty
             raise ConfigError("input is empty")
         try:
             text.encode("utf-8")

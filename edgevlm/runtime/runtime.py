@@ -89,15 +89,13 @@ class Runtime:
             tokenizer = Tokenizer.from_file(str(tok_path))
         except Exception as e:  # tokenizers raises a plain Exception for malformed files
             raise BundleError(f"{tok_path}: cannot read the tokenizer ({e})") from None
-        session = open_session(graph_path(root, m, graph), threads, spin, providers, session_options)
+        listed = {confined(root, rel, "file") for rel in m.files}  # what ORT may map: checksummed files only
+        session = open_session(graph_path(root, m, graph), threads, spin, providers, session_options, listed)
         graph = check_graph(session, m, root / m.backbone.file)
         check_identity(session, m, tokenizer, root)
-        tasks = {
-            name: load_task(
-                name, e, confined(root, e.adapter_file, f"tasks.{name}.adapter_file"), graph, str(root / MANIFEST)
-            )
-            for name, e in m.tasks.items()
-        }
+        fp, where = m.backbone.fingerprint, str(root / MANIFEST)
+        files = {name: confined(root, e.adapter_file, f"tasks.{name}.adapter_file") for name, e in m.tasks.items()}
+        tasks = {name: load_task(name, e, files[name], graph, where, fp) for name, e in m.tasks.items()}
         return cls(root, m, session, graph, tokenizer, tasks)
 
     @property
@@ -115,7 +113,7 @@ class Runtime:
         """
         path = Path(path)
         name, entry, source = find_task_entry(path, entry, self.manifest.backbone)
-        task = load_task(name, entry, path, self.graph, source)
+        task = load_task(name, entry, path, self.graph, source, self.manifest.backbone.fingerprint)
         with self._lock:
             if name in self._tasks:
                 raise TaskError(f"task {name!r} is already loaded; loaded tasks: {sorted(self._tasks)}")
@@ -212,6 +210,9 @@ class Runtime:
         if not prompt:
             raise ConfigError("input is empty: the prompt has no tokens")
         limit = self.graph.vocab_size + (len(t.special_tokens) if t else 0)
+        odd = [i for i in prompt if isinstance(i, bool) or not isinstance(i, (int, np.integer))]
+        if odd:  # int(1.5) would be 1: a silent change of the request
+            raise ConfigError(f"prompt ids must be integers, got {odd[0]!r}")
         bad = [i for i in prompt if not 0 <= int(i) < limit]
         if bad:
             raise ConfigError(f"prompt id {bad[0]} is out of range: ids must be in [0, {limit}) for task {task!r}")

@@ -91,15 +91,16 @@ def providers_for(providers) -> list:
 
 
 def open_session(
-    path: Path, threads: int | None, spin: bool = False, providers=None, options=None
+    path: Path, threads: int | None, spin: bool = False, providers=None, options=None, listed: set[Path] | None = None
 ) -> ort.InferenceSession:
     """The graph at ``path`` in an ORT session with ``providers`` (:func:`providers_for`) and ``options``: an
     ``ort.SessionOptions`` used as given, or a dict of session config entries added to :func:`session_options`.
     A graph whose weights live in an external data file next to it (ONNX external data) is memory-mapped by ORT
     instead of parsed into the heap and copied (docs/runtime.md, "Memory"); its data files must stay in the
-    graph's folder (ORT 1.23 would read any path)."""
+    graph's folder (ORT 1.23 would read any path) and, given ``listed`` (the manifest's checksummed files,
+    resolved), be among them."""
     if path.suffix != ".ort":  # an .ort graph holds its weights itself
-        check_external_data(path)
+        check_external_data(path, listed)
     providers = providers_for(providers)
     so = options if isinstance(options, ort.SessionOptions) else session_options(threads, spin)
     if isinstance(options, dict):
@@ -133,12 +134,14 @@ def check_graph(session: ort.InferenceSession, manifest: Manifest, path: Path) -
     return Graph(*sizes, {k: v[1] for k, v in adapters.items()}, graphio.has_mixed_batches(optional))
 
 
-def load_adapter(path: Path, graph: Graph) -> tuple[ort.LoraAdapter, int, int]:
+def load_adapter(path: Path, graph: Graph, fingerprint: str, task: str) -> tuple[ort.LoraAdapter, int, int]:
     """Check an adapter file's structure (bounds-checked: ORT's own reader can crash on a corrupt file), its
-    tensors against the graph and their values, then load it once. -> (adapter, bottleneck, task tokens)"""
+    identity record (backbone ``fingerprint`` and ``task``), its tensors against the graph and their values,
+    then load it once. -> (adapter, bottleneck, task tokens)"""
     if not path.is_file():
         raise BundleError(f"{path}: adapter file not found")
-    params = adapterfile.read_parameters(path)
+    params, record = adapterfile.read_adapter_file(path)
+    identity.check_adapter_identity(record, fingerprint, task, str(path))
     bottleneck, n_tokens = check_adapter_against_graph(
         {k: list(v.shape) for k, v in params.items()}, graph.adapter_inputs, graph.n_embd, str(path)
     )
@@ -152,11 +155,12 @@ def load_adapter(path: Path, graph: Graph) -> tuple[ort.LoraAdapter, int, int]:
     return adapter, bottleneck, n_tokens
 
 
-def load_task(name: str, entry: TaskEntry, path: Path, graph: Graph, source: str) -> Task:
+def load_task(name: str, entry: TaskEntry, path: Path, graph: Graph, source: str, fingerprint: str) -> Task:
     """A task (its manifest entry, read from ``source``) with its adapter file ``path``, checked against the
-    adapter's tensors: the entry's bottleneck and task-token count must be the file's."""
+    adapter's tensors and identity: the file must be this task's for the backbone ``fingerprint``, and the
+    entry's bottleneck and task-token count must be the file's."""
     where = f"{source}: tasks.{name}"
-    adapter, bottleneck, n_tokens = load_adapter(path, graph)
+    adapter, bottleneck, n_tokens = load_adapter(path, graph, fingerprint, name)
     if bottleneck != entry.bottleneck:
         raise BundleError(f"{where}.bottleneck is {entry.bottleneck!r} but {path.name} has bottleneck {bottleneck}")
     if n_tokens != len(entry.special_tokens):

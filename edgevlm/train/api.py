@@ -206,6 +206,9 @@ class TrainSpec:
         object.__setattr__(self, "out", Path(self.out))
         if self.out.exists() and not self.out.is_dir():
             raise ConfigError(f"--out {self.out}: exists and is not a directory")
+        above = next((p for p in self.out.parents if p.exists()), None)  # the nearest existing ancestor
+        if above is not None and not above.is_dir():
+            raise ConfigError(f"--out {self.out}: {above} is a file, not a directory")
         if isinstance(self.backbone, (str, Path)) and not str(self.backbone):
             raise ConfigError("--backbone must be 'tiny' or a directory, got ''")
         if self.distill_from is not None and not Path(self.distill_from).is_dir():

@@ -18,16 +18,32 @@ import java.util.Map;
  * which the bundle check needs before trusting it (Python uses {@code onnxruntime.AdapterFormat}).
  */
 public final class AdapterFile {
-    /** One adapter tensor: ONNX element type (1 = float) and shape. */
+    /** One adapter tensor: ONNX element type (1 = float), shape and its raw little-endian bytes. */
     public static final class Param {
         public final int dataType;
         public final List<Long> shape;
+        public final byte[] raw;
 
-        Param(int dataType, List<Long> shape) {
+        Param(int dataType, List<Long> shape, byte[] raw) {
             this.dataType = dataType;
             this.shape = shape;
+            this.raw = raw;
         }
     }
+
+    /** The identity record edgevlm appends after the FlatBuffer (Python's {@code identity.adapter_trailer}). */
+    public static final class Identity {
+        public final String fingerprint;
+        public final String task;
+
+        Identity(String fingerprint, String task) {
+            this.fingerprint = fingerprint;
+            this.task = task;
+        }
+    }
+
+    static final byte[] MAGIC = "EVLMID01".getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+    static final int MAX_RECORD = 4096;
 
     private static final String[] TYPE_NAMES = {"undefined", "float", "uint8", "int8", "uint16", "int16", "int32",
         "int64", "string", "bool", "float16", "double", "uint32", "uint64", "complex64", "complex128", "bfloat16"};
@@ -45,12 +61,50 @@ public final class AdapterFile {
 
     /** Parameters by name in file order; IOException (one line) when the file is not an adapter file. */
     public static Map<String, Param> read(Path path) throws IOException {
-        ByteBuffer b = ByteBuffer.wrap(Files.readAllBytes(path)).order(ByteOrder.LITTLE_ENDIAN);
+        byte[] data = Files.readAllBytes(path);
+        ByteBuffer b = ByteBuffer.wrap(data, 0, flatBufferEnd(data, path)).slice().order(ByteOrder.LITTLE_ENDIAN);
         try {
             return new AdapterFile(b).params();
-        } catch (IndexOutOfBoundsException | IllegalArgumentException e) {
+        } catch (IndexOutOfBoundsException | IllegalArgumentException | java.nio.BufferUnderflowException
+                 | NegativeArraySizeException e) {
             throw new IOException("malformed adapter FlatBuffer (" + e.getMessage() + ")");
         }
+    }
+
+    /** Bytes before the identity trailer (the whole file when it has none); BundleException for a cut one. */
+    private static int flatBufferEnd(byte[] d, Path path) {
+        int n = d.length;
+        if (n < 12 || !java.util.Arrays.equals(d, n - 8, n, MAGIC, 0, 8)) {
+            return n;
+        }
+        long len = ByteBuffer.wrap(d, n - 12, 4).order(ByteOrder.LITTLE_ENDIAN).getInt() & 0xffffffffL;
+        if (len > MAX_RECORD || len > n - 12) {
+            throw new BundleException(path + ": adapter identity record of " + len + " bytes does not fit the file");
+        }
+        return n - 12 - (int) len;
+    }
+
+    /** The file's identity record, null when it has none (Python's {@code identity.split_adapter}). */
+    public static Identity identity(Path path) throws IOException {
+        byte[] d = Files.readAllBytes(path);
+        int start = flatBufferEnd(d, path);
+        if (start == d.length) {
+            return null;
+        }
+        Object rec;
+        try {
+            rec = Json.parse(java.nio.charset.StandardCharsets.UTF_8.newDecoder()
+                    .decode(ByteBuffer.wrap(d, start, d.length - 12 - start)).toString());
+        } catch (IllegalArgumentException | java.nio.charset.CharacterCodingException e) {
+            rec = null;
+        }
+        if (!(rec instanceof Map) || !(((Map<?, ?>) rec).get("backbone_fingerprint") instanceof String)
+                || !(((Map<?, ?>) rec).get("task") instanceof String)) {
+            throw new BundleException(path + ": adapter identity record is not a JSON object with backbone_fingerprint"
+                    + " and task");
+        }
+        Map<?, ?> m = (Map<?, ?>) rec;
+        return new Identity((String) m.get("backbone_fingerprint"), (String) m.get("task"));
     }
 
     private Map<String, Param> params() throws IOException {
@@ -88,7 +142,16 @@ public final class AdapterFile {
             }
             int typeField = field(table, 2);
             int type = typeField == 0 ? 0 : b.getInt(typeField);
-            out.put(new String(name, java.nio.charset.StandardCharsets.UTF_8), new Param(type, shape));
+            int rawField = field(table, 3);
+            byte[] raw = new byte[0];
+            if (rawField != 0) {
+                int r = deref(rawField);
+                raw = new byte[b.getInt(r)]; // NegativeArraySize or BufferUnderflow for a corrupt length: malformed
+                ByteBuffer rd = b.duplicate();
+                rd.position(r + 4);
+                rd.get(raw);
+            }
+            out.put(new String(name, java.nio.charset.StandardCharsets.UTF_8), new Param(type, shape, raw));
         }
         return out;
     }

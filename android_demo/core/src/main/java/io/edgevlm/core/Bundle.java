@@ -72,6 +72,9 @@ public final class Bundle implements AutoCloseable {
             throw new BundleException(tokPath + ": cannot read the tokenizer (" + e.getMessage() + ")");
         }
         Path graphPath = m.confined(m.backboneFile(), "backbone.file");
+        java.util.Set<Path> listed = new java.util.HashSet<>();
+        m.files.keySet().forEach(rel -> listed.add(m.confined(rel, "file"))); // what ORT may map: checksummed files
+        GraphFiles.check(graphPath, listed);
         OrtSession session;
         try {
             session = OrtEnvironment.getEnvironment().createSession(graphPath.toString(), options(threads, spin));
@@ -81,10 +84,17 @@ public final class Bundle implements AutoCloseable {
         Map<String, Task> tasks = new LinkedHashMap<>();
         try {
             GraphInfo g = GraphInfo.check(session, m, dir.resolve(m.backboneFile()));
+            GraphInfo.checkIdentity(session.getMetadata().getCustomMetadata(), m, dir.resolve(m.backboneFile()));
+            int n = tok.sizeWithAdded(); // a larger tokenizer would map text onto task-embedding ids
+            if (n > m.backbone.vocabSize) {
+                throw new BundleException(dir.resolve(m.tokenizerFile()) + ": the tokenizer has " + n
+                        + " tokens but the graph's vocabulary only " + m.backbone.vocabSize
+                        + " (tokenizer from another model)");
+            }
             for (Map.Entry<String, TaskEntry> e : m.tasks.entrySet()) {
                 String name = e.getKey();
                 Path file = m.confined(e.getValue().adapterFile, "tasks." + name + ".adapter_file");
-                tasks.put(name, TaskLoader.load(name, e.getValue(), file, g, m.where));
+                tasks.put(name, TaskLoader.load(name, e.getValue(), file, g, m.where, m.backbone.fingerprint));
             }
             OrtLoraAdapter options = g.keepsLogits
                     ? OrtLoraAdapter.create(OptionAdapter.int64(Names.LOGITS_TO_KEEP, 1)) : null;

@@ -311,6 +311,13 @@ public final class ByteLevelBpe {
         return b.append(s.flush()).toString();
     }
 
+    /** Distinct token strings of the vocabulary and the added tokens (HF's get_vocab_size(with_added_tokens)). */
+    public int sizeWithAdded() {
+        java.util.Set<String> all = new java.util.HashSet<>(vocab.keySet());
+        all.addAll(addedIds.keySet());
+        return all.size();
+    }
+
     /** Id of an exact token string (vocabulary or added token), or null. */
     public Integer tokenToId(String token) {
         Integer id = addedIds.get(token);

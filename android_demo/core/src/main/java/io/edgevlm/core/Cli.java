@@ -1,7 +1,7 @@
 package io.edgevlm.core;
 
-import java.io.BufferedReader;
-import java.io.InputStreamReader;
+import java.io.BufferedInputStream;
+import java.io.InputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
@@ -20,7 +20,7 @@ public final class Cli {
     public static void main(String[] args) {
         PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
         try {
-            System.exit(run(args, out));
+            System.exit(run(Args.of(args), out));
         } catch (EdgeVlmException e) {
             System.err.println("edgevlm-core: error: " + e.getMessage());
             System.exit(2);
@@ -32,6 +32,11 @@ public final class Cli {
             + " [--threads N] [--spin] [INPUT]";
 
     static int run(String[] args, PrintStream out) {
+        return run(new Args(args, new byte[args.length][]), out);
+    }
+
+    static int run(Args raw, PrintStream out) {
+        String[] args = raw.text;
         String bundle = null;
         String input = null;
         String task = null;
@@ -56,13 +61,13 @@ public final class Cli {
                 case "--list": list = true; break;
                 case "--spin": spin = true; break;
                 case "--sample": sample = true; break;
-                case "--threads": threads = Integer.valueOf(number(args, ++i, a)); break;
-                case "--max-new-tokens": b.maxNewTokens(Integer.valueOf(number(args, ++i, a))); break;
-                case "--min-new-tokens": b.minNewTokens(Integer.parseInt(number(args, ++i, a))); break;
-                case "--temperature": temp = Double.parseDouble(number(args, ++i, a)); break;
-                case "--top-k": topK = Integer.parseInt(number(args, ++i, a)); break;
-                case "--top-p": topP = Double.parseDouble(number(args, ++i, a)); break;
-                case "--seed": seed = Long.valueOf(number(args, ++i, a)); break;
+                case "--threads": threads = integer(args, ++i, a); break;
+                case "--max-new-tokens": b.maxNewTokens(integer(args, ++i, a)); break;
+                case "--min-new-tokens": b.minNewTokens(integer(args, ++i, a)); break;
+                case "--temperature": temp = real(args, ++i, a); break;
+                case "--top-k": topK = integer(args, ++i, a); break;
+                case "--top-p": topP = real(args, ++i, a); break;
+                case "--seed": seed = (long) integer(args, ++i, a); break;
                 case "--stop": b.stop(value(args, ++i, a)); break;
                 case "-h": case "--help": out.println(USAGE); return 0;
                 default:
@@ -75,6 +80,7 @@ public final class Cli {
         if (positional.isEmpty() || positional.size() > 2) {
             throw new ConfigException(USAGE);
         }
+        raw.check(args, positional);
         bundle = positional.get(0);
         input = positional.size() > 1 ? positional.get(1) : null;
         if (task != null && plain) {
@@ -110,14 +116,39 @@ public final class Cli {
         return args[i];
     }
 
-    private static String number(String[] args, int i, String opt) {
+    private static final java.util.regex.Pattern INT = java.util.regex.Pattern.compile("\\s*[+-]?[0-9]+\\s*");
+    private static final java.util.regex.Pattern FLOAT = java.util.regex.Pattern.compile(
+            "\\s*[+-]?(([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][+-]?[0-9]+)?|(?i:inf|infinity|nan))\\s*");
+
+    /**
+     * An integer option as argparse's {@code type=int} reads it (one line, no stack trace, for "1.5" or "1e12"):
+     * Python's message; integers beyond the JVM's int range are refused by name (Python refuses them later).
+     */
+    static int integer(String[] args, int i, String opt) {
         String v = value(args, i, opt);
-        try {
-            Double.parseDouble(v);
-        } catch (NumberFormatException e) {
-            throw new ConfigException(opt + " needs a number, got " + Py.repr(v));
+        if (!INT.matcher(v).matches()) {
+            throw new ConfigException("argument " + opt + ": invalid int value: " + Py.repr(v));
         }
-        return v;
+        java.math.BigInteger n = new java.math.BigInteger(v.strip());
+        if (n.bitLength() > 31) {
+            throw new ConfigException("argument " + opt + ": " + v.strip() + " is out of range");
+        }
+        return n.intValue();
+    }
+
+    /** A float option as argparse's {@code type=float} reads it ("nan", "inf" included; no Java-only syntax). */
+    static double real(String[] args, int i, String opt) {
+        String v = value(args, i, opt);
+        if (!FLOAT.matcher(v).matches()) {
+            throw new ConfigException("argument " + opt + ": invalid float value: " + Py.repr(v));
+        }
+        String t = v.strip().toLowerCase(java.util.Locale.ROOT).replace("infinity", "inf");
+        String sign = t.startsWith("-") ? "-" : "";
+        String body = t.replaceFirst("^[+-]", "");
+        if (body.equals("nan")) {
+            return Double.NaN;
+        }
+        return body.equals("inf") ? Double.parseDouble(sign + "Infinity") : Double.parseDouble(t);
     }
 
     /** What {@code edgevlm run --list} prints (the describe lines of the manifest). */
@@ -141,15 +172,25 @@ public final class Cli {
 
     private static int interact(Bundle rt, String task, GenerationConfig cfg, boolean chat, PrintStream out) {
         int status = 0;
-        try (BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8))) {
-            for (String line; (line = in.readLine()) != null; ) {
+        try (InputStream in = new BufferedInputStream(System.in)) {
+            int number = 0;
+            for (byte[] raw; (raw = readLine(in)) != null; ) {
+                number++;
+                Utf8Check.Error bad = Utf8Check.first(raw, raw.length);
+                if (bad != null) { // Python decodes each line strictly, then goes on with the next
+                    System.err.println("edgevlm-core: error: stdin line " + number + ": not UTF-8 text (" + bad.reason
+                            + " at byte " + bad.start + ")");
+                    status = 2;
+                    continue;
+                }
+                String line = new String(raw, StandardCharsets.UTF_8).replaceAll("[\\r\\n]+$", "");
                 if (Py.strip(line).isEmpty()) {
                     continue;
                 }
                 try {
                     answer(rt, line, task, cfg, chat, out);
                 } catch (EdgeVlmException e) {
-                    System.err.println("edgevlm-core: error: " + e.getMessage());
+                    System.err.println("edgevlm-core: error: stdin line " + number + ": " + e.getMessage());
                     status = 2;
                 }
             }
@@ -157,5 +198,17 @@ public final class Cli {
             throw new ConfigException("cannot read stdin (" + e.getMessage() + ")");
         }
         return status;
+    }
+
+    /** One line of {@code in} with its newline (null at EOF), as bytes: decoded only after the check. */
+    private static byte[] readLine(InputStream in) throws java.io.IOException {
+        java.io.ByteArrayOutputStream line = new java.io.ByteArrayOutputStream();
+        for (int c; (c = in.read()) >= 0; ) {
+            line.write(c);
+            if (c == '\n') {
+                break;
+            }
+        }
+        return line.size() == 0 ? null : line.toByteArray();
     }
 }

@@ -79,6 +79,44 @@ public final class GraphInfo {
         return g;
     }
 
+    static final String METADATA_KEY = "edgevlm.backbone";
+    static final List<String> FIELDS = List.of("fingerprint", "architecture", "quantization", "n_layer", "n_head",
+            "n_kv_head", "head_dim", "n_embd", "vocab_size", "n_positions", "kv_cache");
+
+    /**
+     * Python's {@code identity.check_graph_metadata}: the backbone record the exporter stored in the graph must
+     * equal the manifest's, field by field (fingerprint, sizes, context, quantization, cache layout).
+     */
+    static void checkIdentity(Map<String, String> metadata, Manifest m, Path where) {
+        String raw = metadata.get(METADATA_KEY);
+        if (raw == null) {
+            throw new BundleException(where + ": the graph carries no backbone fingerprint (older or foreign export); "
+                    + Values.REEXPORT);
+        }
+        Object stored;
+        try {
+            stored = Json.parse(raw);
+        } catch (IllegalArgumentException e) {
+            stored = null;
+        }
+        if (!(stored instanceof Map)) {
+            throw new BundleException(where + ": metadata " + METADATA_KEY + " is not a JSON object; " + Values.REEXPORT);
+        }
+        Manifest.Backbone b = m.backbone;
+        List<Object> want = List.of(b.fingerprint, b.architecture, b.quantization, (long) b.nLayer, (long) b.nHead,
+                (long) b.nKvHead, (long) b.headDim, (long) b.nEmbd, (long) b.vocabSize, (long) b.nPositions, b.kvCache);
+        for (int k = 0; k < FIELDS.size(); k++) {
+            Map<?, ?> s = (Map<?, ?>) stored;
+            String f = FIELDS.get(k);
+            Object value = s.containsKey(f) ? s.get(f) : f.equals("kv_cache") ? "concat" : null;
+            if (!want.get(k).equals(value)) {
+                throw new BundleException(where + ": the graph was exported for backbone." + f + "=" + Py.repr(value)
+                        + " but the manifest says " + Py.repr(want.get(k))
+                        + " (graph and manifest belong to different exports)");
+            }
+        }
+    }
+
     /**
      * Whether the graph declares option {@code name} as an optional int64 [1] input (a graph input with a default
      * initializer; Python reads it from {@code get_overridable_initializers()}, which the Java API lacks).

@@ -13,6 +13,9 @@ import java.util.Map;
 public final class Json {
     private final String s;
     private int i;
+    private int depth;
+    /** Containers nested deeper are refused before the recursion could overflow the stack (Python: RecursionError). */
+    static final int MAX_DEPTH = 500;
 
     private Json(String s) {
         this.s = s;
@@ -41,6 +44,19 @@ public final class Json {
     }
 
     private Object value() {
+        char open = i < s.length() ? s.charAt(i) : ' ';
+        if (open != '{' && open != '[') {
+            return scalar();
+        }
+        if (++depth > MAX_DEPTH) {
+            throw new IllegalArgumentException("nested too deeply");
+        }
+        Object v = open == '{' ? object() : array();
+        depth--;
+        return v;
+    }
+
+    private Object scalar() {
         if (i >= s.length()) {
             throw error("expecting value");
         }

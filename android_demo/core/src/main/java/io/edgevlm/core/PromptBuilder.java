@@ -32,8 +32,9 @@ public final class PromptBuilder {
         if (text == null) {
             throw new ConfigException("input must be a string, got NoneType");
         }
-        if (Py.strip(text).isEmpty()) {
-            throw new ConfigException("input is empty");
+        if (Py.strip(text.codePoints().filter(c -> Character.getType(c) != Character.FORMAT)
+                .collect(StringBuilder::new, StringBuilder::appendCodePoint, StringBuilder::append).toString()).isEmpty()) {
+            throw new ConfigException("input is empty"); // whitespace or zero-width (format) characters only
         }
         int v = g.vocabSize;
         String template = chatTemplate != null ? chatTemplate : task != null ? task.template : null;

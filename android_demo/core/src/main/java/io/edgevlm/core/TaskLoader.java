@@ -22,9 +22,10 @@ final class TaskLoader {
     private TaskLoader() {
     }
 
-    static Task load(String name, TaskEntry entry, Path path, GraphInfo g, String source) throws OrtException {
+    static Task load(String name, TaskEntry entry, Path path, GraphInfo g, String source, String fingerprint)
+            throws OrtException {
         String where = source + ": tasks." + name;
-        int[] sizes = checkAdapter(path, g);
+        int[] sizes = checkAdapter(path, g, fingerprint, name);
         if (entry.bottleneck != sizes[0]) {
             throw new BundleException(where + ".bottleneck is " + entry.bottleneck + " but " + path.getFileName()
                     + " has bottleneck " + sizes[0]);
@@ -38,17 +39,47 @@ final class TaskLoader {
                 entry.maxNewTokens, entry.maxSourceTokens, path, adapter);
     }
 
-    /** The adapter's tensors against the graph's adapter inputs; returns {bottleneck, task tokens}. */
-    static int[] checkAdapter(Path path, GraphInfo g) {
+    /**
+     * The adapter's identity record (this backbone's {@code fingerprint}, task {@code task}), its tensors against
+     * the graph's adapter inputs, then their values; returns {bottleneck, task tokens}.
+     */
+    static int[] checkAdapter(Path path, GraphInfo g, String fingerprint, String task) {
         if (!Files.isRegularFile(path)) {
             throw new BundleException(path + ": adapter file not found");
         }
         Map<String, AdapterFile.Param> params;
+        AdapterFile.Identity id;
         try {
             params = AdapterFile.read(path);
+            id = AdapterFile.identity(path);
         } catch (IOException e) {
             throw new BundleException(path + ": not a readable ONNX Runtime adapter file (" + e.getMessage() + ")");
         }
+        checkIdentity(path, id, fingerprint, task);
+        int[] sizes = checkShapes(path, g, params);
+        for (Map.Entry<String, AdapterFile.Param> e : params.entrySet()) {
+            Values.check(path + ": tensor " + e.getKey(), e.getValue().raw);
+        }
+        return sizes;
+    }
+
+    /** Python's {@code identity.check_adapter_identity}, message for message. */
+    static void checkIdentity(Path path, AdapterFile.Identity id, String fingerprint, String task) {
+        if (id == null) {
+            throw new BundleException(path + ": the adapter file carries no backbone identity (older export); "
+                    + Values.REEXPORT);
+        }
+        if (!id.fingerprint.equals(fingerprint)) {
+            throw new BundleException(path + ": the adapter file was exported for backbone " + Py.repr(id.fingerprint)
+                    + ", not this one (" + Py.repr(fingerprint) + ")");
+        }
+        if (!id.task.equals(task)) {
+            throw new BundleException(path + ": the adapter file is task " + Py.repr(id.task) + ", not "
+                    + Py.repr(task));
+        }
+    }
+
+    private static int[] checkShapes(Path path, GraphInfo g, Map<String, AdapterFile.Param> params) {
         for (Map.Entry<String, AdapterFile.Param> e : params.entrySet()) {
             if (e.getValue().dataType != 1) {
                 throw new BundleException(path + ": adapter tensors must be float32, " + e.getKey() + " is "
