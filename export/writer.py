@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import time
@@ -51,6 +52,7 @@ def export_bundle(
 
     out = _check_args(quant, out, force)
     tasks = load_task_adapters(list(adapters))
+    _warn_trained_quant(tasks, quant)
     log: dict = {"edgevlm_version": __version__, "quantization": quant, "timings_s": {}}
     bar = tqdm(total=6, desc=f"export {quant}", unit="stage", disable=not progress)
     tmp = fsutil.make_temp_dir(out)
@@ -70,6 +72,17 @@ def export_bundle(
     finally:
         bar.close()
     return out
+
+
+def _warn_trained_quant(tasks: list[TaskAdapter], quant: str) -> None:
+    """One warning line per task trained against another quantization's weights (``edgevlm train --quant``)."""
+    for t in tasks:
+        trained = t.meta.training.get("quant", "fp32")
+        if trained != quant:
+            logging.getLogger("edgevlm.export").warning(
+                f"warning: task {t.name!r} was trained for --quant {trained}, exported as {quant} "
+                f"(train with --quant {quant} for the weights this bundle holds)"
+            )
 
 
 def _graph(bb, tasks: list[TaskAdapter], quant: str, fuse: bool, check: bool, log: dict, bar, work: Path) -> Path:
