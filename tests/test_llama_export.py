@@ -226,10 +226,10 @@ def test_configs_the_graph_cannot_express_are_refused(hf, overrides, field):
 # -- bundles (the writer: dispatch, fp32 self-check, quantization) and the runtime ----------------------------------
 
 # Teacher-forced top-1 agreement with fp32 on the *random* tiny Llama, whose logit gaps are small and random
-# (no trained margins): measured int8 1.00 and int4 0.90 here (0.87 with ORT's own 4-bit quantizer, before the
-# Q4_1-style blocks); the real model's figures come from the slow tests.
+# (no trained margins): measured int8 0.99 and int4 0.87 here (int4: 4-bit down to the LM head, integer zero
+# points; the earlier Q4_1-style float-minimum recipe measured 0.90); the real model's figures: experiments/.
 # Wherever fp32's top-2 gap exceeds MARGIN (28 of the 144 positions here) the quantized token must be the same.
-AGREEMENT = {"int8": 0.95, "int4": 0.88}
+AGREEMENT = {"int8": 0.95, "int4": 0.84}
 MARGIN = {"int8": 0.5, "int4": 0.5}
 CACHE_TOL = {"fp32": 1e-4, "int8": 0.1, "int4": 0.1}  # per-token int8 activations jitter a little (as for GPT-2)
 
