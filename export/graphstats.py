@@ -1,7 +1,7 @@
 """Deterministic cost counts of a bundle's graph: nodes (every node runs once per decode step) and the weight
 bytes one decode step at batch 1 reads (the step's time is about bytes / bandwidth + a few microseconds per node).
 
-    python -m edgevlm.export.graphstats BUNDLE_OR_GRAPH... [--bottleneck 100] [--json OUT]
+    python -m edgevlm.export.graphstats [NAME=]BUNDLE_OR_GRAPH... [--bottleneck 100] [--json OUT]
 
 Bytes per token: every initializer a node reads, once (a table read by both the LM head and the token lookup
 counts once, in full), except lookup tables (``Gather`` / ``GatherBlockQuantized`` data and scales, the
@@ -83,11 +83,12 @@ def _graph_file(p: Path) -> Path:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("graphs", nargs="+", type=Path, help="bundle directories or .onnx files")
+    ap.add_argument("graphs", nargs="+", help="bundle directories or .onnx files, each optionally NAME=PATH")
     ap.add_argument("--bottleneck", type=int, default=100)
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args(argv)
-    out = {str(g): stats(onnx.load(_graph_file(g), load_external_data=False), args.bottleneck) for g in args.graphs}
+    named = [g.split("=", 1) if "=" in g else (g, g) for g in args.graphs]
+    out = {k: stats(onnx.load(_graph_file(Path(p)), load_external_data=False), args.bottleneck) for k, p in named}
     text = json.dumps(out, indent=2) + "\n"
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

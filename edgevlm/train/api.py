@@ -132,6 +132,7 @@ class TrainSpec:
 
     def __post_init__(self) -> None:
         self._check_numbers()
+        self.train_config()  # --quant (and the optimisation settings) checked now, not at the first step
         has_data = self.data is not None or self.examples is not None
         object.__setattr__(self, "tasks", resolve_tasks(self.tasks, self.bottleneck, has_data))
         self._check_data()
