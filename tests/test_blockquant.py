@@ -145,3 +145,19 @@ def test_tied_table_gather_reads_the_lm_heads_blocks_exactly(bits):
     which = np.array([[3, 0, 49, 3]])
     emb, logits = session(q).run(None, {"ids": which, "x": np.zeros((1, 1, 64), np.float32)})
     np.testing.assert_allclose(emb[0], quant.fake_quantize(table.T.copy(), bits, True).T[which[0]], atol=1e-7)
+
+
+def test_bytes_per_token_count_a_tied_table_once_and_one_row_of_a_float_table():
+    from edgevlm.export.graphstats import bytes_per_token
+
+    table = np.random.default_rng(6).normal(size=(50, 64)).astype(np.float32)
+    ids = helper.make_tensor_value_info("ids", TensorProto.INT64, [1, "s"])
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "s", 64])
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("e", "y")]
+    nodes = [helper.make_node("Gather", ["t", "ids"], ["e"], "tok")]
+    nodes.append(helper.make_node("MatMul", ["x", "h"], ["y"], "head"))
+    inits = [numpy_helper.from_array(table, "t"), numpy_helper.from_array(table.T.copy(), "h")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [ids, x], outs, inits), opset_imports=OPSETS, ir_version=10)
+    assert bytes_per_token(model) == 64 * 4 + 50 * 64 * 4  # one float row + the float LM head
+    q = blockquant.quantize_graph(model, quant.RECIPES["int4"], set(), "head", "tok", ACCURACY)
+    assert bytes_per_token(q) == 50 * 32 + 50 * 2 * 4  # the shared 4-bit table once: codes + scales
