@@ -162,7 +162,9 @@ def test_int4_trained_adapter_equals_its_int4_bundle(tmp_path, tiny_llama_dir, c
     cfg = TaskConfig("alpha", 8, ["<src>", "<out>"], "<src> {input} <out>", max_new_tokens=8)
     ex = [Example(f"word {i} and {i + 1}", f"result {i}") for i in range(8)]
     run = dict(steps=6, batch_size=4, eval_every=6, save_every=6, lr=3e-2, progress=False, quant="int4")
-    spec = TrainSpec([cfg], tmp_path / "ad", str(tiny_llama_dir), examples={"alpha": (ex, ex[:2])}, **run)
+    spec = TrainSpec(
+        tasks=[cfg], out=tmp_path / "ad", backbone=str(tiny_llama_dir), examples={"alpha": (ex, ex)}, **run
+    )
     path = train(spec)["alpha"].path
     assert AdapterMeta.load(path).training["quant"] == "int4"
     root = export_bundle(str(tiny_llama_dir), [path], "int4", out=tmp_path / "b4", progress=False)
