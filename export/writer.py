@@ -25,6 +25,8 @@ from .quantize import quantize
 WORK_DIR = ".work"  # intermediate graphs, inside the temporary bundle directory
 MATRIX_BYTES = 1 << 20  # fusion runs with tensors over this size (weight matrices, embeddings) left on disk
 CHECK_TOL = 1e-3  # export-time fp32 self-check (tests hold the graph to 1e-4)
+LOG = logging.getLogger("edgevlm.export")
+LOG.setLevel(logging.WARNING)  # shown even though the CLI quiets the root logger (library noise) to errors
 
 
 def export_bundle(
@@ -79,7 +81,7 @@ def _warn_trained_quant(tasks: list[TaskAdapter], quant: str) -> None:
     for t in tasks:
         trained = t.meta.training.get("quant", "fp32")
         if trained != quant:
-            logging.getLogger("edgevlm.export").warning(
+            LOG.warning(
                 f"warning: task {t.name!r} was trained for --quant {trained}, exported as {quant} "
                 f"(train with --quant {quant} for the weights this bundle holds)"
             )
