@@ -2,8 +2,8 @@
 int4 vs int8 vs fp32: nodes and weight bytes per token (export/graphstats.py), teacher-forced top-1 agreement with
 fp32 on a few prompts, and decode ms/token, all modes in ONE process, rounds interleaved, medians.
 
-    python experiments/int4_smollm2.py export MODE OUT        # with this checkout (or an older one for int4-exact)
-    python experiments/int4_smollm2.py measure NAME=BUNDLE... --json OUT [--threads 2] [--rounds 3]
+    python experiments/int4_fast/int4_smollm2.py export MODE OUT    # this checkout (an older one: int4-exact)
+    python experiments/int4_fast/int4_smollm2.py measure NAME=BUNDLE... --json OUT [--threads 2] [--rounds 3]
 """
 
 from __future__ import annotations
