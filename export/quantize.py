@@ -1,22 +1,21 @@
-"""Quantize the backbone only, block-wise for ONNX Runtime's ``MatMulNBits`` (blocks of 32 along the input dim).
+"""Quantize the backbone only, block-wise for ONNX Runtime's ``MatMulNBits`` (blocks of 32 along the input dim),
+with the blocks of :func:`edgevlm.core.quant.quantize` (:mod:`.blockquant` writes them), the quantizer
+``edgevlm train --quant`` trains against, so a task trained for a mode runs on exactly its weights.
 
-``int8``: 8-bit weights, activations quantized per token at run time (``accuracy_level=4``: ORT's int8
-kernels; float compute on 8-bit weights is several times slower on AVX2).
+``int8``: 8-bit symmetric blocks for every projection and the LM head; the token table 8-bit
+``GatherBlockQuantized`` on the LM head's own blocks where the model ties them.
 
-``int4``: the body as Q4_1-style blocks (:mod:`.blockquant`: a scale and a float minimum per 32 weights, run as
-``MatMulNBits`` with the nearest integer zero point plus an exact block-sum term for the fraction it misses) on
-the same int8 kernels; the token table as 8-bit ``GatherBlockQuantized`` blocks (one row read per token: bits
-there buy disk only) and the LM head at 8 bits (the most sensitive layer and the largest). A Q4_1 GGUF source
-(SmolLM2) keeps its blocks exactly; ORT's own quantizer re-rounds them and loses most of the agreement with fp32.
-The block-sum term costs extra kernels per weight (decode speed: experiments/int4_variants/).
+``int4``: 4-bit blocks with an integer zero point for every projection, the LM head (and the tied token table
+read from the same bytes) as 4-bit symmetric blocks. One ``MatMulNBits`` per weight, nothing else.
 
-Not ``quantize_dynamic``: one activation scale over the whole input makes a token's logits depend on the
-other tokens in the call, so cached and re-run decoding disagree (:func:`int8_dynamic` kept for comparison).
+Both run ONNX Runtime's int8-compute kernels (``accuracy_level=4``: activations quantized per token and block
+at run time; float compute on quantized weights is several times slower). Not ``quantize_dynamic``: one
+activation scale over the whole input makes a token's logits depend on the other tokens in the call, so
+cached and re-run decoding disagree (:func:`int8_dynamic` kept for comparison).
 
 Every node that reads an adapter input is excluded, so adapter inputs and their identity default
 initializers stay float32 graph inputs (the quantizers otherwise quantize those initializers and the inputs
-vanish); :func:`check_adapter_inputs` verifies it. Figures for each choice: docs/training.md, docs/results.md
-and the commit messages.
+vanish); :func:`check_adapter_inputs` verifies it. Figures for each choice: README and the commit messages.
 """
 
 from __future__ import annotations
@@ -27,28 +26,22 @@ from pathlib import Path
 
 import onnx
 
+from edgevlm.core import quant
 from edgevlm.core.errors import ExportError
 
 from . import blockquant
 from .graph import LM_HEAD_NODE, TOKEN_GATHER, adapter_nodes, n_layer_of, optional_names
 
 BLOCK = 32
-INT8_ACCURACY = 4  # int8 activations, per token and block
-INT4_ACCURACY = 4  # int8 activations, as int8 (level 0, float compute: 2.3x slower decode on GPT-2 small)
-INT4_LM_HEAD_BITS = 8
+ACCURACY = 4  # int8 activations, per token and block (MatMulNBits accuracy_level)
 
 
 def quantize(model: onnx.ModelProto, mode: str) -> onnx.ModelProto:
     """``model`` with its backbone weights quantized (``mode`` int8 or int4); fp32 returns it unchanged."""
     if mode == "fp32":
         return model
-    _quiet()
-    if mode == "int8":
-        q = nbits(model, 8, INT8_ACCURACY, skip=_float_nodes(model))
-    else:
-        q = blockquant.quantize_matmuls(model, set(_float_nodes(model)) | {LM_HEAD_NODE}, INT4_ACCURACY)
-        q = nbits(q, INT4_LM_HEAD_BITS, INT8_ACCURACY, skip=[n.name for n in q.graph.node if n.name != LM_HEAD_NODE])
-        q = blockquant.quantize_gather(q, TOKEN_GATHER)
+    keep = set(_float_nodes(model))
+    q = blockquant.quantize_graph(model, quant.RECIPES[mode], keep, LM_HEAD_NODE, TOKEN_GATHER, ACCURACY)
     check_adapter_inputs(q, mode)
     return q
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import time
@@ -32,6 +33,8 @@ from .quantize import quantize
 WORK_DIR = ".work"  # intermediate graphs, inside the temporary bundle directory
 MATRIX_BYTES = 1 << 20  # fusion runs with tensors over this size (weight matrices, embeddings) left on disk
 CHECK_TOL = 1e-3  # export-time fp32 self-check (tests hold the graph to 1e-4)
+LOG = logging.getLogger("edgevlm.export")
+LOG.setLevel(logging.WARNING)  # shown even though the CLI quiets the root logger (library noise) to errors
 
 
 def export_bundle(
@@ -61,6 +64,7 @@ def export_bundle(
 
     out = _check_args(quant, out, force)
     tasks = load_task_adapters(list(adapters))
+    _warn_trained_quant(tasks, quant)
     log: dict = {"edgevlm_version": __version__, "quantization": quant, "timings_s": {}}
     bar = tqdm(total=6, desc=f"export {quant}", unit="stage", disable=not progress)
     tmp = fsutil.make_temp_dir(out)
@@ -80,6 +84,17 @@ def export_bundle(
     finally:
         bar.close()
     return out
+
+
+def _warn_trained_quant(tasks: list[TaskAdapter], quant: str) -> None:
+    """One warning line per task trained against another quantization's weights (``edgevlm train --quant``)."""
+    for t in tasks:
+        trained = t.meta.training.get("quant", "fp32")
+        if trained != quant:
+            LOG.warning(
+                f"warning: task {t.name!r} was trained for --quant {trained}, exported as {quant} "
+                f"(train with --quant {quant} for the weights this bundle holds)"
+            )
 
 
 def _graph(bb, tasks: list[TaskAdapter], quant: str, fuse: bool, check: bool, log: dict, bar, work: Path) -> Path:

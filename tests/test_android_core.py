@@ -1,7 +1,7 @@
 """The Java core (android_demo/core) against the Python runtime: bundles exported here, mvn test there.
 
-write_fixtures.py exports the tiny backbone and a tiny random Llama (GQA 4/2) with nlg + mt (fp32, int8) through
-the CLI and records what the Python runtime makes of them (greedy tokens and text per task and for the plain
+write_fixtures.py exports the tiny backbone and a tiny random Llama (GQA 4/2) with nlg + mt (fp32, int8, int4)
+through the CLI and records what the Python runtime makes of them (greedy tokens and text per task and for the plain
 backbone, teacher-forced logits, run --list lines, cache layout, whether logits_to_keep is fed (and a copy of the
 fp32 bundle whose graph lacks that option), tokenizer golden vectors (also of SmolLM2's
 tokenizer: Digits before ByteLevel), truncated prompts, refusal messages of broken bundles) as JSON; the JUnit
@@ -82,7 +82,8 @@ def test_java_core_matches_python_runtime(tmp_path, tiny_llama_dir):
         assert c["failures"] == 0 and c["errors"] == 0, f"{name}: {c}"
     expected = json.loads((fixtures / "expected.json").read_text())
     bundles = expected["bundles"]
-    assert sorted(bundles) == ["fp32", "fp32-nokeep", "int8", "llama-fp32", "llama-int8"], sorted(bundles)
+    want = ["fp32", "fp32-nokeep", "int4", "int8", "llama-fp32", "llama-int4", "llama-int8"]
+    assert sorted(bundles) == want, sorted(bundles)
     assert bundles["llama-int8"]["cache"]["n_kv_head"] == 2, "the Llama bundle has grouped-query attention (4/2)"
     for k in bundles:  # ONNX Runtime's fused kernel (GPT-2 and Llama graphs), run by the Java core's pinned version
         ops = json.loads((Path(bundles[k]["dir"]) / "manifest.json").read_text())["export_log"]["op_counts"]["final"]

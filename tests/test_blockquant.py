@@ -1,6 +1,9 @@
-"""int4 Q4_1-style blocks (export/blockquant.py) and the quantized kernels every shipped mode uses: blocks found
-exactly on a Q4_1 grid, the residual term restores the float minimum, and each kernel's one-row (decode, M=1)
-result equals its many-row (prefill, M>1) result and the float reference (onnxruntime takes separate M=1 paths)."""
+"""The block quantizer (edgevlm/core/quant.py) and the kernels it feeds (export/blockquant.py): blocks on their
+grid, chunk-independent (training and export get the same blocks), and every shipped recipe's ``MatMulNBits``
+gives the same result for one row (decode, M=1) as for many rows (prefill, M>1), both equal to float math on
+the dequantized weight within the int8 activation rounding (onnxruntime #29853: its M=1 path was reported
+wrong); the token table's ``GatherBlockQuantized`` returns the dequantized rows exactly, also when it reads
+the LM head's own tensors (tied)."""
 
 from __future__ import annotations
 
@@ -9,119 +12,152 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from edgevlm.core import quant
 from edgevlm.export import blockquant
-from edgevlm.export.quantize import INT4_ACCURACY, INT8_ACCURACY, nbits
+from edgevlm.export.quantize import ACCURACY
 from edgevlm.export.verify import session
 
 K, N, M = 96, 40, 7  # K: 3 blocks (an odd count: zero points pad a nibble)
 OPSETS = [helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft", 1)]
+SHIPPED = sorted({r for recipe in quant.RECIPES.values() for r in (recipe.body, recipe.head)})  # (bits, symmetric)
 
 
-def _q4_1_weight(rng, k: int = K, n: int = N) -> np.ndarray:
-    """A [k, n] weight exactly on a Q4_1 grid: scale * q + minimum per 32-block along k, float minima."""
-    kb = k // 32
-    scale = rng.uniform(0.01, 0.05, (kb, n))
-    low = rng.uniform(-0.4, 0.1, (kb, n))  # some blocks entirely above zero
-    q = rng.integers(0, 16, (kb, 32, n))
-    q[:, 0], q[:, 1] = 0, 15  # the block's min and max are on the grid's ends, as Q4_1 writes them
-    return (scale[:, None] * q + low[:, None]).reshape(k, n).astype(np.float32)
+def _on_grid(rng, bits: int, k: int = K, n: int = N) -> np.ndarray:
+    """A [k, n] weight exactly on an integer-zero-point grid, each block using its lowest and highest code."""
+    top = (1 << bits) - 1
+    scale = rng.uniform(0.01, 0.05, (k // 32, 1, n)).astype(np.float32)
+    zp = rng.integers(0, top + 1, (k // 32, 1, n))
+    q = rng.integers(0, top + 1, (k // 32, 32, n))
+    q[:, 0], q[:, 1] = 0, top
+    return ((q - zp).astype(np.float32) * scale).reshape(k, n)
 
 
-def test_blocks_are_found_exactly_on_a_q4_1_grid():
-    w = _q4_1_weight(np.random.default_rng(0))
-    b = blockquant.q4_blocks(w)
-    assert b.q.shape == (N, K // 32, 32) and b.scale.shape == b.zero_point.shape == (N, K // 32)
-    assert np.abs(b.dequantize(K) - w).max() < 1e-6
-    assert np.abs(b.residual).max() > 0.005  # the integer zero point alone misses the float minimum
+@pytest.mark.parametrize("bits", [4, 8])
+def test_weights_on_the_grid_come_back(bits):
+    w = _on_grid(np.random.default_rng(0), bits)
+    b = quant.quantize(w, bits, symmetric=False)
+    assert b.codes.shape == (N, K // 32, 32) and b.scales.shape == b.zero_points.shape == (N, K // 32)
+    assert b.codes.max() <= (1 << bits) - 1 and b.zero_points.dtype == np.uint8
+    assert np.abs(b.dequantize() - w).max() <= 1e-6 * np.abs(w).max()
 
 
-def test_float_weights_round_to_the_nearest_step_and_padding():
+@pytest.mark.parametrize("bits, symmetric", SHIPPED)
+def test_float_weights_round_within_a_step_and_padding(bits, symmetric, monkeypatch):
     w = np.random.default_rng(1).normal(size=(70, 5)).astype(np.float32)  # 70: the last block padded
-    b = blockquant.q4_blocks(w)
-    err = np.abs(b.dequantize(70) - w).reshape(-1)
-    step = np.repeat(b.scale.T, 32, 0)[:70].reshape(-1)
-    assert np.all(err <= step / 2 + 1e-6)
-    full = np.abs(b.residual.T)[:, :2]  # the two full blocks straddle zero: the nearest zero point is in range
-    assert np.all(full <= b.scale[:, :2] / 2 + 1e-6)
+    b = quant.quantize(w, bits, symmetric)
+    assert (b.zero_points is None) == symmetric and b.dequantize().shape == w.shape
+    err = np.abs(b.dequantize() - w)
+    step = np.abs(np.repeat(b.scales.T, 32, 0)[:70])
+    assert np.all(err <= 2.5 * step), (err / step).max()  # clipped outliers: at most a few steps
+    assert np.mean(err <= step / 2 + 1e-6) > 0.95  # the rest rounds to the nearest step
+    monkeypatch.setattr(quant, "SHRINK", (1.0,))  # the full-range grid alone: the search never does worse
+    plain = quant.fake_quantize(w, bits, symmetric)
+    assert np.square(b.dequantize() - w).sum() <= np.square(plain - w).sum() * 1.001
 
 
-def test_pack_nibbles_low_first_and_odd_counts():
-    assert blockquant.pack_nibbles(np.array([[1, 2, 3]], np.uint8)).tolist() == [[0x21, 0x03]]
+def test_symmetric_blocks_put_the_largest_magnitude_on_an_end_code():
+    w = np.random.default_rng(2).normal(size=(64, 3)).astype(np.float32)
+    w[5, 0], w[40, 1] = -9.0, 7.0  # one outlier per block, of either sign
+    b = quant.quantize(w, 4, symmetric=True)
+    assert b.zero_points is None and b.codes.min() >= 0 and b.codes.max() <= 15
+    assert b.codes[0, 0, 5] == 0 and b.codes[1, 1, 8] == 0  # code 0: 8 steps from the zero point (the long side)
+    assert b.scales[0, 0] > 0 > b.scales[1, 1]  # the scale carries the sign
 
 
-def _matmul_model(w: np.ndarray) -> onnx.ModelProto:
+def test_quantize_is_chunk_independent_and_deterministic(monkeypatch):
+    """Training quantizes torch weights, the exporter graph initializers: same float32 weight, same blocks,
+    however many columns are processed at a time."""
+    w = np.random.default_rng(3).normal(size=(96, 50)).astype(np.float32)
+    whole = quant.quantize(w, 4)
+    monkeypatch.setattr(quant, "CHUNK", 7)
+    chunked = quant.quantize(w, 4)
+    for part in ("codes", "scales", "zero_points"):
+        np.testing.assert_array_equal(getattr(whole, part), getattr(chunked, part))
+    np.testing.assert_array_equal(quant.fake_quantize(w, 4), whole.dequantize())
+    part = quant.quantize(np.ascontiguousarray(w[:, 10:30]), 4)  # q alone vs packed q/k/v
+    np.testing.assert_array_equal(part.codes, whole.codes[10:30])
+    np.testing.assert_array_equal(part.scales, whole.scales[10:30])
+
+
+def test_bad_shapes_and_bits_are_refused():
+    with pytest.raises(ValueError, match="bits 4 or 8"):
+        quant.quantize(np.zeros((32, 2), np.float32), bits=3)
+    with pytest.raises(ValueError, match="2-D"):
+        quant.quantize(np.zeros(32, np.float32))
+
+
+def test_pack_low_nibble_first_and_odd_counts():
+    assert blockquant.pack(np.array([[1, 2, 3]], np.uint8), 4).tolist() == [[0x21, 0x03]]
+    assert blockquant.pack(np.array([[1, 200]], np.uint8), 8).tolist() == [[1, 200]]
+
+
+def _matmul_model(w: np.ndarray, bits: int, symmetric: bool, flat: bool = False) -> onnx.ModelProto:
+    """x [1, s, K] -> MatMulNBits with the blocks of ``w``."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "s", w.shape[0]])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "s", w.shape[1]])
-    node = helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")
-    g = helper.make_graph([node], "g", [x], [y], [numpy_helper.from_array(w, "w")])
-    return helper.make_model(g, opset_imports=OPSETS, ir_version=10)
-
-
-def _quantized(mode: str, w: np.ndarray) -> onnx.ModelProto:
-    if mode == "int4":
-        return blockquant.quantize_matmuls(_matmul_model(w), set(), INT4_ACCURACY)
-    return nbits(_matmul_model(w), 8, INT8_ACCURACY, skip=[])  # int8's body and every mode's LM head
+    tensors = blockquant.block_tensors(quant.quantize(w, bits, symmetric), "w", flat)
+    mm = helper.make_node("MatMul", ["x", "w"], ["y"], "mm")
+    node = blockquant.matmul_node(mm, tensors, *w.shape, bits, ACCURACY)
+    return helper.make_model(helper.make_graph([node], "g", [x], [y], tensors), opset_imports=OPSETS, ir_version=10)
 
 
 def _rows_one_by_one(sess, x: np.ndarray) -> np.ndarray:
     return np.concatenate([sess.run(None, {"x": x[:, i : i + 1]})[0] for i in range(x.shape[1])], 1)
 
 
-@pytest.mark.parametrize("mode", ["int4", "int8"])
+@pytest.mark.parametrize("bits, symmetric", SHIPPED)
 @pytest.mark.parametrize("threads, k", [(1, K), (2, K), (2, 576)])  # 576: SmolLM2's width
-def test_kernel_one_row_equals_many_rows_and_float(mode, threads, k):
-    rng = np.random.default_rng(2)
-    w = _q4_1_weight(rng, k, N)
+def test_kernel_one_row_equals_many_rows_and_float(bits, symmetric, threads, k):
+    rng = np.random.default_rng(4)
+    w = rng.normal(0, 0.05, size=(k, N)).astype(np.float32)
     x = rng.normal(size=(1, M, k)).astype(np.float32)
     x[..., 5] += 4.0  # an outlier channel, as real activations have
-    model = _quantized(mode, w)
-    ops = sorted(n.op_type for n in model.graph.node)
-    assert ops == (["Add", "MatMul", "MatMul", "MatMulNBits"] if mode == "int4" else ["MatMulNBits"])  # int4: sums
+    model = _matmul_model(w, bits, symmetric, flat=symmetric)  # symmetric: the LM head's flat layout
+    assert [n.op_type for n in model.graph.node] == ["MatMulNBits"]
     sess = session(model, threads=threads)
     many, one = sess.run(None, {"x": x})[0], _rows_one_by_one(sess, x)
-    ref = x @ w
+    ref = x @ quant.fake_quantize(w, bits, symmetric)  # float math on the weights the kernel holds
     scale = np.abs(ref).max()
-    print(mode, threads, "M=1 vs M>1", np.abs(one - many).max() / scale, "vs float", np.abs(many - ref).max() / scale)
-    assert np.abs(one - many).max() <= 1e-5 * scale, (mode, np.abs(one - many).max())
+    print(
+        bits, symmetric, threads, "M=1 vs M>1", np.abs(one - many).max() / scale, "vs float", np.abs(many - ref).max()
+    )
+    assert np.abs(one - many).max() <= 1e-5 * scale, np.abs(one - many).max()
     # what is left against float is the per-token int8 activations (accuracy_level 4), under 1.5 %
-    assert np.abs(many - ref).max() <= 0.015 * scale, (mode, np.abs(many - ref).max() / scale)
+    assert np.abs(many - ref).max() <= 0.015 * scale, np.abs(many - ref).max() / scale
 
 
-def test_residual_term_is_what_makes_int4_exact():
-    """On Q4_1-grid weights: the shipped int4 is within the activation rounding of float; the same blocks without
-    the residual term (integer zero point only), and ORT's own 4-bit quantizer, are over 10 times further off."""
-    rng = np.random.default_rng(3)
-    w = _q4_1_weight(rng)
-    x = rng.normal(size=(1, M, K)).astype(np.float32) + 0.5  # activations with a mean: block shifts add up
-    ref = x @ w
-    shipped = session(_quantized("int4", w)).run(None, {"x": x})[0]
-    dropped = _quantized("int4", w)
-    for n in dropped.graph.node:  # rewire the Add to read the MatMulNBits output twice, residual zeroed
-        if n.op_type == "Add":
-            n.input[1] = "zero"
-    dropped.graph.initializer.append(numpy_helper.from_array(np.zeros(N, np.float32), "zero"))
-    no_residual = session(dropped).run(None, {"x": x})[0]
-    ort = session(nbits(_matmul_model(w), 4, INT4_ACCURACY, skip=[], symmetric=False)).run(None, {"x": x})[0]
-    err = {k: float(np.abs(v - ref).mean()) for k, v in [("shipped", shipped), ("none", no_residual), ("ort", ort)]}
-    print(err)
-    assert err["shipped"] * 10 < min(err["none"], err["ort"]), err
-
-
-def test_token_table_gather_is_8_bit_and_exact_on_a_q8_0_grid():
-    rng = np.random.default_rng(4)
-    scale = rng.uniform(0.001, 0.01, (50, 2))
-    table = (scale[..., None] * rng.integers(-127, 128, (50, 2, 32))).reshape(50, 64).astype(np.float32)
-    table[:, 0] = 127 * scale[:, 0]  # max |w| of the block on the grid, as Q8_0 writes it
-    table[:, 32] = -127 * scale[:, 1]
+@pytest.mark.parametrize("bits", [4, 8])
+def test_tied_table_gather_reads_the_lm_heads_blocks_exactly(bits):
+    """The token table as ``GatherBlockQuantized`` on the very tensors of the LM head's ``MatMulNBits``."""
+    rng = np.random.default_rng(5)
+    table = rng.normal(0, 0.05, size=(50, 64)).astype(np.float32)  # [V, E]
     ids = helper.make_tensor_value_info("ids", TensorProto.INT64, [1, "s"])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "s", 64])
-    g = helper.make_graph(
-        [helper.make_node("Gather", ["t", "ids"], ["y"], name="tok")], "g", [ids], [y],
-        [numpy_helper.from_array(table, "t")],
-    )  # fmt: skip
-    model = helper.make_model(g, opset_imports=OPSETS, ir_version=10)
-    q = blockquant.quantize_gather(model, "tok")
-    assert [n.op_type for n in q.graph.node] == ["GatherBlockQuantized"] and len(q.graph.initializer) == 2
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "s", 64])
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("e", "y")]
+    nodes = [helper.make_node("Gather", ["t", "ids"], ["e"], "tok")]
+    nodes.append(helper.make_node("MatMul", ["x", "h"], ["y"], "head"))
+    inits = [numpy_helper.from_array(table, "t"), numpy_helper.from_array(table.T.copy(), "h")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [ids, x], outs, inits), opset_imports=OPSETS, ir_version=10)
+    recipe = quant.Recipe(body=(bits, False), head=(bits, True))
+    q = blockquant.quantize_graph(model, recipe, set(), "head", "tok", ACCURACY)
+    assert sorted(n.op_type for n in q.graph.node) == ["GatherBlockQuantized", "MatMulNBits"]
+    assert len(q.graph.initializer) == 2  # one table: packed codes + scales, read by both nodes
     which = np.array([[3, 0, 49, 3]])
-    got = session(q).run(None, {"ids": which})[0]
-    assert np.abs(got - table[which]).max() < 1e-6
+    emb, logits = session(q).run(None, {"ids": which, "x": np.zeros((1, 1, 64), np.float32)})
+    np.testing.assert_allclose(emb[0], quant.fake_quantize(table.T.copy(), bits, True).T[which[0]], atol=1e-7)
+
+
+def test_bytes_per_token_count_a_tied_table_once_and_one_row_of_a_float_table():
+    from edgevlm.export.graphstats import bytes_per_token
+
+    table = np.random.default_rng(6).normal(size=(50, 64)).astype(np.float32)
+    ids = helper.make_tensor_value_info("ids", TensorProto.INT64, [1, "s"])
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "s", 64])
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("e", "y")]
+    nodes = [helper.make_node("Gather", ["t", "ids"], ["e"], "tok")]
+    nodes.append(helper.make_node("MatMul", ["x", "h"], ["y"], "head"))
+    inits = [numpy_helper.from_array(table, "t"), numpy_helper.from_array(table.T.copy(), "h")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [ids, x], outs, inits), opset_imports=OPSETS, ir_version=10)
+    assert bytes_per_token(model) == 64 * 4 + 50 * 64 * 4  # one float row + the float LM head
+    q = blockquant.quantize_graph(model, quant.RECIPES["int4"], set(), "head", "tok", ACCURACY)
+    assert bytes_per_token(q) == 50 * 32 + 50 * 2 * 4  # the shared 4-bit table once: codes + scales

@@ -12,7 +12,7 @@ import torch
 from edgevlm.core import bundle, names
 from edgevlm.core.config import TaskConfig
 from edgevlm.core.errors import BackboneError
-from edgevlm.export import blockquant, verify
+from edgevlm.export import verify
 from edgevlm.export.graph import build_graph, check_config, op_counts
 from edgevlm.export.quantize import check_adapter_inputs, quantize
 
@@ -196,12 +196,8 @@ def test_quantized_graph_converts_every_weight_matmul(hf, quant):
     check_adapter_inputs(q, quant)  # raises if an adapter input or its default was lost
     ops = op_counts(q)
     assert ops["com.microsoft.MatMulNBits"] == 4 * n_layer + 1  # qkv o gate_up down per layer + the tied LM head
-    assert ops.get("com.microsoft.GatherBlockQuantized", 0) == (1 if quant == "int4" else 0)
-    side = blockquant.side_weights(q)  # int4's residual terms: block sums and [K/32, N] residual tables
-    assert len([n for n in q.graph.node if n.op_type == "MatMul" and n.input[1] in side]) == (
-        0 if quant == "int8" else 4 * n_layer + 4 * n_layer  # a residual per weight, a block sum per distinct input
-    )
-    weights = {t.name for t in q.graph.initializer} - set(names.adapter_names(n_layer)) - side
+    assert ops["com.microsoft.GatherBlockQuantized"] == 1  # the tied token table, on the LM head's blocks
+    weights = {t.name for t in q.graph.initializer} - set(names.adapter_names(n_layer))
     assert not [n.name for n in q.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
     floats = {t.name: t.data_type for t in q.graph.initializer}
     assert floats["rotary.cos"] == floats["rotary.sin"] == onnx.TensorProto.FLOAT
@@ -230,10 +226,10 @@ def test_configs_the_graph_cannot_express_are_refused(hf, overrides, field):
 # -- bundles (the writer: dispatch, fp32 self-check, quantization) and the runtime ----------------------------------
 
 # Teacher-forced top-1 agreement with fp32 on the *random* tiny Llama, whose logit gaps are small and random
-# (no trained margins): measured int8 1.00 and int4 0.90 here (0.87 with ORT's own 4-bit quantizer, before the
-# Q4_1-style blocks); the real model's figures come from the slow tests.
+# (no trained margins): measured int8 0.99 and int4 0.87 here (int4: 4-bit down to the LM head, integer zero
+# points; the earlier Q4_1-style float-minimum recipe measured 0.90); the real model's figures: experiments/.
 # Wherever fp32's top-2 gap exceeds MARGIN (28 of the 144 positions here) the quantized token must be the same.
-AGREEMENT = {"int8": 0.95, "int4": 0.88}
+AGREEMENT = {"int8": 0.95, "int4": 0.84}
 MARGIN = {"int8": 0.5, "int4": 0.5}
 CACHE_TOL = {"fp32": 1e-4, "int8": 0.1, "int4": 0.1}  # per-token int8 activations jitter a little (as for GPT-2)
 

@@ -20,9 +20,10 @@ pytestmark = [
     ),
 ]
 # Teacher-forced top-1 agreement with the dequantized fp32 PyTorch model on SMOL_TEXT (206 tokens), measured
-# int8 0.96 and int4 0.95: int4's Q4_1-style blocks reproduce the GGUF's Q4_1 body exactly, so what is left in both
-# modes is the per-token int8 activations. ORT's own 4-bit quantizer (integer zero points) measured 0.78.
-SMOL_TOP1 = {"int8": 0.93, "int4": 0.93}
+# int8 0.966 and int4 0.752 (int4 re-rounds the GGUF's Q4_1 body onto integer-zero-point blocks and the LM head
+# to 4 bits: the speed recipe, benchmarks/results/int4/; the earlier exact Q4_1 recipe measured 0.976, ORT's own
+# 4-bit quantizer 0.78). int4's quality is judged on the task with adapters trained by `train --quant int4`.
+SMOL_TOP1 = {"int8": 0.93, "int4": 0.70}
 SMOL_TEXT = (
     "The capital of France is Paris. The largest city in Germany is Berlin, and its river is the Spree.\n"
     "The Eagle is a coffee shop that serves French food. It is located in the riverside area near Burger King, and "

@@ -36,6 +36,8 @@ EX = ([Example("a", "b")], [])
         ({"seed": -1}, "--seed must be a non-negative integer, got -1"),
         ({"full": "yes"}, "--full must be True or False, got 'yes'"),
         ({"token_init": "random"}, "--token-init must be one of words, mean, got 'random'"),
+        ({"quant": "int3"}, "--quant 'int3': expected one of ['fp32', 'int8', 'int4']"),
+        ({"quant": "int4", "full": True}, "--quant int4: simulates a frozen backbone's bundle weights; --full trains"),
         ({"tasks": []}, "--task: at least one task is required"),
         ({"tasks": ["nlg", "nlg"]}, "--task given twice: ['nlg', 'nlg']"),
         ({"tasks": ["nlg", "all"]}, "--task: expected task names ('all' alone) or TaskConfigs, got 'all'"),

@@ -128,9 +128,11 @@ class TrainSpec:
     precision: str = "auto"
     dist_timeout: float = 600.0
     token_init: str = "words"
+    quant: str = "fp32"
 
     def __post_init__(self) -> None:
         self._check_numbers()
+        self.train_config()  # --quant (and the optimisation settings) checked now, not at the first step
         has_data = self.data is not None or self.examples is not None
         object.__setattr__(self, "tasks", resolve_tasks(self.tasks, self.bottleneck, has_data))
         self._check_data()
@@ -219,7 +221,7 @@ class TrainSpec:
         from edgevlm.train.trainer import TrainConfig
 
         lr = self.lr if self.lr is not None else (5e-4 if self.full else 3e-3)
-        keys = ("steps", "batch_size", "seed", "eval_every", "save_every", "max_len", "full", "grad_accum")
+        keys = ("steps", "batch_size", "seed", "eval_every", "save_every", "max_len", "full", "grad_accum", "quant")
         return TrainConfig(lr=float(lr), **{k: getattr(self, k) for k in keys})
 
 
@@ -304,6 +306,13 @@ def prepare(spec: TrainSpec):
     tc = spec.train_config()
     backbone = load_spec_backbone(spec)
     check_sizes(spec, backbone.sizes)
+    if tc.quant != "fp32":
+        if backbone is spec.backbone:  # the caller's: quantize a copy of its model
+            import copy
+            import dataclasses
+
+            backbone = dataclasses.replace(backbone, model=copy.deepcopy(backbone.model), _fp=backbone._fp)
+        backbone.quantize_weights(tc.quant)
     splits = spec_examples(spec, backbone)
     torch.manual_seed(tc.seed)  # adapter initialisation is part of the seeded run
     vlm = VLM(backbone.model)

@@ -52,6 +52,16 @@ class Backbone:
             self._fp = (versions, fingerprint(self.model))
         return self._fp[1]
 
+    def quantize_weights(self, mode: str) -> None:
+        """Replace the weights a ``mode`` bundle quantizes by its blocks, in place, once
+        (:mod:`edgevlm.train.quantsim`); :attr:`fingerprint` stays the float weights' (what adapters record and
+        the exporter checks against)."""
+        from edgevlm.train.quantsim import quantize_model
+
+        fp = self.fingerprint
+        quantize_model(self.model, mode)
+        self._fp = (tuple(p._version for p in self.model.parameters()), fp)
+
     def save_tokenizer(self, directory: Path) -> None:
         """tokenizer.json (+ the source's tokenizer_config.json: special tokens, chat template) into ``directory``."""
         import shutil

@@ -44,6 +44,7 @@ class TrainConfig:
     max_len: int = 256
     full: bool = False
     grad_accum: int = 1  # micro-batches per optimizer step (global batch = batch_size x processes x grad_accum)
+    quant: str = "fp32"  # the bundle quantization the frozen backbone simulates (edgevlm.train.quantsim)
 
     def __post_init__(self) -> None:
         for k in ("steps", "batch_size", "max_len", "eval_every", "save_every", "grad_accum"):
@@ -53,6 +54,11 @@ class TrainConfig:
             raise ConfigError(f"--lr must be a positive number, got {self.lr}")
         if self.warmup < 0 or self.clip <= 0:
             raise ConfigError("--warmup must be >= 0 and clip > 0")
+        from edgevlm.train.quantsim import check_mode
+
+        check_mode(self.quant)
+        if self.full and self.quant != "fp32":
+            raise ConfigError(f"--quant {self.quant}: simulates a frozen backbone's bundle weights; --full trains them")
 
 
 @dataclass

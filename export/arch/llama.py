@@ -156,8 +156,11 @@ def _gqa(b: Builder, q: str, k: str, v: str, mask: tuple, i: int, s, p: str) -> 
     """ONNX Runtime's ``GroupQueryAttention``: the past and this run's k/v [b, s, Hkv*D] into the presents
     [b, Hkv, T, D] and causal attention of the H query heads over the Hkv kv heads (HF's repeat_kv grouping, no
     copy) in one kernel; ``mask`` = (_, the padding + causal bias [b, 1, s, T], :func:`base.gqa_lengths`): the bias
-    makes left padding exact. Rotary stays outside: the kernel's own starts every row of a prompt at one position,
-    which left-padded rows do not share. q [b, s, H*D] -> [b, s, H*D]"""
+    makes left padding exact. Rotary stays outside (``RotaryEmbedding`` at the mask's positions): the kernel's own
+    (``do_rotary``, ONNX Runtime 1.23.2 CPU) rotates a first prompt at its column index, ignoring ``position_ids``,
+    and a decode step at ``position_ids``; no position rule fits both the runtime's left-padded batch prefill
+    (keys written at column positions) and its continuous-batching merges (rows prefilled alone, then
+    left-padded: keys at their own positions). q [b, s, H*D] -> [b, s, H*D]"""
     out = f"{p}/GroupQueryAttention_out"
     ins = [q, k, v, names.past_key(i), names.past_value(i), *mask[2], "", "", "", mask[1]]
     b.node("GroupQueryAttention", ins, [out, names.present_key(i), names.present_value(i)],

@@ -58,6 +58,12 @@ def register(sub) -> None:
         default="words",
         help="task tokens start from the embedding of their names (words, default) or of the table's mean (mean)",
     )
+    p.add_argument(
+        "--quant",
+        default="fp32",
+        choices=("fp32", "int8", "int4"),
+        help="train against the backbone weights of this bundle quantization (export with the same --quant)",
+    )
     p.add_argument("--full", action="store_true", help="fully fine-tune the backbone (the paper's baseline)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument(
@@ -74,7 +80,7 @@ def spec_from_args(args):
 
     keys = ("backbone", "data", "valid_data", "format", "bottleneck", "steps", "batch_size", "lr", "seed")
     keys += ("eval_every", "save_every", "max_len", "full", "distill_from", "resume", "force", "out")
-    keys += ("grad_accum", "device", "precision", "dist_timeout", "token_init")
+    keys += ("grad_accum", "device", "precision", "dist_timeout", "token_init", "quant")
     return TrainSpec(tasks=args.task, **{k: getattr(args, k) for k in keys})
 
 

@@ -13,7 +13,7 @@ import org.junit.jupiter.api.TestFactory;
 
 /**
  * Token-for-token parity with the Python runtime's greedy output: every case of every bundle (tiny GPT-2 and, when
- * the fixtures have it, a Llama-family backbone with grouped-query attention; fp32 and int8), every task and the
+ * the fixtures have it, a Llama-family backbone with grouped-query attention; fp32, int8 and int4), every task and the
  * plain backbone, over-long inputs (cut exactly as Python cuts them), stop strings, min_new_tokens.
  */
 class ParityTest {
