@@ -9,7 +9,7 @@ import shutil
 
 import onnx
 import pytest
-from test_reliability_identity import copy_bundle, load, retag
+from test_bundle_identity import copy_bundle, load, retag
 
 from edgevlm.core import bundle, identity
 from edgevlm.core.errors import BundleError
