@@ -8,8 +8,9 @@ nibble first), so ``MatMulNBits`` runs its packed int8-compute kernels; symmetri
 kernel's default ``2**(bits-1)``). The LM head / token table is symmetric because ONNX Runtime 1.23.2's
 ``GatherBlockQuantized`` reads packed 4-bit zero points at the wrong rows (tests/test_blockquant.py). A tied
 table shares the head's blocks and scales, its packed bytes stored twice: ``MatMulNBits`` as [N, KB,
-BLOCK*bits/8] (ONNX Runtime >= 1.31 refuses other shapes), the gather as [N, K*bits/8]. No node besides the kernel itself: no residual terms, and a bias ``Add`` right after a
-projection (GPT-2, Qwen2) becomes the kernel's bias input.
+BLOCK*bits/8] (ONNX Runtime >= 1.31 refuses other shapes), the gather as [N, K*bits/8]. No node besides the
+kernel itself: no residual terms, and a bias ``Add`` right after a projection (GPT-2, Qwen2) becomes the
+kernel's bias input.
 """
 
 from __future__ import annotations
