@@ -71,10 +71,20 @@ public final class AdapterFile {
         }
     }
 
+    /** Whether {@code d} ends with {@code tail} (Arrays.equals on ranges is not on Android API 26). */
+    private static boolean endsWith(byte[] d, byte[] tail) {
+        for (int k = 0; k < tail.length; k++) {
+            if (d[d.length - tail.length + k] != tail[k]) {
+                return false;
+            }
+        }
+        return true;
+    }
+
     /** Bytes before the identity trailer (the whole file when it has none); BundleException for a cut one. */
     private static int flatBufferEnd(byte[] d, Path path) {
         int n = d.length;
-        if (n < 12 || !java.util.Arrays.equals(d, n - 8, n, MAGIC, 0, 8)) {
+        if (n < 12 || !endsWith(d, MAGIC)) {
             return n;
         }
         long len = ByteBuffer.wrap(d, n - 12, 4).order(ByteOrder.LITTLE_ENDIAN).getInt() & 0xffffffffL;
@@ -148,7 +158,7 @@ public final class AdapterFile {
                 int r = deref(rawField);
                 raw = new byte[b.getInt(r)]; // NegativeArraySize or BufferUnderflow for a corrupt length: malformed
                 ByteBuffer rd = b.duplicate();
-                rd.position(r + 4);
+                ((Buffer) rd).position(r + 4); // Buffer.position: ByteBuffer.position(int) is not on API 26
                 rd.get(raw);
             }
             out.put(new String(name, java.nio.charset.StandardCharsets.UTF_8), new Param(type, shape, raw));

@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.Paths;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -43,7 +44,7 @@ final class Args {
         List<byte[]> out = new ArrayList<>();
         byte[] b;
         try {
-            b = Files.readAllBytes(Path.of("/proc/self/cmdline"));
+            b = Files.readAllBytes(Paths.get("/proc/self/cmdline"));
         } catch (IOException | RuntimeException e) {
             return out; // not Linux: the JVM's decoding stands
         }

@@ -105,7 +105,9 @@ final class GraphFiles {
 
     private String text(int a, int z) {
         byte[] s = new byte[z - a];
-        b.duplicate().position(a).get(s);
+        ByteBuffer d = b.duplicate();
+        ((java.nio.Buffer) d).position(a); // Buffer.position: ByteBuffer.position(int) is not on API 26
+        d.get(s);
         return new String(s, StandardCharsets.UTF_8); // invalid bytes replaced, as Python's "replace"
     }
 
