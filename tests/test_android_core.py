@@ -31,6 +31,7 @@ PARITY_CLASSES = (
     "BadBundleTest",
     "ConcurrencyTest",
     "CancelTest",
+    "SharedCacheTest",
 )
 
 
@@ -97,6 +98,14 @@ def test_java_core_matches_python_runtime(tmp_path, tiny_llama_dir):
     n_cases = sum(len(b["cases"]) + len(b["forced"]) + 1 for b in bundles.values())
     n_cases += len(expected["chat"]["cases"]) + len(expected["chat"]["errors"])  # chat=True on a templated copy
     assert counts["ParityTest"]["tests"] == n_cases, f"every case of every bundle: {counts['ParityTest']}"
+    # shared vs concat cache in Java: every case and teacher-forced run + adapter + capacity per shared bundle
+    kv = {
+        k: json.loads((Path(b["dir"]) / "manifest.json").read_text())["backbone"]["kv_cache"]
+        for k, b in bundles.items()
+    }
+    assert set(kv.values()) == {"shared"}, kv
+    n_shared = sum(len(b["cases"]) + len(b["forced"]) + 2 if b["keeps_logits"] else 1 for b in bundles.values())
+    assert counts["SharedCacheTest"]["tests"] == n_shared, counts["SharedCacheTest"]
     shared = json.loads((CORE / "fixtures" / "bad_bundles.json").read_text())["cases"]  # run a second time there
     assert counts["BadBundleTest"]["tests"] == len(expected["errors"]) + len(shared), counts["BadBundleTest"]
     assert {c["name"] for c in shared} <= {e["name"] for e in expected["errors"] if e["error"]}

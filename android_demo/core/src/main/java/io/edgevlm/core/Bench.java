@@ -26,6 +26,10 @@ public final class Bench {
             prefill(args);
             return;
         }
+        if (args.length > 0 && args[0].equals("--cache")) {
+            cache(args);
+            return;
+        }
         if (args.length < 3) {
             System.err.println("usage: Bench BUNDLE TASK_A TASK_B [tokens] [reps] [threads]");
             System.exit(2);
@@ -99,6 +103,41 @@ public final class Bench {
                     + "\"prompt_tokens\": %d, \"reps\": %d, \"keeps_logits\": %b, \"prefill_ms_last_only\": %.3f, "
                     + "\"prefill_ms_all_positions\": %.3f, \"ratio\": %.3f}%n", args[1], threads, n, reps,
                     rt.graph.keepsLogits, median(kept), median(all), median(kept) / median(all));
+        }
+    }
+
+    /**
+     * {@code Bench --cache BUNDLE TASK [tokens=256] [reps=15] [threads=1]}: decode tokens/s (steps after the first
+     * token over their time, EOS ignored) of {@code tokens}-token calls after a 16-id prompt, the shared key/value
+     * cache and the concat way alternated in one JVM after 10 warm-up pairs; medians. Needs a kv_cache: shared bundle.
+     */
+    private static void cache(String[] args) {
+        int tokens = args.length > 3 ? Integer.parseInt(args[3]) : 256;
+        int reps = args.length > 4 ? Integer.parseInt(args[4]) : 15;
+        int threads = args.length > 5 ? Integer.parseInt(args[5]) : 1;
+        try (Bundle rt = Bundle.load(Path.of(args[1]), threads, false)) {
+            List<Integer> ids = new ArrayList<>();
+            for (int k = 0; k < 16; k++) {
+                ids.add((k * 37 + 11) % rt.graph.vocabSize);
+            }
+            Task task = rt.task(args[2]);
+            GenerationConfig cfg = GenerationConfig.builder().maxNewTokens(tokens).build();
+            List<Double> shared = new ArrayList<>();
+            List<Double> concat = new ArrayList<>();
+            for (int r = -10; r < reps; r++) {
+                double a = rt.decoder(true).run(ids, null, task, null, cfg, rt.tokenizer, null, null).tokensPerSecond();
+                double b = rt.decoder(false).run(ids, null, task, null, cfg, rt.tokenizer, null, null).tokensPerSecond();
+                if (r >= 0) {
+                    shared.add(a);
+                    concat.add(b);
+                }
+            }
+            System.out.printf(java.util.Locale.ROOT, "{\"engine\": \"java\", \"bundle\": \"%s\", \"threads\": %d, "
+                    + "\"tokens\": %d, \"reps\": %d, \"shared_tokens_per_s\": %.1f, \"concat_tokens_per_s\": %.1f, "
+                    + "\"ratio\": %.3f}%n", args[1], threads, tokens, reps, median(shared), median(concat),
+                    median(shared) / median(concat));
+        } catch (ai.onnxruntime.OrtException e) {
+            throw new EdgeVlmException(args[1] + ": ONNX Runtime failed to run the graph (" + e.getMessage() + ")", e);
         }
     }
 

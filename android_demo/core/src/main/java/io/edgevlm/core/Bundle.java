@@ -48,8 +48,10 @@ public final class Bundle implements AutoCloseable {
         this.session = session;
         this.tasks = Collections.unmodifiableMap(tasks);
         this.options = options;
-        this.decoder = new Decoder(OrtEnvironment.getEnvironment(), session, graph, options);
-        this.allLogits = new Decoder(OrtEnvironment.getEnvironment(), session, graph, null);
+        // the shared cache as Python's Steps uses it: a kv_cache: shared graph with the logits_to_keep option
+        this.decoder = new Decoder(OrtEnvironment.getEnvironment(), session, graph, options,
+                graph.sharedCache && options != null);
+        this.allLogits = new Decoder(OrtEnvironment.getEnvironment(), session, graph, null, false);
         this.eos = manifest.eosTokenId;
     }
 
@@ -269,6 +271,15 @@ public final class Bundle implements AutoCloseable {
         } catch (OrtException e) {
             throw new EdgeVlmException(root + ": ONNX Runtime failed to run the graph (" + firstLine(e) + ")", e);
         }
+    }
+
+    /**
+     * The decoder keeping each call's cache the shared way (true; the bundle's own where it does) or the concat
+     * way (false), both with the graph options: for tests that compare the two.
+     */
+    Decoder decoder(boolean shared) {
+        return shared == decoder.shared() ? decoder
+                : new Decoder(OrtEnvironment.getEnvironment(), session, graph, options, shared);
     }
 
     /** Logits of the prompt's last position, then after each forced token (for parity checks finer than greedy). */

@@ -11,7 +11,8 @@ import java.util.function.Consumer;
 
 /**
  * The key/value-cache loop for one call (batch 1): the prompt in one run, then one token per run ({@link Steps}:
- * presents fed back as the next past without a copy, reused direct buffers, pinned logits), all under one
+ * on a {@code kv_cache: shared} graph one buffer per layer sized for the call that the graph appends to, else
+ * presents fed back as the next past without a copy; reused direct buffers, pinned logits), all under one
  * {@code RunOptions} that selects the call's task adapter. State lives in the call, so calls on several
  * threads share only the session and the adapters, both read-only.
  *
@@ -23,12 +24,26 @@ public final class Decoder {
     private final OrtSession session;
     private final GraphInfo g;
     private final OrtLoraAdapter options; // the graph options (logits_to_keep = 1), active in every run; or null
+    private final boolean shared; // each call's cache is one buffer per layer sized for the call (Steps)
 
-    Decoder(OrtEnvironment env, OrtSession session, GraphInfo g, OrtLoraAdapter options) {
+    /**
+     * {@code shared}: keep each call's cache the shared way ({@link Steps}); only for a {@code kv_cache: shared}
+     * graph with the {@code logits_to_keep} option, as Python's {@code Steps} (its pinned logits are [1, 1, V]).
+     */
+    Decoder(OrtEnvironment env, OrtSession session, GraphInfo g, OrtLoraAdapter options, boolean shared) {
+        if (shared && (options == null || !g.sharedCache)) {
+            throw new IllegalArgumentException("a shared cache needs a kv_cache: shared graph and logits_to_keep");
+        }
         this.env = env;
         this.session = session;
         this.g = g;
         this.options = options;
+        this.shared = shared;
+    }
+
+    /** Whether calls keep their cache the shared way. */
+    boolean shared() {
+        return shared;
     }
 
     /** Run options selecting {@code task}'s adapter (null: none) and the graph options. */
@@ -48,13 +63,14 @@ public final class Decoder {
         }
     }
 
-    private Steps steps(OrtSession.RunOptions ro, int promptLength) throws OrtException {
-        return new Steps(env, session, g, ro, promptLength, options != null);
+    /** A call's runs; {@code capacity}: the positions its runs reach (used on the shared path only). */
+    private Steps steps(OrtSession.RunOptions ro, int promptLength, int capacity) throws OrtException {
+        return new Steps(env, session, g, ro, promptLength, options != null, shared ? capacity : 0);
     }
 
     /** The shape of the prompt's logits as the graph makes them under this decoder's options (for tests). */
     long[] prefillShape(List<Integer> prompt, Task task) throws OrtException {
-        try (OrtSession.RunOptions ro = runOptions(task); Steps run = steps(ro, prompt.size())) {
+        try (OrtSession.RunOptions ro = runOptions(task); Steps run = steps(ro, prompt.size(), 0)) {
             return run.prefillShape(prompt.stream().mapToLong(Integer::longValue).toArray());
         }
     }
@@ -83,7 +99,7 @@ public final class Decoder {
             for (int k = 0; k < ids.length; k++) {
                 ids[k] = prompt.get(k);
             }
-            try (Steps run = steps(ro, ids.length)) {
+            try (Steps run = steps(ro, ids.length, ids.length + max)) {
                 run.prefill(ids);
                 float[] logits = run.logits;
                 tPrefill = System.nanoTime() - t0;
@@ -116,10 +132,16 @@ public final class Decoder {
 
     /** Last-position logits [V] of the prompt's run and of each {@code forced} token fed after it (the cache path). */
     List<float[]> teacherForced(List<Integer> prompt, List<Integer> forced, Task task) throws OrtException {
+        return teacherForced(prompt, forced, task, prompt.size() + forced.size());
+    }
+
+    /** As {@link #teacherForced(List, List, Task)} with a shared cache of {@code capacity} positions (tests). */
+    List<float[]> teacherForced(List<Integer> prompt, List<Integer> forced, Task task, int capacity)
+            throws OrtException {
         List<float[]> out = new java.util.ArrayList<>();
         try (OrtSession.RunOptions ro = runOptions(task)) {
             long[] ids = prompt.stream().mapToLong(Integer::longValue).toArray();
-            try (Steps run = steps(ro, ids.length)) {
+            try (Steps run = steps(ro, ids.length, capacity)) {
                 run.prefill(ids);
                 out.add(run.logits.clone());
                 int seen = ids.length;

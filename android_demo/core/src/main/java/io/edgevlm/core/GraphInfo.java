@@ -32,9 +32,12 @@ public final class GraphInfo {
     final List<String> adapterInputs;
     /** Whether the graph has the {@code logits_to_keep} option (older graphs: every position's logits). */
     public final boolean keepsLogits;
+    /** Manifest {@code backbone.kv_cache: shared}: the graph can append to one buffer bound as past and present. */
+    public final boolean sharedCache;
 
     private GraphInfo(Manifest m, boolean keepsLogits) {
         this.keepsLogits = keepsLogits;
+        this.sharedCache = "shared".equals(m.backbone.kvCache);
         Manifest.Backbone b = m.backbone;
         nLayer = b.nLayer;
         nHead = b.nHead;

@@ -27,7 +27,7 @@ public final class Manifest {
     public static final String MANIFEST = "manifest.json";
     static final List<String> QUANT_MODES = List.of("fp32", "int8", "int4");
     static final List<String> ARCHITECTURES = List.of("gpt2", "llama");
-    /** How the graph's cache may be fed (Python's KV_CACHES); the Java core feeds every graph the concat way. */
+    /** How the graph's cache may be fed (Python's KV_CACHES); "shared" graphs get a shared cache (Steps). */
     static final List<String> KV_CACHES = List.of("concat", "shared");
     static final String TASK_NAME = "[A-Za-z0-9][A-Za-z0-9_\\-]{0,63}";
     static final String SHA256 = "[0-9a-f]{64}";

@@ -21,8 +21,18 @@ import java.util.Set;
  * The graph runs of one call (batch 1) with as little per-step work as the Java API allows: the token id and the
  * attention mask live in direct native-order buffers (ONNX Runtime reads them in place, nothing copied), the
  * logits are a pinned output written straight into a direct buffer of which only the last position's row is read,
- * the feed map is reused, and each run's {@code present.*} outputs are fed back as the next {@code past_key_values.*}
- * without a copy (the previous result is closed once the run that read it has finished). Not thread-safe: one per call.
+ * and the feed map is reused. The key/value cache is kept one of two ways (Python's {@code Steps}):
+ * <ul>
+ * <li>shared ({@code capacity} > 0; {@code kv_cache: shared} graphs, whose GroupQueryAttention appends in place
+ * when past and present are one buffer): one direct buffer per layer's key and value, [1, n_kv_head, capacity,
+ * head_dim], fed as {@code past_key_values.*} AND pinned as {@code present.*}, so nothing is copied per step; the
+ * graph reads the run's length from the mask ([1, total] ones). Python's {@code SharedCache}, without IOBinding:
+ * pinned outputs keep the run options, and so the task's adapter.</li>
+ * <li>concat (otherwise): each run's {@code present.*} outputs are fed back as the next {@code past_key_values.*}
+ * without a Java-side copy (the previous result is closed once the run that read it has finished); the graph
+ * writes past + new into a fresh present each run.</li>
+ * </ul>
+ * Not thread-safe: one per call.
  */
 final class Steps implements AutoCloseable {
     private final OrtEnvironment env;
@@ -38,16 +48,19 @@ final class Steps implements AutoCloseable {
     private final Set<String> presents;
     private final Map<String, OnnxTensorLike> feeds = new HashMap<>();
     private final Map<String, OnnxValue> pinned = new HashMap<>();
-    private OrtSession.Result last; // its presents are the next run's past
+    private final int capacity; // positions the shared cache holds; 0: the concat way
+    private final OnnxTensor[] cache; // shared: per past name, [1, n_kv_head, capacity, head_dim] (also its present)
+    private OrtSession.Result last; // concat: its presents are the next run's past
     /** The last run's last-position logits [V] (overwritten by the next run; callers may edit it). */
     final float[] logits;
 
     /**
      * {@code lastOnly}: {@code ro} feeds the graph option {@code logits_to_keep} = 1, so the prefill's logits are
-     * [1, 1, V] (else [1, s, V], of which the last row is read).
+     * [1, 1, V] (else [1, s, V], of which the last row is read). {@code capacity} > 0: a shared cache for runs of
+     * up to that many positions (the prompt plus the new tokens); 0: the concat way.
      */
     Steps(OrtEnvironment env, OrtSession session, GraphInfo g, OrtSession.RunOptions ro, int promptLength,
-          boolean lastOnly) throws OrtException {
+          boolean lastOnly, int capacity) throws OrtException {
         this.kept = lastOnly ? 1 : promptLength;
         this.env = env;
         this.session = session;
@@ -65,7 +78,38 @@ final class Steps implements AutoCloseable {
         // (Buffer): JDK 9+ javac links ByteBuffer's covariant overrides, missing on Android API 26 (animal-sniffer)
         ((Buffer) row).limit(g.vocabSize);
         this.stepOut = OnnxTensor.createTensor(env, row, new long[] {1, 1, g.vocabSize});
-        this.presents = new LinkedHashSet<>(g.presentNames);
+        this.capacity = capacity;
+        this.cache = capacity > 0 ? sharedCache() : null;
+        this.presents = capacity > 0 ? Collections.emptySet() : new LinkedHashSet<>(g.presentNames);
+    }
+
+    /** One zeroed direct buffer per layer's key and value, fed as its past and pinned as its present. */
+    private OnnxTensor[] sharedCache() throws OrtException {
+        long[] shape = {1, g.kvHeads, capacity, g.headDim};
+        OnnxTensor[] out = new OnnxTensor[g.pastNames.size()];
+        try {
+            for (int k = 0; k < out.length; k++) {
+                FloatBuffer buf = ByteBuffer.allocateDirect(4 * g.kvHeads * capacity * g.headDim)
+                        .order(ByteOrder.nativeOrder()).asFloatBuffer();
+                out[k] = OnnxTensor.createTensor(env, buf, shape); // direct: ORT uses it in place
+                feeds.put(g.pastNames.get(k), out[k]);
+                pinned.put(g.presentNames.get(k), out[k]);
+            }
+            return out;
+        } catch (OrtException | RuntimeException e) {
+            closeAll(out);
+            idTensor.close();
+            stepOut.close();
+            throw e;
+        }
+    }
+
+    private static void closeAll(OnnxTensor[] tensors) {
+        for (OnnxTensor t : tensors) {
+            if (t != null) {
+                t.close();
+            }
+        }
     }
 
     private static LongBuffer longs(int n) {
@@ -79,8 +123,10 @@ final class Steps implements AutoCloseable {
         try (OnnxTensor input = OnnxTensor.createTensor(env, in, new long[] {1, ids.length});
              OnnxTensor empty = OnnxTensor.createTensor(env, FloatBuffer.allocate(0), new long[] {1, g.kvHeads, 0, g.headDim});
              OnnxTensor out = OnnxTensor.createTensor(env, logitBuf, new long[] {1, kept, g.vocabSize})) {
-            for (String name : g.pastNames) {
-                feeds.put(name, empty);
+            if (cache == null) {
+                for (String name : g.pastNames) {
+                    feeds.put(name, empty);
+                }
             }
             run(input, ids.length, out);
         }
@@ -109,15 +155,22 @@ final class Steps implements AutoCloseable {
     /** Runs one token after everything so far ({@code total} positions including it); fills {@link #logits}. */
     void step(long token, int total) throws OrtException {
         id.put(0, token);
-        for (int k = 0; k < g.pastNames.size(); k++) {
+        for (int k = 0; cache == null && k < g.pastNames.size(); k++) {
             feeds.put(g.pastNames.get(k), (OnnxTensor) present(last, g.presentNames.get(k)));
         }
         run(idTensor, total, stepOut);
         readLogits(0);
     }
 
-    /** One graph run: mask [1, total] of ones, logits pinned to {@code out}, presents kept as {@link #last}. */
+    /**
+     * One graph run: mask [1, total] of ones, logits pinned to {@code out}; concat: presents kept as {@link #last};
+     * shared: the presents are the pinned cache buffers (the result owns nothing and is closed at once).
+     */
     private void run(OnnxTensor input, int total, OnnxTensor out) throws OrtException {
+        if (cache != null && total > capacity) {
+            throw new IllegalStateException("a run of " + total + " positions is past the shared key/value cache's "
+                    + "capacity of " + capacity + " (the prompt plus max_new_tokens)");
+        }
         LongBuffer m = ones.duplicate();
         ((Buffer) m).limit(total);
         try (OnnxTensor mask = OnnxTensor.createTensor(env, m, new long[] {1, total})) {
@@ -125,6 +178,10 @@ final class Steps implements AutoCloseable {
             feeds.put(Names.ATTENTION_MASK, mask);
             pinned.put(Names.LOGITS, out);
             OrtSession.Result next = session.run(feeds, presents, pinned, ro);
+            if (cache != null) {
+                next.close(); // holds only the pinned tensors, which it does not own
+                return;
+            }
             if (last != null) {
                 last.close(); // after the run: its presents were this run's inputs
             }
@@ -146,6 +203,9 @@ final class Steps implements AutoCloseable {
     public void close() {
         if (last != null) {
             last.close();
+        }
+        if (cache != null) {
+            closeAll(cache);
         }
         idTensor.close();
         stepOut.close();
