@@ -19,6 +19,7 @@ from edgevlm.core.errors import ConfigError, ExportError
 
 from .adapters import TaskAdapter, check_fingerprints, load_task_adapters, read_ort_adapter, write_ort_adapter
 from .chat import plain_chat_template
+from .lora import load_lora_tasks
 from .graph import build_graph, check_config, declared_io, graph_inputs, kv_cache_mode, op_counts
 from .quantize import quantize
 
@@ -38,6 +39,7 @@ def export_bundle(
     progress: bool = True,
     fuse: bool = True,
     check: bool = True,
+    lora=(),
 ) -> Path:
     """Export ``backbone`` (a built-in name, a local HF directory of a registered architecture or a .gguf file)
     with the task ``adapters`` into the bundle directory ``out``.
@@ -46,7 +48,8 @@ def export_bundle(
     input fails before any work; the bundle appears atomically (temp dir +
     rename) and replaces an existing ``out`` only with ``force``. ``fuse``
     uses ONNX Runtime's fused kernels (attention, LayerNorm, GELU); ``check``
-    compares the fp32 graph with PyTorch before quantizing. Returns ``out``.
+    compares the fp32 graph with PyTorch before quantizing. ``lora``: ``NAME=PEFT_DIR`` specs of peft LoRA
+    adapters to add as tasks (:mod:`export.lora`; the graph then has LoRA inputs). Returns ``out``.
     """
     from tqdm.auto import tqdm
 
@@ -63,9 +66,10 @@ def export_bundle(
             bb = load_backbone(backbone)
             check_config(bb.model.config)
             check_fingerprints(tasks, bb.fingerprint)
-        path = _graph(bb, tasks, quant, fuse, check, log, bar, tmp / WORK_DIR)
+            loras, targets = load_lora_tasks(list(lora), bb, {t.name for t in tasks})
+        path = _graph(bb, tasks, quant, fuse, check, log, bar, tmp / WORK_DIR, (loras, frozenset(targets)))
         with _stage(log, "write", bar):
-            write_bundle(tmp, path, bb, tasks, quant, log)
+            write_bundle(tmp, path, bb, tasks, quant, log, loras)
             _replace_dir(tmp, out, force)
     except BaseException:
         bar.leave = False  # the error line stays alone on the terminal
@@ -87,16 +91,19 @@ def _warn_trained_quant(tasks: list[TaskAdapter], quant: str) -> None:
             )
 
 
-def _graph(bb, tasks: list[TaskAdapter], quant: str, fuse: bool, check: bool, log: dict, bar, work: Path) -> Path:
+def _graph(bb, tasks: list[TaskAdapter], quant: str, fuse: bool, check: bool, log: dict, bar, work: Path,
+           lora: tuple = ((), frozenset())) -> Path:  # fmt: skip
     """Build, validate, fuse, self-check and quantize the decoder graph; returns the final graph's file.
+    ``lora`` = (LoRA tasks, the projections they target): the graph gets LoRA inputs only when there are some.
 
     Each stage's graph is spilled to ``work`` (weights to external data), so only one copy of the weights is
     in memory at a time; op counts after each stage go to ``log``.
     """
     cfg = bb.model.config
     with _stage(log, "graph", bar):
-        model = build_graph(bb.model)
+        model = build_graph(bb.model, lora_targets=lora[1])
         _check_adapters(tasks, model, bb.sizes.n_embd)
+        _check_lora(lora[0], model, bb.sizes.n_embd)
         path = validate_graph(spill(model, work / "graph" / bundle.BACKBONE_FILE))
         log["op_counts"] = {"graph": op_counts(model)}
     with _stage(log, "fuse", bar):
@@ -104,7 +111,7 @@ def _graph(bb, tasks: list[TaskAdapter], quant: str, fuse: bool, check: bool, lo
             from .fuse import fuse_graph
 
             path = spill(
-                build_graph(bb.model, fused_attention=True), work / "fused" / bundle.BACKBONE_FILE, MATRIX_BYTES
+                build_graph(bb.model, fused_attention=True, lora_targets=lora[1]), work / "fused" / bundle.BACKBONE_FILE, MATRIX_BYTES
             )
             model = fuse_graph(
                 onnx.load(path, load_external_data=False), cfg
@@ -113,7 +120,7 @@ def _graph(bb, tasks: list[TaskAdapter], quant: str, fuse: bool, check: bool, lo
         log["op_counts"]["fused"] = op_counts(model)
     with _stage(log, "check", bar):
         if check:
-            log["fp32_max_abs_logit_diff"] = self_check(path, bb, tasks)
+            log["fp32_max_abs_logit_diff"] = self_check(path, bb, tasks)  # LoRA tasks: tests/test_lora_peft.py
     with _stage(log, "quantize", bar):
         if quant != "fp32":
             model = quantize(onnx.load(path), quant)
@@ -198,6 +205,12 @@ def _check_adapters(tasks: list[TaskAdapter], model: onnx.ModelProto, n_embd: in
     return {t.name: bundle.check_adapter_against_graph(t.shapes(), gi, n_embd, str(t.source)) for t in tasks}
 
 
+def _check_lora(loras: list, model: onnx.ModelProto, n_embd: int) -> None:
+    gi = graph_inputs(model)
+    for t in loras:
+        bundle.check_adapter_against_graph({k: list(v.shape) for k, v in t.tensors.items()}, gi, n_embd, str(t.source), "lora")
+
+
 def self_check(path: Path, bb, tasks: list[TaskAdapter]) -> dict[str, float]:
     """fp32 graph vs PyTorch VLM on a short prompt (prefill + 3 cached steps), no task and every task;
     ExportError if off. The VLM's adapter hooks leave ``bb.model`` again whatever happens."""
@@ -236,7 +249,7 @@ def _graph_vs_vlm(sess, vlm, bb, tasks: list[TaskAdapter]) -> dict[str, float]:
     return diffs
 
 
-def write_bundle(tmp: Path, path: Path, bb, tasks: list[TaskAdapter], quant: str, log: dict) -> None:
+def write_bundle(tmp: Path, path: Path, bb, tasks: list[TaskAdapter], quant: str, log: dict, loras=()) -> None:
     """Fill the bundle directory ``tmp``: the graph ``path`` (one file, or + external data when large), the
     tokenizer, one ORT adapter file per task (each checked against the graph's inputs) and the manifest."""
     kv_cache = kv_cache_mode(onnx.load(path, load_external_data=False))
@@ -254,7 +267,12 @@ def write_bundle(tmp: Path, path: Path, bb, tasks: list[TaskAdapter], quant: str
         write_ort_adapter(file, t.tensors)
         back = {k: list(v.shape) for k, v in read_ort_adapter(file).items()}
         sizes[t.name] = bundle.check_adapter_against_graph(back, gi, bb.sizes.n_embd, str(file))
-    m = manifest(bb, tasks, sizes, quant, log, kv_cache)
+    for t in loras:
+        file = tmp / bundle.ADAPTER_DIR / f"{t.name}{bundle.ADAPTER_SUFFIX}"
+        write_ort_adapter(file, t.tensors)
+        back = {k: list(v.shape) for k, v in read_ort_adapter(file).items()}
+        bundle.check_adapter_against_graph(back, gi, bb.sizes.n_embd, str(file), "lora")
+    m = manifest(bb, tasks, sizes, quant, log, kv_cache, loras)
     graphio.check_graph_io(m.backbone.io(), *declared_io(final), str(tmp / bundle.BACKBONE_FILE))
     listed = [p for p in sorted(tmp.rglob("*")) if p.is_file()]
     files = {p.relative_to(tmp).as_posix(): bundle.sha256_file(p) for p in listed}
@@ -284,11 +302,15 @@ def place_graph(path: Path, dest: Path, metadata: dict[str, str]) -> None:
         onnx.save_model(model, dest)  # the structure only, next to its unchanged weight file
 
 
-def manifest(bb, tasks: list[TaskAdapter], sizes: dict, quant: str, log: dict, kv_cache: str) -> bundle.Manifest:
-    """The manifest (``files`` still empty): backbone record, tokenizer, per-task entries and the export log."""
+def manifest(bb, tasks: list[TaskAdapter], sizes: dict, quant: str, log: dict, kv_cache: str, loras=()) -> bundle.Manifest:
+    """The manifest (``files`` still empty): backbone record, tokenizer, per-task entries (bottleneck tasks, then
+    LoRA tasks) and the export log."""
     chat = plain_chat_template(bb.chat_template, eos=bb.tokenizer.id_to_token(bb.eos_token_id) or "")
     tokenizer = bundle.TokenizerRecord(bundle.TOKENIZER_FILE, eos_token_id=bb.eos_token_id, chat_template=chat)
     entries = {t.name: task_entry(t, sizes[t.name], bb.sizes.vocab_size, bb.eos_token_id) for t in tasks}
+    n_params = sum(p.numel() for p in bb.model.parameters())
+    for t in loras:
+        entries[t.name] = t.entry(bb.sizes.vocab_size, bb.eos_token_id, bb.fingerprint, n_params)
     return bundle.Manifest(backbone_record(bb, quant, kv_cache), tokenizer, entries, export_log=log)
 
 

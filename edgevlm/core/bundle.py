@@ -166,24 +166,34 @@ def describe(m: Manifest) -> list[str]:
         f"n_kv_head={b.n_kv_head} vocab={b.vocab_size} context={b.n_positions} quantization={b.quantization}"
     ]
     for name, t in sorted(m.tasks.items()):
+        size = f"lora rank={t.bottleneck}" if t.method == "lora" else f"bottleneck={t.bottleneck}"
         lines.append(
-            f"{name}\tbottleneck={t.bottleneck}\tparams={t.trainable_params:,} ({t.trainable_share:.2f}%)"
+            f"{name}\t{size}\tparams={t.trainable_params:,} ({t.trainable_share:.2f}%)"
             f"\ttokens={' '.join(t.special_tokens)}\ttemplate={t.template!r}"
         )
     return lines
 
 
 def check_adapter_against_graph(
-    params: Mapping[str, Sequence[int]], graph_inputs: Mapping[str, Sequence], n_embd: int, source: str
+    params: Mapping[str, Sequence[int]],
+    graph_inputs: Mapping[str, Sequence],
+    n_embd: int,
+    source: str,
+    method: str = "adapter",
 ) -> tuple[int, int]:
     """Check adapter tensors (name -> shape) against the graph's adapter inputs (name -> declared shape).
 
-    Every adapter input must be present with a shape that fits the declared
-    one (symbolic dims bind consistently: one bottleneck, one task-token
-    count). Returns ``(bottleneck, n_task_tokens)``; raises BundleError naming
-    ``source`` and the offending tensor.
+    Every input of the task's ``method`` must be present (a bottleneck task: every adapter input; a LoRA task:
+    every LoRA input) with a shape that fits the declared one (symbolic dims bind consistently: one bottleneck,
+    one task-token count, one LoRA rank); the other method's inputs keep their identity defaults. Returns
+    ``(bottleneck or LoRA rank, n_task_tokens)``; raises BundleError naming ``source`` and the offending tensor.
     """
-    expected = [n for n in graph_inputs if n.startswith("adapter.") or n == names.TASK_EMBEDDINGS]
+    if method == "lora":
+        expected = [n for n in graph_inputs if names.is_lora(n)]
+        if not expected:
+            raise BundleError(f"{source}: a LoRA task but the graph has no LoRA inputs (export it with --lora)")
+    else:
+        expected = [n for n in graph_inputs if n.startswith("adapter.") or n == names.TASK_EMBEDDINGS]
     missing = sorted(set(expected) - set(params))
     unknown = sorted(set(params) - set(expected))
     if missing or unknown:
@@ -200,4 +210,8 @@ def check_adapter_against_graph(
                 raise BundleError(f"{source}: {name} has shape {got}, the graph expects {decl}")
             if isinstance(d, str) and bound.setdefault(d, g) != g:
                 raise BundleError(f"{source}: {name} has {d}={g} but another tensor has {d}={bound[d]}")
+    if method == "lora":
+        if bound.get(names.LORA_ROWS_DIM) != 1:
+            raise BundleError(f"{source}: LoRA tensors must have {names.LORA_ROWS_DIM}=1 (one task)")
+        return bound.get(names.LORA_RANK_DIM, 0), 0
     return bound.get(names.BOTTLENECK_DIM, 0), bound.get(names.TASK_TOKENS_DIM, 0)
