@@ -12,7 +12,6 @@ the option, and so is a LoRA of another backbone (its ``base_model_name_or_path`
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -83,7 +82,9 @@ def read_config(d: Path) -> dict:
         raise ConfigError(f"--lora {d}: expected a peft LoRA directory ({CONFIG} + {WEIGHTS})")
     cfg = bundle.read_json(path)
     if not isinstance(cfg, dict) or cfg.get("peft_type") != "LORA":
-        raise ConfigError(f"{path}: peft_type: expected 'LORA', got {cfg.get('peft_type') if isinstance(cfg, dict) else cfg!r}")
+        raise ConfigError(
+            f"{path}: peft_type: expected 'LORA', got {cfg.get('peft_type') if isinstance(cfg, dict) else cfg!r}"
+        )
     refused = {
         "use_dora": "DoRA",
         "modules_to_save": "modules_to_save (fully trained extra modules)",
@@ -172,7 +173,9 @@ def _place(module: str, model, projs: dict) -> tuple[str, int, int]:
         outs = [mod.get_submodule(p).out_features for p in PARTS[packed]]
         return f"{parent}.{packed}", sum(outs[:k]), outs[k]
     if module not in projs:
-        raise ConfigError(f"LoRA on {module!r} is not supported (the graph takes LoRA on attention and MLP projections)")
+        raise ConfigError(
+            f"LoRA on {module!r} is not supported (the graph takes LoRA on attention and MLP projections)"
+        )
     return module, 0, projs[module][1]
 
 

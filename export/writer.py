@@ -19,8 +19,8 @@ from edgevlm.core.errors import ConfigError, ExportError
 
 from .adapters import TaskAdapter, check_fingerprints, load_task_adapters, read_ort_adapter, write_ort_adapter
 from .chat import plain_chat_template
-from .lora import load_lora_tasks
 from .graph import build_graph, check_config, declared_io, graph_inputs, kv_cache_mode, op_counts
+from .lora import load_lora_tasks
 from .quantize import quantize
 
 WORK_DIR = ".work"  # intermediate graphs, inside the temporary bundle directory
@@ -111,7 +111,9 @@ def _graph(bb, tasks: list[TaskAdapter], quant: str, fuse: bool, check: bool, lo
             from .fuse import fuse_graph
 
             path = spill(
-                build_graph(bb.model, fused_attention=True, lora_targets=lora[1]), work / "fused" / bundle.BACKBONE_FILE, MATRIX_BYTES
+                build_graph(bb.model, fused_attention=True, lora_targets=lora[1]),
+                work / "fused" / bundle.BACKBONE_FILE,
+                MATRIX_BYTES,
             )
             model = fuse_graph(
                 onnx.load(path, load_external_data=False), cfg
@@ -208,7 +210,9 @@ def _check_adapters(tasks: list[TaskAdapter], model: onnx.ModelProto, n_embd: in
 def _check_lora(loras: list, model: onnx.ModelProto, n_embd: int) -> None:
     gi = graph_inputs(model)
     for t in loras:
-        bundle.check_adapter_against_graph({k: list(v.shape) for k, v in t.tensors.items()}, gi, n_embd, str(t.source), "lora")
+        bundle.check_adapter_against_graph(
+            {k: list(v.shape) for k, v in t.tensors.items()}, gi, n_embd, str(t.source), "lora"
+        )
 
 
 def self_check(path: Path, bb, tasks: list[TaskAdapter]) -> dict[str, float]:
@@ -302,7 +306,9 @@ def place_graph(path: Path, dest: Path, metadata: dict[str, str]) -> None:
         onnx.save_model(model, dest)  # the structure only, next to its unchanged weight file
 
 
-def manifest(bb, tasks: list[TaskAdapter], sizes: dict, quant: str, log: dict, kv_cache: str, loras=()) -> bundle.Manifest:
+def manifest(
+    bb, tasks: list[TaskAdapter], sizes: dict, quant: str, log: dict, kv_cache: str, loras=()
+) -> bundle.Manifest:
     """The manifest (``files`` still empty): backbone record, tokenizer, per-task entries (bottleneck tasks, then
     LoRA tasks) and the export log."""
     chat = plain_chat_template(bb.chat_template, eos=bb.tokenizer.id_to_token(bb.eos_token_id) or "")
