@@ -252,3 +252,24 @@ def test_manifest_method_defaults_to_adapter_and_is_checked(cases):
     obj["tasks"]["lo"]["method"] = "dora"
     with pytest.raises(bundle.BundleError, match=r"tasks\.lo\.method: expected one of \['adapter', 'lora'\]"):
         bundle.Manifest.from_json(obj, "m")
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_java_core_runs_a_lora_task_like_python(cases, arch):
+    """`java -jar edgevlm-core.jar` (the Java core, adapters through ORT's adapter API) prints what `edgevlm run`
+    prints for the LoRA task, the bottleneck task and the plain backbone of a LoRA bundle."""
+    import sys
+
+    from test_android_cli import JAR, cli_output
+
+    java = shutil.which("java")
+    if java is None or not JAR.is_file():
+        pytest.fail(f"needs a JDK 17 on PATH and {JAR} (built by `make`: mvn -f android_demo/core/pom.xml package)")
+    root = str(cases(arch).bundle("fp32"))
+    outs = []
+    for flag in (["--task", "lo"], ["--task", "nlg"], ["--plain"]):
+        args = [*flag, "--threads", "1", "--max-new-tokens", "16", "the cat sat on the mat"]
+        python = cli_output([sys.executable, "-m", "edgevlm.apps.cli", "run", root, *args])
+        assert cli_output([java, "-jar", str(JAR), root, *args]) == python and python.strip()
+        outs.append(python)
+    assert len(set(outs)) == 3  # the LoRA task is neither the plain backbone nor the bottleneck task

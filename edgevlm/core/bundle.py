@@ -166,9 +166,8 @@ def describe(m: Manifest) -> list[str]:
         f"n_kv_head={b.n_kv_head} vocab={b.vocab_size} context={b.n_positions} quantization={b.quantization}"
     ]
     for name, t in sorted(m.tasks.items()):
-        size = f"lora rank={t.bottleneck}" if t.method == "lora" else f"bottleneck={t.bottleneck}"
         lines.append(
-            f"{name}\t{size}\tparams={t.trainable_params:,} ({t.trainable_share:.2f}%)"
+            f"{name}\tbottleneck={t.bottleneck}\tparams={t.trainable_params:,} ({t.trainable_share:.2f}%)"
             f"\ttokens={' '.join(t.special_tokens)}\ttemplate={t.template!r}"
         )
     return lines

@@ -24,7 +24,7 @@ final class TaskLoader {
 
     static Task load(String name, TaskEntry entry, Path path, GraphInfo g, String source) throws OrtException {
         String where = source + ": tasks." + name;
-        int[] sizes = checkAdapter(path, g);
+        int[] sizes = checkAdapter(path, g, entry.method.equals("lora"));
         if (entry.bottleneck != sizes[0]) {
             throw new BundleException(where + ".bottleneck is " + entry.bottleneck + " but " + path.getFileName()
                     + " has bottleneck " + sizes[0]);
@@ -38,8 +38,9 @@ final class TaskLoader {
                 entry.maxNewTokens, entry.maxSourceTokens, path, adapter);
     }
 
-    /** The adapter's tensors against the graph's adapter inputs; returns {bottleneck, task tokens}. */
-    static int[] checkAdapter(Path path, GraphInfo g) {
+    /** The adapter's tensors against the graph's adapter inputs (a LoRA task's: its LoRA inputs); returns
+     * {bottleneck or LoRA rank, task tokens}. */
+    static int[] checkAdapter(Path path, GraphInfo g, boolean lora) {
         if (!Files.isRegularFile(path)) {
             throw new BundleException(path + ": adapter file not found");
         }
@@ -55,7 +56,10 @@ final class TaskLoader {
                         + AdapterFile.typeName(e.getValue().dataType));
             }
         }
-        List<String> expected = g.adapterInputs;
+        List<String> expected = lora ? new ArrayList<>(g.loraInputs.keySet()) : g.adapterInputs;
+        if (lora && expected.isEmpty()) {
+            throw new BundleException(path + ": a LoRA task but the graph has no LoRA inputs (export it with --lora)");
+        }
         Set<String> missing = new TreeSet<>(expected);
         missing.removeAll(params.keySet());
         Set<String> unknown = new TreeSet<>(params.keySet());
@@ -67,7 +71,7 @@ final class TaskLoader {
         Map<String, Long> bound = new HashMap<>();
         for (String name : expected) {
             List<Long> got = params.get(name).shape;
-            List<Object> decl = Names.symbolicAdapterShape(name, g.nEmbd);
+            List<Object> decl = lora ? g.loraInputs.get(name) : Names.symbolicAdapterShape(name, g.nEmbd);
             if (got.size() != decl.size()) {
                 throw new BundleException(path + ": " + name + " has rank " + got.size() + ", the graph expects " + Py.repr(decl));
             }
@@ -85,6 +89,12 @@ final class TaskLoader {
                     }
                 }
             }
+        }
+        if (lora) {
+            if (!Long.valueOf(1L).equals(bound.get("lora_rows"))) {
+                throw new BundleException(path + ": LoRA tensors must have lora_rows=1 (one task)");
+            }
+            return new int[] {(int) (long) bound.getOrDefault("lora_rank", 0L), 0};
         }
         return new int[] {(int) (long) bound.getOrDefault(Names.BOTTLENECK_DIM, 0L),
             (int) (long) bound.getOrDefault(Names.TASK_TOKENS_DIM, 0L)};
