@@ -23,6 +23,8 @@ from edgevlm.core import bundle, manifest, names
 from edgevlm.core.errors import ConfigError, TaskError
 
 CONFIG = "adapter_config.json"
+TASK_FILE = "edgevlm_task.json"  # edgevlm.train.lora.TASK_FILE (export does not import the trainer's module)
+GENERATION = ("max_new_tokens", "max_source_tokens")
 WEIGHTS = "adapter_model.safetensors"
 PACKED = {  # Llama-family module -> (the graph projection packing it, its part): export.arch.llama
     "q_proj": ("qkv_proj", 0),
@@ -46,6 +48,7 @@ class LoraTask:
     rank: int
     tensors: dict[str, np.ndarray]
     trainable_params: int
+    task: dict  # edgevlm_task.json of `edgevlm train --method lora` (template, generation defaults), else {}
 
     def entry(self, vocab_size: int, eos: int, fingerprint: str, n_params: int) -> bundle.TaskEntry:
         """The manifest's task entry: method lora, the plain ``{input}`` template (no task tokens)."""
@@ -54,14 +57,36 @@ class LoraTask:
             bottleneck=self.rank,
             special_tokens=(),
             special_token_ids=(),
-            template="{input}",
+            template=self.task.get("template", "{input}"),
             eos_token_id=eos,
-            generation=bundle.GenerationDefaults(DEFAULT_MAX_NEW_TOKENS),
+            generation=bundle.GenerationDefaults(
+                self.task.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS), self.task.get("max_source_tokens")
+            ),
+            metric=self.task.get("metric"),
             trainable_params=self.trainable_params,
             trainable_share=round(100.0 * self.trainable_params / max(n_params, 1), 4),
             backbone_fingerprint=fingerprint,
             method="lora",
         )
+
+
+def read_task(d: Path) -> dict:
+    """``edgevlm_task.json`` (written by ``edgevlm train --method lora``): the prompt template and generation
+    defaults the LoRA was trained with, checked like a manifest task entry; {} when absent (a foreign LoRA)."""
+    path = d / TASK_FILE
+    if not path.is_file():
+        return {}
+    obj = bundle.read_json(path)
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{path}: expected an object with template and generation defaults")
+    probe = {"adapter_file": "x", "bottleneck": 1, "special_tokens": [], "special_token_ids": [], "eos_token_id": 0}
+    probe.update(method="lora", template=obj.get("template"), metric=obj.get("metric"))
+    probe["generation"] = {k: obj.get(k) for k in GENERATION}
+    try:
+        manifest.TaskEntry.from_json(probe, str(path), 1, "")
+    except bundle.BundleError as e:
+        raise ConfigError(str(e)) from None
+    return obj
 
 
 def parse_specs(specs: list[str]) -> list[tuple[str, Path]]:
@@ -240,5 +265,5 @@ def load_lora_tasks(specs: list[str], bb, taken: set[str]) -> tuple[list[LoraTas
     tasks = []
     for name, d, per, n in loaded:
         tensors, rank = graph_tensors(per, union)
-        tasks.append(LoraTask(name, d, rank, tensors, n))
+        tasks.append(LoraTask(name, d, rank, tensors, n, read_task(d)))
     return tasks, union
