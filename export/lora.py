@@ -267,3 +267,43 @@ def load_lora_tasks(specs: list[str], bb, taken: set[str]) -> tuple[list[LoraTas
         tensors, rank = graph_tensors(per, union)
         tasks.append(LoraTask(name, d, rank, tensors, n, read_task(d)))
     return tasks, union
+
+
+class merged:
+    """Context: ``task``'s LoRA merged into ``model``'s weights (``W += A @ B`` in graph layout), the touched
+    weights restored exactly on exit; the PyTorch reference of the export-time self-check."""
+
+    def __init__(self, model, task: LoraTask):
+        self.model, self.task, self.saved = model, task, {}
+
+    def _weights(self, proj: str) -> list[tuple[object, int, int, bool]]:
+        """(torch weight, column offset, width, stored transposed) for a graph projection."""
+        parent, _, leaf = proj.rpartition(".")
+        if self.model.config.model_type == "gpt2":
+            w = self.model.get_submodule(proj).weight  # Conv1D [in, out]
+            return [(w, 0, w.shape[1], False)]
+        mods = [self.model.get_submodule(f"{parent}.{p}") for p in PARTS.get(leaf, (leaf,))]
+        offsets = np.cumsum([0] + [m.out_features for m in mods]).tolist()
+        return [(m.weight, o, m.out_features, True) for m, o in zip(mods, offsets)]  # Linear [out, in]
+
+    def __enter__(self):
+        import torch
+
+        with torch.no_grad():
+            for name, a in self.task.tensors.items():
+                if not name.endswith(".A"):
+                    continue
+                proj = name[len(names.LORA_PREFIX) : -2]
+                delta = torch.from_numpy(a[0].astype(np.float64) @ self.task.tensors[name[:-1] + "B"][0])  # [in, out]
+                for w, off, width, t in self._weights(proj):
+                    self.saved.setdefault(id(w), (w, w.detach().clone()))
+                    part = delta[:, off : off + width]
+                    w += (part.T if t else part).to(w.dtype)
+        return self.model
+
+    def __exit__(self, *exc):
+        import torch
+
+        with torch.no_grad():
+            for w, old in self.saved.values():
+                w.copy_(old)

@@ -122,7 +122,7 @@ def _graph(bb, tasks: list[TaskAdapter], quant: str, fuse: bool, check: bool, lo
         log["op_counts"]["fused"] = op_counts(model)
     with _stage(log, "check", bar):
         if check:
-            log["fp32_max_abs_logit_diff"] = self_check(path, bb, tasks)  # LoRA tasks: tests/test_lora_peft.py
+            log["fp32_max_abs_logit_diff"] = self_check(path, bb, tasks, lora[0])
     with _stage(log, "quantize", bar):
         if quant != "fp32":
             model = quantize(onnx.load(path), quant)
@@ -215,9 +215,10 @@ def _check_lora(loras: list, model: onnx.ModelProto, n_embd: int) -> None:
         )
 
 
-def self_check(path: Path, bb, tasks: list[TaskAdapter]) -> dict[str, float]:
-    """fp32 graph vs PyTorch VLM on a short prompt (prefill + 3 cached steps), no task and every task;
-    ExportError if off. The VLM's adapter hooks leave ``bb.model`` again whatever happens."""
+def self_check(path: Path, bb, tasks: list[TaskAdapter], loras=()) -> dict[str, float]:
+    """fp32 graph vs PyTorch VLM on a short prompt (prefill + 3 cached steps), no task and every task (a LoRA
+    task: against the backbone with its LoRA merged into the weights, restored after); ExportError if off. The
+    VLM's adapter hooks leave ``bb.model`` again whatever happens."""
     from edgevlm.train.model import VLM
 
     from .verify import session
@@ -225,6 +226,7 @@ def self_check(path: Path, bb, tasks: list[TaskAdapter]) -> dict[str, float]:
     sess = session(str(path), low_memory=True)
     with VLM(bb.model) as vlm:
         diffs = _graph_vs_vlm(sess, vlm.eval(), bb, tasks)
+        diffs.update(_lora_vs_merged(sess, vlm, bb, loras))
     worst = max(diffs.values(), key=lambda d: d if d == d else float("inf"))  # NaN counts as the worst
     if not all(d <= CHECK_TOL for d in diffs.values()):
         raise ExportError(
@@ -251,6 +253,21 @@ def _graph_vs_vlm(sess, vlm, bb, tasks: list[TaskAdapter]) -> dict[str, float]:
         prompt = encode_prompt(bb.tokenizer, t.meta.task.template, text, t.meta.task.special_tokens, cfg["vocab_size"])
         diffs[t.name] = torch_vs_graph(sess, vlm, cfg, prompt, t.name, t.tensors)
     return diffs
+
+
+def _lora_vs_merged(sess, vlm, bb, loras) -> dict[str, float]:
+    """Max |logit diff| per LoRA task: the graph with the task's LoRA inputs vs PyTorch with the LoRA merged."""
+    from edgevlm.core.prompts import encode_prompt
+
+    from .lora import merged
+    from .verify import torch_vs_graph
+
+    cfg, out = bb.sizes.to_dict(), {}
+    for t in loras:
+        prompt = encode_prompt(bb.tokenizer, t.task.get("template"), "the quick brown fox", (), cfg["vocab_size"])
+        with merged(bb.model, t):
+            out[t.name] = torch_vs_graph(sess, vlm, cfg, prompt, None, t.tensors)
+    return out
 
 
 def write_bundle(tmp: Path, path: Path, bb, tasks: list[TaskAdapter], quant: str, log: dict, loras=()) -> None:

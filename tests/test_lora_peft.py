@@ -146,6 +146,22 @@ def test_fp32_bundle_equals_peft(cases, arch):
         eos = rt.eos_token_id
         assert rt.generate_tokens(ids, task="lo", max_new_tokens=10) == _peft_greedy(c.peft, ids, 10, eos)
     assert worst <= 1e-4 and effect > 0.5, (worst, effect)  # exact, and the LoRA really changes the logits
+    checked = rt.manifest.export_log["fp32_max_abs_logit_diff"]  # the export-time self-check covered the LoRA
+    assert set(checked) == {"<none>", "nlg", "lo"} and max(checked.values()) <= 1e-4
+
+
+def test_merged_reference_restores_the_weights_exactly(cases):
+    from edgevlm.export.lora import load_lora_tasks, merged
+    from edgevlm.train.backbone import load_backbone
+
+    c = cases("llama")
+    bb = load_backbone(str(c.backbone))
+    (task,), _ = load_lora_tasks([f"lo={c.lora}"], bb, set())
+    before = {k: v.clone() for k, v in bb.model.state_dict().items()}
+    with merged(bb.model, task) as m, torch.no_grad():
+        ids = torch.tensor([c.ids(TEXTS[0])])
+        assert (m(input_ids=ids).logits - c.peft(input_ids=ids).logits).abs().max() <= 1e-4  # merged == peft
+    assert all(torch.equal(before[k], v) for k, v in bb.model.state_dict().items())
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
