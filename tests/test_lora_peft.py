@@ -66,6 +66,8 @@ class Case:
 
         self.arch, self.backbone, self.root = arch, backbone, root
         self.lora = make_peft_lora(backbone, root / "peft", arch, **lora_cfg)
+        few = ["c_fc"] if arch == "gpt2" else ["q_proj", "v_proj"]  # another rank, fewer projections: zero-padded
+        self.lora2 = make_peft_lora(backbone, root / "peft2", arch, seed=5, r=2, lora_alpha=4, target_modules=few)
         self.adapters = [d for d in random_adapter_dirs(backbone, root / "adapters") if d.name == "nlg"]
         self.made: dict[str, Path] = {}
         self.peft = peft_model(backbone, self.lora)
@@ -80,7 +82,7 @@ class Case:
                 quant,
                 out=self.root / quant,
                 progress=False,
-                lora=[f"lo={self.lora}"],
+                lora=[f"lo={self.lora}", f"lo2={self.lora2}"],
             )
         return self.made[quant]
 
@@ -147,7 +149,7 @@ def test_fp32_bundle_equals_peft(cases, arch):
         assert rt.generate_tokens(ids, task="lo", max_new_tokens=10) == _peft_greedy(c.peft, ids, 10, eos)
     assert worst <= 1e-4 and effect > 0.5, (worst, effect)  # exact, and the LoRA really changes the logits
     checked = rt.manifest.export_log["fp32_max_abs_logit_diff"]  # the export-time self-check covered the LoRA
-    assert set(checked) == {"<none>", "nlg", "lo"} and max(checked.values()) <= 1e-4
+    assert set(checked) == {"<none>", "nlg", "lo", "lo2"} and max(checked.values()) <= 1e-4
 
 
 def test_merged_reference_restores_the_weights_exactly(cases):
@@ -189,10 +191,13 @@ def test_quantized_lora_task_agrees_with_fp32(cases, arch, quant):
 def test_lora_and_bottleneck_rows_in_one_batch(cases, arch):
     rt = _runtime(c_bundle := cases(arch).bundle("fp32"))
     assert c_bundle.is_dir() and rt.graph.mixed
-    tasks = ["lo", "nlg", None, "lo"]
+    tasks = ["lo", "nlg", None, "lo2"]
     alone = [rt.generate(s, task=t, max_new_tokens=10) for s, t in zip(TEXTS, tasks)]
     assert rt.generate(TEXTS, task=tasks, max_new_tokens=10) == alone
     assert alone[0] != rt.generate(TEXTS[0], max_new_tokens=10)  # the LoRA row is not the plain backbone
+    assert rt.generate(TEXTS[0], task="lo2", max_new_tokens=10) != alone[0]  # two LoRAs, two answers
+    pair = [TEXTS[0], TEXTS[3]]
+    assert rt.generate(pair, task=["lo", "lo2"], max_new_tokens=10) == [alone[0], alone[3]]  # ranks 4 and 2 mixed
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
