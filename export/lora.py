@@ -136,15 +136,24 @@ def scaling(cfg: dict) -> float:
     return cfg["lora_alpha"] / (math.sqrt(r) if cfg.get("use_rslora") else r)
 
 
+def model_name(name: str) -> str:
+    """A checkpoint's name without its folder, case, ``.gguf``, GGUF quantization tag or edgevlm's conversion
+    cache decoration: ``HuggingFaceTB/SmolLM2-135M-Instruct`` and ``gguf-SmolLM2-135M-Instruct.Q4_1-98362432`` are
+    both ``smollm2-135m-instruct``."""
+    n = Path(str(name).rstrip("/")).name.lower().removesuffix(".gguf")
+    n = re.sub(r"-\d+$", "", n.removeprefix("gguf-")) if n.startswith("gguf-") else n
+    return re.sub(r"\.(i?q\d\w*|f16|f32|bf16)$", "", n)
+
+
 def check_base(cfg: dict, where: Path, backbone_names: set[str]) -> None:
-    """``base_model_name_or_path`` names this backbone (its last path part, any case, without .gguf)."""
+    """``base_model_name_or_path`` names this backbone (:func:`model_name` of either side)."""
     base = cfg.get("base_model_name_or_path")
     if not base:
         return
-    norm = lambda s: Path(str(s).rstrip("/")).name.lower().removesuffix(".gguf")  # noqa: E731
-    if norm(base) not in {norm(n) for n in backbone_names if n}:
+    if model_name(base) not in {model_name(n) for n in backbone_names if n}:
         raise TaskError(
-            f"{where / CONFIG}: base_model_name_or_path={base!r} is not this backbone ({sorted(backbone_names)[0]!r})"
+            f"{where / CONFIG}: base_model_name_or_path={base!r} is not this backbone "
+            f"({sorted(n for n in backbone_names if n)[0]!r})"
         )
 
 

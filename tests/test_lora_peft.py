@@ -294,3 +294,18 @@ def test_java_core_runs_a_lora_task_like_python(cases, arch):
         assert cli_output([java, "-jar", str(JAR), root, *args]) == python and python.strip()
         outs.append(python)
     assert len(set(outs)) == 3  # the LoRA task is neither the plain backbone nor the bottleneck task
+
+
+@pytest.mark.parametrize(
+    "base, backbone, same",
+    [
+        ("HuggingFaceTB/SmolLM2-135M-Instruct", "/c/gguf-SmolLM2-135M-Instruct.Q4_1-98362432", True),  # converted GGUF
+        ("HuggingFaceTB/SmolLM2-135M-Instruct", "SmolLM2-135M-Instruct.Q4_1.gguf", True),
+        ("HuggingFaceTB/SmolLM2-135M", "/c/gguf-SmolLM2-135M-Instruct.Q4_1-98362432", False),  # base vs instruct
+        ("Qwen/Qwen2.5-0.5B", "/models/qwen2.5-0.5b", True),
+    ],
+)
+def test_base_model_names_compare_without_folder_case_or_gguf_decoration(base, backbone, same):
+    from edgevlm.export.lora import model_name
+
+    assert (model_name(base) == model_name(backbone)) is same
