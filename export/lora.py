@@ -4,10 +4,10 @@ A peft LoRA directory holds ``adapter_config.json`` and ``adapter_model.safetens
 numpy reader: no unpickling). Each ``lora_A`` [r, in] / ``lora_B`` [out, r] pair of a targeted module becomes the
 graph layout of :mod:`edgevlm.core.names`: A^T and ``scaling * B^T`` (peft's ``scaling = lora_alpha / r``,
 ``/ sqrt(r)`` with ``use_rslora``) on the graph projection holding that module. A projection that packs several
-modules (Llama's q/k/v and gate/up) gets their ranks side by side, B block-diagonal. Every task's file covers every
-LoRA input of the graph at the task's one rank (its largest projection's; narrower ones zero-padded, untargeted
-ones zero), so one rank binds per task. peft options the graph does not implement are refused in one line naming
-the option, and so is a LoRA of another backbone (its ``base_model_name_or_path`` or a tensor's shape).
+modules (Llama's q/k/v and gate/up) gets their ranks side by side, B block-diagonal. Every task's file covers
+every LoRA input of the graph, each projection at its own rank (rank-1 zeros where the task targets nothing).
+peft options the graph does not implement are refused in one line naming the option, and so is a LoRA of
+another backbone (its ``base_model_name_or_path`` or a tensor's shape).
 """
 
 from __future__ import annotations
@@ -242,17 +242,13 @@ def to_graph(pairs: dict, cfg: dict, model, where: Path) -> dict[str, tuple[np.n
 
 
 def graph_tensors(per_proj: dict, union: dict[str, tuple[int, int]]) -> tuple[dict[str, np.ndarray], int]:
-    """Every LoRA input of a graph targeting ``union`` (projection -> (in, out)) at one rank (the task's largest;
-    zero-padded, zeros where it targets nothing). -> (name -> [1, in, R] / [1, R, out], R)"""
-    rank = max(a.shape[1] for a, _ in per_proj.values())
+    """Every LoRA input of a graph targeting ``union`` (projection -> (in, out)), each projection at its own rank
+    (rank-1 zeros where the task targets nothing). -> (name -> [1, in, R_p] / [1, R_p, out], the largest R_p)"""
     out = {}
     for proj, (n_in, n_out) in union.items():
-        a, b = np.zeros((1, n_in, rank), np.float32), np.zeros((1, rank, n_out), np.float32)
-        if proj in per_proj:
-            pa, pb = per_proj[proj]
-            a[0, :, : pa.shape[1]], b[0, : pb.shape[0]] = pa, pb
-        out[names.lora_name(proj, "A")], out[names.lora_name(proj, "B")] = a, b
-    return out, rank
+        a, b = per_proj.get(proj, (np.zeros((n_in, 1), np.float32), np.zeros((1, n_out), np.float32)))
+        out[names.lora_name(proj, "A")], out[names.lora_name(proj, "B")] = a[None], b[None]
+    return out, max(a.shape[1] for a, _ in per_proj.values())
 
 
 def load_lora_tasks(specs: list[str], bb, taken: set[str]) -> tuple[list[LoraTask], dict[str, tuple[int, int]]]:

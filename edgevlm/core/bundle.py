@@ -184,8 +184,9 @@ def check_adapter_against_graph(
 
     Every input of the task's ``method`` must be present (a bottleneck task: every adapter input; a LoRA task:
     every LoRA input) with a shape that fits the declared one (symbolic dims bind consistently: one bottleneck,
-    one task-token count, one LoRA rank); the other method's inputs keep their identity defaults. Returns
-    ``(bottleneck or LoRA rank, n_task_tokens)``; raises BundleError naming ``source`` and the offending tensor.
+    one task-token count, one rank per LoRA projection); the other method's inputs keep their identity
+    defaults. Returns ``(bottleneck or the largest LoRA rank, n_task_tokens)``; raises BundleError naming
+    ``source`` and the offending tensor.
     """
     if method == "lora":
         expected = [n for n in graph_inputs if names.is_lora(n)]
@@ -212,5 +213,5 @@ def check_adapter_against_graph(
     if method == "lora":
         if bound.get(names.LORA_ROWS_DIM) != 1:
             raise BundleError(f"{source}: LoRA tensors must have {names.LORA_ROWS_DIM}=1 (one task)")
-        return bound.get(names.LORA_RANK_DIM, 0), 0
+        return max((v for k, v in bound.items() if k.startswith(names.LORA_RANK_DIM)), default=0), 0
     return bound.get(names.BOTTLENECK_DIM, 0), bound.get(names.TASK_TOKENS_DIM, 0)

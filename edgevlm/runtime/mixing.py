@@ -111,10 +111,10 @@ class Mix:
         loras = [f.lora for f in self.folded if f.lora]
         if not loras:
             return {}
-        rank = max(v.shape[2] for t in loras for k, v in t.items() if k.endswith(".A"))
         out = {}
         for name, ref in loras[0].items():
             is_a = name.endswith(".A")
+            rank = max(t[name].shape[2 if is_a else 1] for t in loras)  # this projection's largest rank
             shape = (len(row_tasks), ref.shape[1], rank) if is_a else (len(row_tasks), rank, ref.shape[2])
             out[name] = np.zeros(shape, np.float32)
             for r, k in enumerate(row_tasks):

@@ -31,7 +31,8 @@ def declare(b) -> list[onnx.ValueInfoProto]:
     out = []
     for name, (n, is_a) in b.lora_io.items():
         shape = (1, n, 1) if is_a else (1, 1, n)
-        dims = [names.LORA_ROWS_DIM, n, names.LORA_RANK_DIM] if is_a else [names.LORA_ROWS_DIM, names.LORA_RANK_DIM, n]
+        rank = names.lora_rank_dim(name[len(names.LORA_PREFIX) : -2])
+        dims = [names.LORA_ROWS_DIM, n, rank] if is_a else [names.LORA_ROWS_DIM, rank, n]
         b.const(name, np.zeros(shape, np.float32))
         out.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, dims))
     return out

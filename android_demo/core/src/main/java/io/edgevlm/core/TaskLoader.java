@@ -94,7 +94,11 @@ final class TaskLoader {
             if (!Long.valueOf(1L).equals(bound.get("lora_rows"))) {
                 throw new BundleException(path + ": LoRA tensors must have lora_rows=1 (one task)");
             }
-            return new int[] {(int) (long) bound.getOrDefault("lora_rank", 0L), 0};
+            long rank = 0;
+            for (Map.Entry<String, Long> e : bound.entrySet()) {
+                rank = e.getKey().startsWith("lora_rank") ? Math.max(rank, e.getValue()) : rank;
+            }
+            return new int[] {(int) rank, 0};
         }
         return new int[] {(int) (long) bound.getOrDefault(Names.BOTTLENECK_DIM, 0L),
             (int) (long) bound.getOrDefault(Names.TASK_TOKENS_DIM, 0L)};
