@@ -4,6 +4,7 @@ LoRA rank 8 on q/v (the common default), all random weights, all in ONE bundle p
 rounds interleaved, medians. Task quality (the other half) needs training both methods on the real data: not here.
 
     python experiments/lora_cost_smollm2.py export MODE WORK     # MODE: int8 or int4; writes WORK/MODE
+    python experiments/lora_cost_smollm2.py export MODE-nolora WORK   # the same bottleneck tasks, no LoRA inputs
     python experiments/lora_cost_smollm2.py measure WORK/int8 WORK/int4 --json OUT [--threads 2] [--rounds 3]
 """
 
@@ -63,14 +64,17 @@ def _lora_dir(work: Path, name: str, r: int, targets: list[str]) -> Path:
 def export(mode: str, work: str) -> None:
     from edgevlm.export import export_bundle
 
-    w = Path(work)
+    w, quant = Path(work), mode.removesuffix("-nolora")
     adapters = _bottleneck_dirs(w)
+    if mode.endswith("-nolora"):  # today's graph: what the LoRA inputs cost the other tasks
+        export_bundle("smollm2-135m", adapters, quant, out=w / mode, force=True, progress=False)
+        return
     # matched to dialogue's bottleneck-100 adapter: 30 layers x (2 x 576 x 100 + ...) ~ 3.5 M; LoRA on every
     # projection costs r x 10,176 per layer -> r = 11 gives ~3.4 M
     matched, qv8 = _lora_dir(w, "lora_matched", 11, ALL), _lora_dir(w, "lora_qv8", 8, ["q_proj", "v_proj"])
     loras = [f"lora_matched={matched}", f"lora_qv8={qv8}"]
     t = time.perf_counter()
-    export_bundle("smollm2-135m", adapters, mode, out=w / mode, force=True, progress=False, lora=loras)
+    export_bundle("smollm2-135m", adapters, quant, out=w / mode, force=True, progress=False, lora=loras)
     print(f"exported {mode} in {time.perf_counter() - t:.0f} s")
 
 
@@ -79,7 +83,7 @@ def measure(bundles: list[str], out: str, threads: int, rounds: int, new: int = 
 
     rts = {Path(b).name: Runtime.load(b, threads=threads) for b in bundles}
     tasks = [None, "nlg", "dialogue", "lora_matched", "lora_qv8"]
-    keys = [(m, t) for m in rts for t in tasks]
+    keys = [(m, t) for m in rts for t in tasks if t is None or t in rts[m].tasks]
     times: dict = {k: [] for k in keys}
     for m, t in keys:  # warm-up
         rts[m].generate_tokens(rts[m].tokenizer.encode(PROMPT).ids, task=t, max_new_tokens=4)
@@ -90,9 +94,10 @@ def measure(bundles: list[str], out: str, threads: int, rounds: int, new: int = 
             t0 = time.perf_counter()
             rt.generate_tokens(ids, task=t, max_new_tokens=1)
             t1 = time.perf_counter()
-            got = rt.generate_tokens(ids, task=t, max_new_tokens=new, stop=[])
+            got = rt.generate_tokens(ids, task=t, max_new_tokens=new, min_new_tokens=new)
             t2 = time.perf_counter()
-            times[(m, t)].append(((t2 - t1) - (t1 - t0)) / max(len(got) - 1, 1) * 1e3)
+            assert len(got) == new, (m, t, len(got))
+            times[(m, t)].append(((t2 - t1) - (t1 - t0)) / (new - 1) * 1e3)
     rows = [{"quant": m, "task": t or "none", "ms_per_token": round(statistics.median(v), 2),
              "rounds": [round(x, 2) for x in v]} for (m, t), v in times.items()]  # fmt: skip
     for row in rows:
