@@ -309,3 +309,16 @@ def test_base_model_names_compare_without_folder_case_or_gguf_decoration(base, b
     from edgevlm.export.lora import model_name
 
     assert (model_name(base) == model_name(backbone)) is same
+
+
+def test_export_cli_needs_an_adapter_or_a_lora(tmp_path):
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-m", "edgevlm.apps.cli", "export", "--out", str(tmp_path / "b")],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode != 0 and "Traceback" not in run.stderr
+    assert "give at least one --adapter DIR or --lora NAME=PEFT_DIR" in run.stderr
