@@ -115,8 +115,8 @@ def _runtime(root: Path):
 def _logits(rt, ids: list[int], task: str | None) -> np.ndarray:
     """The graph's logits [T, V] for one prompt under ``task`` (its adapter file switched in per call)."""
     feeds = {names.INPUT_IDS: np.array([ids]), names.ATTENTION_MASK: np.ones((1, len(ids)), np.int64)}
-    feeds.update(zip(names.past_names(rt.graph.n_layer), rt._decoder.empty_past(1)))
-    return rt.session.run([names.LOGITS], feeds, rt._run_options(rt.task(task)))[0][0]
+    feeds.update(zip(names.past_names(rt.graph.n_layer), rt.steps.empty_past(1)))
+    return rt.session.run([names.LOGITS], feeds, rt.steps.run_options(rt.task(task)))[0][0]
 
 
 def _peft_greedy(pm, ids: list[int], n: int, eos: int) -> list[int]:
