@@ -4,7 +4,7 @@ LoRA rank 8 on q/v (the common default), all random weights, all in ONE bundle p
 rounds interleaved, medians. Task quality (the other half) needs training both methods on the real data: not here.
 
     python experiments/lora_cost/lora_cost_smollm2.py export MODE WORK     # MODE: int8 or int4; writes WORK/MODE
-    python experiments/lora_cost/lora_cost_smollm2.py export MODE-nolora WORK   # the same bottleneck tasks, no LoRA inputs
+    python experiments/lora_cost/lora_cost_smollm2.py export MODE-nolora WORK  # bottleneck tasks only, no LoRA
     python experiments/lora_cost/lora_cost_smollm2.py measure WORK/int8 WORK/int4 --json OUT [--threads 2] [--rounds 3]
 """
 
