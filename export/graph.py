@@ -59,13 +59,13 @@ def decoder_io(cfg) -> graphio.DecoderIO:
     return architecture(cfg).decoder_io(cfg)
 
 
-def build_graph(hf_model, fused_attention: bool = False) -> onnx.ModelProto:
+def build_graph(hf_model, fused_attention: bool = False, lora_targets: frozenset[str] = frozenset()) -> onnx.ModelProto:
     """The decoder graph of a frozen, eval-mode HF causal LM of a registered architecture.
 
     With ``fused_attention`` attention is ONNX Runtime's ``com.microsoft.GroupQueryAttention`` (the graph then
     needs ONNX Runtime), otherwise standard ONNX ops only.
     """
-    return architecture(hf_model.config).build_graph(hf_model, fused_attention)
+    return architecture(hf_model.config).build_graph(hf_model, fused_attention, frozenset(lora_targets))
 
 
 def kv_cache_mode(model: onnx.ModelProto) -> str:

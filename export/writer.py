@@ -28,6 +28,7 @@ from .adapters import (
 )
 from .chat import chat_turns, plain_chat_template
 from .graph import build_graph, check_config, declared_io, graph_inputs, kv_cache_mode, op_counts
+from .lora import load_lora_tasks
 from .quantize import quantize
 
 WORK_DIR = ".work"  # intermediate graphs, inside the temporary bundle directory
@@ -47,6 +48,7 @@ def export_bundle(
     fuse: bool = True,
     check: bool = True,
     ort_format: bool = False,
+    lora=(),
 ) -> Path:
     """Export ``backbone`` (a built-in name, a local HF directory of a registered architecture or a .gguf file;
     None: the one the adapters record, :func:`recorded_backbone`) with the task ``adapters`` into ``out``.
@@ -56,7 +58,9 @@ def export_bundle(
     rename) and replaces an existing ``out`` only with ``force``. ``fuse``
     uses ONNX Runtime's fused kernels (attention, LayerNorm, GELU); ``check``
     compares the fp32 graph with PyTorch before quantizing; ``ort_format`` also writes the graph in ONNX
-    Runtime's ``.ort`` format with its required-operators list (:mod:`.ortformat`). Returns ``out``.
+    Runtime's ``.ort`` format with its required-operators list (:mod:`.ortformat`). ``lora``: ``NAME=PEFT_DIR``
+    specs of peft LoRA adapters to add as tasks (:mod:`export.lora`; the graph then has LoRA inputs). Returns
+    ``out``.
     """
     from tqdm.auto import tqdm
 
@@ -73,9 +77,10 @@ def export_bundle(
             bb = load_backbone(backbone or recorded_backbone(tasks))
             check_config(bb.model.config)
             check_fingerprints(tasks, bb.fingerprint)
-        path = _graph(bb, tasks, quant, fuse, check, log, bar, tmp / WORK_DIR)
+            loras, targets = load_lora_tasks(list(lora), bb, {t.name for t in tasks})
+        path = _graph(bb, tasks, quant, fuse, check, log, bar, tmp / WORK_DIR, (loras, frozenset(targets)))
         with _stage(log, "write", bar):
-            write_bundle(tmp, path, bb, tasks, quant, log, ort_format)
+            write_bundle(tmp, path, bb, tasks, quant, log, ort_format, loras)
             _replace_dir(tmp, out, force)
     except BaseException:
         bar.leave = False  # the error line stays alone on the terminal
@@ -97,16 +102,19 @@ def _warn_trained_quant(tasks: list[TaskAdapter], quant: str) -> None:
             )
 
 
-def _graph(bb, tasks: list[TaskAdapter], quant: str, fuse: bool, check: bool, log: dict, bar, work: Path) -> Path:
+def _graph(bb, tasks: list[TaskAdapter], quant: str, fuse: bool, check: bool, log: dict, bar, work: Path,
+           lora: tuple = ((), frozenset())) -> Path:  # fmt: skip
     """Build, validate, fuse, self-check and quantize the decoder graph; returns the final graph's file.
+    ``lora`` = (LoRA tasks, the projections they target): the graph gets LoRA inputs only when there are some.
 
     Each stage's graph is spilled to ``work`` (weights to external data), so only one copy of the weights is
     in memory at a time; op counts after each stage go to ``log``.
     """
     cfg = bb.model.config
     with _stage(log, "graph", bar):
-        model = build_graph(bb.model)
+        model = build_graph(bb.model, lora_targets=lora[1])
         _check_adapters(tasks, model, bb.sizes.n_embd)
+        _check_lora(lora[0], model, bb.sizes.n_embd)
         path = validate_graph(spill(model, work / "graph" / bundle.BACKBONE_FILE))
         log["op_counts"] = {"graph": op_counts(model)}
     with _stage(log, "fuse", bar):
@@ -114,7 +122,9 @@ def _graph(bb, tasks: list[TaskAdapter], quant: str, fuse: bool, check: bool, lo
             from .fuse import fuse_graph
 
             path = spill(
-                build_graph(bb.model, fused_attention=True), work / "fused" / bundle.BACKBONE_FILE, MATRIX_BYTES
+                build_graph(bb.model, fused_attention=True, lora_targets=lora[1]),
+                work / "fused" / bundle.BACKBONE_FILE,
+                MATRIX_BYTES,
             )
             model = fuse_graph(
                 onnx.load(path, load_external_data=False), cfg
@@ -123,7 +133,7 @@ def _graph(bb, tasks: list[TaskAdapter], quant: str, fuse: bool, check: bool, lo
         log["op_counts"]["fused"] = op_counts(model)
     with _stage(log, "check", bar):
         if check:
-            log["fp32_max_abs_logit_diff"] = self_check(path, bb, tasks)
+            log["fp32_max_abs_logit_diff"] = self_check(path, bb, tasks, lora[0])
     with _stage(log, "quantize", bar):
         if quant != "fp32":
             model = quantize(onnx.load(path), quant)
@@ -208,9 +218,18 @@ def _check_adapters(tasks: list[TaskAdapter], model: onnx.ModelProto, n_embd: in
     return {t.name: bundle.check_adapter_against_graph(t.shapes(), gi, n_embd, str(t.source)) for t in tasks}
 
 
-def self_check(path: Path, bb, tasks: list[TaskAdapter]) -> dict[str, float]:
-    """fp32 graph vs PyTorch VLM on a short prompt (prefill + 3 cached steps), no task and every task;
-    ExportError if off. The VLM's adapter hooks leave ``bb.model`` again whatever happens."""
+def _check_lora(loras: list, model: onnx.ModelProto, n_embd: int) -> None:
+    gi = graph_inputs(model)
+    for t in loras:
+        bundle.check_adapter_against_graph(
+            {k: list(v.shape) for k, v in t.tensors.items()}, gi, n_embd, str(t.source), "lora"
+        )
+
+
+def self_check(path: Path, bb, tasks: list[TaskAdapter], loras=()) -> dict[str, float]:
+    """fp32 graph vs PyTorch VLM on a short prompt (prefill + 3 cached steps), no task and every task (a LoRA
+    task: against the backbone with its LoRA merged into the weights, restored after); ExportError if off. The
+    VLM's adapter hooks leave ``bb.model`` again whatever happens."""
     from edgevlm.train.model import VLM
 
     from .verify import session
@@ -218,6 +237,7 @@ def self_check(path: Path, bb, tasks: list[TaskAdapter]) -> dict[str, float]:
     sess = session(str(path), low_memory=True)
     with VLM(bb.model) as vlm:
         diffs = _graph_vs_vlm(sess, vlm.eval(), bb, tasks)
+        diffs.update(_lora_vs_merged(sess, vlm, bb, loras))
     worst = max(diffs.values(), key=lambda d: d if d == d else float("inf"))  # NaN counts as the worst
     if not all(d <= CHECK_TOL for d in diffs.values()):
         raise ExportError(
@@ -246,7 +266,24 @@ def _graph_vs_vlm(sess, vlm, bb, tasks: list[TaskAdapter]) -> dict[str, float]:
     return diffs
 
 
-def write_bundle(tmp: Path, path: Path, bb, tasks, quant: str, log: dict, ort_format: bool = False) -> None:
+def _lora_vs_merged(sess, vlm, bb, loras) -> dict[str, float]:
+    """Max |logit diff| per LoRA task: the graph with the task's LoRA inputs vs PyTorch with the LoRA merged."""
+    from edgevlm.core.prompts import encode_prompt
+
+    from .lora import merged
+    from .verify import torch_vs_graph
+
+    cfg, out = bb.sizes.to_dict(), {}
+    for t in loras:
+        prompt = encode_prompt(bb.tokenizer, t.task.get("template"), "the quick brown fox", (), cfg["vocab_size"])
+        with merged(bb.model, t):
+            out[t.name] = torch_vs_graph(sess, vlm, cfg, prompt, None, t.tensors)
+    return out
+
+
+def write_bundle(
+    tmp: Path, path: Path, bb, tasks: list[TaskAdapter], quant: str, log: dict, ort_format: bool = False, loras=()
+) -> None:
     """Fill the bundle directory ``tmp``: the graph ``path`` (one file, or + external data when large), the
     tokenizer, one ORT adapter file per task (each checked against the graph's inputs) and the manifest."""
     kv_cache = kv_cache_mode(onnx.load(path, load_external_data=False))
@@ -264,7 +301,12 @@ def write_bundle(tmp: Path, path: Path, bb, tasks, quant: str, log: dict, ort_fo
         write_ort_adapter(file, t.tensors, identity.adapter_trailer(bb.fingerprint, t.name))
         back = {k: list(v.shape) for k, v in read_ort_adapter(file).items()}
         sizes[t.name] = bundle.check_adapter_against_graph(back, gi, bb.sizes.n_embd, str(file))
-    m = manifest(bb, tasks, sizes, quant, log, kv_cache)
+    for t in loras:
+        file = tmp / bundle.ADAPTER_DIR / f"{t.name}{bundle.ADAPTER_SUFFIX}"
+        write_ort_adapter(file, t.tensors, identity.adapter_trailer(bb.fingerprint, t.name))
+        back = {k: list(v.shape) for k, v in read_ort_adapter(file).items()}
+        bundle.check_adapter_against_graph(back, gi, bb.sizes.n_embd, str(file), "lora")
+    m = manifest(bb, tasks, sizes, quant, log, kv_cache, loras)
     graphio.check_graph_io(m.backbone.io(), *declared_io(final), str(tmp / bundle.BACKBONE_FILE))
     genai.write(tmp, m, bb.tokenizer.id_to_token(bb.eos_token_id) or "", bb.chat_template)
     if ort_format:
@@ -299,14 +341,20 @@ def place_graph(path: Path, dest: Path, metadata: dict[str, str]) -> None:
         onnx.save_model(model, dest)  # the structure only, next to its unchanged weight file
 
 
-def manifest(bb, tasks: list[TaskAdapter], sizes: dict, quant: str, log: dict, kv_cache: str) -> bundle.Manifest:
-    """The manifest (``files`` still empty): backbone record, tokenizer, per-task entries and the export log."""
+def manifest(
+    bb, tasks: list[TaskAdapter], sizes: dict, quant: str, log: dict, kv_cache: str, loras=()
+) -> bundle.Manifest:
+    """The manifest (``files`` still empty): backbone record, tokenizer, per-task entries (bottleneck tasks, then
+    LoRA tasks) and the export log."""
     eos = bb.tokenizer.id_to_token(bb.eos_token_id) or ""
     chat, turns = plain_chat_template(bb.chat_template, eos=eos), chat_turns(bb.chat_template, eos=eos)
     tokenizer = bundle.TokenizerRecord(
         bundle.TOKENIZER_FILE, eos_token_id=bb.eos_token_id, chat_template=chat, chat_turns=turns
     )
     entries = {t.name: task_entry(t, sizes[t.name], bb.sizes.vocab_size, bb.eos_token_id, bb.source) for t in tasks}
+    n_params = sum(p.numel() for p in bb.model.parameters())
+    for t in loras:
+        entries[t.name] = t.entry(bb.sizes.vocab_size, bb.eos_token_id, bb.fingerprint, n_params)
     return bundle.Manifest(backbone_record(bb, quant, kv_cache), tokenizer, entries, export_log=log)
 
 

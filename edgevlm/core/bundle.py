@@ -176,16 +176,26 @@ def describe(m: Manifest) -> list[str]:
 
 
 def check_adapter_against_graph(
-    params: Mapping[str, Sequence[int]], graph_inputs: Mapping[str, Sequence], n_embd: int, source: str
+    params: Mapping[str, Sequence[int]],
+    graph_inputs: Mapping[str, Sequence],
+    n_embd: int,
+    source: str,
+    method: str = "adapter",
 ) -> tuple[int, int]:
     """Check adapter tensors (name -> shape) against the graph's adapter inputs (name -> declared shape).
 
-    Every adapter input must be present with a shape that fits the declared
-    one (symbolic dims bind consistently: one bottleneck, one task-token
-    count). Returns ``(bottleneck, n_task_tokens)``; raises BundleError naming
+    Every input of the task's ``method`` must be present (a bottleneck task: every adapter input; a LoRA task:
+    every LoRA input) with a shape that fits the declared one (symbolic dims bind consistently: one bottleneck,
+    one task-token count, one rank per LoRA projection); the other method's inputs keep their identity
+    defaults. Returns ``(bottleneck or the largest LoRA rank, n_task_tokens)``; raises BundleError naming
     ``source`` and the offending tensor.
     """
-    expected = [n for n in graph_inputs if n.startswith("adapter.") or n == names.TASK_EMBEDDINGS]
+    if method == "lora":
+        expected = [n for n in graph_inputs if names.is_lora(n)]
+        if not expected:
+            raise BundleError(f"{source}: a LoRA task but the graph has no LoRA inputs (export it with --lora)")
+    else:
+        expected = [n for n in graph_inputs if n.startswith("adapter.") or n == names.TASK_EMBEDDINGS]
     missing = sorted(set(expected) - set(params))
     unknown = sorted(set(params) - set(expected))
     if missing or unknown:
@@ -202,4 +212,8 @@ def check_adapter_against_graph(
                 raise BundleError(f"{source}: {name} has shape {got}, the graph expects {decl}")
             if isinstance(d, str) and bound.setdefault(d, g) != g:
                 raise BundleError(f"{source}: {name} has {d}={g} but another tensor has {d}={bound[d]}")
+    if method == "lora":
+        if bound.get(names.LORA_ROWS_DIM) != 1:
+            raise BundleError(f"{source}: LoRA tensors must have {names.LORA_ROWS_DIM}=1 (one task)")
+        return max((v for k, v in bound.items() if k.startswith(names.LORA_RANK_DIM)), default=0), 0
     return bound.get(names.BOTTLENECK_DIM, 0), bound.get(names.TASK_TOKENS_DIM, 0)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from edgevlm.core import graphio
+from edgevlm.core import graphio, names
 from edgevlm.core.chat import check_turns
 from edgevlm.core.errors import BundleError, ConfigError
 from edgevlm.core.prompts import INPUT_FIELD, check_template
@@ -212,11 +212,16 @@ class TaskEntry:
     trainable_share: float = 0.0  # percent of the backbone's parameters
     backbone_fingerprint: str = ""  # of the backbone the adapter was trained on ("": a bundle's, older export)
     backbone_source: str = ""  # that backbone's name (a built-in name or a file/folder name; "": older export)
+    method: str = "adapter"  # names.METHODS: the bottleneck adapter (bundles before LoRA tasks) or a LoRA
 
     @classmethod
     def from_json(cls, obj: Any, where: str, vocab_size: int, path: str) -> TaskEntry:
         f = _Fields(obj, where, path)
-        specials = f("special_tokens", _str_list, "a non-empty list of distinct strings")
+        method = f("method", lambda v: v in names.METHODS, f"one of {list(names.METHODS)}", "adapter")
+        if method == "lora":  # a LoRA has no task tokens
+            specials = f("special_tokens", _str_list_or_empty, "a list of distinct strings")
+        else:
+            specials = f("special_tokens", _str_list, "a non-empty list of distinct strings")
         ids = [vocab_size + k for k in range(len(specials))]
         f("special_token_ids", lambda v: v == ids, f"vocab_size + k = {ids}")
         template = f("template", _str, f"a string with {INPUT_FIELD} once")
@@ -239,6 +244,7 @@ class TaskEntry:
                 "backbone_fingerprint", lambda v: v == "" or _fingerprint(v), "a hex fingerprint", ""
             ),
             backbone_source=f("backbone_source", lambda v: isinstance(v, str) and len(v) <= 255, "a name", ""),
+            method=method,
         )
 
     def to_json(self) -> dict:
@@ -249,6 +255,10 @@ class TaskEntry:
 
 def _str_list(v: Any) -> bool:
     return isinstance(v, list) and bool(v) and all(_str(s) for s in v) and len(set(v)) == len(v)
+
+
+def _str_list_or_empty(v: Any) -> bool:
+    return v == [] or _str_list(v)
 
 
 def _fingerprint(v: Any) -> bool:

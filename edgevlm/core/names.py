@@ -113,3 +113,33 @@ def symbolic_adapter_shape(name: str, n_embd: int) -> list:
 def identity_value(name: str) -> float:
     """Fill value of the identity ("no task") default for ``name``."""
     return 1.0 if name.endswith("ln.weight") else 0.0
+
+
+# LoRA tasks (peft adapters): per targeted graph projection ``p`` (its weight's name without ``.weight``,
+# e.g. ``model.layers.0.self_attn.qkv_proj``) the graph adds ``x @ A @ B`` to the projection's output,
+# A = ``lora.{p}.A`` [lora_rows, in, lora_rank.{p}], B = ``lora.{p}.B`` [lora_rows, lora_rank.{p}, out]: each
+# projection has its own rank (a task's file: rank-1 zeros where it targets nothing); peft's scaling is folded
+# into B; a packed projection such as q/k/v gets its parts' ranks side by side, B block-diagonal.
+# ``lora_rows`` is 1 for one task (broadcast over the batch) or the batch in a mixed run (each row its own
+# task's A/B, zero-padded to the largest rank). Identity default: zeros [1, in, 1] / [1, 1, out]. Only graphs
+# exported with a LoRA task have these inputs.
+LORA_PREFIX = "lora."
+LORA_ROWS_DIM = "lora_rows"
+LORA_RANK_DIM = "lora_rank"  # + "." + projection: one symbolic rank per projection
+
+
+def lora_rank_dim(proj: str) -> str:
+    return f"{LORA_RANK_DIM}.{proj}"
+
+
+METHODS = ("adapter", "lora")  # a task's method: the paper's bottleneck adapter or a LoRA
+
+
+def lora_name(proj: str, part: str) -> str:
+    if part not in ("A", "B"):
+        raise ValueError(f"unknown LoRA part {part!r}; expected 'A' or 'B'")
+    return f"{LORA_PREFIX}{proj}.{part}"
+
+
+def is_lora(name: str) -> bool:
+    return name.startswith(LORA_PREFIX)

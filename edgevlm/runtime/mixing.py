@@ -13,7 +13,12 @@ tasks side by side along the bottleneck:
   0 elsewhere, so a row only ever reads its own task (a plain-backbone row
   has no columns: its adapter adds exactly 0);
 - the task-embedding tables are stacked; a row's task-token ids are shifted
-  by its table's offset.
+  by its table's offset;
+- LoRA tasks (graphs exported with ``--lora``) have no bottleneck columns and no
+  task tokens; their A/B inputs get one slice per row instead
+  (``[batch, in, R]``, ``[batch, R, out]``, R the batch's largest rank, each
+  row its task's A/B zero-padded, zeros for a row of another method or none):
+  ``x @ A`` is a batched MatMul, so a row reads only its own LoRA.
 
 Every backbone weight is read once per step for all rows; each distinct
 task's adapter once as well (not once per row). Folding changes the last
@@ -39,14 +44,20 @@ class Folded:
     down_bias: tuple[np.ndarray, ...]
     up: tuple[np.ndarray, ...]
     embeddings: np.ndarray  # [T, E]
+    lora: dict[str, np.ndarray] | None = None  # a LoRA task's inputs [1, in, R] / [1, R, out] (no columns)
 
     @property
     def columns(self) -> int:
         return int(self.down_bias[0].shape[0])
 
 
-def fold(tensors: dict[str, np.ndarray], n_layer: int) -> Folded:
-    """A task's adapter tensors (graph layout) in mixed-batch form (module docstring)."""
+def fold(tensors: dict[str, np.ndarray], n_layer: int, n_embd: int = 0) -> Folded:
+    """A task's adapter tensors (graph layout) in mixed-batch form (module docstring); a LoRA task's file
+    (only LoRA inputs) gives zero bottleneck columns, no task tokens and its LoRA tensors."""
+    lora = {k: v for k, v in tensors.items() if names.is_lora(k)}
+    if lora:  # per layer: down [E, 0], down bias [0], up [0, E]; task embeddings [0, E]
+        none = [tuple(np.zeros(s, np.float32) for _ in range(n_layer)) for s in ((n_embd, 0), (0,), (0, n_embd))]
+        return Folded(*none, np.zeros((0, n_embd), np.float32), lora)
     down, down_bias, up = [], [], []
     for i in range(n_layer):
         t = {p: tensors[names.adapter_name(i, p)].astype(np.float64) for p in names.ADAPTER_PARTS}
@@ -71,9 +82,10 @@ class Mix:
     def _feeds(self, n_layer: int, n_embd: int, tables: list[np.ndarray]) -> dict[str, np.ndarray]:
         width = max(self.starts[-1], 1)  # no task at all: one dead column
         feeds: dict[str, np.ndarray] = {}
+        live = self.starts[-1] > 0  # some task has bottleneck columns
         for i in range(n_layer):
             cat = lambda parts, axis, shape: (  # noqa: E731
-                np.concatenate(parts, axis) if parts else np.zeros(shape, np.float32)
+                np.concatenate(parts, axis) if parts and live else np.zeros(shape, np.float32)
             )
             feeds[names.adapter_name(i, "ln.weight")] = np.ones(n_embd, np.float32)
             feeds[names.adapter_name(i, "ln.bias")] = np.zeros(n_embd, np.float32)
@@ -91,6 +103,28 @@ class Mix:
         for r, k in enumerate(row_tasks):
             if k is not None:
                 out[r, self.starts[k] : self.starts[k + 1]] = 1.0
+        return out
+
+    def lora_feeds(self, row_tasks: list[int | None]) -> dict[str, np.ndarray]:
+        """Each row's LoRA A/B (module docstring) when some task of this mix is a LoRA, else nothing (the
+        graph's defaults). A [b, in, R], B [b, R, out]"""
+        loras = [f.lora for f in self.folded if f.lora]
+        if not loras:
+            return {}
+        out = {}
+        for name, ref in loras[0].items():
+            is_a = name.endswith(".A")
+            rank = max(t[name].shape[2 if is_a else 1] for t in loras)  # this projection's largest rank
+            shape = (len(row_tasks), ref.shape[1], rank) if is_a else (len(row_tasks), rank, ref.shape[2])
+            out[name] = np.zeros(shape, np.float32)
+            for r, k in enumerate(row_tasks):
+                t = self.folded[k].lora if k is not None else None
+                if t:
+                    v = t[name][0]
+                    if is_a:
+                        out[name][r, :, : v.shape[1]] = v
+                    else:
+                        out[name][r, : v.shape[0]] = v
         return out
 
     def shift_ids(self, ids: np.ndarray, row_tasks: list[int | None], vocab: int) -> np.ndarray:

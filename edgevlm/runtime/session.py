@@ -7,7 +7,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from edgevlm.core import adapterfile, graphio, identity
+from edgevlm.core import adapterfile, graphio, identity, names
 from edgevlm.core.bundle import ORT_FILE, Manifest, TaskEntry, check_adapter_against_graph, confined
 from edgevlm.core.errors import BundleError, ConfigError
 from edgevlm.core.onnxproto import check_external_data
@@ -24,7 +24,7 @@ class Graph:
     n_positions: int
     n_kv_head: int
     head_dim: int
-    adapter_inputs: dict[str, list] = field(repr=False)  # adapter input name -> declared (symbolic) shape
+    adapter_inputs: dict[str, list] = field(repr=False)  # adapter (and LoRA) input name -> declared shape
     mixed: bool = False  # the graph takes adapter_columns: rows of different tasks in one run
 
 
@@ -126,7 +126,7 @@ def check_graph(session: ort.InferenceSession, manifest: Manifest, path: Path) -
     bb, io = manifest.backbone, manifest.backbone.io()
     optional = _declared(session.get_overridable_initializers())
     adapter_names = set(io.names()["adapter_inputs"])
-    adapters = {k: v for k, v in optional.items() if k in adapter_names}
+    adapters = {k: v for k, v in optional.items() if k in adapter_names or names.is_lora(k)}  # LoRA: if exported
     options = {s.name: optional[s.name] for s in io.options if s.name in optional}
     args = _declared(session.get_inputs()), {**adapters, **options}, _declared(session.get_outputs())
     graphio.check_graph_io(io, *args, str(path))
@@ -134,16 +134,18 @@ def check_graph(session: ort.InferenceSession, manifest: Manifest, path: Path) -
     return Graph(*sizes, {k: v[1] for k, v in adapters.items()}, graphio.has_mixed_batches(optional))
 
 
-def load_adapter(path: Path, graph: Graph, fingerprint: str, task: str) -> tuple[ort.LoraAdapter, int, int]:
+def load_adapter(
+    path: Path, graph: Graph, fingerprint: str, task: str, method: str = "adapter"
+) -> tuple[ort.LoraAdapter, int, int]:
     """Check an adapter file's structure (bounds-checked: ORT's own reader can crash on a corrupt file), its
-    identity record (backbone ``fingerprint`` and ``task``), its tensors against the graph and their values,
-    then load it once. -> (adapter, bottleneck, task tokens)"""
+    identity record (backbone ``fingerprint`` and ``task``), its tensors against the graph's inputs of ``method``
+    and their values, then load it once. -> (adapter, bottleneck or LoRA rank, task tokens)"""
     if not path.is_file():
         raise BundleError(f"{path}: adapter file not found")
     params, record = adapterfile.read_adapter_file(path)
     identity.check_adapter_identity(record, fingerprint, task, str(path))
     bottleneck, n_tokens = check_adapter_against_graph(
-        {k: list(v.shape) for k, v in params.items()}, graph.adapter_inputs, graph.n_embd, str(path)
+        {k: list(v.shape) for k, v in params.items()}, graph.adapter_inputs, graph.n_embd, str(path), method
     )
     identity.check_values(params, str(path), BundleError)  # NaN/Inf/absurd
     del params
@@ -160,7 +162,7 @@ def load_task(name: str, entry: TaskEntry, path: Path, graph: Graph, source: str
     adapter's tensors and identity: the file must be this task's for the backbone ``fingerprint``, and the
     entry's bottleneck and task-token count must be the file's."""
     where = f"{source}: tasks.{name}"
-    adapter, bottleneck, n_tokens = load_adapter(path, graph, fingerprint, name)
+    adapter, bottleneck, n_tokens = load_adapter(path, graph, fingerprint, name, entry.method)
     if bottleneck != entry.bottleneck:
         raise BundleError(f"{where}.bottleneck is {entry.bottleneck!r} but {path.name} has bottleneck {bottleneck}")
     if n_tokens != len(entry.special_tokens):

@@ -109,7 +109,7 @@ class Steps:
             if mix is None:
                 for t in tasks:
                     if t not in self._folds:
-                        self._folds[t] = fold(read_parameters(t.file), self.graph.n_layer)
+                        self._folds[t] = fold(read_parameters(t.file), self.graph.n_layer, self.graph.n_embd)
                 mix = Mix([self._folds[t] for t in tasks], self.graph.n_embd)
             self._mixes[tasks] = mix  # most recent last
             while len(self._mixes) > MIX_CACHE:
@@ -128,7 +128,7 @@ class Steps:
         tasks = tuple(sorted({t for t in row_tasks if t is not None}, key=lambda t: t.name))
         mix = self.mix(tasks)
         where = [None if t is None else tasks.index(t) for t in row_tasks]
-        return mix, {**mix.feeds, names.ADAPTER_COLUMNS: mix.columns(where)}
+        return mix, {**mix.feeds, names.ADAPTER_COLUMNS: mix.columns(where), **mix.lora_feeds(where)}
 
     # -- step functions for edgevlm.runtime.decoder -----------------------------------------------------------
 

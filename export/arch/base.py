@@ -17,6 +17,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgevlm.core import graphio, names
 
+from . import lora
+
 OPSET = 17  # the default; an architecture may need a later one (its builder passes it to finish)
 FLOAT_MIN = float(np.finfo(np.float32).min)
 TOKEN_GATHER = "embed/tokens"  # the token-embedding lookup: the one Gather the int4 quantizer converts
@@ -27,7 +29,9 @@ COLUMNS_NODE = "adapter/columns"
 class Builder:
     """Collects nodes and initializers; every value gets a readable unique name."""
 
-    def __init__(self):
+    def __init__(self, lora: frozenset[str] = frozenset()):
+        self.lora = lora  # graph projections some exported LoRA task targets (export.arch.lora)
+        self.lora_io: dict[str, tuple[int, bool]] = {}  # LoRA input -> (its fixed dim, is A)
         self.nodes: list[onnx.NodeProto] = []
         self.inits: dict[str, np.ndarray] = {}  # arrays may share memory with the torch weights
         self._count = 0
@@ -199,6 +203,7 @@ def finish(b: Builder, io: graphio.DecoderIO, n_embd: int, contrib: bool, opset:
     for spec in io.options:
         b.const(spec.name, np.full(spec.shape(), graphio.OPTION_DEFAULTS[spec.name], spec.dtype))
     inputs = [_value_info(s) for s in io.inputs + io.adapter_inputs + (graphio.ADAPTER_COLUMNS,) + io.options]
+    inputs += lora.declare(b)  # none unless a LoRA task is exported
     outputs = [_value_info(s) for s in io.outputs]
     opsets = [helper.make_opsetid("", opset)] + ([helper.make_opsetid("com.microsoft", 1)] if contrib else [])
     model = helper.make_model(
@@ -223,7 +228,7 @@ def optional_names(n_layer: int) -> list[str]:
 
 def adapter_nodes(model: onnx.ModelProto) -> list[str]:
     """Names of the nodes that read an adapter input (kept in float by every quantizer)."""
-    swappable = set(optional_names(n_layer_of(model)))
+    swappable = set(optional_names(n_layer_of(model))) | set(lora.graph_lora_inputs(model))
     return [n.name for n in model.graph.node if swappable & set(n.input)]
 
 

@@ -17,7 +17,7 @@ from onnx import helper
 from edgevlm.core import graphio, names
 from edgevlm.core.errors import BackboneError
 
-from . import base
+from . import base, lora
 from .base import FLOAT_MIN, Builder
 
 MODEL_TYPES = ("gpt2",)
@@ -54,12 +54,13 @@ def _layer_norm(b: Builder, x: str, ln, name: str, eps: float) -> str:
 
 
 def _linear(b: Builder, x: str, conv, name: str) -> str:
-    """``x @ W + b`` for an HF Conv1D (weight already [in, out])."""
-    return b.op(
+    """``x @ W + b`` for an HF Conv1D (weight already [in, out]), plus its LoRA when one targets it."""
+    y = b.op(
         "Add",
         [b.op("MatMul", [x, b.weight(f"{name}.weight", conv.weight)], name), b.weight(f"{name}.bias", conv.bias)],
         name,
     )
+    return lora.delta(b, x, y, name, *conv.weight.shape)
 
 
 def _gelu(b: Builder, x: str, kind: str, p: str) -> str:
@@ -159,13 +160,14 @@ def _block(b: Builder, h: str, blk, mask: tuple, i: int, cfg, fused: bool) -> st
     return base.adapter(b, b.op("Add", [h, f], f"h.{i}"), i, eps)
 
 
-def build_graph(hf_model, fused_attention: bool = False) -> onnx.ModelProto:
-    """The decoder graph of a (frozen, eval-mode) ``GPT2LMHeadModel``; weights become fp32 initializers."""
+def build_graph(hf_model, fused_attention: bool = False, lora_targets: frozenset[str] = frozenset()) -> onnx.ModelProto:
+    """The decoder graph of a (frozen, eval-mode) ``GPT2LMHeadModel``; weights become fp32 initializers; LoRA inputs
+    on the projections named in ``lora_targets`` (:mod:`export.arch.lora`)."""
     import torch
 
     cfg = hf_model.config
     check_config(cfg)
-    b, tr = Builder(), hf_model.transformer
+    b, tr = Builder(lora_targets), hf_model.transformer
     with torch.no_grad():
         seq, total = base.lengths(b)
         table = b.weight("transformer.wte.weight", tr.wte.weight)

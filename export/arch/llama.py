@@ -24,7 +24,7 @@ import onnx
 from edgevlm.core import graphio, names
 from edgevlm.core.errors import BackboneError
 
-from . import base
+from . import base, lora
 from .base import FLOAT_MIN, Builder
 
 MODEL_TYPES = ("llama", "mistral", "qwen2")
@@ -56,7 +56,8 @@ def decoder_io(cfg) -> graphio.DecoderIO:
 def _linear(b: Builder, x: str, lin, name: str) -> str:
     """``x @ W^T (+ bias)`` for a torch Linear (weight [out, in], stored pre-transposed [in, out])."""
     y = b.op("MatMul", [x, b.const(f"{name}.weight_t", lin.weight.detach().float().numpy().T.copy())], name)
-    return y if lin.bias is None else b.op("Add", [y, b.weight(f"{name}.bias", lin.bias)], name)
+    y = y if lin.bias is None else b.op("Add", [y, b.weight(f"{name}.bias", lin.bias)], name)
+    return lora.delta(b, x, y, name, lin.in_features, lin.out_features)
 
 
 def _packed_linear(b: Builder, x: str, lins: list, name: str) -> list[str]:
@@ -68,6 +69,7 @@ def _packed_linear(b: Builder, x: str, lins: list, name: str) -> list[str]:
         zeros = [np.zeros(lin.out_features, np.float32) for lin in lins]
         bias = [z if lin.bias is None else lin.bias.detach().float().numpy() for z, lin in zip(zeros, lins)]
         y = b.op("Add", [y, b.const(f"{name}.bias", np.concatenate(bias))], name)
+    y = lora.delta(b, x, y, name, w.shape[0], w.shape[1])  # packed LoRA: B block-diagonal (export.lora)
     widths = b.ints(f"{name}.split", [lin.out_features for lin in lins])
     return b.op("Split", [y, widths], name, n_out=len(lins), axis=-1)
 
@@ -193,13 +195,14 @@ def _norm(b: Builder, h: tuple, norm, name: str, eps: float) -> tuple[str, str]:
     return _skip_rms_norm(b, h[0], h[1], norm, name, eps, h[2])
 
 
-def build_graph(hf_model, fused_attention: bool = False) -> onnx.ModelProto:
-    """The decoder graph of a (frozen, eval-mode) Llama-family causal LM; weights become fp32 initializers."""
+def build_graph(hf_model, fused_attention: bool = False, lora_targets: frozenset[str] = frozenset()) -> onnx.ModelProto:
+    """The decoder graph of a (frozen, eval-mode) Llama-family causal LM; weights become fp32 initializers; LoRA
+    inputs on the projections named in ``lora_targets`` (:mod:`export.arch.lora`)."""
     import torch
 
     cfg = hf_model.config
     check_config(cfg)
-    s, b, m = _sizes(cfg), Builder(), hf_model.model
+    s, b, m = _sizes(cfg), Builder(lora_targets), hf_model.model
     with torch.no_grad():
         seq, total = base.lengths(b)
         h = base.embed(b, b.weight("model.embed_tokens.weight", m.embed_tokens.weight), s.vocab_size)  # [b, s, E]

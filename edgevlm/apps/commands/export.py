@@ -14,9 +14,16 @@ def register(sub) -> None:
     p.add_argument(
         "--adapter",
         action="append",
-        required=True,
+        default=[],
         metavar="DIR",
         help="an 'edgevlm train' output (OUT/<task>/ per task) or one task's directory in it; repeatable",
+    )
+    p.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="NAME=PEFT_DIR",
+        help="a peft LoRA directory (adapter_config.json + adapter_model.safetensors) as task NAME; repeatable",
     )
     p.add_argument(
         "--quant",
@@ -39,8 +46,11 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from edgevlm.core.bundle import load_manifest
+    from edgevlm.core.errors import ConfigError
     from edgevlm.export import export_bundle
 
+    if not args.adapter and not args.lora:
+        raise ConfigError("export: give at least one --adapter DIR or --lora NAME=PEFT_DIR")
     out = export_bundle(
         args.backbone,
         args.adapter,
@@ -50,6 +60,7 @@ def run(args) -> int:
         fuse=not args.no_fuse,
         check=not args.no_check,
         ort_format=args.ort,
+        lora=args.lora,
     )
     m = load_manifest(out, verify=False)
     size = sum((out / f).stat().st_size for f in m.files)

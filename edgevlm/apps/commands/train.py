@@ -31,6 +31,19 @@ def register(sub) -> None:
         help="data format, overriding inference from task and file "
         "(jsonl, e2e, personachat, parlai, parallel, wit3, tsv, cnndm, coqa)",
     )
+    p.add_argument(
+        "--method",
+        default="adapter",
+        choices=("adapter", "lora"),
+        help="adapter: the paper's bottleneck adapter (default); lora: a peft LoRA (OUT/<task>/ is a peft directory)",
+    )
+    p.add_argument("--rank", type=int, default=8, help="--method lora: LoRA rank r (default 8)")
+    p.add_argument("--alpha", type=float, default=16.0, help="--method lora: lora_alpha; scaling alpha / r (16)")
+    p.add_argument(
+        "--targets",
+        nargs="+",
+        help="--method lora: module names (default: GPT-2 c_attn c_proj c_fc; Llama q_proj k_proj v_proj o_proj)",
+    )
     p.add_argument("--bottleneck", type=int, help="adapter bottleneck size (default: the task's, as in the paper)")
     p.add_argument("--steps", type=int, default=400, help="optimisation steps (default 400)")
     p.add_argument("--batch-size", type=int, default=16, help="examples per process and micro-batch (default 16)")
@@ -89,7 +102,13 @@ def run(args) -> int:
 
     from edgevlm.train.api import train
 
-    result = train(spec_from_args(args))
+    if args.method == "lora":
+        from edgevlm.train.lora import LoraSpec, train_lora
+
+        lora = LoraSpec(args.rank, args.alpha, tuple(args.targets) if args.targets else None)
+        result = train_lora(spec_from_args(args), lora)
+    else:
+        result = train(spec_from_args(args))
     if os.environ.get("RANK", "0") != "0":  # under torchrun / accelerate launch rank 0 reports
         return 0
     for t in result.tasks:

@@ -30,14 +30,17 @@ public final class GraphInfo {
     final List<String> pastNames;
     final List<String> presentNames;
     final List<String> adapterInputs;
+    /** LoRA input -> declared dims (graphs exported with a LoRA task; empty otherwise). */
+    final Map<String, List<Object>> loraInputs;
     /** Whether the graph has the {@code logits_to_keep} option (older graphs: every position's logits). */
     public final boolean keepsLogits;
     /** Manifest {@code backbone.kv_cache: shared}: the graph can append to one buffer bound as past and present. */
     public final boolean sharedCache;
 
-    private GraphInfo(Manifest m, boolean keepsLogits) {
+    private GraphInfo(Manifest m, boolean keepsLogits, Map<String, List<Object>> loraInputs) {
         this.keepsLogits = keepsLogits;
         this.sharedCache = "shared".equals(m.backbone.kvCache);
+        this.loraInputs = loraInputs;
         Manifest.Backbone b = m.backbone;
         nLayer = b.nLayer;
         nHead = b.nHead;
@@ -53,7 +56,7 @@ public final class GraphInfo {
 
     /** The session's inputs and outputs against the manifest's io names and backbone sizes. */
     static GraphInfo check(OrtSession session, Manifest m, Path path) throws OrtException {
-        GraphInfo g = new GraphInfo(m, hasOption(path, Names.LOGITS_TO_KEEP));
+        GraphInfo g = new GraphInfo(m, hasOption(path, Names.LOGITS_TO_KEEP), loraInputs(path));
         Map<String, NodeInfo> inputs = session.getInputInfo();
         List<String> want = new ArrayList<>(List.of(Names.INPUT_IDS, Names.ATTENTION_MASK));
         want.addAll(g.pastNames);
@@ -136,6 +139,21 @@ public final class GraphInfo {
                     + AdapterFile.typeName(d.elemType) + Py.repr(d.dims) + ", expected int64[1]");
         }
         return d != null;
+    }
+
+    /** The graph's LoRA inputs (optional float inputs named lora.*) with their declared dims, in graph order. */
+    private static Map<String, List<Object>> loraInputs(Path path) {
+        Map<String, List<Object>> out = new java.util.LinkedHashMap<>();
+        try {
+            OnnxInputs.optional(path).forEach((k, d) -> {
+                if (k.startsWith("lora.")) {
+                    out.put(k, d.dims);
+                }
+            });
+        } catch (IOException e) {
+            throw new BundleException(path + ": cannot read the graph's optional inputs (" + e.getMessage() + ")");
+        }
+        return out;
     }
 
     /** The declared shape fits {@code want} (fixed dims equal, null = any). */

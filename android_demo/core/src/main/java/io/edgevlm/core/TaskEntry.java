@@ -21,10 +21,19 @@ public final class TaskEntry {
     public final String metric;
     public final long trainableParams;
     public final double trainableShare;
+    /** "adapter" (the bottleneck adapter; bundles before LoRA tasks) or "lora" (a peft LoRA, no task tokens). */
+    public final String method;
 
     private TaskEntry(Fields f, long vocabSize) {
+        method = (String) f.get("method", v -> "adapter".equals(v) || "lora".equals(v), "one of ['adapter', 'lora']",
+                "adapter");
+        boolean lora = method.equals("lora");
         List<String> specials = new ArrayList<>();
-        for (Object s : (List<?>) f.get("special_tokens", Fields::strList, "a non-empty list of distinct strings")) {
+        Object list = lora
+                ? f.get("special_tokens", v -> v instanceof List && (((List<?>) v).isEmpty() || Fields.strList(v)),
+                        "a list of distinct strings")
+                : f.get("special_tokens", Fields::strList, "a non-empty list of distinct strings");
+        for (Object s : (List<?>) list) {
             specials.add((String) s);
         }
         List<Object> ids = new ArrayList<>();

@@ -25,7 +25,7 @@ final class TaskLoader {
     static Task load(String name, TaskEntry entry, Path path, GraphInfo g, String source, String fingerprint)
             throws OrtException {
         String where = source + ": tasks." + name;
-        int[] sizes = checkAdapter(path, g, fingerprint, name);
+        int[] sizes = checkAdapter(path, g, fingerprint, name, entry.method.equals("lora"));
         if (entry.bottleneck != sizes[0]) {
             throw new BundleException(where + ".bottleneck is " + entry.bottleneck + " but " + path.getFileName()
                     + " has bottleneck " + sizes[0]);
@@ -41,9 +41,10 @@ final class TaskLoader {
 
     /**
      * The adapter's identity record (this backbone's {@code fingerprint}, task {@code task}), its tensors against
-     * the graph's adapter inputs, then their values; returns {bottleneck, task tokens}.
+     * the graph's adapter inputs (a LoRA task's: its LoRA inputs), then their values; returns {bottleneck or LoRA
+     * rank, task tokens}.
      */
-    static int[] checkAdapter(Path path, GraphInfo g, String fingerprint, String task) {
+    static int[] checkAdapter(Path path, GraphInfo g, String fingerprint, String task, boolean lora) {
         if (!Files.isRegularFile(path)) {
             throw new BundleException(path + ": adapter file not found");
         }
@@ -56,7 +57,7 @@ final class TaskLoader {
             throw new BundleException(path + ": not a readable ONNX Runtime adapter file (" + e.getMessage() + ")");
         }
         checkIdentity(path, id, fingerprint, task);
-        int[] sizes = checkShapes(path, g, params);
+        int[] sizes = checkShapes(path, g, params, lora);
         for (Map.Entry<String, AdapterFile.Param> e : params.entrySet()) {
             Values.check(path + ": tensor " + e.getKey(), e.getValue().raw);
         }
@@ -79,14 +80,17 @@ final class TaskLoader {
         }
     }
 
-    private static int[] checkShapes(Path path, GraphInfo g, Map<String, AdapterFile.Param> params) {
+    private static int[] checkShapes(Path path, GraphInfo g, Map<String, AdapterFile.Param> params, boolean lora) {
         for (Map.Entry<String, AdapterFile.Param> e : params.entrySet()) {
             if (e.getValue().dataType != 1) {
                 throw new BundleException(path + ": adapter tensors must be float32, " + e.getKey() + " is "
                         + AdapterFile.typeName(e.getValue().dataType));
             }
         }
-        List<String> expected = g.adapterInputs;
+        List<String> expected = lora ? new ArrayList<>(g.loraInputs.keySet()) : g.adapterInputs;
+        if (lora && expected.isEmpty()) {
+            throw new BundleException(path + ": a LoRA task but the graph has no LoRA inputs (export it with --lora)");
+        }
         Set<String> missing = new TreeSet<>(expected);
         missing.removeAll(params.keySet());
         Set<String> unknown = new TreeSet<>(params.keySet());
@@ -98,7 +102,7 @@ final class TaskLoader {
         Map<String, Long> bound = new HashMap<>();
         for (String name : expected) {
             List<Long> got = params.get(name).shape;
-            List<Object> decl = Names.symbolicAdapterShape(name, g.nEmbd);
+            List<Object> decl = lora ? g.loraInputs.get(name) : Names.symbolicAdapterShape(name, g.nEmbd);
             if (got.size() != decl.size()) {
                 throw new BundleException(path + ": " + name + " has rank " + got.size() + ", the graph expects " + Py.repr(decl));
             }
@@ -116,6 +120,16 @@ final class TaskLoader {
                     }
                 }
             }
+        }
+        if (lora) {
+            if (!Long.valueOf(1L).equals(bound.get("lora_rows"))) {
+                throw new BundleException(path + ": LoRA tensors must have lora_rows=1 (one task)");
+            }
+            long rank = 0;
+            for (Map.Entry<String, Long> e : bound.entrySet()) {
+                rank = e.getKey().startsWith("lora_rank") ? Math.max(rank, e.getValue()) : rank;
+            }
+            return new int[] {(int) rank, 0};
         }
         return new int[] {(int) (long) bound.getOrDefault(Names.BOTTLENECK_DIM, 0L),
             (int) (long) bound.getOrDefault(Names.TASK_TOKENS_DIM, 0L)};
