@@ -312,3 +312,17 @@ class merged:
         with torch.no_grad():
             for w, old in self.saved.values():
                 w.copy_(old)
+
+
+def lora_vs_merged(sess, vlm, bb, loras) -> dict[str, float]:
+    """Max |logit diff| per LoRA task: the graph with the task's LoRA inputs vs PyTorch with the LoRA merged."""
+    from edgevlm.core.prompts import encode_prompt
+
+    from .verify import torch_vs_graph
+
+    cfg, out = bb.sizes.to_dict(), {}
+    for t in loras:
+        prompt = encode_prompt(bb.tokenizer, t.task.get("template"), "the quick brown fox", (), cfg["vocab_size"])
+        with merged(bb.model, t):
+            out[t.name] = torch_vs_graph(sess, vlm, cfg, prompt, None, t.tensors)
+    return out

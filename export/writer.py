@@ -28,7 +28,7 @@ from .adapters import (
 )
 from .chat import chat_turns, plain_chat_template
 from .graph import build_graph, check_config, declared_io, graph_inputs, kv_cache_mode, op_counts
-from .lora import load_lora_tasks
+from .lora import load_lora_tasks, lora_vs_merged
 from .quantize import quantize
 
 WORK_DIR = ".work"  # intermediate graphs, inside the temporary bundle directory
@@ -237,7 +237,7 @@ def self_check(path: Path, bb, tasks: list[TaskAdapter], loras=()) -> dict[str, 
     sess = session(str(path), low_memory=True)
     with VLM(bb.model) as vlm:
         diffs = _graph_vs_vlm(sess, vlm.eval(), bb, tasks)
-        diffs.update(_lora_vs_merged(sess, vlm, bb, loras))
+        diffs.update(lora_vs_merged(sess, vlm, bb, loras))
     worst = max(diffs.values(), key=lambda d: d if d == d else float("inf"))  # NaN counts as the worst
     if not all(d <= CHECK_TOL for d in diffs.values()):
         raise ExportError(
@@ -264,21 +264,6 @@ def _graph_vs_vlm(sess, vlm, bb, tasks: list[TaskAdapter]) -> dict[str, float]:
         prompt = encode_prompt(bb.tokenizer, t.meta.task.template, text, t.meta.task.special_tokens, cfg["vocab_size"])
         diffs[t.name] = torch_vs_graph(sess, vlm, cfg, prompt, t.name, t.tensors)
     return diffs
-
-
-def _lora_vs_merged(sess, vlm, bb, loras) -> dict[str, float]:
-    """Max |logit diff| per LoRA task: the graph with the task's LoRA inputs vs PyTorch with the LoRA merged."""
-    from edgevlm.core.prompts import encode_prompt
-
-    from .lora import merged
-    from .verify import torch_vs_graph
-
-    cfg, out = bb.sizes.to_dict(), {}
-    for t in loras:
-        prompt = encode_prompt(bb.tokenizer, t.task.get("template"), "the quick brown fox", (), cfg["vocab_size"])
-        with merged(bb.model, t):
-            out[t.name] = torch_vs_graph(sess, vlm, cfg, prompt, None, t.tensors)
-    return out
 
 
 def write_bundle(

@@ -62,8 +62,10 @@ def test_adapter_inputs_survive_quantization(tiny_bundle, quant):
     assert zps == (0 if quant == "int8" else 4 * n_layer)  # int4 body: integer zero points; LM head symmetric
     gather = next(n for n in model.graph.node if n.op_type == "GatherBlockQuantized")
     head = next(n for n in model.graph.node if n.name.startswith("lm_head/MatMul"))
-    assert gather.input[0] == head.input[1] and gather.input[2] == head.input[2]  # one table, not two
-    assert inits[head.input[1]].dtype == np.uint8 and inits[head.input[2]].dtype == np.float32
+    assert gather.input[2] == head.input[2]  # tied: the head's scales, and its codes in the gather's 2-D layout
+    codes, table = inits[head.input[1]], inits[gather.input[0]]
+    assert codes.ndim == 3 and table.ndim == 2 and np.array_equal(codes.reshape(table.shape), table)
+    assert codes.dtype == np.uint8 and inits[head.input[2]].dtype == np.float32
 
 
 def test_quantizer_without_exclusions_loses_adapter_inputs(tiny_backbone):
