@@ -136,8 +136,9 @@ class Batch:
     def remove(self, rows: list[Row]) -> None:
         """Let ``rows`` leave before they finish (e.g. a client went away); they cannot decode again."""
         gone = {id(r) for r in rows}
+        mine = [r for r in self.rows if id(r) in gone]  # a row of another batch is not this batch's to end
         self._keep([i for i, r in enumerate(self.rows) if id(r) not in gone])
-        for r in rows:
+        for r in mine:
             r.finished, r.reason = True, r.reason or "removed"
 
     def _keep(self, keep: list[int]) -> None:
