@@ -205,7 +205,12 @@ def render(results: Path, out: Path) -> str:
         doc = load(results, suite)
         if doc is not None:
             parts.append(section(doc, link))
-    parts += [ss.peers(results, link), ss.serving(results, link), ss.quality_real(results, link)]
+    parts += [
+        ss.peers(results, link),
+        ss.serving(results, link),
+        ss.soak(results, link),
+        ss.quality_real(results, link),
+    ]
     parts.append(ss.experiments(REPO / "experiments", link_to(REPO / "experiments", out)))
     notes = results / "notes.md"
     if notes.is_file():

@@ -195,6 +195,30 @@ def serving(results: Path, link: str) -> str:
     )
 
 
+def soak(results: Path, link: str) -> str:
+    """The server soak (benchmarks/serve_soak.py): concurrent mixed-task requests at and beyond ``--max-queue``."""
+    doc = load(results, "serve_soak")
+    if doc is None:
+        return ""
+    r = doc["records"][0]
+    rss, ok, busy = r["rss_mb_warm_last_max"], r["status_counts"].get("200", 0), r["status_counts"].get("503", 0)
+    row = {
+        "load": f"{r['clients']} clients, batch {r['max_batch']}, queue {r['max_queue']}, {r['wall_s']:.0f} s",
+        "requests": f"{r['requests']:,} ({ok:,} ok, {busy:,} 503)",
+        "errors": f"{r['server_errors_5xx_not_503']} other 5xx, {r['busy_without_retry_after']} 503 lack Retry-After",
+        "equal": f"{r['answers_equal_serial']:,} of {r['answers_equal_serial'] + r['answers_differing']:,}",
+        "rate": f"{r['ok_per_s']:.1f}/s, p50 {r['latency_ms_p50']:.0f} ms, p99 {r['latency_ms_p99']:.0f} ms",
+        "rss": f"{rss[0]:.1f} -> {rss[1]:.1f} MB (max {rss[2]:.1f})",
+    }
+    cols = [("load", "load"), ("requests", "requests"), ("errors", "errors"), ("equal", "answers equal to serial")]
+    cols += [("rate", "answered"), ("rss", "server RSS warm -> last")]
+    return (
+        "## Serving: soak\n\nConcurrent mixed-task requests to `edgevlm serve` on 127.0.0.1, at and beyond "
+        f"`--max-queue`.\n\n*{machine(doc)}; full data: "
+        f"[results.json]({link}serve_soak/results.json).*\n\n" + md_table([row], cols)
+    )
+
+
 def quality_real(results: Path, link: str) -> str:
     doc = load(results, "quality/smollm2")
     if doc is None:
