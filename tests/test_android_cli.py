@@ -92,3 +92,32 @@ def test_undecodable_stdin_line_is_refused_and_the_next_answered(tiny_bundle):
     got = [x[len("edgevlm-core: error: ") :] for x in jv.stderr.decode().splitlines() if "error:" in x]
     assert got == want and len(want) == 2, (got, want)
     assert want[0] == "stdin line 1: not UTF-8 text (invalid continuation byte at byte 0)"
+
+
+def test_unknown_provider_and_missing_ort_graph_are_pythons_one_line(tiny_bundle):
+    """The Java core takes ONNX Runtime providers and the .ort graph as `edgevlm run` does (--provider, --graph)."""
+    py, jv = _both(tiny_bundle, [b"--plain", b"--provider", b"BogusExecutionProvider", b"hello"])
+    assert py.returncode == jv.returncode == 2
+    want = "execution provider 'BogusExecutionProvider' is not in this ONNX Runtime build; available: ["
+    for line in (_error_line(py, "edgevlm run: error: "), _error_line(jv, "edgevlm-core: error: ")):
+        assert line.startswith(want) and "'CPUExecutionProvider'" in line, line
+    py, jv = _both(tiny_bundle, [b"--plain", b"--graph", b"ort", b"hello"])  # exported without --ort
+    assert py.returncode == jv.returncode == 2
+    assert _error_line(jv, "edgevlm-core: error: ") == _error_line(py, "edgevlm run: error: ")
+    assert _error_line(py, "edgevlm run: error: ").endswith("the bundle has no backbone.ort (export it with --ort)")
+
+
+def test_java_runs_the_ort_graph_as_edgevlm_run_does(trained_adapters, tmp_path):
+    from edgevlm.export import export_bundle
+
+    java = shutil.which("java")
+    if java is None or not JAR.is_file():
+        pytest.fail(f"needs a JDK 17 on PATH and {JAR} (built by `make`: mvn -f android_demo/core/pom.xml package)")
+    root = export_bundle(
+        "tiny", [trained_adapters["multi"]], "int8", out=tmp_path / "b", progress=False, ort_format=True
+    )
+    for flag, task, text in CASES[:2] + CASES[3:]:
+        args = [flag, *([task] if task else []), "--threads", "1", "--max-new-tokens", "16", "--graph", "ort", text]
+        args += ["--provider", "CPUExecutionProvider"]
+        python = cli_output([sys.executable, "-m", "edgevlm.apps.cli", "run", str(root), *args])
+        assert python.strip() and cli_output([java, "-jar", str(JAR), str(root), *args]) == python

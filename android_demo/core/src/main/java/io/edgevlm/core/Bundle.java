@@ -56,6 +56,9 @@ public final class Bundle implements AutoCloseable {
     }
 
     /** {@link #load(Path, Integer, boolean)} with all cores and sleeping worker threads. */
+    /** The bundle's graph in ONNX Runtime's format (Python: {@code core.bundle.ORT_FILE}). */
+    static final String ORT_FILE = "backbone.ort";
+
     public static Bundle load(Path dir) {
         return load(dir, null, false);
     }
@@ -65,6 +68,16 @@ public final class Bundle implements AutoCloseable {
      * idle ORT worker threads spin (lower latency on an otherwise idle device, slower on a busy one).
      */
     public static Bundle load(Path dir, Integer threads, boolean spin) {
+        return load(dir, threads, spin, Collections.emptyList(), "onnx");
+    }
+
+    /**
+     * {@link #load(Path, Integer, boolean)} with ONNX Runtime execution {@code providers} (names in order of
+     * preference, checked against this build's; empty: the CPU provider) and {@code graph} "onnx" (the manifest's
+     * graph) or "ort" (the bundle's {@code backbone.ort}, written by {@code edgevlm export --ort}), as Python's
+     * {@code Runtime.load(providers=, graph=)}.
+     */
+    public static Bundle load(Path dir, Integer threads, boolean spin, List<String> providers, String graph) {
         Manifest m = Manifest.load(dir);
         Path tokPath = m.confined(m.tokenizerFile(), "tokenizer.file");
         ByteLevelBpe tok;
@@ -73,13 +86,17 @@ public final class Bundle implements AutoCloseable {
         } catch (IOException | RuntimeException e) {
             throw new BundleException(tokPath + ": cannot read the tokenizer (" + e.getMessage() + ")");
         }
-        Path graphPath = m.confined(m.backboneFile(), "backbone.file");
+        Path graphPath = graphPath(dir, m, graph);
         java.util.Set<Path> listed = new java.util.HashSet<>();
         m.files.keySet().forEach(rel -> listed.add(m.confined(rel, "file"))); // what ORT may map: checksummed files
-        GraphFiles.check(graphPath, listed);
+        if (!graphPath.toString().endsWith(".ort")) { // an .ort graph holds its weights itself
+            GraphFiles.check(graphPath, listed);
+        }
         OrtSession session;
         try {
-            session = OrtEnvironment.getEnvironment().createSession(graphPath.toString(), options(threads, spin));
+            OrtSession.SessionOptions so = options(threads, spin);
+            Providers.add(so, providers);
+            session = OrtEnvironment.getEnvironment().createSession(graphPath.toString(), so);
         } catch (OrtException e) {
             throw new BundleException(graphPath + ": ONNX Runtime cannot load the graph (" + firstLine(e) + ")");
         }
@@ -109,6 +126,20 @@ public final class Bundle implements AutoCloseable {
             }
             throw (RuntimeException) e;
         }
+    }
+
+    /** Python's {@code session.graph_path}: the manifest's graph, or the listed {@code backbone.ort}. */
+    static Path graphPath(Path dir, Manifest m, String graph) {
+        if ("onnx".equals(graph)) {
+            return m.confined(m.backboneFile(), "backbone.file");
+        }
+        if (!"ort".equals(graph)) {
+            throw new ConfigException("graph must be 'onnx' or 'ort', got " + Py.repr(graph));
+        }
+        if (!m.files.containsKey(ORT_FILE)) {
+            throw new BundleException(dir + ": the bundle has no " + ORT_FILE + " (export it with --ort)");
+        }
+        return m.confined(ORT_FILE, "files");
     }
 
     static String firstLine(Exception e) {

@@ -5,6 +5,7 @@ import java.io.InputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
+import java.nio.file.Paths;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -29,7 +30,7 @@ public final class Cli {
 
     static final String USAGE = "usage: java -jar edgevlm-core.jar BUNDLE (--task NAME | --plain [--chat] | --list) [--max-new-tokens N]"
             + " [--min-new-tokens N] [--sample [--temperature T] [--top-k K] [--top-p P] [--seed S]] [--stop STR]..."
-            + " [--threads N] [--spin] [INPUT]";
+            + " [--threads N] [--spin] [--provider NAME]... [--graph onnx|ort] [INPUT]";
 
     static int run(String[] args, PrintStream out) {
         return run(new Args(args, new byte[args.length][]), out);
@@ -44,6 +45,8 @@ public final class Cli {
         boolean chat = false;
         boolean list = false;
         boolean spin = false;
+        java.util.List<String> providers = new java.util.ArrayList<>();
+        String graph = "onnx";
         Integer threads = null;
         GenerationConfig.Builder b = GenerationConfig.builder();
         double temp = 1.0;
@@ -60,6 +63,8 @@ public final class Cli {
                 case "--chat": chat = true; break; // the input is the user turn of the model's chat template
                 case "--list": list = true; break;
                 case "--spin": spin = true; break;
+                case "--provider": providers.add(value(args, ++i, a)); break;
+                case "--graph": graph = value(args, ++i, a); break;
                 case "--sample": sample = true; break;
                 case "--threads": threads = integer(args, ++i, a); break;
                 case "--max-new-tokens": b.maxNewTokens(integer(args, ++i, a)); break;
@@ -90,7 +95,7 @@ public final class Cli {
             b.sample(temp, topK, topP, seed);
         }
         GenerationConfig cfg = b.build();
-        try (Bundle rt = Bundle.load(Path.of(bundle), threads, spin)) {
+        try (Bundle rt = Bundle.load(Paths.get(bundle), threads, spin, providers, graph)) {
             if (list) {
                 listTasks(rt, out);
                 return 0;
