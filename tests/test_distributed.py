@@ -26,7 +26,21 @@ from edgevlm.train.distributed import FAULT_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 240  # seconds for one launch: a hang fails here instead of blocking the suite
-COMMON = ["--steps", "8", "--batch-size", "2", "--max-len", "128", "--eval-every", "4", "--seed", "3"]
+# fp32: these runs compare arithmetic across process layouts to 1e-4 (bf16 autocast is auto on CPUs with native bf16)
+COMMON = [
+    "--steps",
+    "8",
+    "--batch-size",
+    "2",
+    "--max-len",
+    "128",
+    "--eval-every",
+    "4",
+    "--seed",
+    "3",
+    "--precision",
+    "fp32",
+]
 
 
 def head_of(launcher: str, procs: int) -> list[str]:
@@ -81,7 +95,7 @@ def launch_nodes(outs: list[Path], *extra: str, envs=({}, {})) -> list[tuple[int
 
 def one_process(out: Path, tasks=("nlg", "mt"), batch_size=4, **kw):
     """The reference: one process, in this interpreter, with the global batch of the 2-process runs."""
-    base = dict(steps=8, max_len=128, eval_every=4, seed=3, progress=False)
+    base = dict(steps=8, max_len=128, eval_every=4, seed=3, progress=False, precision="fp32")
     return train(TrainSpec(tasks=list(tasks), out=out, batch_size=batch_size, **{**base, **kw}))
 
 
@@ -137,16 +151,33 @@ def test_spec_rejects_bad_distributed_options(tmp_path, kw, needle):
 def test_precision_follows_device_and_accelerate_config(monkeypatch):
     import torch
 
+    from edgevlm.train import distributed
     from edgevlm.train.distributed import pick_dtype
 
     cpu = torch.device("cpu")
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
-    assert pick_dtype("auto", cpu) == torch.float32  # fp32 on the CPU unless asked
+    monkeypatch.setattr(distributed, "cpu_has_bf16", lambda: True)
+    assert pick_dtype("auto", cpu) == torch.bfloat16  # native bf16 (AVX512-BF16/AMX): autocast by default
+    monkeypatch.setattr(distributed, "cpu_has_bf16", lambda: False)
+    assert pick_dtype("auto", cpu) == torch.float32  # emulated bf16 would be slower: fp32 unless asked
     assert pick_dtype("bf16", cpu) == torch.bfloat16
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # what `accelerate config` chose
     assert pick_dtype("auto", cpu) == torch.bfloat16 and pick_dtype("fp32", cpu) == torch.float32
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
     assert pick_dtype("auto", cpu) == torch.float32
+
+
+def test_cpu_bf16_is_read_from_the_cpu_flags(tmp_path):
+    from edgevlm.train.distributed import cpu_has_bf16
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n")
+    assert cpu_has_bf16(str(info))
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\nbugs\t\t: avx512_bf16\n")
+    assert not cpu_has_bf16(str(info))  # only the flags line counts
+    info.write_text("flags\t\t: fpu amx_bf16 amx_tile\n")
+    assert cpu_has_bf16(str(info))
+    assert not cpu_has_bf16(str(tmp_path / "absent"))
 
 
 @pytest.mark.parametrize(

@@ -187,15 +187,28 @@ def pick_device(choice: str, local_rank: int) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
+def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True when this CPU multiplies bf16 natively (AVX512-BF16 or AMX-BF16 in /proc/cpuinfo's flags): there
+    bf16 autocast runs the matmuls of training at several times fp32's rate; elsewhere it is emulated and slower."""
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def pick_dtype(choice: str, device: torch.device) -> torch.dtype:
-    """``--precision``: auto = bf16 autocast on a CUDA device that supports it (or what ``accelerate config``
-    chose: ACCELERATE_MIXED_PRECISION bf16/no), fp32 otherwise."""
+    """``--precision``: auto = bf16 autocast on a CUDA device that supports it and on a CPU with native bf16
+    (:func:`cpu_has_bf16`), or what ``accelerate config`` chose (ACCELERATE_MIXED_PRECISION bf16/no); fp32
+    otherwise. Weights, gradients and optimizer state stay fp32 either way."""
     if choice not in PRECISIONS:
         raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {choice!r}")
     bf16_ok = device.type == "cpu" or torch.cuda.is_bf16_supported()
     if choice == "auto":
+        native = cpu_has_bf16() if device.type == "cpu" else bf16_ok
         accelerate = os.environ.get("ACCELERATE_MIXED_PRECISION", "").lower()
-        choice = {"bf16": "bf16", "no": "fp32"}.get(accelerate, "bf16" if device.type == "cuda" else "fp32")
+        choice = {"bf16": "bf16", "no": "fp32"}.get(accelerate, "bf16" if native else "fp32")
         choice = choice if bf16_ok else "fp32"
     if choice == "bf16" and not bf16_ok:
         raise ConfigError(f"--precision bf16: {torch.cuda.get_device_name(device)} does not support bfloat16")

@@ -6,13 +6,14 @@ The LoRA is peft's own (``LoraConfig`` + ``get_peft_model``), so the output dire
 tokens written as words (``<mr> {input} <text>`` -> ``mr {input} text``), encoded exactly as the runtime encodes a
 LoRA task's input; ``edgevlm_task.json`` beside the peft files carries that template and the task's generation
 defaults to the export (peft ignores it). Same data, optimizer, schedule, clipping and seeding as the adapter
-trainer; one process, fp32 backbone.
+trainer; one process on the CPU.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,12 +80,22 @@ def encoded_split(backbone, cfg: TaskConfig, examples, max_len: int):
     return out
 
 
-def loss(pm, batch) -> object:
+def loss(pm, batch, dtype=None) -> object:
+    """Mean cross-entropy at the target positions; the LM head runs only there, under bf16 autocast when
+    ``dtype`` is bf16 (as the adapter trainer's :meth:`edgevlm.train.model.VLM.target_loss`)."""
     import torch
 
-    ids, mask, labels = batch
-    logits = pm(input_ids=ids, attention_mask=mask).logits[:, :-1]  # [b, t-1, V]
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
+    from edgevlm.train.arch import for_model
+    from edgevlm.train.data import IGNORE
+
+    ids, mask, labels = batch  # [b, t]
+    model = pm.get_base_model()  # the HF model with peft's layers injected
+    arch = for_model(model)
+    with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        h = arch.decoder(model)(input_ids=ids, attention_mask=mask).last_hidden_state  # [b, t, E]
+        keep = labels[:, 1:] != IGNORE  # [b, t-1]
+        logits = arch.head(model)(h[:, :-1][keep])  # [n, V]
+    return torch.nn.functional.cross_entropy(logits.float(), labels[:, 1:][keep])
 
 
 def valid_loss(pm, data, pad: int, batch_size: int = 32) -> float:
@@ -101,38 +112,59 @@ def valid_loss(pm, data, pad: int, batch_size: int = 32) -> float:
     return total / max(n, 1)
 
 
-def fit(backbone, cfg: TaskConfig, train_set, valid_set, tc, lora: LoraSpec, progress: bool = False):
-    """Train one task's LoRA (seeded; AdamW, warmup + linear decay, clipping as the adapter trainer).
+def fit(backbone, cfg: TaskConfig, train_set, valid_set, tc, lora: LoraSpec, dtype=None, progress: bool = False):
+    """Train one task's LoRA (seeded; AdamW, warmup + linear decay, clipping, the length-grouped batches of
+    :func:`edgevlm.train.trainer.step_indices` and the precision of the adapter trainer).
     -> (the peft model, validation losses at the start and the end, last training loss)"""
     import copy
 
     import torch
 
-    from edgevlm.train.data import collate
+    from edgevlm.train.model import frozen_in
     from edgevlm.train.trainer import make_optimizer
 
     torch.manual_seed(tc.seed)
     pm = peft_model(copy.deepcopy(backbone.model), backbone.sizes.architecture, lora)
     params = [p for p in pm.parameters() if p.requires_grad]
     opt, sched = make_optimizer(params, tc)
-    pad, gen = backbone.eos_token_id, torch.Generator().manual_seed(tc.seed)
+    pad = backbone.eos_token_id
     data = encoded_split(backbone, cfg, train_set, tc.max_len)
     valid = encoded_split(backbone, cfg, valid_set, tc.max_len)
+    lengths = [len(e.prompt) + len(e.target) for e in data]
     losses, last = [valid_loss(pm.eval(), valid, pad)] if valid else [], None
     pm.train()
-    for _ in range(tc.steps):
-        idx = torch.randint(len(data), (tc.batch_size,), generator=gen).tolist()
-        step_loss = loss(pm, collate([data[i] for i in idx], pad))
+    with frozen_in(pm, dtype or torch.float32):
+        last = _steps(pm, data, lengths, cfg.name, tc, (params, opt, sched), pad, dtype, progress)
+    pm.eval()
+    if valid:
+        losses.append(valid_loss(pm, valid, pad))
+    return pm, losses, last
+
+
+def _steps(pm, data, lengths, task: str, tc, state, pad: int, dtype, progress: bool) -> float | None:
+    """``tc.steps`` optimizer steps; the last training loss."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from edgevlm.train.data import collate
+    from edgevlm.train.trainer import step_indices
+
+    params, opt, sched = state
+    last = None
+    bar = tqdm(total=tc.steps, desc=f"train {task} (LoRA)", unit="step", disable=not progress)
+    for step in range(tc.steps):
+        idx = step_indices(lengths, tc.batch_size, tc.seed, task, step)
+        step_loss = loss(pm, collate([data[i] for i in idx], pad), dtype)
         opt.zero_grad()
         step_loss.backward()
         torch.nn.utils.clip_grad_norm_(params, tc.clip)
         opt.step()
         sched.step()
         last = float(step_loss.detach())
-    pm.eval()
-    if valid:
-        losses.append(valid_loss(pm, valid, pad))
-    return pm, losses, last
+        bar.update(1)
+        bar.set_postfix(loss=f"{last:.3f}")
+    bar.close()
+    return last
 
 
 def save(pm, cfg: TaskConfig, out: Path, base_name: str) -> Path:
@@ -154,11 +186,18 @@ def train_lora(spec, lora: LoraSpec):
         if bad:
             raise ConfigError(f"{flag} is not supported with --method lora (LoRA trains on the fp32 backbone)")
     check_out(spec)
+    import torch
+
+    from edgevlm.train.distributed import pick_dtype, precision_name
+
     backbone, tc = load_spec_backbone(spec), spec.train_config()
+    dtype = pick_dtype(spec.precision, torch.device("cpu"))
+    if spec.progress:
+        print(f"LoRA rank {lora.rank}, alpha {lora.alpha:g}; cpu, {precision_name(dtype)}", file=sys.stderr)
     n_params = sum(p.numel() for p in backbone.model.parameters())
     results = []
     for cfg, tr, va in spec_examples(spec, backbone):
-        pm, losses, last = fit(backbone, cfg, tr, va, tc, lora, spec.progress)
+        pm, losses, last = fit(backbone, cfg, tr, va, tc, lora, dtype, spec.progress)
         n = sum(p.numel() for p in pm.parameters() if p.requires_grad)
         path = save(pm, cfg, task_dir(spec.out, cfg.name), backbone.path.name)
         results.append(TaskResult(cfg, path, n, round(100.0 * n / n_params, 4), tuple(losses), last))

@@ -209,6 +209,10 @@ class VLM(nn.Module):
             logits = self.head(h[:, :-1][keep])  # [n, V]
         return F.cross_entropy(logits.float(), labels[:, 1:][keep])
 
+    def frozen_in(self, dtype: torch.dtype):
+        """:func:`frozen_in` on this model's backbone."""
+        return frozen_in(self.backbone, dtype)
+
     def backbone_params(self) -> int:
         return sum(p.numel() for p in self.backbone.parameters())
 
@@ -216,3 +220,23 @@ class VLM(nn.Module):
         """(extra parameters of ``task``, their share of the backbone in %)."""
         n = sum(p.numel() for p in self.task(task).parameters())
         return n, 100.0 * n / self.backbone_params()
+
+
+@contextlib.contextmanager
+def frozen_in(model: nn.Module, dtype: torch.dtype) -> Iterator[None]:
+    """Hold ``model``'s frozen float matrices in ``dtype`` (bf16) inside the block, restored exactly on exit.
+
+    Under bf16 autocast every matmul casts its fp32 weight again on each call, forward and backward; a frozen
+    weight's cast never changes, so it is done once here (the same rounding autocast applies). Only matrices
+    (projections, tables): norms and biases stay fp32 as autocast expects them. Trainable tensors (adapters,
+    task embeddings, LoRA factors, any weight that requires grad) stay fp32 master weights."""
+    kept: dict[nn.Parameter, torch.Tensor] = {}
+    if dtype != torch.float32:
+        for p in model.parameters():
+            if not p.requires_grad and p.is_floating_point() and p.dim() >= 2 and p not in kept:
+                kept[p], p.data = p.data, p.data.to(dtype)
+    try:
+        yield
+    finally:
+        for p, data in kept.items():
+            p.data = data

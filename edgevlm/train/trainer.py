@@ -5,6 +5,7 @@ Called through :func:`edgevlm.train.api.train`; writes the layout of :mod:`edgev
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -21,7 +22,7 @@ from edgevlm.train import checkpoint
 from edgevlm.train.adapters import save_adapter
 from edgevlm.train.backbone import Backbone
 from edgevlm.train.data import IGNORE, Encoded, collate
-from edgevlm.train.distributed import LOCAL, Dist
+from edgevlm.train.distributed import LOCAL, Dist, precision_name
 from edgevlm.train.layout import BACKBONE_DIR, SUMMARY_JSON, task_dir
 from edgevlm.train.model import VLM
 
@@ -118,23 +119,21 @@ def make_optimizer(params, tc: TrainConfig):
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
 
 
-def save_checkpoint(out: Path, params, opt, sched, step: int, gen: torch.Generator, history: list) -> None:
-    """Trainable tensors, optimizer moments and RNG state as safetensors + JSON (atomic)."""
+def save_checkpoint(out: Path, params, opt, sched, step: int, history: list) -> None:
+    """Trainable tensors, optimizer moments and RNG state as safetensors + JSON (atomic). The batches need no
+    state: :func:`step_indices` draws them from (seed, task, step) alone."""
     from safetensors.torch import save_file
 
     tensors = {f"param.{i}": p.detach().cpu().contiguous() for i, p in enumerate(params)}
     for i, p in enumerate(params):
         for k, v in opt.state.get(p, {}).items():
             tensors[f"opt.{i}.{k}"] = v.detach().cpu().reshape(-1) if v.dim() == 0 else v.detach().cpu().contiguous()
-    tensors["rng.data"] = gen.get_state()
     tensors["rng.torch"] = torch.get_rng_state()
     meta = {"step": step, "sched": sched.state_dict(), "history": history}
     checkpoint.publish(out, lambda d: save_file(tensors, str(d / checkpoint.STATE_TENSORS)), meta)
 
 
-def load_checkpoint(
-    out: Path, params, opt, sched, gen: torch.Generator, ctx: Dist = LOCAL, steps: int | None = None
-) -> tuple[int, list]:
+def load_checkpoint(out: Path, params, opt, sched, ctx: Dist = LOCAL, steps: int | None = None) -> tuple[int, list]:
     """Restore what :func:`save_checkpoint` wrote; every rank gets rank 0's copy (only rank 0 needs to see it).
     A complete checkpoint that a killed swap left beside ``checkpoint/`` is used (:func:`checkpoint.find`)."""
     from safetensors.torch import load
@@ -164,7 +163,6 @@ def load_checkpoint(
     sched.load_state_dict(meta["sched"])
     for group, lr in zip(opt.param_groups, sched.get_last_lr()):
         group["lr"] = lr
-    gen.set_state(tensors["rng.data"])
     torch.set_rng_state(tensors["rng.torch"])
     return int(meta["step"]), meta["history"]
 
@@ -191,7 +189,8 @@ def fit(
     say(ctx.describe(tc.batch_size, tc.grad_accum), file=sys.stderr, flush=True)
     vlm.train()
     try:
-        last, secs = run_steps(vlm, datas, tc, out, state, backbone.eos_token_id, start, history, progress, ctx)
+        with vlm.frozen_in(ctx.dtype):  # bf16: frozen weights cast once, not at every matmul
+            last, secs = run_steps(vlm, datas, tc, out, state, backbone.eos_token_id, start, history, progress, ctx)
     except DistributedError as e:
         raise DistributedError(f"{e}; {resume_hint(out, ctx)}") from None
     n = (tc.steps - start) * tc.batch_size * ctx.world * tc.grad_accum
@@ -208,17 +207,16 @@ def start_state(vlm: VLM, backbone: Backbone, datas: list[TaskData], tc: TrainCo
     resumed from rank 0's checkpoint or fresh; the trainable parameters are rank 0's on every rank."""
     if ctx.main:
         out.mkdir(parents=True, exist_ok=True)
-    gen = torch.Generator().manual_seed(tc.seed)  # the same on every rank: all draw the same global batches
     vlm.to(ctx.device)
     vlm.train_dtype = ctx.dtype
     params = trainable(vlm, [d.cfg.name for d in datas], tc.full)
     opt, sched = make_optimizer(params, tc)
     if resume:
-        start, history = load_checkpoint(out, params, opt, sched, gen, ctx, tc.steps)
+        start, history = load_checkpoint(out, params, opt, sched, ctx, tc.steps)
     else:
         start, history = 0, [{"step": 0, **validation_losses(vlm, datas, backbone.eos_token_id, ctx)}]
     ctx.broadcast_(params)
-    return (params, opt, sched, gen), start, history
+    return (params, opt, sched), start, history
 
 
 def resume_hint(out: Path, ctx: Dist) -> str:
@@ -241,7 +239,7 @@ def validation_losses(vlm: VLM, datas: list[TaskData], pad: int, ctx: Dist = LOC
 def optimise(vlm: VLM, batches, n_targets: int, task: str, state, clip: float, ctx: Dist = LOCAL) -> float:
     """One optimizer + schedule step on this rank's micro-batches (ids, mask, labels [b, t]) of a global batch
     of ``n_targets`` target tokens; gradients and loss are summed over the ranks. Returns the global loss."""
-    params, opt, sched, _ = state
+    params, opt, sched = state
     opt.zero_grad(set_to_none=True)
     total = torch.zeros((), device=ctx.device)
     for ids, mask, labels in batches:
@@ -256,9 +254,28 @@ def optimise(vlm: VLM, batches, n_targets: int, task: str, state, clip: float, c
     return total.item()
 
 
-def step_batches(d: TaskData, tc: TrainConfig, gen: torch.Generator, pad: int, ctx: Dist):
-    """(this rank's micro-batches on its device, target tokens of the global batch) for one step."""
-    idx = torch.randint(0, len(d.train), (tc.batch_size * ctx.world * tc.grad_accum,), generator=gen).tolist()
+BUCKET_STEPS = 8  # steps whose examples are drawn together and grouped by length
+
+
+def step_indices(lengths: list[int], size: int, seed: int, task: str, k: int) -> list[int]:
+    """The examples (indices into ``lengths``) of a task's ``k``-th global batch of ``size``.
+
+    The batches of BUCKET_STEPS steps are drawn together, uniformly with replacement, sorted by length, cut into
+    batches and served in a drawn order: each batch holds similar lengths, so little of a step pads, while every
+    example stays equally likely. Drawn from (seed, task, k // BUCKET_STEPS) alone: every rank and a resumed
+    run draw the same batches with no sampler state to save."""
+    digest = hashlib.sha256(f"{seed}:{task}:{k // BUCKET_STEPS}".encode()).digest()
+    gen = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+    pool = torch.randint(0, len(lengths), (size * BUCKET_STEPS,), generator=gen).tolist()
+    pool.sort(key=lambda i: lengths[i])  # stable: ties keep their drawn order
+    order = torch.randperm(BUCKET_STEPS, generator=gen).tolist()
+    return pool[order[k % BUCKET_STEPS] * size :][:size]
+
+
+def step_batches(d: TaskData, tc: TrainConfig, k: int, pad: int, ctx: Dist):
+    """(this rank's micro-batches on its device, target tokens of the global batch) for the task's step ``k``."""
+    lengths = [len(e.prompt) + len(e.target) for e in d.train]
+    idx = step_indices(lengths, tc.batch_size * ctx.world * tc.grad_accum, tc.seed, d.cfg.name, k)
     micro = [[t.to(ctx.device) for t in collate([d.train[i] for i in m], pad)] for m in ctx.shard(idx, tc.batch_size)]
     return micro, sum(len(d.train[i].target) for i in idx)
 
@@ -270,7 +287,7 @@ def run_steps(
     ``save_every``); returns each task's last training loss and the seconds spent in optimizer steps."""
     from tqdm.auto import tqdm
 
-    params, opt, sched, gen = state
+    params, opt, sched = state
     last: dict[str, float] = {}
     names = "+".join(d.cfg.name for d in datas)
     show, busy = progress and ctx.main, 0.0
@@ -281,7 +298,8 @@ def run_steps(
         d = datas[step % len(datas)]
         ctx.seed_step(tc.seed, step)
         t0 = time.perf_counter()
-        last[d.cfg.name] = optimise(vlm, *step_batches(d, tc, gen, pad, ctx), d.cfg.name, state, tc.clip, ctx)
+        batches = step_batches(d, tc, step // len(datas), pad, ctx)
+        last[d.cfg.name] = optimise(vlm, *batches, d.cfg.name, state, tc.clip, ctx)
         busy += time.perf_counter() - t0
         bar.set_postfix(task=d.cfg.name, loss=f"{last[d.cfg.name]:.3f}")
         if (step + 1) % tc.eval_every == 0 or step + 1 == tc.steps:
@@ -290,7 +308,7 @@ def run_steps(
             if show:
                 bar.write(f"step {step + 1}: validation loss {losses}")
         if (step + 1) % tc.save_every == 0 and step + 1 < tc.steps and ctx.main:
-            save_checkpoint(out, params, opt, sched, step + 1, gen, history)
+            save_checkpoint(out, params, opt, sched, step + 1, history)
         ctx.fault_point(step + 1)
     return last, busy
 
@@ -328,7 +346,7 @@ def write_outputs(
         if tc.full:
             n, share = vlm.backbone_params() + vlm.task(name).task_embeddings.numel(), 100.0
         tensors = {k: v.detach().cpu().numpy() for k, v in vlm.task(name).tensors().items()}
-        training = {**asdict(tc), "processes": ctx.world, "history": history}
+        training = {**asdict(tc), "processes": ctx.world, "precision": precision_name(ctx.dtype), "history": history}
         meta = AdapterMeta(d.cfg, fp, cfg, n, share, tc.full, training, backbone_source=backbone.source)
         path = save_adapter(task_dir(out, name), tensors, meta) if ctx.main else task_dir(out, name)
         summary[name] = {
