@@ -117,8 +117,8 @@ def make_adapters(backbone_path: Path, out: Path, tasks: dict[str, int | None], 
     return dirs
 
 
-def export(backbone_path: Path, adapters: list[Path], quant: str, out: Path) -> Path:
-    """An edgevlm bundle via the project's exporter (quietly)."""
+def export(backbone_path: Path, adapters: list[Path], quant: str, out: Path, lora=()) -> Path:
+    """An edgevlm bundle via the project's exporter (quietly); ``lora``: ``NAME=PEFT_DIR`` LoRA tasks."""
     import logging
 
     from edgevlm.export import export_bundle
@@ -126,7 +126,13 @@ def export(backbone_path: Path, adapters: list[Path], quant: str, out: Path) -> 
     logging.disable(logging.INFO)  # ORT's transformer optimizer logs every fusion at INFO
     try:
         return export_bundle(
-            str(backbone_path), [str(a) for a in adapters], quant=quant, out=str(out), force=True, progress=False
+            str(backbone_path),
+            [str(a) for a in adapters],
+            quant=quant,
+            out=str(out),
+            force=True,
+            progress=False,
+            lora=list(lora),
         )
     finally:
         logging.disable(logging.NOTSET)

@@ -61,6 +61,10 @@ class Profile:
     lr_full: float = 1e-4  # 5e-4 (the tiny default) destroys a pretrained 135 M model in few steps
     lr_adapter: float = 1e-2  # chosen on nlg among 3e-3 (the tiny default) and 1e-2 (experiments/quality/)
     mean_init: str | None = "nlg"  # the task whose adapter is also trained with task tokens from the table mean
+    full: bool = True  # train --full as the reference
+    lora: tuple[str, ...] = ()  # peft LoRA systems (see LORA), trained alike and exported beside the adapter
+    lr_lora: float = 3e-3  # chosen on nlg's validation loss among 3e-4..1e-2 (experiments/quality/)
+    trained_for: tuple[str, ...] = ()  # quantizations the adapter is also trained for (train --quant), own bundle
     label: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -70,6 +74,11 @@ CPU_TASKS = {
     "mt": TaskPlan(heldout_units=2, eval_sources=40, train_rows=800, max_len=128, mean_len=80),
     "summarization": TaskPlan(heldout_units=40, eval_sources=24, train_rows=400, max_len=320, mean_len=320),
     "dialogue": TaskPlan(heldout_units=40, eval_sources=40, train_rows=800, max_len=160, mean_len=140),
+}
+# LoRA systems: (target modules, rank; 0 = the rank whose parameter count matches the task's adapter)
+LORA = {
+    "lora": (("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"), 0),
+    "lora-qv8": (("q_proj", "v_proj"), 8),
 }
 PROFILES = {
     # fits 3 h on the 2-core machine (see estimate); results labelled cpu
@@ -83,6 +92,21 @@ PROFILES = {
             t: replace(p, eval_sources=p.eval_sources * 2, train_rows=p.train_rows * 4) for t, p in CPU_TASKS.items()
         },
         label="GPU, 750 steps x 16",
+    ),
+    # issue 25's quality gate and issue 30's method comparison: the cpu plan on nlg and dialogue; the adapter
+    # trained for int4 beside the fp32 one, peft LoRAs (matched parameters; rank 8 on q/v) on the same batches
+    "gate": Profile(
+        "gate",
+        steps=60,
+        batch_size=8,
+        tasks={t: CPU_TASKS[t] for t in ("nlg", "dialogue")},
+        quants=("fp32", "int4"),
+        distill=None,
+        mean_init=None,
+        full=False,
+        lora=tuple(LORA),
+        trained_for=("int4",),
+        label="CPU, 2 cores, 60 steps x 8: int4-trained adapters and LoRA",
     ),
     # what was run in this session: three tasks, a handful of steps, to prove the pipeline on the real model
     "reduced": Profile(

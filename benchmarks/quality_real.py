@@ -13,6 +13,7 @@ a JSON file under ``WORK/cells/``: a rerun skips finished cells. The plan
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import tempfile
@@ -21,10 +22,11 @@ from pathlib import Path
 
 from edgevlm.core.config import atomic_write_text
 
+from . import quality_methods as qm
 from . import quality_plan as qp
 from .common import Report, load_average
-from .fixtures import Workspace, backbone_dir, export
-from .quality_common import agreement, bundle_scores
+from .fixtures import Workspace, backbone_dir
+from .quality_common import agreement
 
 SUITE = "quality"
 PYTORCH_SYSTEMS = ("untrained", "adapter", "adapter-mean", "full", "distilled")
@@ -69,7 +71,9 @@ def _pair(task: str, root: Path) -> str:
     return f"{root / src}:{root / tgt}"
 
 
-def train_cell(bb_path: Path, task: str, data: tuple, p: qp.Profile, out: Path, full=False, teacher=None, init="words"):
+def train_cell(
+    bb_path: Path, task: str, data: tuple, p: qp.Profile, out: Path, full=False, teacher=None, init="words", **kw
+):
     from edgevlm.train.api import TrainSpec, train
 
     tp = p.tasks[task]
@@ -89,6 +93,7 @@ def train_cell(bb_path: Path, task: str, data: tuple, p: qp.Profile, out: Path, 
         token_init=init,
         force=True,
         progress=True,
+        **kw,
     )
     return train(spec).paths[task]
 
@@ -136,6 +141,14 @@ def model_dirs(ws: Workspace, bb_path: Path, task: str, data: tuple, p: qp.Profi
             f"{task}-distilled", lambda o: train_cell(bb_path, task, data, p, o, teacher=dirs["full"]() / task)
         ),
     }
+    for q in p.trained_for:  # the adapter trained against the q bundle's backbone weights
+        dirs[f"adapter-{q}"] = lambda q=q: ws.get(
+            f"{task}-adapter-{q}", lambda o: train_cell(bb_path, task, data, p, o, quant=q)
+        )
+    for name in p.lora:
+        dirs[name] = lambda name=name: ws.get(
+            f"{task}-{name}", lambda o: qm.train_lora_cell(bb_path, task, data, p, name, dirs["adapter"]() / task, o)
+        )
     return dirs
 
 
@@ -146,7 +159,7 @@ def task_cells(cells: Cells, ws: Workspace, bb_path: Path, task: str, p: qp.Prof
     tp = p.tasks[task]
     train, valid, test = splits(task, tp, root)
     dirs = model_dirs(ws, bb_path, task, (train, valid), p)
-    optional = {"distilled": p.distill, "adapter-mean": p.mean_init}
+    optional = {"distilled": p.distill, "adapter-mean": p.mean_init, "full": task if p.full else None}
     systems = [s for s in PYTORCH_SYSTEMS if optional.get(s, task) == task]
     rows, bb, tokens = [], None, p.batch_size * (tp.mean_len or tp.max_len)
     for system in systems:
@@ -164,31 +177,32 @@ def task_cells(cells: Cells, ws: Workspace, bb_path: Path, task: str, p: qp.Prof
 
         rows.append(cells.get(task, system, compute))
         bar.update(1)
-    return rows + bundle_cells(cells, ws, bb_path, task, p, dirs["adapter"], test, bar)
+    rows += bundle_cells(cells, ws, bb_path, task, p, dirs, test, bar)
+    return rows + qm.trained_for_cells(cells, ws, bb_path, task, p, dirs, test, bar)
 
 
-def bundle_cells(cells: Cells, ws: Workspace, bb_path: Path, task: str, p, adapter, test, bar) -> list:
-    """fp32/int8/int4 bundles of the adapter through the runtime; outputs compared with the fp32 bundle's."""
-    from edgevlm.runtime import Runtime
-
-    rows = []
+def bundle_cells(cells: Cells, ws: Workspace, bb_path: Path, task: str, p, dirs, test, bar) -> list:
+    """fp32/int8/int4 bundles of the adapter (and of the profile's LoRAs, tasks of the same bundle) through the
+    runtime; each system's outputs compared with its own fp32 bundle's."""
+    rows, first = [], {}
     for q in p.quants:
         bar.set_postfix_str(f"{task}: {q} bundle")
-
-        def compute(q=q):
-            b = ws.get(f"{task}-bundle-{q}", lambda o: export(bb_path, [adapter() / task], q, o))
-            s, preds = bundle_scores(Runtime.load(b, threads=cells.threads), task, test, p.tasks[task].eval_sources)
-            return {**s, "predictions": preds}
-
-        rec = cells.get(task, f"bundle-{q}", compute)
-        ref = rows[0]["predictions"] if rows else rec["predictions"]
-        rows.append({**rec, "same_output_as_fp32_pct": agreement(rec["predictions"], ref)})
-        bar.update(1)
+        build = functools.partial(qm.export_systems, bb_path, task, p, dirs, q)
+        for system in ("adapter", *p.lora):
+            cell = f"bundle-{q}" if system == "adapter" else f"{system}-bundle-{q}"
+            score = functools.partial(
+                qm.score_built, ws, f"{task}-bundle-{q}", build, task, system, test, p, cells.threads
+            )
+            rec = cells.get(task, cell, score)
+            ref = first.setdefault(system, rec["predictions"])
+            rows.append({**rec, "same_output_as_fp32_pct": agreement(rec["predictions"], ref)})
+            bar.update(1)
     return rows
 
 
 def n_cells(p: qp.Profile) -> int:
-    return sum(3 + (p.distill == t) + (p.mean_init == t) + len(p.quants) for t in p.tasks)
+    per_task = 2 + p.full + len(p.quants) * (1 + len(p.lora)) + len(p.trained_for)
+    return sum(per_task + (p.distill == t) + (p.mean_init == t) for t in p.tasks)
 
 
 def has_data(root: Path, p: qp.Profile, backbone: str) -> bool:

@@ -30,6 +30,17 @@ NAMES = {
     "bundle-int8": "int8 bundle (runtime)",
     "bundle-int4": "int4 bundle (runtime)",
 }
+METHODS = {"lora": "LoRA, parameters matched to the adapter", "lora-qv8": "LoRA rank 8 on q/v"}
+
+
+def label(system: str) -> str:
+    """A row's name: ``lora-qv8-bundle-int4`` -> "LoRA rank 8 on q/v: int4 bundle (runtime)"."""
+    if system in NAMES:
+        return NAMES[system]
+    head, _, q = system.rpartition("-bundle-")
+    if head.startswith("adapter-"):  # adapter-int4-bundle-int4
+        return f"adapter trained for {head.split('-', 1)[1]}: {q} bundle (runtime)"
+    return f"{METHODS.get(head, head)}: {q} bundle (runtime)" if head else system
 
 
 def default_work(backbone: str) -> Path:
@@ -49,7 +60,7 @@ def task_table(task: str, rows: list[dict]) -> str:
     ]
     cols += [("trainable_pct", "trainable %"), ("same_output_as_fp32_pct", "outputs = fp32 bundle %"), ("n", "sources")]
     cols += [("seconds", "cell s")]
-    shown = [{**r, "system": NAMES.get(r["system"], r["system"])} for r in rows]
+    shown = [{**r, "system": label(r["system"])} for r in rows]
     return f"## {task} ({qp.DATA[task][0].split(':')[0].split('/')[0]}, held-out sources)\n\n" + md_table(shown, cols)
 
 
@@ -68,9 +79,7 @@ def markdown(rows: list[dict], p: qp.Profile, backbone: str, png: str) -> str:
 def plot(rows: list[dict], p: qp.Profile, path: Path) -> None:
     systems = list(dict.fromkeys(r["system"] for r in rows))
     series = {
-        NAMES.get(s, s): [
-            next((r[METRICS[t][0]] for r in rows if r["task"] == t and r["system"] == s), 0.0) for t in p.tasks
-        ]
+        label(s): [next((r[METRICS[t][0]] for r in rows if r["task"] == t and r["system"] == s), 0.0) for t in p.tasks]
         for s in systems
     }
     cats = [f"{t} ({METRICS[t][0]})" for t in p.tasks]
@@ -83,7 +92,7 @@ def write(report: Report, rows: list[dict], p: qp.Profile, backbone: str, dest: 
         m = METRICS[r["task"]]
         same = r.get("same_output_as_fp32_pct")
         report.add(
-            f"[{r['task']}] {NAMES.get(r['system'], r['system'])}: "
+            f"[{r['task']}] {label(r['system'])}: "
             + ", ".join(f"{k} {r[k]:.2f}" for k in m if r.get(k) is not None)
             + (f", {same:.0f}% outputs identical to fp32" if same is not None else ""),
             kind="score",

@@ -143,3 +143,61 @@ def test_sweep_trains_and_scores_each_setting(suite, tiny_llama_dir):
     cell, _ = records(dest)
     assert recs[1]["bleu"] == pytest.approx(cell[("nlg", "adapter-mean")]["bleu"])
     assert recs[0]["bleu"] == pytest.approx(cell[("nlg", "adapter")]["bleu"])
+
+
+@pytest.fixture(scope="module")
+def gate(tiny_llama_dir, tmp_path_factory):
+    """The gate profile's systems (int4-trained adapter, two LoRAs beside the adapter) on the smoke plan."""
+    missing = qp.missing_data(qp.DATA_ROOT, ["nlg"])
+    if missing:
+        pytest.skip(f"real data absent: {missing[0]} (see ../shared/data/README.md)")
+    g = qp.PROFILES["gate"]
+    smoke = dataclasses.replace(
+        qp.PROFILES["smoke"], name="smoke-gate", tasks={"nlg": qp.PROFILES["smoke"].tasks["nlg"]}
+    )
+    plan = dataclasses.replace(
+        smoke, **{k: getattr(g, k) for k in ("quants", "distill", "mean_init", "full", "lora", "trained_for")}
+    )
+    work, out = tmp_path_factory.mktemp("work"), tmp_path_factory.mktemp("out")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(qp.PROFILES, "smoke-gate", plan)
+        dest = quality_real.run(str(tiny_llama_dir), "smoke-gate", out, work, ["nlg"])
+    cells = {c.name.split(".", 1)[1][: -len(".json")]: json.loads(c.read_text()) for c in work.rglob("cells/*.json")}
+    doc = json.loads((dest / "results-smoke-gate.json").read_text())
+    return {r["system"]: {**r, **cells[r["system"]]} for r in doc["records"]}, dest, work
+
+
+def test_gate_scores_lora_and_quant_trained_systems_through_bundles(gate, tiny_llama_dir):
+    from edgevlm.benchmarks import quality_methods as qm
+    from edgevlm.train.backbone import load_backbone
+
+    recs, dest, work = gate
+    want = {"untrained", "adapter", "adapter-int4-bundle-int4"}
+    want |= {f"{s}bundle-{q}" for s in ("", "lora-", "lora-qv8-") for q in ("fp32", "int4")}
+    assert set(recs) == want
+    assert recs["bundle-fp32"]["predictions"] == recs["adapter"]["predictions"]  # the adapter beside LoRA inputs
+    assert recs["lora-bundle-fp32"]["method"] == recs["lora-qv8-bundle-int4"]["method"] == "lora"
+    assert recs["adapter-int4-bundle-int4"]["method"] == "adapter"
+    # matched LoRA: the rank whose parameter count is nearest the adapter's (adapters + task embeddings)
+    per = qm.per_rank_params(load_backbone(tiny_llama_dir).model, qp.LORA["lora"][0])
+    n_adapter = recs["adapter"]["trainable_pct"]
+    share_per_rank = 100.0 * per / sum(p.numel() for p in load_backbone(tiny_llama_dir).model.parameters())
+    assert abs(recs["lora-bundle-fp32"]["trainable_pct"] - n_adapter) <= share_per_rank / 2 + 1e-6
+    assert recs["lora-qv8-bundle-fp32"]["trainable_pct"] == pytest.approx(
+        100.0
+        * 8
+        * qm.per_rank_params(load_backbone(tiny_llama_dir).model, ("q_proj", "v_proj"))
+        / (100.0 * per / share_per_rank),
+        rel=1e-3,
+    )
+    for s in ("lora", "lora-qv8"):  # each LoRA's int4 row compared with its own fp32 bundle
+        same = sum(
+            a == b for a, b in zip(recs[f"{s}-bundle-int4"]["predictions"], recs[f"{s}-bundle-fp32"]["predictions"])
+        )
+        assert recs[f"{s}-bundle-int4"]["same_output_as_fp32_pct"] == pytest.approx(
+            100.0 * same / recs[f"{s}-bundle-fp32"]["n"]
+        )
+    trained = json.loads(next(work.rglob("nlg-adapter-int4/nlg/adapter.json")).read_text())
+    assert trained["training"]["quant"] == "int4"
+    md = (dest / "results-smoke-gate.md").read_text()
+    assert "LoRA rank 8 on q/v: int4 bundle (runtime)" in md and "adapter trained for int4: int4 bundle (runtime)" in md
