@@ -65,6 +65,7 @@ class Profile:
     lora: tuple[str, ...] = ()  # peft LoRA systems (see LORA), trained alike and exported beside the adapter
     lr_lora: float = 3e-3  # chosen on nlg's validation loss among 3e-4..1e-2 (experiments/quality/)
     trained_for: tuple[str, ...] = ()  # quantizations the adapter is also trained for (train --quant), own bundle
+    budgets: tuple[int, ...] = ()  # learning curves (.quality_curves): step budgets, each system trained per budget
     label: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -107,6 +108,20 @@ PROFILES = {
         lora=tuple(LORA),
         trained_for=("int4",),
         label="CPU, 2 cores, 60 steps x 8: int4-trained adapters and LoRA",
+    ),
+    # issue 31's learning curves: adapter, 4x adapter and full fine-tuning from scratch at each budget (CPU: nlg
+    # alone is about an hour quiet; the whole plan is for a GPU or several sessions, resumable)
+    "curves": Profile(
+        "curves",
+        steps=480,
+        batch_size=8,
+        tasks={t: CPU_TASKS[t] for t in ("nlg", "summarization", "dialogue", "mt")},
+        quants=(),
+        distill=None,
+        mean_init=None,
+        full=False,
+        budgets=(30, 60, 120, 240, 480),
+        label="learning curves, batch 8, 30-480 steps",
     ),
     # what was run in this session: three tasks, a handful of steps, to prove the pipeline on the real model
     "reduced": Profile(
@@ -166,6 +181,10 @@ def estimate(p: Profile, s_per_token: float = ADAPTER_S_PER_TOKEN, load: float =
     out = {}
     for task, tp in p.tasks.items():
         step = p.batch_size * (tp.mean_len or tp.max_len) * s_per_token
+        if p.budgets:  # adapter, 4x adapter, full at every budget; each decoded once
+            decode = 3 * len(p.budgets) * tp.eval_sources * (tp.max_len + 40) * s_per_token / 3
+            out[task] = load * (sum(p.budgets) * step * (2 + FULL_FACTOR) + decode)
+            continue
         systems = 1 + (p.distill == task) + (p.mean_init == task)  # adapter (+ distilled, mean-init ones)
         train = p.steps * step * (systems + FULL_FACTOR)
         decoders = 3 + (p.distill == task) + (p.mean_init == task) + len(p.quants)  # + bundles

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from edgevlm.core.config import atomic_write_text
 
+from . import quality_curves as qc
 from . import quality_methods as qm
 from . import quality_plan as qp
 from .common import Report, load_average
@@ -78,7 +79,7 @@ def train_cell(
 
     tp = p.tasks[task]
     spec = TrainSpec(
-        tasks=[task],
+        tasks=kw.pop("tasks", [task]),
         out=out,
         backbone=str(bb_path),
         examples={task: data},
@@ -158,6 +159,8 @@ def task_cells(cells: Cells, ws: Workspace, bb_path: Path, task: str, p: qp.Prof
 
     tp = p.tasks[task]
     train, valid, test = splits(task, tp, root)
+    if p.budgets:
+        return qc.curve_cells(cells, ws, bb_path, task, p, (train, valid), test, bar)
     dirs = model_dirs(ws, bb_path, task, (train, valid), p)
     optional = {"distilled": p.distill, "adapter-mean": p.mean_init, "full": task if p.full else None}
     systems = [s for s in PYTORCH_SYSTEMS if optional.get(s, task) == task]
@@ -201,6 +204,8 @@ def bundle_cells(cells: Cells, ws: Workspace, bb_path: Path, task: str, p, dirs,
 
 
 def n_cells(p: qp.Profile) -> int:
+    if p.budgets:
+        return len(qc.SYSTEMS) * len(p.budgets) * len(p.tasks)
     per_task = 2 + p.full + len(p.quants) * (1 + len(p.lora)) + len(p.trained_for)
     return sum(per_task + (p.distill == t) + (p.mean_init == t) for t in p.tasks)
 

@@ -65,6 +65,13 @@ def task_table(task: str, rows: list[dict]) -> str:
 
 
 def markdown(rows: list[dict], p: qp.Profile, backbone: str, png: str) -> str:
+    if p.budgets:
+        from . import quality_curves as qc
+
+        head = f"Backbone {backbone}; plan {p.name!r} ({p.label}): every system trained from scratch per budget "
+        head += f"(batch {p.batch_size}, adapters lr {p.lr_adapter:g}, --full lr {p.lr_full:g}), PyTorch decoding.\n"
+        body = [qc.markdown(t, [r for r in rows if r["task"] == t], METRICS[t][0]) for t in p.tasks]
+        return "\n".join([head, *body, f"![curves]({png})\n"])
     parts = [
         f"Backbone {backbone}; plan {p.name!r} ({p.label}): {p.steps} steps x batch {p.batch_size} per trained "
         f"system, adapters at lr {p.lr_adapter:g}, --full at lr {p.lr_full:g}; untrained = a fresh (identity) "
@@ -77,6 +84,11 @@ def markdown(rows: list[dict], p: qp.Profile, backbone: str, png: str) -> str:
 
 
 def plot(rows: list[dict], p: qp.Profile, path: Path) -> None:
+    if p.budgets:
+        from . import quality_curves as qc
+
+        qc.plot(rows, list(p.tasks), METRICS, path, p.label)
+        return
     systems = list(dict.fromkeys(r["system"] for r in rows))
     series = {
         label(s): [next((r[METRICS[t][0]] for r in rows if r["task"] == t and r["system"] == s), 0.0) for t in p.tasks]

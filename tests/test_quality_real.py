@@ -201,3 +201,39 @@ def test_gate_scores_lora_and_quant_trained_systems_through_bundles(gate, tiny_l
     assert trained["training"]["quant"] == "int4"
     md = (dest / "results-smoke-gate.md").read_text()
     assert "LoRA rank 8 on q/v: int4 bundle (runtime)" in md and "adapter trained for int4: int4 bundle (runtime)" in md
+
+
+def test_plateau_is_where_full_fine_tuning_stops_gaining():
+    from edgevlm.benchmarks import quality_curves as qc
+
+    assert qc.plateau([(30, 40.0), (60, 50.0), (120, 50.3), (240, 52.0)]) == 60  # +0.3 after 60 steps
+    assert qc.plateau([(30, 40.0), (60, 45.0), (120, 49.0)]) == 120  # never flattens: the last budget
+    rows = [
+        {"curve": s, "steps": n, "bleu": m}
+        for s, pts in {"full": [(30, 40.0), (60, 50.0), (120, 50.1)], "adapter": [(30, 30.0), (60, 48.5), (120, 51.0)],
+                       "adapter-4x": [(30, 35.0), (60, 49.0), (120, 50.0)]}.items()
+        for n, m in pts
+    ]  # fmt: skip
+    assert qc.judge(rows, "bleu") == {"steps": 60, "full": 50.0, "adapter": 48.5, "adapter-4x": 49.0, "gap": -1.5}
+
+
+def test_curves_train_every_system_at_every_budget(tiny_llama_dir, tmp_path):
+    missing = qp.missing_data(qp.DATA_ROOT, ["nlg"])
+    if missing:
+        pytest.skip(f"real data absent: {missing[0]} (see ../shared/data/README.md)")
+    smoke = qp.PROFILES["smoke"]
+    plan = dataclasses.replace(qp.PROFILES["curves"], name="smoke-curves", batch_size=smoke.batch_size, budgets=(1, 3),
+                               tasks={"nlg": smoke.tasks["nlg"]})  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(qp.PROFILES, "smoke-curves", plan)
+        dest = quality_real.run(str(tiny_llama_dir), "smoke-curves", tmp_path / "out", tmp_path / "work", ["nlg"])
+    doc = json.loads((dest / "results-smoke-curves.json").read_text())
+    got = {r["system"]: r for r in doc["records"]}
+    assert set(got) == {f"{s}@{n}" for s in ("adapter", "adapter-4x", "full") for n in (1, 3)}
+    adapters = {n: json.loads(next((tmp_path / "work").rglob(f"nlg-{n}/nlg/adapter.json")).read_text())
+                for n in ("adapter@3", "adapter-4x@3")}  # fmt: skip
+    assert adapters["adapter-4x@3"]["task"]["bottleneck"] == 4 * adapters["adapter@3"]["task"]["bottleneck"]
+    assert adapters["adapter@3"]["training"]["steps"] == 3 and got["full@3"]["trainable_pct"] == 100.0
+    md = (dest / "results-smoke-curves.md").read_text()
+    assert "## nlg: bleu by training steps" in md and "| adapter-4x |" in md and "Full fine-tuning flattens at" in md
+    assert (dest / "results-smoke-curves.png").read_bytes()[:4] == b"\x89PNG"
