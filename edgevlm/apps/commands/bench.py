@@ -30,7 +30,11 @@ def register(sub) -> None:
     p.add_argument("--size", help="footprint: the backbone (tiny, gpt2-small, gpt2-medium)")
     p.add_argument("--e2e", help="quality: E2E devset CSV (default ../shared/data/e2e/devset.csv)")
     p.add_argument("--backbone", default="tiny", help="quality: tiny (default), smollm2-135m or a Hugging Face dir")
-    p.add_argument("--profile", help="quality on a real backbone: cpu (3 h on 2 cores; default), gpu, reduced, smoke")
+    p.add_argument(
+        "--profile",
+        help="quality on a real backbone: cpu (3 h on 2 cores; default), gate (int4-trained adapters and LoRA), "
+        "curves (learning curves), gpu, reduced, smoke",
+    )
     p.add_argument("--tasks", help="quality on a real backbone: a subset of nlg,mt,summarization,dialogue")
     p.set_defaults(func=run)
 

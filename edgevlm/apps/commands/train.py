@@ -54,7 +54,12 @@ def register(sub) -> None:
         help="micro-batches per optimizer step; global batch = --batch-size x processes x --grad-accum",
     )
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: this process's GPU if any)")
-    p.add_argument("--precision", default="auto", help="fp32, bf16 or auto (default: bf16 autocast on GPUs and on CPUs with native bf16, AVX512-BF16/AMX; fp32 elsewhere)")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        help="fp32, bf16 or auto (default: bf16 autocast on GPUs and on CPUs with native bf16, AVX512-BF16/AMX; "
+        "fp32 elsewhere)",
+    )
     p.add_argument(
         "--dist-timeout",
         type=float,
