@@ -185,12 +185,13 @@ def estimate(p: Profile, s_per_token: float = ADAPTER_S_PER_TOKEN, load: float =
             decode = 3 * len(p.budgets) * tp.eval_sources * (tp.max_len + 40) * s_per_token / 3
             out[task] = load * (sum(p.budgets) * step * (2 + FULL_FACTOR) + decode)
             continue
-        systems = 1 + (p.distill == task) + (p.mean_init == task)  # adapter (+ distilled, mean-init ones)
-        train = p.steps * step * (systems + FULL_FACTOR)
-        decoders = 3 + (p.distill == task) + (p.mean_init == task) + len(p.quants)  # + bundles
+        systems = 1 + (p.distill == task) + (p.mean_init == task) + len(p.lora) + len(p.trained_for)
+        train = p.steps * step * (systems + FULL_FACTOR * p.full)
+        decoders = 2 + p.full + (p.distill == task) + (p.mean_init == task)
+        decoders += len(p.quants) * (1 + len(p.lora)) + len(p.trained_for)  # + bundles
         decode = decoders * tp.eval_sources * (tp.max_len + 40) * s_per_token / 3
         teacher = tp.train_rows * (tp.max_len + 40) * s_per_token / 3 if p.distill == task else 0.0
-        out[task] = load * (train + decode + teacher) + len(p.quants) * BUNDLE_EXPORT_S
+        out[task] = load * (train + decode + teacher) + (len(p.quants) + len(p.trained_for)) * BUNDLE_EXPORT_S
     return out
 
 
@@ -216,7 +217,10 @@ def describe(p: Profile, load: float, measured: tuple[float, int] | None = None)
     est = estimate(p, measured[0], load) if measured else estimate(p, load=load)
     lines = [
         f"quality plan {p.name!r} ({p.label}): {p.steps} steps x batch {p.batch_size} per system "
-        f"(untrained, adapter at the paper's bottleneck lr {p.lr_adapter:g}, --full lr {p.lr_full:g}"
+        f"(untrained, adapter at the paper's bottleneck lr {p.lr_adapter:g}"
+        + (f", --full lr {p.lr_full:g}" if p.full else "")
+        + (f", LoRA {'/'.join(p.lora)} lr {p.lr_lora:g}" if p.lora else "")
+        + (f", adapter trained for {'/'.join(p.trained_for)}" if p.trained_for else "")
         + (f", distilled {p.distill}" if p.distill else "")
         + (f", mean-init task tokens {p.mean_init}" if p.mean_init else "")
         + f"); bundles {'/'.join(p.quants)}; LM head on target positions only; batches padded to their longest row"
