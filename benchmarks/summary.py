@@ -190,6 +190,7 @@ def link_to(results: Path, out: Path) -> str:
 
 def render(results: Path, out: Path) -> str:
     """The whole of docs/results.md for the result files under ``results``."""
+    from . import summary_quality as sq
     from . import summary_sections as ss
 
     link = link_to(results, out)
@@ -210,6 +211,9 @@ def render(results: Path, out: Path) -> str:
         ss.serving(results, link),
         ss.soak(results, link),
         ss.quality_real(results, link),
+        sq.quality_gate(results, link),
+        sq.curves(results, link),
+        sq.train_speed(results, link),
     ]
     parts.append(ss.experiments(REPO / "experiments", link_to(REPO / "experiments", out)))
     notes = results / "notes.md"

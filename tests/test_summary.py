@@ -46,3 +46,16 @@ def test_a_changed_result_changes_the_headline(tmp_path):
 def test_readme_without_markers_is_refused(tmp_path):
     with pytest.raises(ValueError, match="headline markers"):
         splice_headline("# no markers\n", RESULTS_DIR, "benchmarks/results/")
+
+
+def test_quality_gate_verdict_against_fp32_and_the_previous_exact_int4():
+    from edgevlm.benchmarks.summary_quality import verdict
+
+    got = {"bundle-fp32": {"bleu": 64.0}, "adapter-int4-bundle-int4": {"bleu": 63.6}, "exact-int4": {"bleu": 63.4}}
+    assert (
+        verdict(got, "bleu")
+        == "int4-trained int4 63.60 vs fp32 64.00: -0.40 (met); vs previous exact int4 63.40: +0.20 (met)"
+    )
+    got["adapter-int4-bundle-int4"] = {"bleu": 63.3}
+    assert "-0.70 (missed)" in verdict(got, "bleu") and "-0.10 (missed)" in verdict(got, "bleu")
+    assert verdict({"bundle-fp32": {"f1": 1.0}}, "f1") == "not measured"

@@ -51,10 +51,16 @@ def measure(name: str, steps: int, batch: int, decode: int, out: Path) -> dict:
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     rec = {"config": name, "precision": precision, "grouped": grouped, "steps": steps, "batch": batch}
     rec.update(examples_per_s=round(steps * batch / wall, 2), examples_per_cpu_s=round(steps * batch / cpu, 2))
-    rec.update(valid_loss=[round(x, 4) for x in res["nlg"].valid_loss], load_avg=os.getloadavg()[0])
+    rec.update(valid_loss=[round(x, 4) for x in res["nlg"].valid_loss], load_avg=round(os.getloadavg()[0], 2))
+    rec["cpu"] = cpu_model()
     if decode:
         rec["bleu"] = held_out_bleu(res.paths["nlg"], test, decode)
     return rec
+
+
+def cpu_model() -> str:
+    with open("/proc/cpuinfo") as f:
+        return next((x.split(":", 1)[1].strip() for x in f if x.startswith("model name")), "unknown CPU")
 
 
 def held_out_bleu(adapter_dir: Path, test: list, limit: int) -> float:
@@ -83,11 +89,9 @@ def main(argv: list[str] | None = None) -> None:
     for name in a.configs.split(","):
         cmd = [sys.executable, __file__, "--config", name, "--steps", str(a.steps), "--batch", str(a.batch)]
         r = subprocess.run([*cmd, "--decode", str(a.decode)], capture_output=True, text=True, env=env)
-        line = (
-            r.stdout.strip().splitlines()[-1]
-            if r.returncode == 0
-            else json.dumps({"config": name, "error": r.stderr[-400:]})
-        )
+        rec = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else {"error": r.stderr[-400:]}
+        command = "python experiments/train_step/real_step.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        line = json.dumps({"config": name, **rec, "command": command})
         print(line, flush=True)
         if a.json:
             with a.json.open("a") as f:
