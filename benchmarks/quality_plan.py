@@ -110,18 +110,30 @@ PROFILES = {
         label="CPU, 2 cores, 60 steps x 8: int4-trained adapters and LoRA",
     ),
     # issue 31's learning curves: adapter, 4x adapter and full fine-tuning from scratch at each budget (CPU: nlg
-    # alone is about an hour quiet; the whole plan is for a GPU or several sessions, resumable)
+    # alone is about 45 min quiet; the whole plan is for several sessions, resumable, or curves-gpu)
     "curves": Profile(
         "curves",
-        steps=480,
+        steps=240,
         batch_size=8,
         tasks={t: CPU_TASKS[t] for t in ("nlg", "summarization", "dialogue", "mt")},
         quants=(),
         distill=None,
         mean_init=None,
         full=False,
-        budgets=(30, 60, 120, 240, 480),
-        label="learning curves, batch 8, 30-480 steps",
+        budgets=(30, 60, 120, 240),
+        label="learning curves, batch 8, 30-240 steps",
+    ),
+    "curves-gpu": Profile(
+        "curves-gpu",
+        steps=960,
+        batch_size=16,
+        tasks={t: CPU_TASKS[t] for t in ("nlg", "summarization", "dialogue", "mt")},
+        quants=(),
+        distill=None,
+        mean_init=None,
+        full=False,
+        budgets=(30, 60, 120, 240, 480, 960),
+        label="learning curves on a GPU, batch 16, 30-960 steps",
     ),
     # what was run in this session: three tasks, a handful of steps, to prove the pipeline on the real model
     "reduced": Profile(
