@@ -3,8 +3,8 @@ android-all -> D8 -> apksig, every tool a Maven artifact; no Gradle, no Android 
 its assets, and MainActivity run end to end on Robolectric (offline) by the same `mvn package`.
 
 Checked here: the APK verifies with apksig (v2/v3 signed), every stored entry is 4-byte aligned (zipalign's rule),
-its classes.dex holds the app's and the core's classes (and none of the JVM-only Cli/Bench), the binary manifest
-names the package, the SDK levels and the launcher activity, the assets carry the bundle byte for byte (stored
+its classes.dex holds the app's and the core's classes (and none of the JVM-only Cli/ChatInput/Bench), the binary
+manifest names the package, the SDK levels and the launcher activity, the assets carry the bundle byte for byte (stored
 uncompressed), and the Robolectric report shows the Activity test ran and passed with the streamed outputs equal
 to the Python runtime's (the expectations are written here from `Runtime.generate`, what `edgevlm run` prints).
 """
@@ -68,7 +68,7 @@ def test_activity_ran_on_robolectric(built):
     assert report.is_file(), f"no Robolectric report: {sorted(p.name for p in built['reports'].glob('*'))}"
     suite = ET.parse(report).getroot()
     counts = {k: int(suite.get(k, "0")) for k in ("tests", "skipped", "failures", "errors")}
-    assert counts == {"tests": 1, "skipped": 0, "failures": 0, "errors": 0}, counts
+    assert counts == {"tests": 2, "skipped": 0, "failures": 0, "errors": 0}, counts
     cases = built["expected"]["cases"]
     assert [c["task"] for c in cases] == list(INPUTS) and all(c["text"] for c in cases), cases
     assert len({c["text"] for c in cases}) == len(cases), "each run shows another output"
@@ -114,6 +114,8 @@ def test_dex_has_app_and_core_classes(built):
     for cls in (
         "Lio/edgevlm/demo/MainActivity;",
         "Lio/edgevlm/demo/BundleCopy;",
+        "Lio/edgevlm/demo/BundleDownload;",
+        "Lio/edgevlm/core/Chat;",
         "Lio/edgevlm/demo/R$id;",
         "Lio/edgevlm/core/Bundle;",
         "Lio/edgevlm/core/Generation;",
@@ -122,7 +124,8 @@ def test_dex_has_app_and_core_classes(built):
         "Lai/onnxruntime/OrtSession;",
     ):
         assert cls.encode() in dex, f"{cls} is not in classes.dex"
-    for cls in ("Lio/edgevlm/core/Cli;", "Lio/edgevlm/core/Bench;"):  # JVM-only, excluded as in core/build.gradle
+    jvm_only = ("Lio/edgevlm/core/Cli;", "Lio/edgevlm/core/ChatInput;", "Lio/edgevlm/core/Bench;")
+    for cls in jvm_only:  # excluded as in core/build.gradle
         assert cls.encode() not in dex, cls
 
 

@@ -121,3 +121,54 @@ def test_java_runs_the_ort_graph_as_edgevlm_run_does(trained_adapters, tmp_path)
         args += ["--provider", "CPUExecutionProvider"]
         python = cli_output([sys.executable, "-m", "edgevlm.apps.cli", "run", str(root), *args])
         assert python.strip() and cli_output([java, "-jar", str(JAR), str(root), *args]) == python
+
+
+def _java(args: list[str], stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    java = shutil.which("java")
+    if java is None or not JAR.is_file():
+        pytest.fail(f"needs a JDK 17 on PATH and {JAR} (built by `make`: mvn -f android_demo/core/pom.xml package)")
+    return subprocess.run([java, "-jar", str(JAR), *args], capture_output=True, timeout=120, input=stdin)
+
+
+def test_java_cli_answers_a_conversation_as_the_server_renders_it(tiny_bundle, tmp_path):
+    """--message ROLE:TEXT / --messages FILE: the dialogue task's turns as edgevlm serve maps them (persona from
+    the system message), the same reply as the Python runtime on that input; a conversation the model cannot take
+    is the server's 400 line."""
+    import json
+
+    from edgevlm.apps.serve import chat as chats
+    from edgevlm.runtime import Runtime
+
+    bundle = tiny_bundle("int8")
+    msgs = [("system", "i like cats ."), ("user", "hi , how are you ?"), ("assistant", "fine ."), ("user", "pets ?")]
+    rt = Runtime.load(bundle, threads=1)
+    want = rt.generate(chats.for_task(msgs, rt.task("dialogue")), "dialogue", max_new_tokens=16) + "\n"
+    flags = [x for r, c in msgs for x in ("--message", f"{r}:{c}")]
+    opts = ["--task", "dialogue", "--threads", "1", "--max-new-tokens", "16"]
+    got = _java([str(bundle), *opts, *flags])
+    assert got.returncode == 0 and got.stdout.decode() == want and want.strip(), got.stderr.decode()[-2000:]
+    file = tmp_path / "chat.json"
+    file.write_text(json.dumps({"messages": [{"role": r, "content": c} for r, c in msgs]}))
+    assert _java([str(bundle), *opts, "--messages", str(file)]).stdout.decode() == want
+    bad = _java([str(bundle), "--plain", "--messages", str(file)])
+    try:
+        chats.plain(chats.messages({"messages": json.loads(file.read_text())["messages"]}), rt.manifest.tokenizer)
+    except chats.RequestError as e:
+        assert bad.returncode == 2 and _error_line(bad, "edgevlm-core: error: ") == str(e)
+    else:
+        pytest.fail("the plain tiny model took a 4-message conversation without a chat template")
+
+
+def test_java_cli_session_config_refused_in_one_line(tiny_bundle):
+    """--session-config KEY=VALUE reaches ONNX Runtime (its refusal names the entry, one line, exit 2)."""
+    bundle = str(tiny_bundle("int8"))
+    ok = _java([bundle, "--plain", "--threads", "1", "--max-new-tokens", "4", "--session-config",
+                "session.dynamic_block_base=2", "the cat sat on"])  # fmt: skip
+    py = cli_output([sys.executable, "-m", "edgevlm.apps.cli", "run", bundle, "--plain", "--threads", "1",
+                     "--max-new-tokens", "4", "the cat sat on"])  # fmt: skip
+    assert ok.returncode == 0 and ok.stdout.decode() == py and not ok.stderr, ok.stderr.decode()
+    bad = _java([bundle, "--plain", "--session-config", "session.graph_optimizations_loop_level=two", "hi"])
+    lines = bad.stderr.decode().splitlines()  # ONNX Runtime's reason says "Exception during initialization"
+    assert bad.returncode == 2 and len(lines) == 1 and not bad.stdout, lines
+    want = "edgevlm-core: error: session config entry 'session.graph_optimizations_loop_level'='two' is refused by ONNX"
+    assert lines[0].startswith(want), lines

@@ -4,9 +4,10 @@ write_fixtures.py exports the tiny backbone and a tiny random Llama (GQA 4/2) wi
 through the CLI and records what the Python runtime makes of them (greedy tokens and text per task and for the plain
 backbone, teacher-forced logits, run --list lines, cache layout, whether logits_to_keep is fed (and a copy of the
 fp32 bundle whose graph lacks that option), tokenizer golden vectors (also of SmolLM2's
-tokenizer: Digits before ByteLevel), truncated prompts, refusal messages of broken bundles) as JSON; the JUnit
-suite must reproduce all of it. Surefire's reports are then checked so that no parity class was skipped and every
-recorded case ran.
+tokenizer: Digits before ByteLevel), truncated prompts, refusal messages of broken bundles; conversations of
+messages on a tiny nlg + dialogue bundle with SmolLM2's chat_turns record, through the server's request path:
+prompt ids, greedy replies and refusal lines) as JSON; the JUnit suite must reproduce all of it. Surefire's
+reports are then checked so that no parity class was skipped and every recorded case ran.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ PARITY_CLASSES = (
     "ConcurrencyTest",
     "CancelTest",
     "SharedCacheTest",
+    "ChatTest",
+    "SessionConfigTest",
 )
 
 
@@ -109,6 +112,10 @@ def test_java_core_matches_python_runtime(tmp_path, tiny_llama_dir):
     shared = json.loads((CORE / "fixtures" / "bad_bundles.json").read_text())["cases"]  # run a second time there
     assert counts["BadBundleTest"]["tests"] == len(expected["errors"]) + len(shared), counts["BadBundleTest"]
     assert {c["name"] for c in shared} <= {e["name"] for e in expected["errors"] if e["error"]}
+    turns = expected["chat_turns"]  # conversations: every case and refusal ran, 3 turns on base and on dialogue
+    assert counts["ChatTest"]["tests"] == len(turns["cases"]) + len(turns["errors"]) >= 14, counts["ChatTest"]
+    three = {(c["task"], len(c["messages"])) for c in turns["cases"] if Path(c["dir"]).name == "chat-turns"}
+    assert {(None, 3), (None, 4), ("dialogue", 3), ("dialogue", 4)} <= three, three
     n_vectors = sum(len(t["cases"]) for t in [expected["tokenizer"], *expected["tokenizers_extra"]])
     assert len(expected["tokenizers_extra"]) == 1 and counts["TokenizerParityTest"]["tests"] == n_vectors
 

@@ -28,7 +28,8 @@ import java.util.concurrent.Executors;
 import java.util.function.Consumer;
 
 /**
- * One screen: load a bundle (copied from the app's assets or a folder the user picks into internal storage),
+ * One screen: load a bundle (installed once into app-private storage from the app's assets or a folder the user
+ * picks; {@link BundleCopy}),
  * pick a task (or the plain backbone), run it on typed input with the output streamed as it decodes, and see
  * decode tokens/s, the task-switch cost and memory. All model work runs on one background thread; the
  * {@link io.edgevlm.core.Bundle} is loaded once and each call selects its task adapter. Run starts a
@@ -37,6 +38,8 @@ import java.util.function.Consumer;
 public class MainActivity extends Activity {
     private static final int PICK_FOLDER = 1;
     private static final String PLAIN = "(plain backbone)";
+    /** Launch-intent extra: the URL of a bundle's folder to download (overrides R.string.bundle_url). */
+    static final String EXTRA_BUNDLE_URL = "bundle_url";
 
     private final ExecutorService worker = Executors.newSingleThreadExecutor();
     private final Handler ui = new Handler(Looper.getMainLooper());
@@ -58,7 +61,8 @@ public class MainActivity extends Activity {
         run = findViewById(R.id.run);
         output = findViewById(R.id.output);
         stats = findViewById(R.id.stats);
-        findViewById(R.id.load_assets).setOnClickListener(v -> load(() -> BundleCopy.fromAssets(getAssets(), "bundle", target())));
+        findViewById(R.id.load_assets).setOnClickListener(v -> load(BundleCopy.assets(getAssets(), "bundle")));
+        findViewById(R.id.load_url).setOnClickListener(v -> download());
         findViewById(R.id.load_folder).setOnClickListener(v ->
                 startActivityForResult(new Intent(Intent.ACTION_OPEN_DOCUMENT_TREE), PICK_FOLDER));
         cancel = findViewById(R.id.cancel);
@@ -84,7 +88,7 @@ public class MainActivity extends Activity {
         super.onActivityResult(requestCode, resultCode, data);
         if (requestCode == PICK_FOLDER && resultCode == RESULT_OK && data != null) {
             Uri tree = data.getData();
-            load(() -> BundleCopy.fromTree(getContentResolver(), tree, target()));
+            load(BundleCopy.tree(getContentResolver(), tree));
         }
     }
 
@@ -100,26 +104,47 @@ public class MainActivity extends Activity {
         super.onDestroy();
     }
 
+    /** The bundle URL: the launch intent's {@link #EXTRA_BUNDLE_URL} (adb: --es bundle_url URL), else the build's. */
+    private void download() {
+        String url = getIntent().getStringExtra(EXTRA_BUNDLE_URL);
+        url = url != null && !url.isEmpty() ? url : getString(R.string.bundle_url);
+        if (url.isEmpty()) {
+            stats.setText("no bundle URL: set bundle_url in res/values/strings.xml, or start the app with "
+                    + "--es " + EXTRA_BUNDLE_URL + " https://…/bundle/");
+            return;
+        }
+        load(new BundleDownload(url));
+    }
+
     private File target() {
-        return new File(getFilesDir(), "bundle");
+        return BundleCopy.installed(getFilesDir());
     }
 
-    /** A copy step that puts a bundle into internal storage; false: the copy there was already current. */
-    interface Copy {
-        boolean run() throws IOException;
-    }
-
-    private void load(Copy copy) {
+    /**
+     * Installs {@code source} into app-private storage (once: a complete copy with the same manifest is kept) and
+     * loads it. A failure is one line on the screen: too little free storage (nothing touched), a failed copy
+     * (nothing left behind), or a bundle the core refuses (a kept copy that no longer checks out, e.g. storage
+     * corruption, is removed so that the next load installs it afresh instead of failing forever).
+     */
+    private void load(BundleCopy.Source source) {
         run.setEnabled(false);
-        stats.setText("copying and checking the bundle…");
+        stats.setText("installing and checking the bundle…");
         worker.execute(() -> {
-            boolean copied = false;
+            if (bundle != null) {
+                bundle.close();
+                bundle = null;
+            }
+            boolean copied;
             try {
-                if (bundle != null) {
-                    bundle.close();
-                    bundle = null;
-                }
-                copied = copy.run();
+                copied = BundleCopy.install(source, getFilesDir());
+            } catch (BundleCopy.StorageShort e) {
+                failed(e.getMessage());
+                return;
+            } catch (IOException | RuntimeException e) {
+                failed("cannot install the bundle: " + e.getMessage());
+                return;
+            }
+            try {
                 long t0 = System.nanoTime();
                 io.edgevlm.core.Bundle b = io.edgevlm.core.Bundle.load(target().toPath());
                 double ms = (System.nanoTime() - t0) / 1e6;
@@ -132,24 +157,23 @@ public class MainActivity extends Activity {
                     stats.setText(String.format(Locale.ROOT, "loaded %s backbone, %d task(s) in %.0f ms\n%s",
                             b.manifest.quantization(), b.tasks().size(), ms, memory()));
                 });
-            } catch (IOException | EdgeVlmException e) {
-                // a kept copy that no longer checks out (storage corruption, a half-done copy) is dropped, so the
-                // next load copies it afresh instead of failing forever
-                String hint = copied || !new File(target(), "manifest.json").isFile() ? ""
-                        : " (the installed copy was removed: load again to copy it afresh)";
-                if (!copied) {
-                    BundleCopy.clear(target());
-                }
-                ui.post(() -> {
-                    task.setAdapter(null);
-                    output.setText("");
-                    stats.setText("cannot load the bundle: " + e.getMessage() + hint);
-                });
+            } catch (EdgeVlmException e) {
+                BundleCopy.clear(target());
+                failed("cannot load the bundle: " + e.getMessage() + (copied ? ""
+                        : " (the installed copy was removed: load again to install it afresh)"));
             } catch (LinkageError e) {
                 ui.post(() -> stats.setText(getString(R.string.no_natives)));
-            } catch (RuntimeException | Error e) { // a bug, not a bad bundle: say so instead of "copying…" forever
-                ui.post(() -> stats.setText("cannot load the bundle (internal error): " + e));
+            } catch (RuntimeException | Error e) { // a bug, not a bad bundle: say so instead of "installing…" forever
+                failed("cannot load the bundle (internal error): " + e);
             }
+        });
+    }
+
+    private void failed(String line) {
+        ui.post(() -> {
+            task.setAdapter(null);
+            output.setText("");
+            stats.setText(line);
         });
     }
 

@@ -2,7 +2,6 @@ package io.edgevlm.core;
 
 import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
-import ai.onnxruntime.OrtLoggingLevel;
 import ai.onnxruntime.OrtLoraAdapter;
 import ai.onnxruntime.OrtSession;
 import java.io.IOException;
@@ -55,10 +54,10 @@ public final class Bundle implements AutoCloseable {
         this.eos = manifest.eosTokenId;
     }
 
-    /** {@link #load(Path, Integer, boolean)} with all cores and sleeping worker threads. */
     /** The bundle's graph in ONNX Runtime's format (Python: {@code core.bundle.ORT_FILE}). */
     static final String ORT_FILE = "backbone.ort";
 
+    /** {@link #load(Path, Integer, boolean)} with all cores and sleeping worker threads. */
     public static Bundle load(Path dir) {
         return load(dir, null, false);
     }
@@ -78,6 +77,17 @@ public final class Bundle implements AutoCloseable {
      * {@code Runtime.load(providers=, graph=)}.
      */
     public static Bundle load(Path dir, Integer threads, boolean spin, List<String> providers, String graph) {
+        return load(dir, threads, spin, providers, graph, Collections.emptyMap());
+    }
+
+    /**
+     * {@link #load(Path, Integer, boolean, List, String)} with ONNX Runtime session config entries (Python's
+     * {@code Runtime.load(session_options={...})}: e.g. {@code session.intra_op.allow_spinning},
+     * {@code session.dynamic_block_base}), added after the threads and spin settings. ONNX Runtime ignores keys
+     * it does not know; an entry whose value it refuses is one ConfigException line naming it.
+     */
+    public static Bundle load(Path dir, Integer threads, boolean spin, List<String> providers, String graph,
+                              Map<String, String> sessionConfig) {
         Manifest m = Manifest.load(dir);
         Path tokPath = m.confined(m.tokenizerFile(), "tokenizer.file");
         ByteLevelBpe tok;
@@ -92,14 +102,7 @@ public final class Bundle implements AutoCloseable {
         if (!graphPath.toString().endsWith(".ort")) { // an .ort graph holds its weights itself
             GraphFiles.check(graphPath, listed);
         }
-        OrtSession session;
-        try {
-            OrtSession.SessionOptions so = options(threads, spin);
-            Providers.add(so, providers);
-            session = OrtEnvironment.getEnvironment().createSession(graphPath.toString(), so);
-        } catch (OrtException e) {
-            throw new BundleException(graphPath + ": ONNX Runtime cannot load the graph (" + firstLine(e) + ")");
-        }
+        OrtSession session = Sessions.open(graphPath, threads, spin, providers, sessionConfig);
         Map<String, Task> tasks = new LinkedHashMap<>();
         try {
             GraphInfo g = GraphInfo.check(session, m, dir.resolve(m.backboneFile()));
@@ -154,22 +157,6 @@ public final class Bundle implements AutoCloseable {
         } catch (OrtException ignored) {
             // already failing with a better message
         }
-    }
-
-    private static OrtSession.SessionOptions options(Integer threads, boolean spin) throws OrtException {
-        if (threads != null && threads <= 0) {
-            throw new ConfigException("threads must be a positive integer or None (all cores), got " + threads);
-        }
-        OrtSession.SessionOptions so = new OrtSession.SessionOptions();
-        so.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
-        so.setExecutionMode(OrtSession.SessionOptions.ExecutionMode.SEQUENTIAL);
-        so.setInterOpNumThreads(1);
-        if (threads != null) {
-            so.setIntraOpNumThreads(threads);
-        }
-        so.addConfigEntry("session.intra_op.allow_spinning", spin ? "1" : "0");
-        so.setSessionLogLevel(OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR); // one warning per optional adapter input
-        return so;
     }
 
     /** The loaded tasks by name, in manifest order (read-only). */
@@ -240,6 +227,36 @@ public final class Bundle implements AutoCloseable {
     public Generation start(String text, String task, GenerationConfig cfg, Consumer<String> onText,
                             Executor executor) {
         return Generation.start(executor, stop -> generate(text, task, cfg, onText, stop));
+    }
+
+    /**
+     * The prompt ids of a conversation ({@link Chat}: the plain model's recorded chat format, or a task's turns),
+     * every message used: one ConfigException line where {@code task} cannot take the messages or they do not fit
+     * the context beside {@code max_new_tokens} (a conversation is never cut silently), as the server's 400s.
+     */
+    public PromptBuilder.Prompt encodeChat(List<Chat.Message> messages, String task, GenerationConfig cfg) {
+        Task t = task(task);
+        Chat.Input in = Chat.input(messages, t, manifest);
+        PromptBuilder.Prompt p = encode(in.text, t, cfg, in.oneTurn);
+        if (p.note != null) {
+            throw new ConfigException("messages do not fit the context: " + p.note + "; send fewer or shorter "
+                    + "messages, or a smaller max_new_tokens");
+        }
+        return p;
+    }
+
+    /** Generates the reply to a conversation ({@link #encodeChat}), stopping between tokens once {@code stop}. */
+    public Decoder.Result generateChat(List<Chat.Message> messages, String task, GenerationConfig cfg,
+                                       Consumer<String> onText, BooleanSupplier stop) {
+        Task t = task(task);
+        GenerationConfig c = cfg.withDefaultMax(t != null ? t.maxNewTokens : DEFAULT_MAX_NEW_TOKENS);
+        return decode(decoder, encodeChat(messages, task, c), t, c, onText, stop);
+    }
+
+    /** {@link #start} for a conversation: the reply decodes on {@code executor}, cancellable between tokens. */
+    public Generation startChat(List<Chat.Message> messages, String task, GenerationConfig cfg,
+                                Consumer<String> onText, Executor executor) {
+        return Generation.start(executor, stop -> generateChat(messages, task, cfg, onText, stop));
     }
 
     /** Decodes after already-encoded prompt ids (task tokens as vocab_size + k), cut like Python's _fit. */

@@ -30,7 +30,8 @@ public final class Cli {
 
     static final String USAGE = "usage: java -jar edgevlm-core.jar BUNDLE (--task NAME | --plain [--chat] | --list) [--max-new-tokens N]"
             + " [--min-new-tokens N] [--sample [--temperature T] [--top-k K] [--top-p P] [--seed S]] [--stop STR]..."
-            + " [--threads N] [--spin] [--provider NAME]... [--graph onnx|ort] [INPUT]";
+            + " [--threads N] [--spin] [--provider NAME]... [--graph onnx|ort] [--session-config KEY=VALUE]..."
+            + " [--message ROLE:TEXT... | --messages FILE.json | INPUT]";
 
     static int run(String[] args, PrintStream out) {
         return run(new Args(args, new byte[args.length][]), out);
@@ -47,6 +48,9 @@ public final class Cli {
         boolean spin = false;
         java.util.List<String> providers = new java.util.ArrayList<>();
         String graph = "onnx";
+        java.util.Map<String, String> sessionConfig = new java.util.LinkedHashMap<>();
+        List<Chat.Message> messages = new ArrayList<>();
+        String messagesFile = null;
         Integer threads = null;
         GenerationConfig.Builder b = GenerationConfig.builder();
         double temp = 1.0;
@@ -65,6 +69,9 @@ public final class Cli {
                 case "--spin": spin = true; break;
                 case "--provider": providers.add(value(args, ++i, a)); break;
                 case "--graph": graph = value(args, ++i, a); break;
+                case "--session-config": keyValue(value(args, ++i, a), sessionConfig); break;
+                case "--message": messages.add(ChatInput.message(value(args, ++i, a))); break;
+                case "--messages": messagesFile = value(args, ++i, a); break;
                 case "--sample": sample = true; break;
                 case "--threads": threads = integer(args, ++i, a); break;
                 case "--max-new-tokens": b.maxNewTokens(integer(args, ++i, a)); break;
@@ -95,7 +102,8 @@ public final class Cli {
             b.sample(temp, topK, topP, seed);
         }
         GenerationConfig cfg = b.build();
-        try (Bundle rt = Bundle.load(Paths.get(bundle), threads, spin, providers, graph)) {
+        messages = ChatInput.merge(messages, messagesFile, input);
+        try (Bundle rt = Bundle.load(Paths.get(bundle), threads, spin, providers, graph, sessionConfig)) {
             if (list) {
                 listTasks(rt, out);
                 return 0;
@@ -106,6 +114,10 @@ public final class Cli {
                 throw new ConfigException("--task is required (available: " + Py.repr(names) + "), or --plain for the plain backbone");
             }
             String name = task == null ? null : rt.task(task).name;
+            if (!messages.isEmpty()) {
+                ChatInput.answer(rt, messages, name, cfg, out);
+                return 0;
+            }
             if (input != null) {
                 answer(rt, input, name, cfg, chat, out);
                 return 0;
@@ -114,7 +126,17 @@ public final class Cli {
         }
     }
 
-    private static String value(String[] args, int i, String opt) {
+    /** {@code --session-config KEY=VALUE} into {@code into} (the key up to the first '='). */
+    private static void keyValue(String v, java.util.Map<String, String> into) {
+        int eq = v.indexOf('=');
+        if (eq <= 0) {
+            throw new ConfigException("argument --session-config: expected KEY=VALUE (an ONNX Runtime session config"
+                    + " entry), got " + Py.repr(v));
+        }
+        into.put(v.substring(0, eq), v.substring(eq + 1));
+    }
+
+    static String value(String[] args, int i, String opt) {
         if (i >= args.length) {
             throw new ConfigException(opt + " needs a value");
         }

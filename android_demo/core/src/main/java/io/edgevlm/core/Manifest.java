@@ -40,6 +40,8 @@ public final class Manifest {
     public final String tokenizerFile;
     public final Integer eosTokenId;
     public final String chatTemplate;
+    /** The text between a conversation's messages (Python's {@code chat_turns}; {@link Chat}), or null. */
+    public final Map<String, String> chatTurns;
     /** Task entries by name, in manifest order. */
     public final Map<String, TaskEntry> tasks;
     /** Relative path -> sha256. */
@@ -116,6 +118,7 @@ public final class Manifest {
         String oneInput = "a string with " + Prompts.INPUT_FIELD + " once";
         chatTemplate = (String) tok.get("chat_template", Fields.opt(v -> Fields.str(v) && countInput((String) v) == 1),
                 oneInput, null);
+        chatTurns = chatTurns(tok, chatTemplate);
         tokenizerFile = (String) tok.get("file", Fields::str, "a file name");
         Long eos = (Long) tok.get("eos_token_id", Fields.opt(Fields.token(backbone.vocabSize)),
                 "a token id below " + backbone.vocabSize, null);
@@ -128,6 +131,21 @@ public final class Manifest {
         ((Map<String, Object>) fl).forEach((k, v) -> fm.put(k, (String) v));
         files = Collections.unmodifiableMap(fm);
         f.get("export_log", v -> v instanceof Map, "an object", null);
+    }
+
+    /** {@code tokenizer.chat_turns} (null: absent), which must agree with {@code chat_template} as Python checks. */
+    @SuppressWarnings("unchecked")
+    private static Map<String, String> chatTurns(Fields tok, String template) {
+        Map<String, String> turns = (Map<String, String>) tok.get("chat_turns", Fields.opt(Chat::checkTurns),
+                "an object of transition texts (edgevlm.core.chat)", null);
+        if (turns == null) {
+            return null;
+        }
+        if (!(turns.get("start:user") + Prompts.INPUT_FIELD + turns.get("user:end")).equals(template)) {
+            throw new BundleException(tok.where + ": " + tok.path + ".chat_turns: does not match " + tok.path
+                    + ".chat_template (edited by hand?)");
+        }
+        return Collections.unmodifiableMap(new LinkedHashMap<>(turns));
     }
 
     private static int countInput(String s) {
