@@ -71,6 +71,6 @@ def test_block_names_the_ort_graph_and_its_size(tmp_path, trained_adapters):
 
     out = export_bundle("tiny", [trained_adapters["qa"]], "int8", out=tmp_path / "b", progress=False, ort_format=True)
     lines = start_block(Runtime.load(out, threads=1, graph="ort"), graph="ort")
-    disk = float(MEMORY.search(lines[-1]).group(1))
-    assert "(backbone.ort)" in lines[-1] and disk == pytest.approx((out / "backbone.ort").stat().st_size / 1e6, abs=0.051)
+    disk, size = float(MEMORY.search(lines[-1]).group(1)), (out / "backbone.ort").stat().st_size / 1e6
+    assert "(backbone.ort)" in lines[-1] and disk == pytest.approx(size, abs=0.051)
     assert lines[2] == "  tasks: qa (adapter, bottleneck 300)" and "loaded)" in lines[0]  # no time given
