@@ -103,7 +103,7 @@ def test_serve_start_up_lines(bundle):
     assert lines[3] == "  tasks: lo (lora, rank 4), nlg (adapter, bottleneck 10)"
     assert re.search(r"graph\+weights \d+\.\d MB on disk .*process (peak )?RSS \d+\.\d MB after load", lines[5])
     assert lines[6] == "edgevlm serve: warming up (one step of the plain backbone and of 2 task(s)) ..."
-    assert re.fullmatch(r"edgevlm serve: warm in \d+\.\d s", lines[7])
+    assert re.fullmatch(r"edgevlm serve: warm in \d+\.\d\d s", lines[7])
 
 
 def test_serve_quiet_prints_only_the_address(bundle):

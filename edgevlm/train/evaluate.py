@@ -224,6 +224,9 @@ def evaluate_adapter(
     metrics = evaluate(examples, gen, out, limit, progress=progress)
     kept = {g.source for g in group_by_source(examples)[:limit]}
     max_len = min(int(meta.training.get("max_len", 256)), vlm.sizes.n_positions)
-    metrics["perplexity"] = perplexity(vlm, bb, cfg, [e for e in examples if e.source in kept], max_len)
+    refs = [e for e in examples if e.source in kept]
+    if progress:  # one forward pass per batch of references: no bar, but not silent either
+        print(f"evaluate: perplexity of {len(refs)} reference(s) ...", file=sys.stderr, flush=True)
+    metrics["perplexity"] = perplexity(vlm, bb, cfg, refs, max_len)
     metrics.update(task=cfg.name, primary=cfg.metric, decoding="greedy" if num_beams == 1 else f"beam{num_beams}")
     return metrics

@@ -73,7 +73,7 @@ def _start(args):
     say(f"edgevlm serve: warming up (one step of the plain backbone and of {len(rt.tasks)} task(s)) ...")
     start = time.perf_counter()
     warm_up(rt)
-    say(f"edgevlm serve: warm in {time.perf_counter() - start:.1f} s")
+    say(f"edgevlm serve: warm in {time.perf_counter() - start:.2f} s")
     return rt
 
 
