@@ -194,6 +194,7 @@ class Server:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         args = ["serve", str(root), "--port", str(self.port), "--threads", str(threads), "--max-batch", str(max_batch)]
+        args.append("--quiet")  # the start-up lines would interleave with the progress bar
         self.cmd = [sys.executable, "-m", "edgevlm.apps.cli", *args]
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -229,6 +230,8 @@ class Server:
 
 def measure(report: Report, root: Path, label: str, threads: int, repeats: int, levels=CONCURRENCY) -> dict:
     """Every measurement of one bundle, interleaved per repetition; medians."""
+    from tqdm.auto import tqdm
+
     from edgevlm.runtime import Runtime
 
     rt = Runtime.load(root, threads=threads)
@@ -237,7 +240,7 @@ def measure(report: Report, root: Path, label: str, threads: int, repeats: int, 
     runs["ab"], runs["ab_cpu"] = [], []
     with Server(root, threads, max(levels)) as srv:
         runtime_rows(rt, row_tasks(2, 0), 4), server_rows(srv, row_tasks(2, 0), 4)  # warm-up
-        for rep in range(repeats):
+        for rep in tqdm(range(repeats), desc=f"serving {label}", unit="rep"):
             for c in levels:
                 runs["runtime"][c].append(runtime_rows(rt, row_tasks(c, rep)))
                 runs["runtime, one task"][c].append(runtime_rows(rt, [OVERHEAD_TASK] * c))
@@ -353,6 +356,7 @@ def run(quick: bool, out: str | None, threads: int | None, sizes: list[str] | No
     try:
         for size in sizes:
             for quant in quants:
+                print(f"serving: {size} {quant}: preparing the bundle ...", file=sys.stderr, flush=True)
                 measure(report, bundle(ws, size, quant), f"{size} {quant}", threads, repeats)
     finally:
         ws.close()

@@ -135,7 +135,7 @@ def test_cli_non_utf8_argv_and_stdin(tiny_bundle):
     r = run_cli("run", b, "--task", "nlg", os.fsdecode(b"name[\xff\xfe]"))
     assert (r.returncode, r.stdout) == (2, b"")
     assert r.stderr.decode().strip().endswith("input is not valid UTF-8 text (undecodable byte at character 5)")
-    r = run_cli("run", b, "--task", "nlg", "--max-new-tokens", "4", stdin=b"\xff\xfe bad\n\nname[Aromi]\n")
+    r = run_cli("run", b, "--task", "nlg", "--max-new-tokens", "4", "--quiet", stdin=b"\xff\xfe bad\n\nname[Aromi]\n")
     err = r.stderr.decode().strip().splitlines()
     assert err == ["edgevlm run: error: stdin line 1: not UTF-8 text (invalid start byte at byte 0)"]
     assert r.returncode == 2 and len(r.stdout.decode().splitlines()) == 1  # the good line is answered
@@ -143,7 +143,7 @@ def test_cli_non_utf8_argv_and_stdin(tiny_bundle):
 
 def test_cli_survives_a_closed_pipe(tiny_bundle):
     b = tiny_bundle("fp32")
-    cmd = f"yes 'name[Aromi]' | head -300 | {' '.join(CLI)} run {b} --task nlg --max-new-tokens 8 | head -c5"
+    cmd = f"yes 'name[Aromi]' | head -300 | {' '.join(CLI)} run {b} --task nlg --max-new-tokens 8 --quiet | head -c5"
     r = run_cli(shell=cmd)
     assert len(r.stdout) == 5 and b"Traceback" not in r.stderr and r.stderr == b""
 

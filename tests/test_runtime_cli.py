@@ -54,7 +54,7 @@ def test_lines_from_stdin(bundle, rt, capsys, monkeypatch):
 def test_bad_line_reports_and_goes_on(bundle, rt, capsys, monkeypatch):
     """508 new tokens leave a 4-token prompt: line 1 is truncated (noted), line 2 cannot fit (error), line 3 runs."""
     monkeypatch.setattr(sys, "stdin", io.StringIO("i like cats\n<user> <user> <user>\nhi\n"))
-    assert main(["run", str(bundle), "--task", "dialogue", "--max-new-tokens", "508"]) == 2
+    assert main(["run", str(bundle), "--task", "dialogue", "--max-new-tokens", "508", "--quiet"]) == 2
     captured = capsys.readouterr()
     with pytest.warns(UserWarning):
         want = [rt.generate(t, "dialogue", max_new_tokens=508) for t in ("i like cats", "hi")]

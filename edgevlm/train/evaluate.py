@@ -9,6 +9,7 @@ bundle through the runtime are scored by the same code.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -114,6 +115,33 @@ def default_backbone(adapter_dir: Path, meta: AdapterMeta):
     return meta.backbone_source or "tiny"
 
 
+def eval_backbone(adapter_dir: Path, meta: AdapterMeta, backbone: str | Path | None):
+    """The backbone to evaluate with: ``backbone`` when given, else :func:`default_backbone`.
+
+    A --full output carries its own fine-tuned backbone: naming the backbone it was trained *from*
+    (``--backbone smollm2-135m`` on a SmolLM2 --full output) evaluates that fine-tuned copy, with one note on
+    stderr; naming any other backbone is refused in one line (BackboneError), since the output's weights replace
+    the whole model and cannot run on another one."""
+    from edgevlm.core.errors import BackboneError
+    from edgevlm.train.backbone import source_of
+
+    own = default_backbone(adapter_dir, meta)
+    if backbone is None or not meta.full_finetune or not isinstance(own, Path):
+        return backbone if backbone is not None else own
+    asked = source_of(backbone)
+    if asked == source_of(own):
+        return own
+    origin = f" (from {meta.backbone_source})" if meta.backbone_source else ""
+    if meta.backbone_source and asked == meta.backbone_source:
+        note = f"{adapter_dir} is a --full output: it carries its own fine-tuned backbone{origin}, {own}"
+        print(f"edgevlm eval: note: {note}; evaluating with that", file=sys.stderr)
+        return own
+    raise BackboneError(
+        f"--backbone {backbone}: {adapter_dir} is a --full output and carries its own fine-tuned backbone{origin}, "
+        f"{own}; it runs on no other backbone (leave --backbone out)"
+    )
+
+
 def load_model(adapter: str | Path, backbone=None, task: str | None = None):
     """(vlm, backbone, task config) for a trained adapter directory; ``backbone`` is a spec or a loaded one."""
     import torch
@@ -126,7 +154,7 @@ def load_model(adapter: str | Path, backbone=None, task: str | None = None):
     meta, tensors = load_adapter(adir)
     if task is not None and meta.task.name != task:
         raise TaskError(f"{adir}: adapter is for task {meta.task.name!r}, not {task!r}")
-    bb = backbone if isinstance(backbone, Backbone) else load_backbone(backbone or default_backbone(adir, meta))
+    bb = backbone if isinstance(backbone, Backbone) else load_backbone(eval_backbone(adir, meta, backbone))
     check_backbone(meta, bb.fingerprint, adir)
     vlm = VLM(bb.model)
     vlm.add_task(meta.task).load_tensors({k: torch.from_numpy(v) for k, v in tensors.items()}, str(adir))
@@ -196,6 +224,9 @@ def evaluate_adapter(
     metrics = evaluate(examples, gen, out, limit, progress=progress)
     kept = {g.source for g in group_by_source(examples)[:limit]}
     max_len = min(int(meta.training.get("max_len", 256)), vlm.sizes.n_positions)
-    metrics["perplexity"] = perplexity(vlm, bb, cfg, [e for e in examples if e.source in kept], max_len)
+    refs = [e for e in examples if e.source in kept]
+    if progress:  # one forward pass per batch of references: no bar, but not silent either
+        print(f"evaluate: perplexity of {len(refs)} reference(s) ...", file=sys.stderr, flush=True)
+    metrics["perplexity"] = perplexity(vlm, bb, cfg, refs, max_len)
     metrics.update(task=cfg.name, primary=cfg.metric, decoding="greedy" if num_beams == 1 else f"beam{num_beams}")
     return metrics

@@ -167,14 +167,26 @@ def _steps(pm, data, lengths, task: str, tc, state, pad: int, dtype, progress: b
     return last
 
 
-def save(pm, cfg: TaskConfig, out: Path, base_name: str) -> Path:
-    """peft's own save (adapter_config.json + adapter_model.safetensors) and the task file, into ``out``."""
+def save(pm, cfg: TaskConfig, out: Path, base_name: str, training: dict | None = None) -> Path:
+    """peft's own save (adapter_config.json + adapter_model.safetensors) and the task file, into ``out``; the
+    task file also records ``training`` (:func:`lora_record`; export reads only the template and defaults)."""
     pm.peft_config["default"].base_model_name_or_path = base_name  # the checkpoint's name, never a local path
     pm.save_pretrained(str(out), save_embedding_layers=False)
     task = {"template": lora_template(cfg), "max_new_tokens": cfg.max_new_tokens, "metric": cfg.metric,
-            "max_source_tokens": cfg.max_source_tokens}  # fmt: skip
+            "max_source_tokens": cfg.max_source_tokens, "training": training or {}}  # fmt: skip
     atomic_write_text(out / TASK_FILE, json.dumps(task, indent=2) + "\n")
     return out
+
+
+def lora_record(tc, dtype, losses) -> dict:
+    """A LoRA run's settings, as adapter.json's ``training`` records an adapter run's: the optimisation (lr,
+    steps, batch, quant...), processes and precision, the validation losses; rank, alpha and targets are in
+    peft's own adapter_config.json."""
+    from dataclasses import asdict
+
+    from edgevlm.train.distributed import precision_name
+
+    return {**asdict(tc), "processes": 1, "precision": precision_name(dtype), "valid_loss": list(losses)}
 
 
 def train_lora(spec, lora: LoraSpec):
@@ -199,6 +211,6 @@ def train_lora(spec, lora: LoraSpec):
     for cfg, tr, va in spec_examples(spec, backbone):
         pm, losses, last = fit(backbone, cfg, tr, va, tc, lora, dtype, spec.progress)
         n = sum(p.numel() for p in pm.parameters() if p.requires_grad)
-        path = save(pm, cfg, task_dir(spec.out, cfg.name), backbone.path.name)
+        path = save(pm, cfg, task_dir(spec.out, cfg.name), backbone.path.name, lora_record(tc, dtype, losses))
         results.append(TaskResult(cfg, path, n, round(100.0 * n / n_params, 4), tuple(losses), last))
     return TrainResult(spec.out, tuple(results))

@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -81,6 +82,7 @@ def ensure_gguf(gguf: Path, root: Path | None = None) -> Path:
     if _cached(final, gguf):
         return final
     root.mkdir(parents=True, exist_ok=True)
+    print(f"converting {gguf.name} to a Hugging Face directory (first use; cached in {final}) ...", file=sys.stderr)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}."))
     try:
         convert_gguf(gguf, tmp)

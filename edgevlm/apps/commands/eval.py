@@ -37,7 +37,9 @@ def register(sub) -> None:
     p.add_argument(
         "--backbone",
         help="'tiny', 'smollm2-135m', a local Hugging Face directory (GPT-2 or Llama family) or a .gguf file "
-        "(default: a --full output's own, else the one adapter.json names, else tiny)",
+        "(default: a --full output's own, else the one adapter.json names, else tiny). A --full output always "
+        "runs on its own fine-tuned backbone: naming the one it was tuned from uses that copy (with a note), "
+        "naming another is refused",
     )
     p.add_argument("--num-beams", type=int, default=1, help="beam size (default 1 = greedy, as the paper)")
     p.add_argument("--max-new-tokens", type=int, help="generation limit (default: the task's)")

@@ -49,6 +49,7 @@ def register(sub) -> None:
         "--spin", action="store_true", help="let idle worker threads spin (lower latency on an otherwise idle device)"
     )
     add_graph_options(p)
+    add_quiet_option(p)
     p.set_defaults(func=run)
 
 
@@ -64,6 +65,16 @@ def add_graph_options(p) -> None:
         choices=("onnx", "ort"),
         default="onnx",
         help="the bundle's graph to run: backbone.onnx, or backbone.ort (a bundle exported with --ort)",
+    )
+
+
+def add_quiet_option(p) -> None:
+    """--quiet (run and serve): no start block on stderr (edgevlm.apps.startinfo)."""
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="do not print the loaded bundle's summary (backbone, tasks, memory) on stderr at start",
     )
 
 
@@ -99,16 +110,44 @@ def answer(rt, text: str, task: str | None, options: dict, out=None, chat: bool 
 
 
 def run(args) -> int:
+    import time
+
     from edgevlm.runtime import Runtime
 
     if args.task and (args.plain or args.chat):
         raise ConfigError(f"--task and --{'chat' if args.chat else 'plain'} exclude each other")
+    start = time.perf_counter()
     rt = Runtime.load(args.bundle, args.threads, args.spin, providers=args.provider, graph=args.graph)
+    loaded = time.perf_counter() - start
     if args.list:
         list_tasks(rt)
         return 0
-    task = _task(args, rt)
-    options = dict(
+    task, options = _task(args, rt), _options(args)
+    rt.generation_config(task, **options)  # bad options fail before any input is read
+    if args.input is not None:
+        _check_input(rt, args.input, task, options, args.chat)
+    if not args.quiet:  # after every option (and the input) is checked: a mistake stays a one-line error
+        from edgevlm.apps.startinfo import announce
+
+        announce("run", rt, args.graph, args.threads, loaded)
+    if args.input is not None:
+        answer(rt, args.input, task, options, chat=args.chat)
+        return 0
+    return interact(rt, task, options, args.chat)
+
+
+def _check_input(rt, text: str, task: str | None, options: dict, chat: bool) -> None:
+    """Encode the command line's input once (its errors raise here; a truncation is noted when it runs)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rt.prompts.encode(text, rt.task(task), rt.generation_config(task, **options), chat)
+
+
+def _options(args) -> dict:
+    """The generation options of the command line (checked by ``Runtime.generation_config``)."""
+    return dict(
         max_new_tokens=args.max_new_tokens,
         min_new_tokens=args.min_new_tokens,
         do_sample=args.sample,
@@ -119,11 +158,6 @@ def run(args) -> int:
         num_beams=args.beams,
         stop=args.stop,
     )
-    rt.generation_config(task, **options)  # bad options fail before any input is read
-    if args.input is not None:
-        answer(rt, args.input, task, options, chat=args.chat)
-        return 0
-    return interact(rt, task, options, args.chat)
 
 
 def _task(args, rt) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from edgevlm.apps.commands.run import add_graph_options
+from edgevlm.apps.commands.run import add_graph_options, add_quiet_option
 from edgevlm.core.errors import ConfigError
 
 API_KEY_ENV = "EDGEVLM_API_KEY"
@@ -26,6 +26,7 @@ def register(sub) -> None:
         f"/v1/adapters (default: ${API_KEY_ENV}; none: open, adapters off)",
     )
     add_graph_options(p)
+    add_quiet_option(p)
     p.set_defaults(func=run)
 
 
@@ -35,7 +36,7 @@ def run(args) -> int:
         import uvicorn  # noqa: F401
     except ModuleNotFoundError as e:
         raise ConfigError(f"edgevlm serve needs {e.name}: pip install 'edgevlm[serve]'") from None
-    from edgevlm.apps.serve import bind, make_server
+    from edgevlm.apps.serve import bind, server_for
     from edgevlm.runtime.session import providers_for
 
     if not 0 <= args.port <= 65535:
@@ -45,14 +46,35 @@ def run(args) -> int:
     providers_for(args.provider)  # an unknown provider is one line before the port is taken
     sock = bind(args.host, args.port)  # a busy port is one line before anything is loaded or announced
     try:
-        print(f"edgevlm serve: loading {args.bundle} ...", file=sys.stderr, flush=True)
+        rt = _start(args)
         limits = {"max_batch": args.max_batch, "max_queue": args.max_queue}
-        server, service = make_server(args.bundle, args.threads, args.api_key, args.provider, args.graph, **limits)
+        server, service = server_for(rt, args.api_key, **limits)
         _announce(args, service, sock.getsockname()[1])
         server.run(sockets=[sock])
     finally:
         sock.close()
     return 0
+
+
+def _start(args):
+    """Load and check the bundle, print its start block (unless --quiet), warm it up: one status line per phase."""
+    import time
+
+    from edgevlm.apps.serve import warm_up
+    from edgevlm.apps.startinfo import announce
+    from edgevlm.runtime import Runtime
+
+    say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+    say(f"edgevlm serve: loading {args.bundle} (checksums, graph, adapters) ...")
+    start = time.perf_counter()
+    rt = Runtime.load(args.bundle, threads=args.threads, providers=args.provider, graph=args.graph)
+    if not args.quiet:
+        announce("serve", rt, args.graph, args.threads, time.perf_counter() - start)
+    say(f"edgevlm serve: warming up (one step of the plain backbone and of {len(rt.tasks)} task(s)) ...")
+    start = time.perf_counter()
+    warm_up(rt)
+    say(f"edgevlm serve: warm in {time.perf_counter() - start:.2f} s")
+    return rt
 
 
 def _announce(args, service, port: int) -> None:

@@ -32,16 +32,28 @@ def bind(host: str, port: int) -> socket.socket:
 
 def make_server(bundle, threads=None, api_key: str | None = None, providers=None, graph="onnx", **limits):
     """A ``uvicorn.Server`` for ``bundle`` (not started) and its :class:`.app.Service`."""
-    import uvicorn
-
     from edgevlm.runtime import Runtime
+
+    return server_for(Runtime.load(bundle, threads=threads, providers=providers, graph=graph), api_key, **limits)
+
+
+def server_for(rt, api_key: str | None = None, **limits):
+    """A ``uvicorn.Server`` (not started) and its :class:`.app.Service` over an already loaded runtime."""
+    import uvicorn
 
     from .app import Service, build_app
 
-    rt = Runtime.load(bundle, threads=threads, providers=providers, graph=graph)
     service = Service(rt, api_key=api_key, **limits)
     config = uvicorn.Config(build_app(service), log_level="warning", lifespan="on")
     return uvicorn.Server(config), service
+
+
+def warm_up(rt) -> None:
+    """One decode step of the plain backbone and one of each task, so ONNX Runtime's first-run setup (kernel
+    selection, buffers, each adapter's first binding) is not paid by the first client."""
+    prompt = [rt.eos_token_id or 0]
+    for task in [None, *rt.tasks]:
+        rt.generate_tokens(prompt, task=task, max_new_tokens=1)
 
 
 class BackgroundServer:
