@@ -74,8 +74,11 @@ def markdown(rows: list[dict], p: qp.Profile, backbone: str, png: str) -> str:
         return "\n".join([head, *body, f"![curves]({png})\n"])
     parts = [
         f"Backbone {backbone}; plan {p.name!r} ({p.label}): {p.steps} steps x batch {p.batch_size} per trained "
-        f"system, adapters at lr {p.lr_adapter:g}, --full at lr {p.lr_full:g}; untrained = a fresh (identity) "
-        "adapter, task tokens at their initial embedding (the mean of their names' word embeddings).\n"
+        f"system, adapters at lr {p.lr_adapter:g}"
+        + (f", --full at lr {p.lr_full:g}" if p.full else "")
+        + (f", LoRA at lr {p.lr_lora:g} (scored through its bundles)" if p.lora else "")
+        + "; untrained = a fresh (identity) adapter, task tokens at their initial embedding (the mean of their "
+        "names' word embeddings).\n"
     ]
     for t in p.tasks:
         parts.append(task_table(t, [r for r in rows if r["task"] == t]))
