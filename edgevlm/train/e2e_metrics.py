@@ -48,28 +48,32 @@ def mteval_tokens(text: str) -> list[str]:
     return text.split()
 
 
-# A stand-in for coco-caption's PTBTokenizer (Stanford CoreNLP, -lowerCase) followed by its punctuation filter.
+# A stand-in for coco-caption's PTBTokenizer (Stanford CoreNLP 3.4.1, -lowerCase) and its punctuation filter.
 _CONTRACTION = re.compile(r"(?i)\b(ca|wo|do|does|did|is|are|was|were|has|have|had|could|would|should)(n't)\b")
 _CLITIC = re.compile(r"(?i)(\w)('s|'re|'ve|'ll|'d|'m)\b")
 _CURRENCY = re.compile(r"([$£€¥])")
-_EDGE_PUNCT = re.compile(r"(?<![0-9])([.,])|([.,])(?![0-9])|([!?;:\"()\[\]{}]|\.\.\.|--)")
-COCO_PUNCT = {"''", "'", "``", "`", "-lrb-", "-rrb-", "-lcb-", "-rcb-", ".", "?", "!", ",", ":", "-", "--", "...", ";"}
-_BRACKETS = {"(": "-lrb-", ")": "-rrb-", "[": "-lsb-", "]": "-rsb-", "{": "-lcb-", "}": "-rcb-"}  # PTB's names
+_ABBREV = re.compile(r"\b(st|mr|mrs|ms|dr|jr|sr|vs|etc)\.(?=\s|$)")
+_EDGE_PUNCT = re.compile(r"(?<![0-9])([.,])|([.,])(?![0-9])|([!?;:\"()\[\]{}]|--)")
+# coco-caption filters these; its list spells the bracket names upper-case while the tokens come lower-cased,
+# so -lrb- and the like stay in, as they do in the challenge's scores.
+COCO_PUNCT = {"''", "'", "``", "`", ".", "?", "!", ",", ":", "-", "--", "...", ";"}
+_PTB_NAMES = {"(": "-lrb-", ")": "-rrb-", "[": "-lsb-", "]": "-rsb-", "{": "-lcb-", "}": "-rcb-", "£": "#"}
 
 
 def ptb_tokens(text: str) -> list[str]:
-    """Lower-cased PTB-style tokens without coco-caption's punctuation tokens.
+    """Lower-cased PTB-style tokens without the punctuation tokens coco-caption drops.
 
-    Splits ``n't`` and clitics (``'s``, ``'re`` ...), currency symbols and sentence punctuation
-    (keeping ``2.5``, ``1,000`` and hyphenated words whole), drops quotes, brackets and the
-    punctuation coco-caption filters. Stanford's tokeniser has more rules (abbreviations such as
-    ``st.``, URLs); on E2E-style restaurant text the two agree (experiments/e2e_metrics compares).
+    Splits ``n't`` and clitics (``'s``, ``'re`` ...), currency symbols (``£`` becomes ``#`` as in
+    CoreNLP) and sentence punctuation, keeping ``2.5``, ``1,000``, ``st.`` and hyphenated words whole;
+    brackets become ``-lrb-`` and the like. Stanford's tokeniser has more rules (a longer abbreviation
+    list, URLs, quotes inside words); experiments/e2e_metrics measures the agreement on E2E text.
     """
     text = _CONTRACTION.sub(r"\1 \2", text.replace("\n", " ").lower())
     text = _CURRENCY.sub(r" \1 ", _CLITIC.sub(r"\1 \2", text))
-    text = _EDGE_PUNCT.sub(lambda m: f" {m.group(0)} ", text)
-    tokens = [_BRACKETS.get(t, t) for t in text.split()]
-    return [t for t in tokens if t not in COCO_PUNCT and t.strip("'`\"") != ""]
+    text = _ABBREV.sub(r"\1<dot>", text)
+    text = _EDGE_PUNCT.sub(lambda m: f" {m.group(0)} ", text).replace("<dot>", ".")
+    tokens = [_PTB_NAMES.get(t, t) for t in text.split()]
+    return [t for t in tokens if t not in COCO_PUNCT and t.strip(".'`\"") != ""]
 
 
 def ngrams(tokens: Sequence[str], n: int) -> Ngrams:
