@@ -23,7 +23,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-from edgevlm.core.errors import ConfigError
+from edgevlm.train.meteor import check_refs, meteor
 
 Ngrams = Counter  # n-gram tuple -> count
 
@@ -78,15 +78,6 @@ def ptb_tokens(text: str) -> list[str]:
 
 def ngrams(tokens: Sequence[str], n: int) -> Ngrams:
     return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
-
-
-def check_refs(preds: Sequence[str], refs: Sequence[Sequence[str]]) -> None:
-    if len(preds) != len(refs):
-        raise ConfigError(f"{len(preds)} predictions but {len(refs)} reference lists")
-    if not preds:
-        raise ConfigError("no predictions to score")
-    if any(not r for r in refs):
-        raise ConfigError("every prediction needs at least one reference")
 
 
 def _padded(refs: Sequence[Sequence[list[str]]]) -> list[list[list[str]]]:
@@ -251,8 +242,6 @@ def cider_d(preds: Sequence[str], refs: Sequence[Sequence[str]], sigma: float = 
 
 def e2e_scores(preds: Sequence[str], refs: Sequence[Sequence[str]]) -> dict[str, float]:
     """The challenge table's five numbers: ``e2e_bleu``, ``e2e_nist``, ``e2e_meteor``, ``e2e_rougeL``, ``e2e_cider``."""
-    from edgevlm.train.meteor import meteor
-
     return {
         "e2e_bleu": bleu(preds, refs),
         "e2e_nist": nist(preds, refs),

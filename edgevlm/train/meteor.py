@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from edgevlm.core.errors import ConfigError
+
 ALPHA, BETA, GAMMA = 0.85, 0.20, 0.60  # Meteor 1.5, language 'en', task 'rank' (the default)
 EXACT, STEM = 0, 1  # module ids
 WEIGHTS = (1.0, 0.6)  # scoring weights per module, 'en'
@@ -218,10 +220,18 @@ def row_stats(hyp: str, refs: Sequence[str]) -> Stats:
     return best
 
 
+def check_refs(preds: Sequence[str], refs: Sequence[Sequence[str]]) -> None:
+    """One-line ConfigErrors for unusable input (shared with :mod:`edgevlm.train.e2e_metrics`)."""
+    if len(preds) != len(refs):
+        raise ConfigError(f"{len(preds)} predictions but {len(refs)} reference lists")
+    if not preds:
+        raise ConfigError("no predictions to score")
+    if any(not r for r in refs):
+        raise ConfigError("every prediction needs at least one reference")
+
+
 def meteor(preds: Sequence[str], refs: Sequence[Sequence[str]]) -> float:
     """Corpus METEOR x100 of tokenised text after Meteor's ``-norm`` (the challenge feeds it PTB tokens)."""
-    from edgevlm.train.e2e_metrics import check_refs
-
     check_refs(preds, refs)
     total = Stats()
     for p, r in zip(preds, refs):
