@@ -100,6 +100,10 @@ def test_ptb_tokens_as_coco_caption():
         " ".join(got)
         == "the eagle -lrb- riverside -rrb- is n't a coffee shop it 's near burger king price range # 20-25"
     )
+    # quotes and hyphens at word edges come off: Stanford gives "` the portland arms ' at # 20 - # 25 ,"
+    assert em.ptb_tokens("near 'The Portland Arms' at £20-£25, not kids-friendly") == (
+        "near the portland arms at # 20 # 25 not kids-friendly".split()
+    )
 
 
 def test_rouge_l_coco_caption_style():

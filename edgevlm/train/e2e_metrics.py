@@ -57,6 +57,7 @@ _EDGE_PUNCT = re.compile(r"(?<![0-9])([.,])|([.,])(?![0-9])|([!?;:\"()\[\]{}]|--
 # coco-caption filters these; its list spells the bracket names upper-case while the tokens come lower-cased,
 # so -lrb- and the like stay in, as they do in the challenge's scores.
 COCO_PUNCT = {"''", "'", "``", "`", ".", "?", "!", ",", ":", "-", "--", "...", ";"}
+_CLITICS = {"'s", "'re", "'ve", "'ll", "'d", "'m", "n't"}
 _PTB_NAMES = {"(": "-lrb-", ")": "-rrb-", "[": "-lsb-", "]": "-rsb-", "{": "-lcb-", "}": "-rcb-", "£": "#"}
 
 
@@ -65,15 +66,27 @@ def ptb_tokens(text: str) -> list[str]:
 
     Splits ``n't`` and clitics (``'s``, ``'re`` ...), currency symbols (``£`` becomes ``#`` as in
     CoreNLP) and sentence punctuation, keeping ``2.5``, ``1,000``, ``st.`` and hyphenated words whole;
-    brackets become ``-lrb-`` and the like. Stanford's tokeniser has more rules (a longer abbreviation
-    list, URLs, quotes inside words); experiments/e2e_metrics measures the agreement on E2E text.
+    brackets become ``-lrb-`` and the like; quotes and hyphens at a word's edge are dropped. Stanford's
+    tokeniser has more rules (a longer abbreviation list, URLs); experiments/e2e_metrics measures the
+    agreement on E2E text.
     """
     text = _CONTRACTION.sub(r"\1 \2", text.replace("\n", " ").lower())
     text = _CURRENCY.sub(r" \1 ", _CLITIC.sub(r"\1 \2", text))
     text = _ABBREV.sub(r"\1<dot>", text)
     text = _EDGE_PUNCT.sub(lambda m: f" {m.group(0)} ", text).replace("<dot>", ".")
-    tokens = [_PTB_NAMES.get(t, t) for t in text.split()]
+    tokens = [_ptb_edges(_PTB_NAMES.get(t, t)) for t in text.split()]
     return [t for t in tokens if t not in COCO_PUNCT and t.strip(".'`\"") != ""]
+
+
+def _ptb_edges(tok: str) -> str:
+    """Quotes and hyphens at a word's edges come off as their own (dropped) tokens: ``'aromi'`` -> ``aromi``,
+    ``wrestlers'`` -> ``wrestlers``, ``20-`` -> ``20``; clitics (``'s``) and bracket names stay."""
+    if tok in _CLITICS or tok.startswith("-") and tok.endswith("-"):
+        return tok
+    core = tok.strip("-")
+    if not core.startswith("'") or core.rstrip("'") in _CLITICS:
+        return core.rstrip("'") or tok
+    return core.strip("'") or tok
 
 
 def ngrams(tokens: Sequence[str], n: int) -> Ngrams:

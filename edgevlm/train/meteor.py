@@ -16,8 +16,8 @@ paraphrase module (a 60 MB paraphrase table, weight 0.6) and its English functio
 0.75 weighs content words 3:1 over function words) are data files of the LGPL Meteor distribution,
 which a pure-Python package cannot carry or fetch at run time; so those modules are absent and every
 word counts as a content word, which makes delta drop out of P and R. This equals Meteor 1.5 run with
-``-m "exact stem" -w "1.0 0.6" -p "0.85 0.2 0.6 0.5"``; full Meteor 1.5 scores differ (on E2E dev
-rows by about 2 points: see experiments/e2e_metrics/README.md).
+``-m "exact stem" -w "1.0 0.6" -p "0.85 0.2 0.6 0.5"``; full Meteor 1.5 scores higher (on E2E dev
+text by 0.9-1.8 points: see experiments/e2e_metrics/README.md).
 """
 
 from __future__ import annotations

@@ -141,10 +141,16 @@ def main() -> None:
     groups, res = load(args.mrs), {}
     for name, (hyps, refs) in systems(groups).items():
         t0 = time.time()
+        t1 = time.perf_counter()
+        em.e2e_scores(hyps, refs)
+        ours_s = time.perf_counter() - t1
         res[name] = {**mteval_side(hyps, refs), **coco_side(hyps, refs), "rows": len(hyps)}
+        res[name]["e2e_scores_seconds"] = round(ours_s, 2)
         res[name]["seconds"] = round(time.time() - t0, 1)
         print(name, json.dumps(res[name], indent=1), flush=True)
     meta = {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    meta["cpu"] = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if "model name" in ln), "?")
+    meta["load_1min_at_end"] = os.getloadavg()[0]
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "compare.json").write_text(json.dumps({**meta, "systems": res}, indent=1) + "\n")
 
