@@ -27,7 +27,7 @@ from . import quality_methods as qm
 from . import quality_plan as qp
 from .common import Report, load_average
 from .fixtures import Workspace, backbone_dir
-from .quality_common import agreement
+from .quality_common import agreement, with_e2e
 
 SUITE = "quality"
 PYTORCH_SYSTEMS = ("untrained", "adapter", "adapter-mean", "full", "distilled")
@@ -117,7 +117,7 @@ def torch_cell(adapter_dir: Path | None, bb, task: str, test: list, limit: int) 
         vlm, bb, meta = load_model(adapter_dir, None if _is_full(adapter_dir) else bb, task)
         cfg, share = meta.task, meta.trainable_share
     with vlm, tempfile.TemporaryDirectory() as tmp:
-        s = evaluate(test, TorchGenerator(vlm, bb, cfg), Path(tmp) / "p.jsonl", limit, progress=True)
+        s = evaluate(test, TorchGenerator(vlm, bb, cfg), Path(tmp) / "p.jsonl", limit, progress=True, task=task)
         s["predictions"] = [json.loads(x)["prediction"] for x in (Path(tmp) / "p.jsonl").read_text().splitlines()]
         if task == "dialogue":  # of the held-out references given their prompts
             s["perplexity"] = perplexity(vlm, bb, cfg, test, min(512, vlm.sizes.n_positions))
@@ -178,7 +178,7 @@ def task_cells(cells: Cells, ws: Workspace, bb_path: Path, task: str, p: qp.Prof
             )
             return {**torch_cell(d, bb, task, test, tp.eval_sources), "train_rows": len(train), **timing}
 
-        rows.append(cells.get(task, system, compute))
+        rows.append(with_e2e(cells.get(task, system, compute), task, test, tp.eval_sources))
         bar.update(1)
     rows += bundle_cells(cells, ws, bb_path, task, p, dirs, test, bar)
     return rows + qm.trained_for_cells(cells, ws, bb_path, task, p, dirs, test, bar)
@@ -196,7 +196,7 @@ def bundle_cells(cells: Cells, ws: Workspace, bb_path: Path, task: str, p, dirs,
             score = functools.partial(
                 qm.score_built, ws, f"{task}-bundle-{q}", build, task, system, test, p, cells.threads
             )
-            rec = cells.get(task, cell, score)
+            rec = with_e2e(cells.get(task, cell, score), task, test, p.tasks[task].eval_sources)
             ref = first.setdefault(system, rec["predictions"])
             rows.append({**rec, "same_output_as_fp32_pct": agreement(rec["predictions"], ref)})
             bar.update(1)

@@ -15,11 +15,25 @@ from .common import Report, md_table, suite_dir
 
 SHORT = {"smollm2-135m": "smollm2"}
 METRICS = {  # task -> the columns shown (the first is the task's primary metric)
-    "nlg": ("bleu", "rougeL"),
+    "nlg": ("bleu", "rougeL", "e2e_bleu", "e2e_nist", "e2e_meteor", "e2e_rougeL", "e2e_cider"),
     "mt": ("bleu",),
     "summarization": ("rouge1", "rouge2", "rougeL"),
     "dialogue": ("f1", "perplexity"),
 }
+HEADERS = {  # the E2E challenge's own scoring (edgevlm.train.e2e_metrics), beside sacrebleu's BLEU
+    "e2e_bleu": "E2E BLEU",
+    "e2e_nist": "E2E NIST",
+    "e2e_meteor": "E2E METEOR*",
+    "e2e_rougeL": "E2E ROUGE-L",
+    "e2e_cider": "E2E CIDEr",
+}
+E2E_NOTE = (
+    "E2E columns: the E2E NLG Challenge's metrics computed as its official script (tuetschek/e2e-metrics) "
+    "does, so they sit beside the challenge's table (TGen baseline on the test set: BLEU 65.93, NIST 8.61, "
+    "METEOR 44.83, ROUGE-L 68.50, CIDEr 2.23); BLEU and ROUGE-L differ from the first two columns "
+    "(sacrebleu, rouge-score) in casing and tokenisation. *METEOR: exact and stem modules only, no "
+    "function-word weighting (docs/metrics.md). Scored on held-out dev MRs, not the challenge's test set.\n"
+)
 NAMES = {
     "untrained": "untrained adapter (PyTorch)",
     "adapter": "adapter (PyTorch)",
@@ -56,12 +70,17 @@ def results_dir(out: str | Path | None, backbone: str) -> Path:
 
 def task_table(task: str, rows: list[dict]) -> str:
     cols = [("system", "system")] + [
-        (m, m if m == "perplexity" else m.replace("rouge", "ROUGE-").upper()) for m in METRICS[task]
+        (m, HEADERS.get(m) or (m if m == "perplexity" else m.replace("rouge", "ROUGE-").upper())) for m in METRICS[task]
     ]
     cols += [("trainable_pct", "trainable %"), ("same_output_as_fp32_pct", "outputs = fp32 bundle %"), ("n", "sources")]
     cols += [("seconds", "cell s")]
     shown = [{**r, "system": label(r["system"])} for r in rows]
-    return f"## {task} ({qp.DATA[task][0].split(':')[0].split('/')[0]}, held-out sources)\n\n" + md_table(shown, cols)
+    note = f"\n{E2E_NOTE}" if any(m in HEADERS for m in METRICS[task]) else ""
+    return (
+        f"## {task} ({qp.DATA[task][0].split(':')[0].split('/')[0]}, held-out sources)\n\n"
+        + md_table(shown, cols)
+        + note
+    )
 
 
 def markdown(rows: list[dict], p: qp.Profile, backbone: str, png: str) -> str:

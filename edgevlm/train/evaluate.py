@@ -30,10 +30,12 @@ def evaluate(
     limit: int | None = None,
     batch_size: int = 16,
     progress: bool = True,
+    task: str | None = None,
 ) -> dict:
     """Metrics of ``generate`` on ``examples`` grouped by source (multi-reference); optionally write JSONL.
 
-    Returns ``{"n": ..., "bleu", "rouge1", "rouge2", "rougeL", "f1", "em"}`` (0-100).
+    Returns ``{"n": ..., "bleu", "rouge1", "rouge2", "rougeL", "f1", "em"}`` (0-100), and for ``task="nlg"``
+    the E2E challenge's ``e2e_*`` scores too.
     """
     from tqdm.auto import tqdm
 
@@ -46,7 +48,7 @@ def evaluate(
         for i in range(0, len(groups), batch_size):
             preds += batch([g.source for g in groups[i : i + batch_size]])
             bar.update(min(batch_size, len(groups) - i))
-    metrics = {"n": len(groups), **score(preds, [g.refs for g in groups])}
+    metrics = {"n": len(groups), **score(preds, [g.refs for g in groups], task)}
     if out is not None:
         write_predictions(out, groups, preds)
     return metrics
@@ -221,7 +223,7 @@ def evaluate_adapter(
     cfg = meta.task
     examples = eval_examples(cfg.name, data, fmt)
     gen = TorchGenerator(vlm, bb, cfg, num_beams, max_new_tokens)
-    metrics = evaluate(examples, gen, out, limit, progress=progress)
+    metrics = evaluate(examples, gen, out, limit, progress=progress, task=cfg.name)
     kept = {g.source for g in group_by_source(examples)[:limit]}
     max_len = min(int(meta.training.get("max_len", 256)), vlm.sizes.n_positions)
     refs = [e for e in examples if e.source in kept]

@@ -2,7 +2,8 @@
 
 Corpus BLEU (sacrebleu, multi-reference), ROUGE-1/2/L F-measure (rouge-score,
 Porter stemming, best reference per example), token F1 and exact match with
-SQuAD/CoQA answer normalisation (best reference per example), and perplexity.
+SQuAD/CoQA answer normalisation (best reference per example), and perplexity; for
+the nlg task also the E2E challenge's metrics (:mod:`edgevlm.train.e2e_metrics`).
 Torch-free, so the same code scores the PyTorch model and an ONNX bundle.
 """
 
@@ -92,6 +93,13 @@ def perplexity(nll_sum: float, n_tokens: int) -> float:
     return math.exp(nll_sum / n_tokens)
 
 
-def score(preds: Sequence[str], refs: Sequence[Sequence[str]]) -> dict[str, float]:
-    """Every text metric: ``bleu``, ``rouge1``, ``rouge2``, ``rougeL``, ``f1``, ``em``."""
-    return {"bleu": bleu(preds, refs), **rouge(preds, refs), "f1": f1(preds, refs), "em": exact_match(preds, refs)}
+def score(preds: Sequence[str], refs: Sequence[Sequence[str]], task: str | None = None) -> dict[str, float]:
+    """Every text metric: ``bleu``, ``rouge1``, ``rouge2``, ``rougeL``, ``f1``, ``em``; for the ``nlg`` task also
+    the E2E challenge's own five (``e2e_bleu``, ``e2e_nist``, ``e2e_meteor``, ``e2e_rougeL``, ``e2e_cider``:
+    see :mod:`edgevlm.train.e2e_metrics`), which differ from ``bleu``/``rougeL`` in tokenisation and casing."""
+    out = {"bleu": bleu(preds, refs), **rouge(preds, refs), "f1": f1(preds, refs), "em": exact_match(preds, refs)}
+    if task == "nlg":
+        from edgevlm.train.e2e_metrics import e2e_scores
+
+        out.update(e2e_scores(preds, refs))
+    return out
