@@ -108,6 +108,7 @@ from transformers import AutoModelForCausalLM
 hf, out, rank, targets = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4].split(",")
 base = AutoModelForCausalLM.from_pretrained(hf)
 fan = base.config.model_type == "gpt2"  # HF Conv1D layers
+torch.manual_seed(0)  # A's initialisation
 model = get_peft_model(base, LoraConfig(
     r=rank, lora_alpha=2 * rank, target_modules=targets, fan_in_fan_out=fan, lora_dropout=0.0))
 g = torch.Generator().manual_seed(0)
@@ -130,7 +131,8 @@ LLAMA_LORA_TARGETS = "q_proj,v_proj"  # PEFT's default for Llama-family models (
 
 
 def random_peft(hf_dir: Path, out: Path, rank: int = 8, targets: str = GPT2_LORA_TARGETS) -> Path:
-    """``out``: a rank-``rank`` PEFT LoRA directory on ``hf_dir`` (alpha = 2 rank, B random N(0, 0.02^2), seed 0,
+    """``out``: a rank-``rank`` PEFT LoRA directory on ``hf_dir`` (alpha = 2 rank, A as PEFT initialises it, B random
+    N(0, 0.02^2), seed 0,
     so the adapter is not a no-op), made in a child process. A GPT-2 LoRA is stored pre-transposed for llama.cpp's
     converter (see :func:`lora`): it is then no longer loadable by PEFT as is; a Llama-family one is plain PEFT."""
     cmd = [sys.executable, "-c", _LORA, str(hf_dir), str(out), str(rank), targets]
