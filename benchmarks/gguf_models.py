@@ -131,10 +131,10 @@ LLAMA_LORA_TARGETS = "q_proj,v_proj"  # PEFT's default for Llama-family models (
 
 
 def random_peft(hf_dir: Path, out: Path, rank: int = 8, targets: str = GPT2_LORA_TARGETS) -> Path:
-    """``out``: a rank-``rank`` PEFT LoRA directory on ``hf_dir`` (alpha = 2 rank, A as PEFT initialises it, B random
-    N(0, 0.02^2), seed 0,
-    so the adapter is not a no-op), made in a child process. A GPT-2 LoRA is stored pre-transposed for llama.cpp's
-    converter (see :func:`lora`): it is then no longer loadable by PEFT as is; a Llama-family one is plain PEFT."""
+    """``out``: a rank-``rank`` PEFT LoRA directory on ``hf_dir`` (alpha = 2 rank, A as PEFT initialises it,
+    B random N(0, 0.02^2), both seeded, so the adapter is not a no-op), made in a child process. A GPT-2 LoRA is
+    stored pre-transposed for llama.cpp's converter (see :func:`lora`): PEFT cannot load it as is; a
+    Llama-family one is plain PEFT."""
     cmd = [sys.executable, "-c", _LORA, str(hf_dir), str(out), str(rank), targets]
     _run(cmd, f"LoRA for {hf_dir} failed (PEFT)")
     return out

@@ -25,6 +25,7 @@ from edgevlm.core.errors import ConfigError
 
 from . import ortgenai
 from .engines import SPIN
+from .gguf_models import LLAMA_LORA_TARGETS
 from .llamacpp import KIND as LLAMACPP
 from .llamacpp import PASSIVE
 
@@ -34,7 +35,7 @@ WIDTH = {"fp32": ("F32",), "int8": ("Q8_0",), "int4": ("Q4_0", "Q4_1")}  # edgev
 GENAI_SIZES = ("smollm2-135m",)  # sizes onnxruntime-genai's builder takes (Llama family; it has no GPT-2)
 GENAI_FORMATS = ("int4", "int4" + ortgenai.PASSIVE)
 LORA_SIZES = ("smollm2-135m",)  # Llama-family sizes whose peers also run with a LoRA active
-LORA_RANK, LORA_TARGETS = 8, "q_proj,v_proj"  # PEFT's default LoRA shape for Llama-family models
+LORA_RANK, LORA_TARGETS = 8, LLAMA_LORA_TARGETS  # PEFT's default LoRA shape for Llama-family models
 LORA_GGUF_TYPES = ("Q4_0", "Q8_0")
 # issue 25's targets with a task active: edgevlm int4 (a task active) >= x times each peer (same thread policy)
 TASK_TARGETS = {(ortgenai.KIND, False): 0.9, (ortgenai.KIND, True): 1.25, (LLAMACPP, True): 1.1}
