@@ -79,8 +79,15 @@ class LlamaCppEngine(EngineSpec):
         return n_new
 
     def weight_bytes(self) -> dict[str, int]:
-        """Bytes of tensors read per token: all but the position table (a tied token table is the LM head)."""
-        return gguf_weight_bytes(self.path)
+        """Bytes of tensors read per token: all but the position table (a tied token table is the LM head), and
+        with a LoRA every tensor of its ``lora.gguf``."""
+        from .gguf_models import LORA_FILE
+
+        got = gguf_weight_bytes(self.path)
+        if self.fmt.endswith(LORA):
+            lora = gguf_weight_bytes(Path(self.path).with_name(LORA_FILE))
+            got = {k: got[k] + lora[k] for k in got}
+        return got
 
 
 def gguf_weight_bytes(path: Path) -> dict[str, int]:

@@ -232,6 +232,8 @@ def test_llamacpp_lora_rows_apply_the_llama_lora(llamacpp_ready, tmp_path):
         want = peft(torch.tensor([ids])).logits[0, -1].numpy()
     effect = np.abs(want - before).max()
     no_lora = _llamacpp_logits(plain, ids)
+    lora_bytes = 3 * 2 * 8 * 64 * 4 + 3 * 8 * (64 + 32) * 4  # 3 layers: A of q and v [8, 64], B [64, 8] and [32, 8]
+    assert engines[0].weight_bytes()["bytes_per_token"] == plain.weight_bytes()["bytes_per_token"] + lora_bytes
     for e in engines:
         got = _llamacpp_logits(e, ids)
         assert np.abs(got - no_lora).max() > 0.5 * effect  # the LoRA is on
