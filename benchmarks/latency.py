@@ -196,10 +196,8 @@ def task_switch(report: Report, size: str, w: Worker, pairs: int) -> dict:
 def measure_size(report: Report, ws: Workspace, size: str, plan: Plan, threads: int, pbar, quick: bool) -> list[dict]:
     """Everything for one model size; returns the per-engine rows. ``quick`` probes cold starts of edgevlm only."""
     engines = build_engines(ws, size, threads, pbar)
-    if not quick and peers.unavailable() is None:
-        engines += peers.llamacpp_engines(ws, size, backbone_dir(ws, size), threads, pbar)
-    if not quick and size in peers.GENAI_SIZES and ortgenai.unavailable() is None:
-        engines += peers.genai_engines(ws, size, backbone_dir(ws, size), threads, pbar)
+    if not quick:
+        engines += peers.all_engines(ws, size, backbone_dir(ws, size), threads, pbar)
     pbar.set_postfix_str(f"{size}: cold starts")
     cold = cold_start(
         report, size, [e for e in engines if e.kind == "edgevlm" or not quick], threads, 1 if quick else 3

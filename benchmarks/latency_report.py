@@ -47,6 +47,8 @@ PEER_COLUMNS = [
     ("decode_x", "decode speed x"),
     ("prefill_short_x", "prefill short x"),
     ("prefill_long_x", "prefill long x"),
+    ("target_x", "target x (issue 25)"),
+    ("verdict", "target"),
 ]
 
 
@@ -54,8 +56,16 @@ def peer_table(records: list[dict], size: str) -> str:
     rows = [r for r in records if r.get("kind") == "peer_ratio" and r["size"] == size]
     if not rows:
         return ""
-    head = "\nAgainst the peers (llama.cpp, onnxruntime-genai), same run (> 1: edgevlm faster):\n\n"
+    rows = [{**r, "verdict": _verdict(r)} for r in rows]
+    head = (
+        "\nAgainst the peers (llama.cpp, onnxruntime-genai), same run (> 1: edgevlm faster; edgevlm runs with its "
+        'task active; a peer "with its LoRA" runs a rank-8 q/v LoRA, `+lora`):\n\n'
+    )
     return head + md_table(rows, PEER_COLUMNS)
+
+
+def _verdict(r: dict) -> str | None:
+    return None if r.get("target_x") is None else "met" if r["target_met"] else "missed"
 
 
 def profile_table(records: list[dict], size: str) -> str:

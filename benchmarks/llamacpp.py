@@ -6,6 +6,13 @@ logits (``llama_get_logits_ith`` of the last token, argmax in numpy as the edgev
 ``n_new`` tokens: one prefill ``llama_decode`` of the prompt, then one per token. Threads: ``n_threads`` =
 ``n_threads_batch`` = the benchmark's; llama.cpp's own defaults otherwise (its OpenMP threads spin: the
 worker leaves ``OMP_WAIT_POLICY`` unset for it, as a user's process would have it).
+
+LoRA (``+lora`` formats, as ``--lora`` does): llama-cpp-python 0.3.36's ``lora_path`` calls
+``llama_adapter_lora_init`` and ``llama_set_adapters_lora`` (scale 1): llama.cpp does *not* merge the LoRA
+into the weights at load; every graph build adds, for each matrix the adapter has, ``scale * B (A x)`` beside
+the base ``W x`` (``build_lora_mm`` in ``llama-graph.cpp``), so a LoRA costs two small matrix products and an
+add per targeted projection on every token, as genai's and edgevlm's adapters do. (With ``lora_path``
+llama-cpp-python also turns memory mapping off; the weights are read into memory instead.)
 """
 
 from __future__ import annotations
@@ -72,8 +79,15 @@ class LlamaCppEngine(EngineSpec):
         return n_new
 
     def weight_bytes(self) -> dict[str, int]:
-        """Bytes of tensors read per token: all but the position table (a tied token table is the LM head)."""
-        return gguf_weight_bytes(self.path)
+        """Bytes of tensors read per token: all but the position table (a tied token table is the LM head), and
+        with a LoRA every tensor of its ``lora.gguf``."""
+        from .gguf_models import LORA_FILE
+
+        got = gguf_weight_bytes(self.path)
+        if self.fmt.endswith(LORA):
+            lora = gguf_weight_bytes(Path(self.path).with_name(LORA_FILE))
+            got = {k: got[k] + lora[k] for k in got}
+        return got
 
 
 def gguf_weight_bytes(path: Path) -> dict[str, int]:

@@ -65,6 +65,41 @@ def test_peer_ratios_match_width_and_thread_policy():
     assert [(r["engine"], r["peer"]) for r in best] == [("edgevlm int4 task=x", "llama.cpp Q4_0/passive")]
 
 
+def test_task_ratios_meet_each_peer_with_its_lora_and_carry_the_targets(capsys):
+    """An edgevlm row with a task active meets each peer twice at its width and thread policy, with no adapter and
+    with its LoRA active; int4 rows carry issue 25's targets (genai: 0.9x plain, 1.25x LoRA; llama.cpp: 1.1x LoRA),
+    and a LoRA row is never the "best peer"."""
+    rows = [
+        {**_row("edgevlm int4 task=x", "edgevlm", "int4", 100.0), "task": "x"},
+        {**_row("edgevlm int8 task=x", "edgevlm", "int8", 60.0), "task": "x"},
+        _row("llama.cpp Q4_0/passive", "llamacpp", "Q4_0/passive", 95.0),
+        _row("llama.cpp Q4_0/passive+lora", "llamacpp", "Q4_0/passive+lora", 80.0),
+        _row("llama.cpp Q4_0+lora", "llamacpp", "Q4_0+lora", 500.0),  # spins: another policy
+        _row("llama.cpp Q8_0/passive+lora", "llamacpp", "Q8_0/passive+lora", 50.0),
+        _row("onnxruntime-genai int4/passive", "ortgenai", "int4/passive", 105.0),
+        _row("onnxruntime-genai int4/passive+lora", "ortgenai", "int4/passive+lora", 90.0),
+    ]
+    report = Report("latency", 2, True)
+    peers.peer_ratios(report, "s", rows)
+    best = report.records.pop()
+    assert (best["engine"], best["peer"], best["what"]) == ("edgevlm int4 task=x", rows[6]["engine"], "best vs best")
+    got = {(r["engine"].split()[1], r["peer"]): r for r in report.records}
+    want = {  # (edgevlm mode, peer): (decode x, target, met)
+        ("int4", "llama.cpp Q4_0/passive"): (100 / 95, None, None),
+        ("int4", "onnxruntime-genai int4/passive"): (100 / 105, 0.9, True),
+        ("int4", "llama.cpp Q4_0/passive+lora"): (100 / 80, 1.1, True),
+        ("int4", "onnxruntime-genai int4/passive+lora"): (100 / 90, 1.25, False),
+        ("int8", "llama.cpp Q8_0/passive+lora"): (60 / 50, None, None),
+    }
+    for key, (x, goal, met) in want.items():
+        r = got.pop(key)
+        assert (r["decode_x"], r["target_x"], r["target_met"]) == (pytest.approx(x), goal, met), key
+    assert report.records[2]["what"] == "with its LoRA, same width, threads sleep"
+    line = next(x for x in capsys.readouterr().out.splitlines() if "vs onnxruntime-genai int4/passive+lora" in x)
+    assert "decode 1.11x (100.0 vs 90.0 tokens/s); target >= 1.25x: missed" in line
+    assert not got  # no other comparison
+
+
 def test_stream_counts_bytes_as_stream_does(monkeypatch):
     """With each timed pass taking a known time (a fake clock), the rates are STREAM's byte counts over it: Copy
     moves 2 arrays, Add 3; best and median of the repeats."""
@@ -156,3 +191,51 @@ def test_llamacpp_lora_matches_peft(llamacpp_ready, tiny_dir, tmp_path):
     effect = np.abs(logits["F32"] - want).max()  # what the LoRA changes
     err = np.abs(logits["F32" + LORA] - want).max()  # llama.cpp keeps its KV cache in f16: ~1e-3 off
     assert err < 1e-2 and err < 0.1 * effect, (err, effect)
+
+
+def _llamacpp_logits(eng, ids) -> np.ndarray:
+    import llama_cpp
+
+    eng.load()
+    eng.model.reset()
+    eng.model.eval(ids)
+    ptr = llama_cpp.llama_get_logits_ith(eng.model._ctx.ctx, -1)
+    return np.ctypeslib.as_array(ptr, shape=(eng.model.n_vocab(),)).copy()
+
+
+def test_llamacpp_lora_rows_apply_the_llama_lora(llamacpp_ready, tmp_path):
+    """The suite's llama.cpp LoRA rows on a tiny Llama (PEFT rank 8 on q/v, llama.cpp's converters, Q8_0): the
+    LoRA is active (the logits move by PEFT's change, not by Q8_0's error) in both thread policies, and a
+    generation decodes exact counts. (Its table has room for the 3 special tokens transformers' Llama tokenizer
+    class adds to the tiny tokenizer: llama.cpp's converter wants every token id inside the table.)"""
+    import torch
+    from llama_helpers import make_tiny_llama
+    from peft import PeftModel
+    from tqdm.auto import tqdm
+    from transformers import LlamaForCausalLM
+
+    from edgevlm.benchmarks.fixtures import Workspace
+    from edgevlm.benchmarks.gguf_models import gguf_model
+    from edgevlm.benchmarks.llamacpp import LlamaCppEngine
+
+    tiny_llama_dir = make_tiny_llama(tmp_path / "llama", vocab_size=1056)
+    ws = Workspace(tmp_path / "ws")
+    plain = LlamaCppEngine("llamacpp", "Q8_0", gguf_model(tiny_llama_dir, tmp_path / "q8", "Q8_0"), threads=1)
+    with tqdm(disable=True) as pbar:
+        engines = peers.llamacpp_lora_engines(ws, "tiny-llama", tiny_llama_dir, 1, pbar, [plain])
+    assert [e.fmt for e in engines] == ["Q8_0+lora", "Q8_0/passive+lora"]
+    ids = [5, 17, 99, 3, 250, 7, 8, 9]
+    base = LlamaForCausalLM.from_pretrained(str(tiny_llama_dir)).eval()
+    with torch.no_grad():
+        before = base(torch.tensor([ids])).logits[0, -1].numpy()
+        peft = PeftModel.from_pretrained(base, str(peers.peft_lora(ws, "tiny-llama", tiny_llama_dir))).eval()
+        want = peft(torch.tensor([ids])).logits[0, -1].numpy()
+    effect = np.abs(want - before).max()
+    no_lora = _llamacpp_logits(plain, ids)
+    lora_bytes = 3 * 2 * 8 * 64 * 4 + 3 * 8 * (64 + 32) * 4  # 3 layers: A of q and v [8, 64], B [64, 8] and [32, 8]
+    assert engines[0].weight_bytes()["bytes_per_token"] == plain.weight_bytes()["bytes_per_token"] + lora_bytes
+    for e in engines:
+        got = _llamacpp_logits(e, ids)
+        assert np.abs(got - no_lora).max() > 0.5 * effect  # the LoRA is on
+        np.testing.assert_allclose(got - no_lora, want - before, atol=0.2 * effect)
+        assert e.generate(ids, 6) == 6
