@@ -1,0 +1,136 @@
+"""The batch-1 greedy loop on bound buffers (``Steps.bound_step`` + ``decoder.greedy_one``): the same tokens and
+logits as the step-function paths, in every mode, with and without a task; its buffers are made once (no array
+per step, no growth with the number of steps); what it refuses."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from edgevlm.runtime import Runtime, decoder
+from edgevlm.runtime.generation import GenerationConfig
+
+PROMPT = [int(i) for i in np.random.default_rng(5).integers(5, 1000, 9)]
+
+
+def _step_fn_logits(rt: Runtime, task, prompt: list[int], feed: list[int], capacity: int | None) -> list[np.ndarray]:
+    """Logits [1, V] of the prefill and of feeding ``feed`` one token at a time through ``Steps.step_fn``."""
+    step = rt.steps.step_fn(rt.task(task), capacity)
+    ids, mask = np.array([prompt], np.int64), np.ones((1, len(prompt)), np.int64)
+    logits, past = step(ids, mask, None)
+    out = [logits]
+    for t in feed:
+        mask = np.ones((1, mask.shape[1] + 1), np.int64)
+        logits, past = step(np.array([[t]], np.int64), mask, past)
+        out.append(logits)
+    return out
+
+
+@pytest.mark.parametrize("quant", ["fp32", "int8", "int4"])
+def test_bound_logits_equal_both_step_fn_paths(mixed_bundles, quant):
+    """Step for step, the bound buffers give the shared-cache step function's logits bit for bit and the concat
+    path's within float rounding; the bound adapter is in effect (IOBinding ignores RunOptions)."""
+    rt = Runtime.load(mixed_bundles["llama"](quant), threads=1)
+    feed = [int(i) for i in np.random.default_rng(2).integers(5, 1000, 6)]
+    last = {}
+    for task in (None, "nlg", "qa"):
+        bound = rt.steps.bound_step(rt.task(task), len(PROMPT) + len(feed))
+        got = [bound.prefill(PROMPT).copy()] + [bound.feed(t).copy() for t in feed]
+        shared = _step_fn_logits(rt, task, PROMPT, feed, len(PROMPT) + len(feed))
+        concat = _step_fn_logits(rt, task, PROMPT, feed, None)
+        assert all(np.array_equal(a, b) for a, b in zip(got, shared)), (quant, task)
+        assert max(float(np.abs(a - b).max()) for a, b in zip(got, concat)) <= 1e-5, (quant, task)
+        last[task] = got[-1]
+    assert np.abs(last[None] - last["nlg"]).max() > 1e-2
+
+
+@pytest.mark.parametrize("quant", ["fp32", "int8", "int4"])
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_greedy_tokens_equal_the_step_fn_path(mixed_bundles, arch, quant):
+    """Public API: generate_tokens (the bound loop) decodes what decoder.tokens gives on the step function, with
+    and without a task, with EOS suppressed for a while and with EOS able to end the row."""
+    rt = Runtime.load(mixed_bundles[arch](quant), threads=1)
+    for task in (None, "nlg", "dialogue"):
+        t = rt.task(task)
+        for opts in ({"max_new_tokens": 12, "min_new_tokens": 12}, {"max_new_tokens": 12, "min_new_tokens": 3}):
+            cfg = rt.generation_config(task, **opts)
+            eos = t.eos_token_id if t else rt.eos_token_id
+            want = decoder.generate(rt.steps.step_fn(t, len(PROMPT) + 12), [PROMPT], cfg, eos)[0]
+            assert rt.generate_tokens(PROMPT, task, **opts) == want, (arch, quant, task, opts)
+
+
+def test_the_loop_makes_no_array_per_step(mixed_bundles):
+    """After the prefill, N greedy steps allocate no numpy data (tracemalloc, numpy's domain) and keep no
+    memory: the logits are one buffer (the bound output), rewritten in place."""
+    rt = Runtime.load(mixed_bundles["llama"]("int4"), threads=1)
+    n = 48
+    cfg = GenerationConfig(max_new_tokens=n, min_new_tokens=n)
+    bound = rt.steps.bound_step(rt.task("nlg"), len(PROMPT) + n)
+    row = bound.row
+    numpy_data = tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)
+    tracemalloc.start()
+    try:
+        toks = decoder.greedy_one(bound, PROMPT, cfg, None, None)
+        next(toks)  # the prefill: its ids array is made here
+        before = tracemalloc.take_snapshot().filter_traces([numpy_data])
+        tracemalloc.reset_peak()
+        start, _ = tracemalloc.get_traced_memory()
+        steps = sum(1 for _ in toks)
+        end, peak = tracemalloc.get_traced_memory()
+        after = tracemalloc.take_snapshot().filter_traces([numpy_data])
+    finally:
+        tracemalloc.stop()
+    assert steps == n - 1
+    assert bound.row is row and np.shares_memory(row, bound.logits)
+    assert bound.logits.ctypes.data == bound._logits.data_ptr()  # ORT writes into our buffer
+    grown = after.compare_to(before, "lineno")
+    assert sum(d.size_diff for d in grown) == 0 and sum(d.count_diff for d in grown) == 0, grown[:3]
+    # a copy of one logits row per step would lift the peak by 4 KiB; Python's own small objects stay far below
+    assert peak - start < row.nbytes // 4, (start, peak, end)
+
+
+def test_greedy_one_follows_tokens_on_a_toy_model():
+    """decoder.greedy_one yields decoder.tokens' batch-1 tokens: EOS suppressed by min_new_tokens, then ending
+    the row, a stop callback ending it early, ties broken to the lowest id."""
+    v, eos = 7, 3
+    table = np.random.default_rng(0).normal(size=(v, v)).astype(np.float32)
+    table[:, 5] = table[:, 6] = table.max() + 1  # a tie: the lower id wins
+    table[5, eos] = table[5, 5] + 1  # after token 5 EOS wins unless suppressed
+
+    class Toy:
+        def prefill(self, prompt):
+            self.buf = table[prompt[-1]][None].copy()
+            return self.buf
+
+        def feed(self, token):
+            self.buf[:] = table[token]
+            return self.buf
+
+    def step(ids, mask, past):
+        return table[ids[:, -1]].copy(), []
+
+    for cfg in (GenerationConfig(max_new_tokens=6, min_new_tokens=4), GenerationConfig(max_new_tokens=6)):
+        want = [int(t[0]) for t in decoder.tokens(step, [[1, 2]], cfg, eos)]
+        assert list(decoder.greedy_one(Toy(), [1, 2], cfg, eos, None)) == want
+    six = GenerationConfig(max_new_tokens=6, min_new_tokens=6)
+    assert list(decoder.greedy_one(Toy(), [1, 2], six, eos, None)) == [5] * 6
+    seen = []
+    assert list(decoder.greedy_one(Toy(), [1], six, eos, lambda: len(seen) == 2 or seen.append(1))) == [5] * 3
+
+
+def test_a_step_past_the_capacity_is_refused(mixed_bundles):
+    rt = Runtime.load(mixed_bundles["llama"]("fp32"), threads=1)
+    bound = rt.steps.bound_step(None, len(PROMPT) + 1)
+    bound.prefill(PROMPT)
+    bound.feed(7)
+    with pytest.raises(RuntimeError, match=f"capacity {len(PROMPT) + 1}"):
+        bound.feed(7)
+
+
+def test_a_graph_without_the_shared_cache_has_no_bound_step(mixed_bundles):
+    rt = Runtime.load(mixed_bundles["llama"]("fp32"), threads=1)
+    rt.steps.shared = False
+    assert rt.steps.bound_step(None, 16) is None
+    assert rt.generate_tokens(PROMPT, None, max_new_tokens=5, min_new_tokens=5)  # the step-function path
