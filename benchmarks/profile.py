@@ -148,7 +148,7 @@ def profile(
         "quantization": rt.manifest.backbone.quantization,
         "task": task,
         "threads": threads,
-        "loop": "bound" if rt.steps.shared else "step_fn",  # batch-1 greedy on bound buffers, or feeds per run
+        "loop": "bound-shared" if rt.steps.shared else "bound-concat",  # batch-1 greedy: bound buffers, cache mode
         "decode_steps": calls[0]["steps"],
         "rounds": rounds,
         "prefill_ms": prefill_ms,
