@@ -22,6 +22,11 @@ A graph whose manifest says ``kv_cache: shared`` (GroupQueryAttention) can
 keep each layer's past and present in ONE buffer sized for the whole call
 (:class:`SharedCache`): each run appends its keys/values in place.
 
+One greedy row (batch 1) decodes on :meth:`Steps.bound_step` instead: its ids,
+attention mask and logits are buffers made once per call and bound through
+IOBinding (:class:`BoundStep` on the shared cache, :class:`BoundConcat`
+otherwise), so a step makes no array and the argmax reads the logits in place.
+
 A step function (:meth:`Steps.step_fn`) is bound to one task when it is made,
 so a decode started under one task cannot be continued under another. Steps
 keeps only caches of read-only adapter data (under a lock): thread-safe.
