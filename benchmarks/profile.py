@@ -114,6 +114,24 @@ def kernel_split(runs: list, calls: list[dict], skip: int) -> tuple[float, float
     return sum(d for _, d, _ in decode) / 1e3 / steps, sum(kernels.values()) / 1e3 / steps, ops, prefill
 
 
+def measure(bundle: Path, task, tokens: int, prompt_tokens: int, threads: int | None, rounds: int) -> tuple:
+    """A warm-up and ``rounds`` timed calls on a profiling runtime -> (runtime, task, timed session, calls, ORT
+    profiler events, runs before the first call)."""
+    from .engines import Engine
+
+    with tempfile.TemporaryDirectory(prefix="edgevlm-profile-") as tmp:
+        rt, sess, timed = profiling_runtime(bundle, threads, str(Path(tmp) / "ort"))
+        task = next(iter(rt.tasks), None) if task == FIRST_TASK else task
+        eng = Engine("edgevlm", rt.manifest.backbone.quantization, bundle, threads or 1, task)
+        eng.model, eng.tokenizer = rt, rt.tokenizer
+        prompt = eng.prompt(prompt_tokens)
+        rt.generate_tokens(prompt, task=task, max_new_tokens=4, min_new_tokens=4)  # warm-up
+        skip = len(timed.runs)
+        calls = timed_calls(rt, timed, prompt, task, tokens, rounds)
+        events = json.loads(Path(sess.end_profiling()).read_text())
+    return rt, task, timed, calls, events, skip
+
+
 def profile(
     bundle: str | Path,
     task: str | None = FIRST_TASK,
@@ -127,19 +145,8 @@ def profile(
 
     ``task``: a task name, None for the plain backbone, or FIRST_TASK for the bundle's first task.
     """
-    from .engines import Engine
-
     bundle = Path(bundle)
-    with tempfile.TemporaryDirectory(prefix="edgevlm-profile-") as tmp:
-        rt, sess, timed = profiling_runtime(bundle, threads, str(Path(tmp) / "ort"))
-        task = next(iter(rt.tasks), None) if task == FIRST_TASK else task
-        eng = Engine("edgevlm", rt.manifest.backbone.quantization, bundle, threads or 1, task)
-        eng.model, eng.tokenizer = rt, rt.tokenizer
-        prompt = eng.prompt(prompt_tokens)
-        rt.generate_tokens(prompt, task=task, max_new_tokens=4, min_new_tokens=4)  # warm-up
-        skip = len(timed.runs)
-        calls = timed_calls(rt, timed, prompt, task, tokens, rounds)
-        events = json.loads(Path(sess.end_profiling()).read_text())
+    rt, task, timed, calls, events, skip = measure(bundle, task, tokens, prompt_tokens, threads, rounds)
     model_run_ms, kernel_ms, ops, prefill_ms = kernel_split(split_runs(events)[skip:], calls, skip)
     run_wall = sum(timed.runs[i] for c in calls for i in list(c["runs"])[1:]) * 1e3 / sum(c["steps"] for c in calls)
     step_ms = statistics.median(c["step_ms"] for c in calls)
