@@ -166,6 +166,7 @@ def test_profile_splits_decode_time(bench_bundle):
 
     p = profile(bench_bundle, "dialogue", tokens=6, prompt_tokens=10, threads=1)
     assert p["decode_steps"] == 5 and p["task"] == "dialogue" and p["quantization"] == "fp32"
+    assert p["loop"] == "bound-shared" and len(p["python_ms_per_token_rounds"]) == p["rounds"] == 3
     assert 0 < p["kernels_ms_per_token"] < p["decode_ms_per_token"]
     assert any("MatMul" in op for op in p["ops_ms_per_token"])
     assert sum(p["ops_ms_per_token"].values()) == pytest.approx(p["kernels_ms_per_token"], rel=1e-6)

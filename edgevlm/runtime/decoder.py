@@ -23,7 +23,8 @@ count as finished.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -104,6 +105,30 @@ def tokens(
         if finished.all() or n + 1 == cfg.max_new_tokens:
             return
         logits = seqs.advance(np.where(finished, pad, nxt))
+
+
+class BoundStep(Protocol):
+    """One row's model with its inputs and logits bound in place (:class:`edgevlm.runtime.steps.BoundStep`):
+    both methods return the same [1, V] logits buffer, rewritten by every run."""
+
+    def prefill(self, prompt: Sequence[int]) -> np.ndarray: ...
+
+    def feed(self, token: int) -> np.ndarray: ...
+
+
+def greedy_one(
+    step: BoundStep, prompt: Sequence[int], cfg: GenerationConfig, eos: int | None, stopped: Callable[[], bool] | None
+) -> Iterator[int]:
+    """Greedy decoding of one prompt: :func:`tokens`' tokens for a batch of one, as ints, with no array made per
+    step (the argmax reads the bound logits in place). Ends after ``eos`` (yielded), when ``stopped()`` or at
+    ``cfg.max_new_tokens``."""
+    logits = step.prefill(prompt)  # [1, V]
+    for n in range(cfg.max_new_tokens):
+        tok = int(suppress_eos(logits, eos, n, cfg).argmax())  # one row: the flat index is the token
+        yield tok
+        if tok == eos or (stopped is not None and stopped()) or n + 1 == cfg.max_new_tokens:
+            return
+        logits = step.feed(tok)
 
 
 def generate(step: StepFn, prompts: list[list[int]], cfg: GenerationConfig, eos: int | None) -> list[list[int]]:

@@ -280,6 +280,12 @@ class Runtime:
     ) -> Iterator[list[str]]:
         """Greedy or sampled decoding of left-padded prompts; yields each step's new text per row."""
         eos, capacity = self._eos(task), max(len(p) for p in prompts) + cfg.max_new_tokens
+        if len(prompts) == 1 and not cfg.do_sample:  # one greedy row: inputs and logits bound, no array per step
+            row, bound = rows[0], self.steps.bound_step(task, capacity)
+            for t in decoder.greedy_one(bound, prompts[0], cfg, eos, stopped=lambda: row.done):
+                yield [row.finish() if t == eos else row.push(t)]
+            yield [row.finish()]
+            return
         step = self.steps.step_fn(task, capacity)
         steps = decoder.tokens(step, prompts, cfg, eos, stopped=lambda: np.array([r.done for r in rows]))
         for nxt in steps:

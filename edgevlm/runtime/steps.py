@@ -22,6 +22,11 @@ A graph whose manifest says ``kv_cache: shared`` (GroupQueryAttention) can
 keep each layer's past and present in ONE buffer sized for the whole call
 (:class:`SharedCache`): each run appends its keys/values in place.
 
+One greedy row (batch 1) decodes on :meth:`Steps.bound_step` instead: its ids,
+attention mask and logits are buffers made once per call and bound through
+IOBinding (:class:`BoundStep` on the shared cache, :class:`BoundConcat`
+otherwise), so a step makes no array and the argmax reads the logits in place.
+
 A step function (:meth:`Steps.step_fn`) is bound to one task when it is made,
 so a decode started under one task cannot be continued under another. Steps
 keeps only caches of read-only adapter data (under a lock): thread-safe.
@@ -132,6 +137,12 @@ class Steps:
 
     # -- step functions for edgevlm.runtime.decoder -----------------------------------------------------------
 
+    def bound_step(self, task: Task | None, capacity: int) -> BoundStep | BoundConcat:
+        """One greedy row reaching ``capacity`` positions under ``task``'s adapter, its inputs and logits bound in
+        place: on the shared cache (:class:`BoundStep`) or feeding each run's presents back (:class:`BoundConcat`)."""
+        inputs = self.bound_inputs(task)
+        return BoundStep(self, capacity, inputs) if self.shared else BoundConcat(self, capacity, inputs)
+
     def step_fn(self, task: Task | None, capacity: int | None = None) -> StepFn:
         """The graph as a step function under ``task``'s adapter. With ``capacity`` (positions the call will
         reach) on a shared-cache graph, one that appends to a :class:`SharedCache` (beam search, which reorders
@@ -162,7 +173,8 @@ class SharedCache:
         shape = (batch, g.n_kv_head, capacity, g.head_dim)
         self.capacity, self._session, self._io = capacity, steps.session, steps.session.io_binding()
         self._buffers = [ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32) for _ in steps.past]
-        self._logits = ort.OrtValue.ortvalue_from_shape_and_type((batch, 1, g.vocab_size), np.float32)
+        self.logits = np.empty((batch, 1, g.vocab_size), np.float32)  # [b, 1, V]: every run writes it in place
+        self._logits = ort.OrtValue.ortvalue_from_numpy(self.logits)  # does not own memory: self.logits does
         self._io.bind_ortvalue_output(names.LOGITS, self._logits)
         for past, present, buf in zip(steps.past, steps.present, self._buffers):
             self._io.bind_ortvalue_input(past, buf)
@@ -177,9 +189,98 @@ class SharedCache:
 
     def run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """One graph run appending to the cache. ids [b, s], mask [b, past + s] -> last-position logits [b, V]"""
+        self._run(ids, mask)
+        return self.logits[:, -1].copy()  # the caller may keep it past the next run
+
+    def _run(self, ids: np.ndarray, mask: np.ndarray) -> None:
         if mask.shape[1] > self.capacity:
             raise RuntimeError(f"a run of {mask.shape[1]} positions is past the cache's capacity {self.capacity}")
         self._io.bind_cpu_input(names.INPUT_IDS, ids)
         self._io.bind_cpu_input(names.ATTENTION_MASK, mask)
         self._session.run_with_iobinding(self._io)
-        return self._logits.numpy()[:, -1].copy()
+
+
+class BoundStep(SharedCache):
+    """Greedy batch-1 decoding on a :class:`SharedCache` with every per-step input preallocated and bound in
+    place, so a step allocates no array: ids [1, 1] (bound once, rewritten per token), the attention mask
+    [1, capacity] of ones (one row has no padding; rebound per step as its first ``length`` columns) and the
+    logits [1, V], a view of the bound output that every run rewrites (read it before the next run)."""
+
+    def __init__(self, steps: Steps, capacity: int, inputs: Mapping[str, ort.OrtValue]):
+        super().__init__(steps, 1, capacity, inputs)
+        self._ids = np.zeros((1, 1), np.int64)  # [1, 1]: the token fed by the next step
+        self._ids_value = ort.OrtValue.ortvalue_from_numpy(self._ids)  # does not own memory: self._ids does
+        self._mask = np.ones((1, capacity), np.int64)  # [1, capacity]
+        self._mask_at = self._mask.ctypes.data
+        self.row = self.logits[:, -1]  # [1, V] view of the bound output
+        self.length = 0  # positions in the cache
+
+    def prefill(self, prompt: Sequence[int]) -> np.ndarray:
+        """Run the prompt (ids: one array, once); its last-position logits [1, V] (:attr:`row`)."""
+        self.length = len(prompt)
+        self._run(np.array([prompt], np.int64), self._mask[:, : self.length])
+        self._io.bind_ortvalue_input(names.INPUT_IDS, self._ids_value)  # every later run reads self._ids
+        return self.row
+
+    def feed(self, token: int) -> np.ndarray:
+        """Append ``token``; its logits [1, V] (:attr:`row`, rewritten in place)."""
+        if self.length >= self.capacity:
+            raise RuntimeError(f"a run of {self.length + 1} positions is past the cache's capacity {self.capacity}")
+        self._ids[0, 0] = token
+        self.length += 1
+        self._io.bind_input(names.ATTENTION_MASK, "cpu", 0, np.int64, (1, self.length), self._mask_at)
+        self._session.run_with_iobinding(self._io)
+        return self.row
+
+
+class BoundConcat:
+    """:class:`BoundStep` for a graph without the shared cache (``kv_cache: concat``, or no ``logits_to_keep``):
+    the same bound ids / mask / logits buffers, through IOBinding; each run's presents (allocated by ONNX
+    Runtime: past + new) are bound as the next run's past, so the cache never passes through numpy."""
+
+    def __init__(self, steps: Steps, capacity: int, inputs: Mapping[str, ort.OrtValue]):
+        g = steps.graph
+        self.capacity, self._steps, self._session, self._io = capacity, steps, steps.session, steps.session.io_binding()
+        self._ids = np.zeros((1, 1), np.int64)  # [1, 1]: the token fed by the next step
+        self._ids_value = ort.OrtValue.ortvalue_from_numpy(self._ids)  # does not own memory: self._ids does
+        self._mask = np.ones((1, capacity), np.int64)  # [1, capacity]
+        self.logits = np.empty((1, 1, g.vocab_size), np.float32)  # [1, 1, V]: decode runs write it in place
+        self._logits = ort.OrtValue.ortvalue_from_numpy(self.logits)
+        self.row, self.length = self.logits[:, -1], 0  # [1, V] view of the bound output; positions in the cache
+        self._io.bind_output(names.LOGITS, "cpu")  # first output (the prefill's [1, s, V] without the option)
+        self._empty = np.zeros((1, g.n_kv_head, 0, g.head_dim), np.float32)  # the prefill's past, every layer
+        empty = ort.OrtValue.ortvalue_from_numpy(self._empty)
+        for past in steps.past:
+            self._io.bind_ortvalue_input(past, empty)
+        self._keep = {k: ort.OrtValue.ortvalue_from_numpy(v) for k, v in steps.options.items()}
+        for name, value in {**self._keep, **inputs}.items():
+            self._io.bind_ortvalue_input(name, value)
+
+    def prefill(self, prompt: Sequence[int]) -> np.ndarray:
+        """Run the prompt (ids: one array, once); its last-position logits [1, V] (:attr:`row`)."""
+        self.length = len(prompt)
+        self._io.bind_cpu_input(names.INPUT_IDS, np.array([prompt], np.int64))
+        self.row[:] = self._run().numpy()[:, -1]  # [1, V] of [1, kept, V]: once per call
+        self._io.bind_ortvalue_output(names.LOGITS, self._logits)  # decode runs write [1, 1, V] in place
+        self._io.bind_ortvalue_input(names.INPUT_IDS, self._ids_value)  # every later run reads self._ids
+        return self.row
+
+    def feed(self, token: int) -> np.ndarray:
+        """Append ``token``; its logits [1, V] (:attr:`row`, rewritten in place)."""
+        if self.length >= self.capacity:
+            raise RuntimeError(f"a run of {self.length + 1} positions is past the cache's capacity {self.capacity}")
+        self._ids[0, 0] = token
+        self.length += 1
+        self._run()
+        return self.row
+
+    def _run(self) -> ort.OrtValue:
+        """One run over the first ``length`` mask columns; its presents become the next run's past."""
+        self._io.bind_input(names.ATTENTION_MASK, "cpu", 0, np.int64, (1, self.length), self._mask.ctypes.data)
+        for present in self._steps.present:
+            self._io.bind_output(present, "cpu")  # a fresh output: ORT allocates past + new
+        self._session.run_with_iobinding(self._io)
+        out = self._io.get_outputs()  # [logits] + presents, in binding order
+        for past, value in zip(self._steps.past, out[1:]):
+            self._io.bind_ortvalue_input(past, value)
+        return out[0]
