@@ -21,7 +21,7 @@ PLATEAU = 0.5  # metric points gained from one budget to the next below which fu
 
 def curve_cells(cells, ws, bb_path: Path, task: str, p: qp.Profile, data: tuple, test: list, bar) -> list:
     """Every (system, budget) cell of one task, trained on first use."""
-    from .quality_real import torch_cell, train_cell
+    from .quality_cells import torch_cell, train_cell
 
     rows, bb = [], None
     for steps in p.budgets:
