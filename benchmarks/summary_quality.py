@@ -111,15 +111,16 @@ def train_speed(results: Path, link: str) -> str:
         return ""
     base = next((r for r in recs if r["config"] == "before"), recs[0])
     rows = [{**r, "speedup": r["examples_per_cpu_s"] / base["examples_per_cpu_s"],
-             "loss": r["valid_loss"][-1]} for r in recs]  # fmt: skip
+             "loss": f"{r['valid_loss'][-1]:.4f}"} for r in recs]  # fmt: skip
     cols = [("config", "configuration"), ("precision", "precision"), ("grouped", "length-grouped"),
             ("examples_per_s", "examples/s (wall)"), ("examples_per_cpu_s", "examples per CPU-s"),
-            ("speedup", "x before (CPU s)"), ("loss", "final validation loss"), ("bleu", "held-out BLEU")]  # fmt: skip
+            ("speedup", "x before (CPU s)"), ("loss", "final validation loss"), ("bleu", "held-out BLEU"),
+            ("load_avg", "load average at end")]  # fmt: skip
     first = recs[0]
     return (
         "## Training speed on the CPU (SmolLM2-135M adapter, E2E)\n\n"
-        f"*`{first.get('command', 'python experiments/train_step/real_step.py')}` on {first.get('cpu', '?')}, "
-        f"load average {first.get('load_avg', '?')}; [records]({link}{TRAIN_SPEED}). {first['steps']} steps x batch "
+        f"*`{first.get('command', 'python experiments/train_step/real_step.py')}` on {first.get('cpu', '?')} "
+        f"(2 cores, shared); [records]({link}{TRAIN_SPEED}). {first['steps']} steps x batch "
         f"{first['batch']}, each configuration in its own process; CPU time is the load-robust measure.*\n\n"
         + md_table(rows, cols)
     )
