@@ -224,13 +224,18 @@ class BoundStep(SharedCache):
 
     def feed(self, token: int) -> np.ndarray:
         """Append ``token``; its logits [1, V] (:attr:`row`, rewritten in place)."""
-        if self.length >= self.capacity:
-            raise RuntimeError(f"a run of {self.length + 1} positions is past the cache's capacity {self.capacity}")
-        self._ids[0, 0] = token
-        self.length += 1
+        _advance(self, token)
         self._io.bind_input(names.ATTENTION_MASK, "cpu", 0, np.int64, (1, self.length), self._mask_at)
         self._session.run_with_iobinding(self._io)
         return self.row
+
+
+def _advance(bound: BoundStep | BoundConcat, token: int) -> None:
+    """A bound row's next position: ``token`` into its bound ids [1, 1]; refused past its capacity."""
+    if bound.length >= bound.capacity:
+        raise RuntimeError(f"a run of {bound.length + 1} positions is past the cache's capacity {bound.capacity}")
+    bound._ids[0, 0] = token
+    bound.length += 1
 
 
 class BoundConcat:
@@ -267,10 +272,7 @@ class BoundConcat:
 
     def feed(self, token: int) -> np.ndarray:
         """Append ``token``; its logits [1, V] (:attr:`row`, rewritten in place)."""
-        if self.length >= self.capacity:
-            raise RuntimeError(f"a run of {self.length + 1} positions is past the cache's capacity {self.capacity}")
-        self._ids[0, 0] = token
-        self.length += 1
+        _advance(self, token)
         self._run()
         return self.row
 

@@ -23,7 +23,8 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-from edgevlm.train.meteor import check_refs, meteor
+from edgevlm.train.meteor import meteor
+from edgevlm.train.refcheck import check_refs
 
 Ngrams = Counter  # n-gram tuple -> count
 

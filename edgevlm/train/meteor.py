@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from edgevlm.core.errors import ConfigError
+from edgevlm.train.refcheck import check_refs
 
 ALPHA, BETA, GAMMA = 0.85, 0.20, 0.60  # Meteor 1.5, language 'en', task 'rank' (the default)
 EXACT, STEM = 0, 1  # module ids
@@ -218,16 +218,6 @@ def row_stats(hyp: str, refs: Sequence[str]) -> Stats:
         if score(s) > best_score:
             best, best_score = s, score(s)
     return best
-
-
-def check_refs(preds: Sequence[str], refs: Sequence[Sequence[str]]) -> None:
-    """One-line ConfigErrors for unusable input (shared with :mod:`edgevlm.train.e2e_metrics`)."""
-    if len(preds) != len(refs):
-        raise ConfigError(f"{len(preds)} predictions but {len(refs)} reference lists")
-    if not preds:
-        raise ConfigError("no predictions to score")
-    if any(not r for r in refs):
-        raise ConfigError("every prediction needs at least one reference")
 
 
 def meteor(preds: Sequence[str], refs: Sequence[Sequence[str]]) -> float:

@@ -16,25 +16,17 @@ from collections import Counter
 from collections.abc import Sequence
 
 from edgevlm.core.errors import ConfigError
+from edgevlm.train.refcheck import check_refs
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = set(string.punctuation)
-
-
-def _check(preds: Sequence[str], refs: Sequence[Sequence[str]]) -> None:
-    if len(preds) != len(refs):
-        raise ConfigError(f"{len(preds)} predictions but {len(refs)} reference lists")
-    if not preds:
-        raise ConfigError("no predictions to score")
-    if any(not r for r in refs):
-        raise ConfigError("every prediction needs at least one reference")
 
 
 def bleu(preds: Sequence[str], refs: Sequence[Sequence[str]]) -> float:
     """Corpus BLEU (sacrebleu defaults: 13a tokenisation, exponential smoothing) with all references."""
     import sacrebleu
 
-    _check(preds, refs)
+    check_refs(preds, refs)
     k = max(len(r) for r in refs)
     streams = [[r[i] if i < len(r) else None for r in refs] for i in range(k)]  # None: no i-th reference
     return float(sacrebleu.corpus_bleu(list(preds), streams).score)
@@ -44,7 +36,7 @@ def rouge(preds: Sequence[str], refs: Sequence[Sequence[str]]) -> dict[str, floa
     """Mean ROUGE-1/2/L F-measure; per example the best-scoring reference counts."""
     from rouge_score import rouge_scorer
 
-    _check(preds, refs)
+    check_refs(preds, refs)
     types = ("rouge1", "rouge2", "rougeL")
     scorer = rouge_scorer.RougeScorer(list(types), use_stemmer=True)
     totals = dict.fromkeys(types, 0.0)
@@ -75,13 +67,13 @@ def token_f1(pred: str, ref: str) -> float:
 
 def f1(preds: Sequence[str], refs: Sequence[Sequence[str]]) -> float:
     """Mean over examples of the best token F1 against any reference."""
-    _check(preds, refs)
+    check_refs(preds, refs)
     return 100.0 * sum(max(token_f1(p, x) for x in r) for p, r in zip(preds, refs)) / len(preds)
 
 
 def exact_match(preds: Sequence[str], refs: Sequence[Sequence[str]]) -> float:
     """Share of predictions equal to some reference after normalisation."""
-    _check(preds, refs)
+    check_refs(preds, refs)
     hit = sum(any(normalize_answer(p) == normalize_answer(x) for x in r) for p, r in zip(preds, refs))
     return 100.0 * hit / len(preds)
 
